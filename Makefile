@@ -1,0 +1,90 @@
+# certfleet - one plain Makefile.  `make` builds build/certfleet.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+SHAREDIR ?= $(PREFIX)/share/certfleet
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS    := libssh2 openssl libcurl jansson
+
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral \
+           -Wstrict-prototypes -Wmissing-prototypes -Wvla
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS := -std=gnu11 $(WARN) -Iinclude -D_GNU_SOURCE -pthread \
+              $(PKG_CFLAGS) $(CFLAGS)
+LIBS    := $(PKG_LIBS) -pthread
+
+SRCS    := $(wildcard src/*.c)
+OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+HDRS    := $(wildcard include/certfleet/*.h)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+.PHONY: all deps unit test check demo bench fuzz install clean format
+
+all: $(BUILD)/certfleet
+
+$(BUILD)/certfleet: $(OBJS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
+
+$(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+unit: $(UNIT_BINS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(HDRS) | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LIBS) -lcmocka
+
+# Installs missing Debian packages (root), then builds.
+deps:
+	sh tests/lib/deps.sh
+
+# The whole suite: unit tests, playbook examples, end-to-end on real nodes.
+test: deps
+	$(MAKE) all unit
+	BUILD=$(BUILD) sh tests/run.sh
+
+# The same suite under ASan+UBSan.
+check: deps
+	$(MAKE) BUILD=build-asan CC=clang \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  all unit
+	BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 sh tests/run.sh
+
+demo: deps
+	$(MAKE) all
+	sh tests/demo.sh
+
+bench: deps
+	$(MAKE) all
+	sh tests/bench/run.sh
+
+FUZZ_TIME ?= 60
+fuzz: deps
+	sh tests/fuzz/run.sh $(FUZZ_TIME)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/hooks \
+	  $(DESTDIR)$(SHAREDIR)/playbooks $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man5
+	install -m 0755 $(BUILD)/certfleet $(DESTDIR)$(BINDIR)/certfleet
+	install -m 0644 playbooks/*.json $(DESTDIR)$(SHAREDIR)/playbooks/
+	for f in hooks/*; do [ -f "$$f" ] && install -m 0755 "$$f" $(DESTDIR)$(SHAREDIR)/hooks/ || true; done
+	install -m 0644 docs/certfleet.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/certfleet-playbook.5 $(DESTDIR)$(MANDIR)/man5/
+
+format:
+	clang-format -i src/*.c include/certfleet/*.h tests/unit/*.c
+
+clean:
+	rm -rf build build-asan build-fuzz

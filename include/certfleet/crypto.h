@@ -1,0 +1,76 @@
+/* crypto.h - certificates and keys.  The only module (with tlsprobe and
+ * the JWS code) that includes OpenSSL headers; everything else handles PEM
+ * text, DER bytes and the plain structs below. */
+#ifndef CERTFLEET_CRYPTO_H
+#define CERTFLEET_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "certfleet/err.h"
+#include "certfleet/playbook.h"
+
+struct cf_certinfo {
+	unsigned char sha256[32];  /* of the leaf's DER: the identity we compare */
+	char sha256_hex[65];
+	int64_t not_before;        /* epoch seconds */
+	int64_t not_after;
+	char *subject;             /* one-line RFC 2253 */
+	char *issuer;              /* one-line RFC 2253 */
+	char *issuer_cn;           /* CN of the issuer or NULL */
+	char serial_hex[80];       /* lower-case hex, no separators */
+	char **names;              /* DNS SANs (and CN if no SANs) */
+	size_t n_names;
+	unsigned char *aki;        /* authority key identifier or NULL */
+	size_t aki_len;
+	unsigned char *serial;     /* serial DER content bytes (for ARI) */
+	size_t serial_len;
+};
+void crypto_certinfo_free(struct cf_certinfo *ci); /* frees members */
+
+/* Parse one DER certificate. */
+int crypto_certinfo_der(const unsigned char *der, size_t len,
+                        struct cf_certinfo *out, cf_err_t *err);
+/* Parse the first certificate of a PEM text. */
+int crypto_certinfo_pem(const char *pem, size_t len, struct cf_certinfo *out,
+                        cf_err_t *err);
+
+/* A certificate bundle as certfleet stores and deploys it: normalized PEM
+ * texts, each ending in a newline.  key is secret: crypto_bundle_free wipes. */
+struct cf_bundle {
+	char *cert;       /* leaf only */
+	char *chain;      /* intermediates, may be "" */
+	char *fullchain;  /* cert + chain */
+	char *privkey;    /* PEM private key (PKCS#8 or traditional, as given) */
+};
+void crypto_bundle_free(struct cf_bundle *b);
+
+/* Build a bundle from PEM inputs.  cert_pem may hold the leaf followed by
+ * the chain (fullchain); chain_pem (may be NULL) adds intermediates.
+ * Checks, failing with CF_ERR_DATA and a message naming `what` (e.g. the
+ * file name): every block is PEM and parses; the key matches the leaf;
+ * the leaf is not expired at `now` (epoch) and not yet-invalid; if
+ * n_domains > 0, the leaf's names cover every domain (wildcards per
+ * RFC 6125: "*.example.com" covers "a.example.com" only). */
+int crypto_bundle_from_pem(const char *cert_pem, const char *chain_pem,
+                           const char *key_pem, char *const *domains,
+                           size_t n_domains, int64_t now,
+                           struct cf_bundle *out, struct cf_certinfo *info,
+                           cf_err_t *err);
+
+/* Fresh private key of the given type as PKCS#8 PEM (caller frees with
+ * cf_free_secret(p, strlen(p))). */
+int crypto_key_generate(cf_key_type_t type, char **pem_out, cf_err_t *err);
+/* CSR (DER) for domains signed by key_pem; CN = domains[0], all in SAN. */
+int crypto_csr_der(const char *key_pem, char *const *domains, size_t n,
+                   unsigned char **der, size_t *der_len, cf_err_t *err);
+
+/* SHA-256 of bytes. */
+void crypto_sha256(const void *p, size_t n, unsigned char out[32]);
+/* Base64url without padding; caller frees. */
+char *crypto_b64url(const unsigned char *p, size_t n);
+/* Decode base64url (padding optional); caller frees *out. */
+int crypto_b64url_decode(const char *s, unsigned char **out, size_t *len);
+
+#endif

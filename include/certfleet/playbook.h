@@ -1,0 +1,128 @@
+/* playbook.h - load and validate a playbook (JSON).
+ *
+ * A playbook describes one certificate, its CA and the fleet it is deployed
+ * to.  playbook_load() either returns a fully validated, defaults-applied
+ * struct or fails with CF_ERR_CONFIG and a message of the form
+ *     "FILE:LINE: KEY.PATH: what is wrong"
+ * e.g. "web.json:14: nodes[2].host: contains whitespace".
+ * Nothing outside this module sees JSON. */
+#ifndef CERTFLEET_PLAYBOOK_H
+#define CERTFLEET_PLAYBOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "certfleet/err.h"
+
+typedef enum {
+	CF_KEY_EC_P256 = 0, /* "ec-p256" (default) */
+	CF_KEY_EC_P384,     /* "ec-p384" */
+	CF_KEY_RSA_2048,    /* "rsa-2048" */
+	CF_KEY_RSA_3072,    /* "rsa-3072" */
+	CF_KEY_RSA_4096,    /* "rsa-4096" */
+} cf_key_type_t;
+
+typedef enum {
+	CF_CONTENT_CERT = 0, /* "cert": leaf only */
+	CF_CONTENT_CHAIN,    /* "chain": intermediates only */
+	CF_CONTENT_FULLCHAIN,/* "fullchain": leaf + intermediates */
+	CF_CONTENT_PRIVKEY,  /* "privkey" */
+	CF_CONTENT_COMBINED, /* "combined": fullchain then key (HAProxy) */
+} cf_content_t;
+
+struct cf_file_spec {
+	char *path;          /* absolute, validated charset, no ".." */
+	cf_content_t content;
+	unsigned mode;       /* default 0600 for privkey/combined, else 0644 */
+	char *owner;         /* NULL = leave as created */
+	char *group;         /* NULL = leave as created */
+};
+
+struct cf_node {
+	char *name;          /* unique; [A-Za-z0-9._-], no leading '-' */
+	char *host;          /* hostname, IPv4 or IPv6 literal */
+	unsigned port;       /* ssh port, node override or ssh.port */
+	char *user;          /* node override or ssh.user */
+};
+
+struct cf_playbook {
+	char *path;          /* the file it was loaded from */
+
+	struct {
+		char *name;          /* store name; [A-Za-z0-9._-] */
+		char **domains;      /* n_domains >= 1 */
+		size_t n_domains;
+		cf_key_type_t key_type;
+	} cert;
+
+	struct {
+		char *user;          /* default "root" */
+		unsigned port;       /* default 22 */
+		char *identity;      /* absolute path; NULL = ~/.ssh/id_ed25519 etc. not supported: required */
+		char *known_hosts;   /* absolute path; default /etc/ssh/ssh_known_hosts */
+		unsigned connect_timeout; /* seconds, default 10 */
+		unsigned timeout;         /* seconds, per-node operation, default 60 */
+	} ssh;
+
+	struct {
+		struct cf_file_spec *files; /* n_files >= 1 */
+		size_t n_files;
+		char *check;         /* shell command run on the node; NULL = none */
+		char *reload;        /* shell command; NULL = none */
+		char *webroot;       /* absolute dir for http-01 files; NULL = none */
+	} deploy;
+
+	struct {
+		unsigned port;       /* default 443 */
+		char *server_name;   /* SNI; default cert.domains[0] */
+		unsigned timeout;    /* seconds to wait for the new cert, default 10 */
+	} verify;
+
+	struct {
+		unsigned concurrency;  /* default 32, 1..1024 */
+		unsigned canary;       /* default 1, 0 disables */
+		unsigned max_failures; /* stop after this many check/reload/verify
+		                          failures; 0 = no limit (default) */
+	} rollout;
+
+	struct {
+		char *directory;       /* https URL; NULL = no ACME (deploy only) */
+		char **contact;        /* "mailto:..." URIs, NULL-terminated or NULL */
+		size_t n_contact;
+		char *challenge;       /* "http-01" (default) or "dns-01" */
+		char *dns_hook;        /* absolute path, required for dns-01 */
+		char *ca_bundle;       /* absolute path; NULL = system store */
+		double renew_before_days; /* 0 = auto (one third of lifetime) */
+		char *preferred_chain; /* issuer CN; NULL = default chain */
+		char *profile;         /* NULL = CA default */
+		bool reuse_key;        /* default false */
+		char *eab_kid;         /* both or neither */
+		char *eab_hmac_key;    /* base64url */
+		unsigned timeout;      /* seconds for a whole issuance, default 300 */
+	} acme;
+
+	struct {
+		char **webhooks;       /* https/http URLs, n_webhooks may be 0 */
+		size_t n_webhooks;
+		char *command;         /* absolute path or NULL */
+		double warn_days;      /* 0 = auto */
+	} notify;
+
+	struct cf_node *nodes;  /* n_nodes >= 1, names unique */
+	size_t n_nodes;
+};
+
+/* Parse and validate. *out owned by caller (playbook_free). */
+int playbook_load(const char *path, struct cf_playbook **out, cf_err_t *err);
+/* Same, from memory; `name` is used in messages in place of a path. */
+int playbook_load_buf(const char *name, const char *buf, size_t len,
+                      struct cf_playbook **out, cf_err_t *err);
+void playbook_free(struct cf_playbook *pb);
+
+const char *playbook_content_name(cf_content_t c);
+const char *playbook_key_type_name(cf_key_type_t k);
+/* Find a node by name; NULL if absent. Borrowed pointer. */
+const struct cf_node *playbook_node(const struct cf_playbook *pb,
+                                    const char *name);
+
+#endif

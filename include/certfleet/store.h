@@ -1,0 +1,108 @@
+/* store.h - the coordinator's state directory.
+ *
+ *   STATE/                         0700
+ *     lock                         flock()ed by a run; holds "pid host cmd"
+ *     CERTNAME/                    one per playbook certificate.name
+ *       current                    version id of the current certificate
+ *       versions/ID/               ID = 20261125T064359Z-<sha256[0:8]>
+ *         cert.pem chain.pem fullchain.pem   0644
+ *         privkey.pem                        0600
+ *       nodes.json                 per-node state (below)
+ *       renewal.json               ACME renewal state
+ *     accounts/HASH/account.key    0600, HASH = sha256(directory URL)[0:16]
+ *
+ * Every file is written with cf_write_atomic; a reader never sees a partial
+ * file.  A corrupt file is reported as CF_ERR_STATE naming it, never
+ * silently replaced. */
+#ifndef CERTFLEET_STORE_H
+#define CERTFLEET_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "certfleet/crypto.h"
+#include "certfleet/err.h"
+
+typedef struct cf_store cf_store_t;
+
+/* Open (creating 0700 if needed) the state dir for certificate `name`. */
+int store_open(const char *state_dir, const char *cert_name,
+               cf_store_t **out, cf_err_t *err);
+void store_close(cf_store_t *st);
+const char *store_dir(const cf_store_t *st); /* STATE/CERTNAME, borrowed */
+const char *store_root(const cf_store_t *st); /* STATE, borrowed */
+
+/* Take the run lock. wait_s < 0: wait forever; 0: fail at once with
+ * CF_ERR_LOCKED naming the holder ("pid 123 on host, since ..., running
+ * 'deploy'"); > 0: wait up to that many seconds.  A lock left by a killed
+ * run is free (flock dies with its holder). Released by store_close. */
+int store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err);
+
+/* Certificate versions. */
+int store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
+                     char **version_out, cf_err_t *err); /* and make current */
+/* Current bundle: returns 0 with *found=false if the store has none. */
+int store_get_current(cf_store_t *st, struct cf_bundle *b,
+                      struct cf_certinfo *info, char **version, bool *found,
+                      cf_err_t *err);
+/* Version before the current one (for rollback), same contract. */
+int store_get_previous(cf_store_t *st, struct cf_bundle *b,
+                       struct cf_certinfo *info, char **version, bool *found,
+                       cf_err_t *err);
+
+/* Per-node state. */
+struct cf_node_state {
+	char *name;
+	/* what the node was last seen serving */
+	char serving_sha256[65];    /* "" = unknown */
+	int64_t serving_not_after;  /* 0 = unknown */
+	int64_t last_seen;          /* when that was observed */
+	int64_t last_success;       /* last time it verified serving current */
+	int64_t last_change;        /* last time certfleet changed its files */
+	/* quarantine */
+	bool quarantined;
+	char *reason;               /* token: "timeout", "manual", ... */
+	char *detail;               /* human message */
+	int64_t quarantined_since;
+	unsigned attempts;          /* consecutive failed attempts */
+	bool manual;                /* added by `quarantine add`: not retried */
+};
+
+struct cf_node_states {
+	struct cf_node_state *v;
+	size_t n;
+};
+
+int store_load_nodes(cf_store_t *st, struct cf_node_states *out,
+                     cf_err_t *err);
+int store_save_nodes(cf_store_t *st, const struct cf_node_states *ns,
+                     cf_err_t *err);
+/* Find or add (zeroed) the state for `name`; pointer valid until the next
+ * call that adds. */
+struct cf_node_state *store_node(struct cf_node_states *ns, const char *name);
+void store_nodes_free(struct cf_node_states *ns);
+
+/* ACME renewal bookkeeping. */
+struct cf_renewal_state {
+	int64_t last_attempt;
+	int64_t last_success;
+	unsigned consecutive_failures;
+	char *last_error;           /* NULL if last attempt succeeded */
+	int64_t ari_retry_after;    /* epoch: do not ask ARI before */
+	int64_t ari_window_start, ari_window_end;
+	int64_t ari_chosen;         /* the random time picked in the window */
+	char *ari_cert_id;          /* the cert the window is for */
+	char *ari_explanation;      /* explanationURL */
+};
+int store_load_renewal(cf_store_t *st, struct cf_renewal_state *out,
+                       cf_err_t *err);
+int store_save_renewal(cf_store_t *st, const struct cf_renewal_state *r,
+                       cf_err_t *err);
+void store_renewal_free(struct cf_renewal_state *r);
+
+/* Account key for an ACME directory: path of STATE/accounts/HASH/account.key
+ * (dir created 0700).  Caller frees. */
+char *store_account_key_path(cf_store_t *st, const char *directory_url);
+
+#endif
