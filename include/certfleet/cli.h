@@ -1,0 +1,73 @@
+/* cli.h - the commands.  main.c parses global options into struct cf_cli
+ * and dispatches; each cli_*.c implements one command and returns the
+ * process exit code (documented in README "Exit codes"). */
+#ifndef CERTFLEET_CLI_H
+#define CERTFLEET_CLI_H
+
+#include <stdbool.h>
+
+#include "certfleet/err.h"
+#include "certfleet/playbook.h"
+#include "certfleet/rollout.h"
+#include "certfleet/ssh.h"
+#include "certfleet/store.h"
+
+#define CF_EXIT_OK 0
+#define CF_EXIT_FAILED 1
+#define CF_EXIT_PARTIAL 2
+#define CF_EXIT_USAGE 64
+#define CF_EXIT_DATA 65
+#define CF_EXIT_LOCKED 75
+#define CF_EXIT_CONFIG 78
+
+struct cf_cli {
+	const char *playbook;   /* -p; NULL for commands that need none */
+	const char *state_dir;  /* --state-dir / $CERTFLEET_STATE_DIR */
+	const char *metrics;    /* --metrics FILE or NULL */
+	bool json;              /* --json: machine report on stdout */
+	bool quiet;             /* -q: only errors and the summary */
+	bool tty;               /* stderr is a terminal: live progress */
+	int wait_s;             /* --wait: 0 fail at once, <0 forever */
+};
+
+/* Everything a command works with, opened in one place. */
+struct cf_session {
+	struct cf_cli *cli;
+	struct cf_playbook *pb;
+	cf_store_t *st;
+	cf_ssh_ctx_t *ssh;
+	struct cf_node_states ns;
+	bool locked;
+};
+
+enum { CF_SESS_LOCK = 1, CF_SESS_SSH = 2, CF_SESS_NODES = 4 };
+
+/* Load the playbook, open the store (and lock, load node states, build the
+ * SSH context as flags ask).  On failure prints the error and returns the
+ * exit code (> 0); 0 on success. */
+int session_open(struct cf_cli *cli, const char *what, int flags,
+                 struct cf_session *s);
+void session_close(struct cf_session *s);
+
+/* Print "certfleet: MSG" on stderr and return the exit code for err. */
+int cli_fail(const cf_err_t *err);
+int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Fold a rollout's results into the per-node state (quarantine on failure,
+ * release on success) and save it. */
+int session_record(struct cf_session *s, const struct cf_rollout_result *res,
+                   const struct cf_certinfo *current, cf_err_t *err);
+/* Names of manually quarantined nodes (skipped by rollouts unless named
+ * in `only`). Caller frees with cf_strv_free. */
+char **session_manual_skips(const struct cf_session *s, char *const *only);
+/* 0 all selected nodes serve current, 2 some failed, 1 stopped/none. */
+int rollout_exit_code(const struct cf_rollout_result *res);
+
+int cli_deploy(struct cf_cli *cli, int argc, char **argv);
+int cli_verify(struct cf_cli *cli, int argc, char **argv);
+int cli_status(struct cf_cli *cli, int argc, char **argv);
+int cli_quarantine(struct cf_cli *cli, int argc, char **argv);
+int cli_validate(struct cf_cli *cli, int argc, char **argv);
+int cli_rollback(struct cf_cli *cli, int argc, char **argv);
+
+#endif

@@ -1,0 +1,42 @@
+/* report.h - what the operator and machines read: one line per node and a
+ * summary on stderr, a live progress line on a TTY, and the stable --json
+ * documents on stdout (format documented in docs/json.md). */
+#ifndef CERTFLEET_REPORT_H
+#define CERTFLEET_REPORT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "certfleet/crypto.h"
+#include "certfleet/rollout.h"
+#include "certfleet/store.h"
+
+struct cf_report_ctx {
+	bool tty;       /* redraw a progress line */
+	bool quiet;     /* only failures */
+	const char *verb; /* "deploy", "verify", ... */
+};
+
+/* cf_progress_fn for rollout: prints each node's outcome as it happens. */
+void report_progress(void *arg, const struct cf_node_result *r, size_t done,
+                     size_t total);
+
+const char *report_outcome_name(cf_outcome_t o);
+
+/* Summary line(s) on stderr. */
+void report_summary(FILE *f, const char *verb,
+                    const struct cf_rollout_result *res, int exit_code);
+
+/* The run report: {"command","exit_code","certificate",...,"nodes":[...]} */
+void report_run_json(FILE *f, const char *command, int exit_code,
+                     const char *version, const struct cf_certinfo *ci,
+                     const struct cf_rollout_result *res,
+                     const struct cf_node_states *ns);
+
+/* `status`: table on f, or JSON. ci/version may be NULL (no certificate). */
+struct cf_playbook;
+void report_status(FILE *f, bool json, const struct cf_playbook *pb,
+                   const char *version, const struct cf_certinfo *ci,
+                   const struct cf_node_states *ns);
+
+#endif

@@ -1,0 +1,302 @@
+/* report.c - human lines, the TTY progress line and the --json documents.
+ * Nothing here ever sees key material: it gets results and certinfo only. */
+#include <string.h>
+
+#include <jansson.h>
+
+#include "certfleet/playbook.h"
+#include "certfleet/report.h"
+#include "certfleet/util.h"
+
+const char *
+report_outcome_name(cf_outcome_t o)
+{
+	switch (o) {
+	case CF_OUT_UNCHANGED: return "unchanged";
+	case CF_OUT_DEPLOYED:  return "deployed";
+	case CF_OUT_FAILED:    return "failed";
+	case CF_OUT_SKIPPED:   return "skipped";
+	case CF_OUT_STOPPED:   return "stopped";
+	case CF_OUT_DRYRUN:    return "dry-run";
+	case CF_OUT_VERIFIED:  return "verified";
+	}
+	return "unknown";
+}
+
+void
+report_progress(void *arg, const struct cf_node_result *r, size_t done,
+                size_t total)
+{
+	const struct cf_report_ctx *c = arg;
+	double secs = (double)r->duration_ms / 1000.0;
+
+	if (c->tty)
+		fputs("\r\033[K", stderr);
+	if (r->outcome == CF_OUT_FAILED) {
+		fprintf(stderr, "certfleet: %-16s %-15s FAILED %s: %s%s\n",
+		        r->node->name, r->node->host, cf_err_reason(r->err.code),
+		        r->err.msg, r->rolled_back ? " (rolled back)" : "");
+	} else if (!c->quiet) {
+		const char *what = report_outcome_name(r->outcome);
+
+		if (r->outcome == CF_OUT_UNCHANGED)
+			what = "unchanged (already serves it)";
+		else if (r->outcome == CF_OUT_DRYRUN)
+			what = "would deploy (dry run: reachable, "
+			       "host key and login ok)";
+		else if (r->outcome == CF_OUT_STOPPED)
+			what = "not touched (rollout stopped)";
+		fprintf(stderr, "certfleet: %-16s %-15s %s%s in %.2fs\n",
+		        r->node->name, r->node->host, what,
+		        r->canary ? " (canary)" : "", secs);
+	}
+	if (c->tty)
+		fprintf(stderr, "certfleet: %s %zu/%zu nodes done", c->verb,
+		        done, total);
+	if (c->tty && done == total)
+		fputs("\r\033[K", stderr);
+	fflush(stderr);
+}
+
+void
+report_summary(FILE *f, const char *verb, const struct cf_rollout_result *res,
+               int exit_code)
+{
+	if (res->stopped)
+		fprintf(f, "certfleet: %s\n", res->stop_reason);
+	fprintf(f,
+	        "certfleet: %s: %u deployed, %u unchanged, %u failed "
+	        "(quarantined), %u skipped, %u stopped%s in %.2fs (exit %d)\n",
+	        verb, res->n_deployed, res->n_unchanged, res->n_failed,
+	        res->n_skipped, res->n_stopped,
+	        res->n_dryrun ? ", dry run" : "",
+	        (double)res->duration_ms / 1000.0, exit_code);
+}
+
+static json_t *
+time_or_null(int64_t t)
+{
+	char buf[32];
+
+	if (t <= 0)
+		return json_null();
+	cf_fmt_time(t, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+static json_t *
+str_or_null(const char *s)
+{
+	return s != NULL && *s ? json_string(s) : json_null();
+}
+
+static json_t *
+cert_json(const char *version, const struct cf_certinfo *ci)
+{
+	json_t *o, *names;
+	size_t i;
+
+	if (ci == NULL)
+		return json_null();
+	names = json_array();
+	for (i = 0; i < ci->n_names; i++)
+		json_array_append_new(names, json_string(ci->names[i]));
+	o = json_pack("{s:o,s:s,s:o,s:o,s:I,s:o,s:o}", "version",
+	              str_or_null(version), "sha256", ci->sha256_hex,
+	              "not_before", time_or_null(ci->not_before), "not_after",
+	              time_or_null(ci->not_after), "not_after_epoch",
+	              (json_int_t)ci->not_after, "names", names, "issuer",
+	              str_or_null(ci->issuer));
+	return o;
+}
+
+static json_t *
+node_state_fields(json_t *o, const struct cf_node_state *st)
+{
+	if (st == NULL) {
+		json_object_set_new(o, "quarantined", json_false());
+		json_object_set_new(o, "reason", json_null());
+		json_object_set_new(o, "detail", json_null());
+		json_object_set_new(o, "attempts", json_integer(0));
+		return o;
+	}
+	json_object_set_new(o, "quarantined", json_boolean(st->quarantined));
+	json_object_set_new(o, "reason", st->quarantined
+	                                     ? str_or_null(st->reason)
+	                                     : json_null());
+	json_object_set_new(o, "detail", st->quarantined
+	                                     ? str_or_null(st->detail)
+	                                     : json_null());
+	json_object_set_new(o, "manual", json_boolean(st->manual));
+	json_object_set_new(o, "attempts", json_integer(st->attempts));
+	json_object_set_new(o, "quarantined_since",
+	                    time_or_null(st->quarantined ? st->quarantined_since
+	                                                 : 0));
+	json_object_set_new(o, "last_success", time_or_null(st->last_success));
+	json_object_set_new(o, "last_change", time_or_null(st->last_change));
+	json_object_set_new(o, "last_seen", time_or_null(st->last_seen));
+	return o;
+}
+
+static const struct cf_node_state *
+find_state(const struct cf_node_states *ns, const char *name)
+{
+	size_t i;
+
+	if (ns == NULL)
+		return NULL;
+	for (i = 0; i < ns->n; i++)
+		if (strcmp(ns->v[i].name, name) == 0)
+			return &ns->v[i];
+	return NULL;
+}
+
+static void
+dump(FILE *f, json_t *root)
+{
+	json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	fputc('\n', f);
+	fflush(f);
+	json_decref(root);
+}
+
+void
+report_run_json(FILE *f, const char *command, int exit_code,
+                const char *version, const struct cf_certinfo *ci,
+                const struct cf_rollout_result *res,
+                const struct cf_node_states *ns)
+{
+	json_t *root, *nodes;
+	size_t i;
+
+	nodes = json_array();
+	for (i = 0; res != NULL && i < res->n; i++) {
+		const struct cf_node_result *r = &res->nodes[i];
+		bool failed = r->outcome == CF_OUT_FAILED;
+		json_t *o = json_pack(
+		    "{s:s,s:s,s:s,s:o,s:o,s:b,s:b,s:b,s:o,s:o,s:I}", "name",
+		    r->node->name, "host", r->node->host, "outcome",
+		    report_outcome_name(r->outcome), "reason",
+		    failed ? json_string(cf_err_reason(r->err.code))
+		           : json_null(),
+		    "error", failed ? json_string(r->err.msg) : json_null(),
+		    "canary", r->canary, "rolled_back", r->rolled_back,
+		    "touched", r->touched, "served_before",
+		    str_or_null(r->before_sha256), "serving_sha256",
+		    str_or_null(r->after_sha256), "duration_ms",
+		    (json_int_t)r->duration_ms);
+		const struct cf_node_state *st = find_state(ns, r->node->name);
+
+		json_object_set_new(o, "quarantined",
+		                    json_boolean(failed ||
+		                                 (st != NULL && st->quarantined)));
+		json_object_set_new(o, "serving_current",
+		                    json_boolean(ci != NULL &&
+		                                 strcmp(r->after_sha256,
+		                                        ci->sha256_hex) == 0));
+		json_array_append_new(nodes, o);
+	}
+	root = json_pack("{s:i,s:s,s:i,s:o}", "format", 1, "command", command,
+	                 "exit_code", exit_code, "certificate",
+	                 cert_json(version, ci));
+	if (res != NULL) {
+		json_object_set_new(root, "stopped", json_boolean(res->stopped));
+		json_object_set_new(root, "stop_reason",
+		                    res->stopped ? json_string(res->stop_reason)
+		                                 : json_null());
+		json_object_set_new(
+		    root, "summary",
+		    json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "deployed",
+		              res->n_deployed, "unchanged", res->n_unchanged,
+		              "failed", res->n_failed, "skipped", res->n_skipped,
+		              "stopped", res->n_stopped, "dry_run",
+		              res->n_dryrun));
+		json_object_set_new(root, "duration_ms",
+		                    json_integer(res->duration_ms));
+	}
+	json_object_set_new(root, "nodes", nodes);
+	dump(f, root);
+}
+
+static void
+days_left(int64_t not_after, char *buf, size_t len)
+{
+	if (not_after <= 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.1f",
+		         (double)(not_after - cf_wall_now()) / 86400.0);
+}
+
+void
+report_status(FILE *f, bool json, const struct cf_playbook *pb,
+              const char *version, const struct cf_certinfo *ci,
+              const struct cf_node_states *ns)
+{
+	size_t i;
+	char t1[32], t2[32], d[16];
+
+	if (json) {
+		json_t *root, *nodes = json_array();
+
+		for (i = 0; i < pb->n_nodes; i++) {
+			const struct cf_node *n = &pb->nodes[i];
+			const struct cf_node_state *st = find_state(ns, n->name);
+			json_t *o = json_pack("{s:s,s:s,s:i}", "name", n->name,
+			                      "host", n->host, "port", n->port);
+
+			json_object_set_new(
+			    o, "serving_sha256",
+			    str_or_null(st ? st->serving_sha256 : NULL));
+			json_object_set_new(
+			    o, "serving_current",
+			    json_boolean(st != NULL && ci != NULL &&
+			                 strcmp(st->serving_sha256,
+			                        ci->sha256_hex) == 0));
+			json_object_set_new(
+			    o, "serving_not_after",
+			    time_or_null(st ? st->serving_not_after : 0));
+			node_state_fields(o, st);
+			json_array_append_new(nodes, o);
+		}
+		root = json_pack("{s:i,s:s,s:o,s:o}", "format", 1, "name",
+		                 pb->cert.name, "certificate",
+		                 cert_json(version, ci), "nodes", nodes);
+		dump(f, root);
+		return;
+	}
+	if (ci == NULL) {
+		fprintf(f, "certificate %s: none in the store yet\n",
+		        pb->cert.name);
+	} else {
+		cf_fmt_time(ci->not_after, t1, sizeof(t1));
+		days_left(ci->not_after, d, sizeof(d));
+		fprintf(f, "certificate %s: version %s, sha256 %.16s…, expires "
+		        "%s (%s days)\n", pb->cert.name, version ? version : "-",
+		        ci->sha256_hex, t1, d);
+	}
+	fprintf(f, "%-16s %-15s %-9s %-7s %-20s %-20s %s\n", "NODE", "HOST",
+	        "SERVES", "DAYS", "LAST SUCCESS", "SEEN", "QUARANTINE");
+	for (i = 0; i < pb->n_nodes; i++) {
+		const struct cf_node *n = &pb->nodes[i];
+		const struct cf_node_state *st = find_state(ns, n->name);
+		const char *serves = "unknown";
+
+		if (st != NULL && st->serving_sha256[0] != '\0')
+			serves = ci != NULL && strcmp(st->serving_sha256,
+			                              ci->sha256_hex) == 0
+			             ? "current"
+			             : "OTHER";
+		cf_fmt_time(st ? st->last_success : 0, t1, sizeof(t1));
+		cf_fmt_time(st ? st->last_seen : 0, t2, sizeof(t2));
+		days_left(st ? st->serving_not_after : 0, d, sizeof(d));
+		fprintf(f, "%-16s %-15s %-9s %-7s %-20s %-20s ", n->name,
+		        n->host, serves, d, t1, t2);
+		if (st != NULL && st->quarantined)
+			fprintf(f, "%s (%u attempts): %s\n",
+			        st->reason ? st->reason : "?", st->attempts,
+			        st->detail ? st->detail : "");
+		else
+			fprintf(f, "-\n");
+	}
+}

@@ -1,0 +1,875 @@
+/* rollout.c - the per-node pipeline, the worker pool, the canary gate.
+ *
+ * Invariants this file keeps:
+ *  - a node never waits for another node, except at the canary gate;
+ *  - nothing is written to a node before its host key and our login are
+ *    proven, and before the canary gate lets it through;
+ *  - files go live by rename(2) of a complete temp file, never by rewriting
+ *    a file in place, so nginx & co. never read a partial or missing file;
+ *  - a node that fails after its files were swapped gets its previous files
+ *    back (and a reload), so it keeps serving its previous certificate.
+ *
+ * libssh2 1.10 cannot overwrite with SFTP rename on OpenSSH (no
+ * posix-rename), so the swap is done by a small POSIX sh script sent on the
+ * exec channel's stdin: `mv -f` is rename(2) within a directory. Every value
+ * in that script is single-quoted; the playbook validated paths to a
+ * shell-inert charset anyway. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "certfleet/rollout.h"
+#include "certfleet/tlsprobe.h"
+#include "certfleet/util.h"
+
+/* Stage script exit codes (also in the script text below). */
+#define STAGE_OK 0
+#define STAGE_UNSAFE 10
+#define STAGE_WRITE 11
+#define STAGE_CHECK 12
+#define STAGE_RELOAD 13
+
+struct payload {
+	const char *data;
+	size_t len;
+};
+
+struct run {
+	const struct cf_playbook *pb;
+	const cf_ssh_ctx_t *ssh;
+	const struct cf_bundle *bundle;
+	const struct cf_certinfo *info;
+	const struct cf_rollout_opts *opts;
+	struct cf_rollout_result *res;
+
+	struct payload *payloads;   /* one per deploy.files entry */
+	char *combined;             /* fullchain+key, secret */
+	size_t combined_len;
+	char **tmp_paths;           /* per file: DIR/.certfleet.BASE.TOKEN.tmp */
+	char *stage_script;         /* identical for every node */
+	char *rollback_script;
+
+	size_t *queue;              /* indices of nodes to process */
+	size_t n_queue;
+
+	/* fields below are guarded by mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t next;
+	size_t done;
+	unsigned canary_target, canary_ok, canary_active;
+	unsigned recipe_failures;
+	bool stopped;
+	char stop_reason[CF_ERR_MSG_MAX];
+
+	/* rollout_each */
+	cf_node_fn each_fn;
+	void *each_arg;
+};
+
+/* ---- remote scripts ---- */
+
+static int
+dirname_of(const char *path, cf_buf_t *out)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL || slash == path)
+		return cf_buf_append(out, "/", 1);
+	return cf_buf_append(out, path, (size_t)(slash - path));
+}
+
+static int
+add_var(cf_buf_t *b, const char *name, size_t i, const char *value)
+{
+	if (cf_buf_printf(b, "%s%zu=", name, i) < 0 ||
+	    cf_buf_shquote(b, value) < 0 || cf_buf_append(b, "\n", 1) < 0)
+		return -1;
+	return 0;
+}
+
+/* The stage script: refuse unsafe targets, back up, swap, check, reload,
+ * and restore on any failure.  Prints "certfleet-prev I" for every file
+ * that got a backup this run (the rollback script restores just those). */
+static int
+build_scripts(struct run *r, const char *token, cf_err_t *err)
+{
+	const struct cf_playbook *pb = r->pb;
+	cf_buf_t s = {0}, rb = {0}, dir = {0};
+	size_t i, n = pb->deploy.n_files;
+	char mode[8];
+	int rc = -1;
+
+	r->tmp_paths = calloc(n, sizeof(char *));
+	if (r->tmp_paths == NULL)
+		goto nomem;
+	if (cf_buf_printf(&s, "set -u\numask 077\nN=%zu\n", n) < 0)
+		goto nomem;
+	for (i = 0; i < n; i++) {
+		const struct cf_file_spec *f = &pb->deploy.files[i];
+		const char *base = strrchr(f->path, '/') + 1;
+
+		dir.len = 0;
+		if (dirname_of(f->path, &dir) < 0)
+			goto nomem;
+		if (asprintf(&r->tmp_paths[i], "%s/.certfleet.%s.%s.tmp",
+		             strcmp(dir.data, "/") == 0 ? "" : dir.data, base,
+		             token) < 0) {
+			r->tmp_paths[i] = NULL;
+			goto nomem;
+		}
+		snprintf(mode, sizeof(mode), "%04o", f->mode);
+		if (add_var(&s, "T", i, f->path) < 0 ||
+		    add_var(&s, "D", i, dir.data) < 0 ||
+		    add_var(&s, "B", i, base) < 0 ||
+		    add_var(&s, "N", i, r->tmp_paths[i]) < 0 ||
+		    add_var(&s, "M", i, mode) < 0 ||
+		    add_var(&s, "O", i, f->owner ? f->owner : "") < 0 ||
+		    add_var(&s, "G", i, f->group ? f->group : "") < 0 ||
+		    add_var(&rb, "T", i, f->path) < 0 ||
+		    add_var(&rb, "D", i, dir.data) < 0 ||
+		    add_var(&rb, "B", i, base) < 0)
+			goto nomem;
+	}
+	if (cf_buf_append(&s, "CHECK=", 6) < 0 ||
+	    cf_buf_shquote(&s, pb->deploy.check ? pb->deploy.check : "") < 0 ||
+	    cf_buf_append(&s, "\nRELOAD=", 8) < 0 ||
+	    cf_buf_shquote(&s, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
+	    cf_buf_append(&rb, "RELOAD=", 7) < 0 ||
+	    cf_buf_shquote(&rb, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
+	    cf_buf_printf(&rb, "\nN=%zu\n", n) < 0)
+		goto nomem;
+
+	/* eval "x=\$T$i" reads variable T<i>; the values themselves are never
+	 * evaluated (they are expanded inside double quotes). */
+	static const char stage_body[] =
+	    "\n"
+	    "get() { eval \"$1=\\${$2$3}\"; }\n"
+	    "cleanup_tmp() { i=0; while [ $i -lt $N ]; do get n N $i; rm -f -- \"$n\"; i=$((i+1)); done; }\n"
+	    "restore() {\n"
+	    "  i=0; while [ $i -lt $N ]; do\n"
+	    "    get t T $i; get d D $i; get b B $i; eval \"p=\\${P$i:-}\"; eval \"w=\\${W$i:-}\"\n"
+	    "    if [ -n \"$w\" ]; then\n"
+	    "      if [ -n \"$p\" ]; then ln -f -- \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\";\n"
+	    "      else rm -f -- \"$t\"; fi\n"
+	    "    fi\n"
+	    "    i=$((i+1)); done\n"
+	    "}\n"
+	    "fail() { code=$1; shift; echo \"certfleet: $*\" >&2; cleanup_tmp; exit $code; }\n"
+	    /* 1. targets must be regular files (or absent); a symlink planted at a
+	     *    target is refused, never followed or replaced. */
+	    "i=0; while [ $i -lt $N ]; do\n"
+	    "  get t T $i; get d D $i; get n N $i; get m M $i; get o O $i; get g G $i; get b B $i\n"
+	    "  [ -d \"$d\" ] || fail 11 \"directory $d does not exist\"\n"
+	    "  if [ -L \"$t\" ]; then fail 10 \"$t is a symbolic link: refusing to replace it\"; fi\n"
+	    "  if [ -e \"$t\" ] && [ ! -f \"$t\" ]; then fail 10 \"$t exists and is not a regular file\"; fi\n"
+	    "  if [ -L \"$n\" ] || [ ! -f \"$n\" ]; then fail 10 \"temp file $n vanished or was replaced\"; fi\n"
+	    /* stale temp files of killed runs */
+	    "  for x in \"$d/.certfleet.$b.\"*.tmp; do [ \"$x\" = \"$n\" ] || rm -f -- \"$x\"; done\n"
+	    "  chmod \"$m\" \"$n\" || fail 11 \"chmod $m $n failed\"\n"
+	    "  if [ -n \"$o$g\" ]; then chown -- \"$o${g:+:$g}\" \"$n\" || fail 11 \"chown $o${g:+:$g} $t failed\"; fi\n"
+	    "  i=$((i+1)); done\n"
+	    /* 2. keep the previous version (hard link: same bytes, same mode) */
+	    "i=0; while [ $i -lt $N ]; do\n"
+	    "  get t T $i; get d D $i; get n N $i; get b B $i\n"
+	    "  if [ -f \"$t\" ] && ! cmp -s -- \"$n\" \"$t\"; then\n"
+	    "    ln -f -- \"$t\" \"$d/.certfleet.$b.prev.tmp\" && mv -f -- \"$d/.certfleet.$b.prev.tmp\" \"$d/.$b.certfleet-prev\" || fail 11 \"cannot keep previous version of $t\"\n"
+	    "    eval \"P$i=1\"; echo \"certfleet-prev $i\"\n"
+	    "  fi\n"
+	    "  i=$((i+1)); done\n"
+	    /* 3. swap: rename(2) over the target, atomic for every reader */
+	    "i=0; while [ $i -lt $N ]; do\n"
+	    "  get t T $i; get n N $i\n"
+	    "  if ! mv -f -- \"$n\" \"$t\"; then restore; fail 11 \"cannot move new file into place at $t\"; fi\n"
+	    "  eval \"W$i=1\"\n"
+	    "  i=$((i+1)); done\n"
+	    /* 4. check before the new files go live */
+	    "if [ -n \"$CHECK\" ]; then\n"
+	    "  if ! out=$(sh -c \"$CHECK\" 2>&1 </dev/null); then restore; printf '%s\\n' \"$out\" >&2; fail 12 \"check failed: $CHECK\"; fi\n"
+	    "fi\n"
+	    /* 5. reload */
+	    "if [ -n \"$RELOAD\" ]; then\n"
+	    "  if ! out=$(sh -c \"$RELOAD\" 2>&1 </dev/null); then restore; sh -c \"$RELOAD\" </dev/null >/dev/null 2>&1; printf '%s\\n' \"$out\" >&2; fail 13 \"reload failed: $RELOAD\"; fi\n"
+	    "fi\n"
+	    "echo certfleet-ok\n";
+	if (cf_buf_append(&s, stage_body, sizeof(stage_body) - 1) < 0)
+		goto nomem;
+
+	/* Rollback after a failed verify: positional args are the indices the
+	 * stage script reported as backed up. */
+	static const char rb_body[] =
+	    "get() { eval \"$1=\\${$2$3}\"; }\n"
+	    "rc=0\n"
+	    "for i in \"$@\"; do\n"
+	    "  get t T $i; get d D $i; get b B $i\n"
+	    "  ln -f -- \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\" || rc=11\n"
+	    "done\n"
+	    "if [ -n \"$RELOAD\" ]; then sh -c \"$RELOAD\" </dev/null 2>&1 || rc=13; fi\n"
+	    "exit $rc\n";
+	if (cf_buf_append(&rb, rb_body, sizeof(rb_body) - 1) < 0)
+		goto nomem;
+
+	r->stage_script = s.data;
+	s.data = NULL;
+	r->rollback_script = rb.data;
+	rb.data = NULL;
+	rc = 0;
+	goto out;
+nomem:
+	cf_err_set(err, CF_ERR_NOMEM, "out of memory building node scripts");
+out:
+	cf_buf_free(&s);
+	cf_buf_free(&rb);
+	cf_buf_free(&dir);
+	return rc;
+}
+
+static int
+build_payloads(struct run *r, cf_err_t *err)
+{
+	const struct cf_bundle *b = r->bundle;
+	size_t i, n = r->pb->deploy.n_files;
+
+	r->payloads = calloc(n, sizeof(*r->payloads));
+	if (r->payloads == NULL)
+		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		const char *p = NULL;
+
+		switch (r->pb->deploy.files[i].content) {
+		case CF_CONTENT_CERT:      p = b->cert; break;
+		case CF_CONTENT_CHAIN:     p = b->chain; break;
+		case CF_CONTENT_FULLCHAIN: p = b->fullchain; break;
+		case CF_CONTENT_PRIVKEY:   p = b->privkey; break;
+		case CF_CONTENT_COMBINED:
+			if (r->combined == NULL) {
+				size_t fl = strlen(b->fullchain), kl = strlen(b->privkey);
+
+				r->combined = malloc(fl + kl + 1);
+				if (r->combined == NULL)
+					return cf_err_set(err, CF_ERR_NOMEM,
+					                  "out of memory");
+				memcpy(r->combined, b->fullchain, fl);
+				memcpy(r->combined + fl, b->privkey, kl + 1);
+				r->combined_len = fl + kl;
+			}
+			p = r->combined;
+			break;
+		}
+		if (p == NULL)
+			p = "";
+		r->payloads[i].data = p;
+		r->payloads[i].len = strlen(p);
+	}
+	return 0;
+}
+
+/* ---- canary gate ---- */
+
+enum gate { GATE_GO, GATE_CANARY, GATE_STOPPED };
+
+static enum gate
+gate_enter(struct run *r)
+{
+	enum gate g;
+
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		if (r->stopped) {
+			g = GATE_STOPPED;
+			break;
+		}
+		if (r->canary_ok >= r->canary_target) {
+			g = GATE_GO;
+			break;
+		}
+		if (r->canary_ok + r->canary_active < r->canary_target) {
+			r->canary_active++;
+			g = GATE_CANARY;
+			break;
+		}
+		pthread_cond_wait(&r->cv, &r->mu);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return g;
+}
+
+static bool
+is_recipe_failure(cf_code_t c)
+{
+	/* check/reload/verify failing says the certificate or the recipe is
+	 * bad, not the host; unreachable or full hosts say nothing about it. */
+	return c == CF_ERR_CHECK || c == CF_ERR_RELOAD || c == CF_ERR_VERIFY;
+}
+
+static void
+gate_leave(struct run *r, enum gate g, const struct cf_node_result *nr)
+{
+	bool failed = nr->outcome == CF_OUT_FAILED;
+
+	pthread_mutex_lock(&r->mu);
+	if (g == GATE_CANARY) {
+		r->canary_active--;
+		if (!failed) {
+			r->canary_ok++;
+		} else if (is_recipe_failure(nr->err.code) && !r->stopped) {
+			r->stopped = true;
+			snprintf(r->stop_reason, sizeof(r->stop_reason),
+			         "canary %s failed (%s): rollout stopped, "
+			         "untouched nodes keep their certificate",
+			         nr->node->name, cf_err_reason(nr->err.code));
+		}
+	} else if (failed && is_recipe_failure(nr->err.code)) {
+		r->recipe_failures++;
+		if (r->pb->rollout.max_failures > 0 &&
+		    r->recipe_failures >= r->pb->rollout.max_failures &&
+		    !r->stopped) {
+			r->stopped = true;
+			snprintf(r->stop_reason, sizeof(r->stop_reason),
+			         "%u nodes failed check/reload/verify "
+			         "(rollout.max_failures): rollout stopped",
+			         r->recipe_failures);
+		}
+	}
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- the pipeline ---- */
+
+static const char *
+sni_of(const struct cf_playbook *pb)
+{
+	return pb->verify.server_name ? pb->verify.server_name
+	                              : pb->cert.domains[0];
+}
+
+/* One probe: fills sha (hex) and not_after on success. */
+static int
+probe(const struct cf_playbook *pb, const struct cf_node *node,
+      int64_t deadline, char sha[65], int64_t *not_after, cf_err_t *err)
+{
+	unsigned char *der = NULL;
+	size_t der_len = 0;
+	struct cf_certinfo ci;
+	int rc;
+
+	rc = tlsprobe_fetch(node->host, pb->verify.port, sni_of(pb), deadline,
+	                    &der, &der_len, err);
+	if (rc < 0)
+		return -1;
+	memset(&ci, 0, sizeof(ci));
+	rc = crypto_certinfo_der(der, der_len, &ci, err);
+	free(der);
+	if (rc < 0)
+		return -1;
+	memcpy(sha, ci.sha256_hex, 65);
+	if (not_after != NULL)
+		*not_after = ci.not_after;
+	crypto_certinfo_free(&ci);
+	return 0;
+}
+
+/* Poll until the node serves the new leaf or the deadline passes: reloads
+ * are asynchronous (old workers may still accept for a moment). */
+static int
+verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
+            struct cf_node_result *nr, cf_err_t *err)
+{
+	const char *want = r->info->sha256_hex;
+	int64_t pause = 50, nat = 0;
+	char sha[65] = "";
+	cf_err_t perr = {0};
+
+	for (;;) {
+		int64_t attempt_deadline = cf_now_ms() + 3000;
+
+		if (attempt_deadline > deadline)
+			attempt_deadline = deadline;
+		if (probe(r->pb, node, attempt_deadline, sha, &nat, &perr) == 0) {
+			memcpy(nr->after_sha256, sha, 65);
+			nr->after_not_after = nat;
+			if (strcmp(sha, want) == 0)
+				return 0;
+		}
+		if (cf_ms_left(deadline) <= pause)
+			break;
+		usleep((useconds_t)pause * 1000);
+		pause = pause * 2 > 500 ? 500 : pause * 2;
+	}
+	if (sha[0] != '\0')
+		return cf_err_set(err, CF_ERR_VERIFY,
+		                  "%s:%u still serves %.16s…, not the new "
+		                  "certificate %.16s… after %us",
+		                  node->host, r->pb->verify.port, sha, want,
+		                  r->pb->verify.timeout);
+	return cf_err_set(err, CF_ERR_VERIFY, "verify failed: %s", perr.msg);
+}
+
+static void
+last_line(const char *out, char *buf, size_t len)
+{
+	const char *end, *start;
+
+	buf[0] = '\0';
+	if (out == NULL)
+		return;
+	end = out + strlen(out);
+	while (end > out && (end[-1] == '\n' || end[-1] == '\r'))
+		end--;
+	start = end;
+	while (start > out && start[-1] != '\n')
+		start--;
+	snprintf(buf, len, "%.*s", (int)(end - start), start);
+}
+
+/* Lines of stage output that are not our markers, joined, for messages. */
+static void
+summarize_output(const char *out, char *buf, size_t len)
+{
+	const char *p = out, *nl;
+	size_t used = 0;
+
+	buf[0] = '\0';
+	if (out == NULL)
+		return;
+	while (*p && used + 1 < len) {
+		nl = strchr(p, '\n');
+		size_t l = nl ? (size_t)(nl - p) : strlen(p);
+		if (l > 0 && strncmp(p, "certfleet-", 10) != 0 &&
+		    strncmp(p, "certfleet: ", 11) != 0) {
+			int w = snprintf(buf + used, len - used, "%s%.*s",
+			                 used ? " | " : "", (int)l, p);
+			if (w < 0)
+				break;
+			used += (size_t)w;
+		}
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	if (used >= len)
+		buf[len - 1] = '\0';
+}
+
+static int
+stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
+      struct cf_node_result *nr, cf_buf_t *prev_idx, cf_err_t *err)
+{
+	const struct cf_playbook *pb = r->pb;
+	size_t i, j;
+	char *out = NULL;
+	int status = -1, rc = -1;
+	char why[300], detail[300];
+
+	for (i = 0; i < pb->deploy.n_files; i++) {
+		if (ssh_upload(s, r->tmp_paths[i], r->payloads[i].data,
+		               r->payloads[i].len, pb->deploy.files[i].mode,
+		               err) < 0) {
+			for (j = 0; j <= i; j++)
+				(void)ssh_remove(s, r->tmp_paths[j], NULL);
+			return -1;
+		}
+	}
+	nr->touched = true;
+	if (ssh_exec(s, "sh -s", r->stage_script, strlen(r->stage_script),
+	             &status, &out, err) < 0) {
+		/* Transport failed mid-script: the script itself restores on
+		 * its own failures; here we can only clean temp files. */
+		for (i = 0; i < pb->deploy.n_files; i++)
+			(void)ssh_remove(s, r->tmp_paths[i], NULL);
+		goto out;
+	}
+	/* collect "certfleet-prev I" markers */
+	for (const char *p = out; p && (p = strstr(p, "certfleet-prev ")); p++) {
+		unsigned long idx = strtoul(p + 15, NULL, 10);
+		cf_buf_printf(prev_idx, " %lu", idx);
+	}
+	last_line(out, why, sizeof(why));
+	summarize_output(out, detail, sizeof(detail));
+	switch (status) {
+	case STAGE_OK:
+		rc = 0;
+		break;
+	case STAGE_UNSAFE:
+		nr->touched = false;
+		cf_err_set(err, CF_ERR_UNSAFE_PATH, "%s", why);
+		break;
+	case STAGE_WRITE:
+		nr->rolled_back = true;
+		cf_err_set(err, CF_ERR_WRITE, "%s", why);
+		break;
+	case STAGE_CHECK:
+		nr->rolled_back = true;
+		cf_err_set(err, CF_ERR_CHECK, "check `%s` failed, previous files "
+		           "restored: %s", pb->deploy.check, detail);
+		break;
+	case STAGE_RELOAD:
+		nr->rolled_back = true;
+		cf_err_set(err, CF_ERR_RELOAD, "reload `%s` failed, previous "
+		           "files restored: %s", pb->deploy.reload, detail);
+		break;
+	default:
+		cf_err_set(err, CF_ERR_WRITE, "stage script exited %d on %s: %s",
+		           status, node->name, detail[0] ? detail : why);
+		break;
+	}
+out:
+	free(out);
+	return rc;
+}
+
+static void
+rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
+              struct cf_node_result *nr)
+{
+	cf_buf_t cmd = {0};
+	int status = -1;
+	cf_err_t e = {0};
+
+	if (cf_buf_printf(&cmd, "sh -s --%s", prev_idx) < 0)
+		goto out;
+	/* deadline: whatever the session has left, but at least a few
+	 * seconds so a slow verify cannot leave the node on a bad cert */
+	ssh_set_deadline(s, cf_now_ms() + (int64_t)r->pb->ssh.timeout * 1000);
+	if (ssh_exec(s, cmd.data, r->rollback_script,
+	             strlen(r->rollback_script), &status, NULL, &e) == 0 &&
+	    status == 0)
+		nr->rolled_back = true;
+out:
+	cf_buf_free(&cmd);
+}
+
+static void
+node_pipeline(struct run *r, size_t idx)
+{
+	const struct cf_playbook *pb = r->pb;
+	const struct cf_rollout_opts *o = r->opts;
+	struct cf_node_result *nr = &r->res->nodes[idx];
+	const struct cf_node *node = nr->node;
+	int64_t t0 = cf_now_ms();
+	int64_t conn_deadline = t0 + (int64_t)pb->ssh.connect_timeout * 1000;
+	cf_ssh_t *s = NULL;
+	cf_err_t perr = {0};
+	cf_buf_t prev_idx = {0};
+	enum gate g = GATE_GO;
+	bool gated = false;
+	char sha[65] = "";
+	int64_t nat = 0;
+
+	/* 1. what does it serve now? skip SSH entirely when it is current */
+	if (!o->force || o->verify_only) {
+		if (probe(pb, node, conn_deadline, sha, &nat, &perr) == 0) {
+			memcpy(nr->before_sha256, sha, 65);
+			memcpy(nr->after_sha256, sha, 65);
+			nr->after_not_after = nat;
+			if (strcmp(sha, r->info->sha256_hex) == 0) {
+				nr->outcome = o->verify_only ? CF_OUT_VERIFIED
+				                             : CF_OUT_UNCHANGED;
+				goto done;
+			}
+			if (o->verify_only) {
+				char na[32];
+
+				cf_fmt_time(nat, na, sizeof(na));
+				cf_err_set(&nr->err, CF_ERR_VERIFY,
+				           "serves %.16s… (expires %s), not the "
+				           "current certificate %.16s…", sha, na,
+				           r->info->sha256_hex);
+				nr->outcome = CF_OUT_FAILED;
+				goto done;
+			}
+		} else if (o->verify_only || perr.code == CF_ERR_TIMEOUT) {
+			/* A node whose TLS port does not answer in time can
+			 * never be verified; trying SSH too would double the
+			 * wait on a blackholed host. */
+			nr->err = perr;
+			nr->outcome = CF_OUT_FAILED;
+			goto done;
+		}
+	}
+
+	/* 2. connect, host key, auth */
+	if (ssh_connect(r->ssh, node->host, node->port, node->user,
+	                conn_deadline,
+	                cf_now_ms() + (int64_t)pb->ssh.timeout * 1000, &s,
+	                &nr->err) < 0) {
+		nr->outcome = CF_OUT_FAILED;
+		goto done;
+	}
+	if (o->dry_run) {
+		nr->outcome = CF_OUT_DRYRUN;
+		goto done;
+	}
+
+	/* 3. canary gate: nothing is written before it */
+	if (r->each_fn == NULL) {
+		g = gate_enter(r);
+		gated = true;
+		if (g == GATE_STOPPED) {
+			nr->outcome = CF_OUT_STOPPED;
+			goto done;
+		}
+		nr->canary = g == GATE_CANARY;
+	}
+	ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
+
+	if (r->each_fn != NULL) {
+		if (r->each_fn(r->each_arg, node, s, &nr->err) < 0)
+			nr->outcome = CF_OUT_FAILED;
+		else
+			nr->outcome = CF_OUT_DEPLOYED;
+		goto done;
+	}
+
+	/* 4. upload, swap, check, reload (restore on failure) */
+	if (stage(r, s, node, nr, &prev_idx, &nr->err) < 0) {
+		nr->outcome = CF_OUT_FAILED;
+		goto done;
+	}
+
+	/* 5. verify from outside, as a client would */
+	{
+		int64_t vdl = cf_now_ms() + (int64_t)pb->verify.timeout * 1000;
+
+		if (verify_loop(r, node, vdl, nr, &nr->err) == 0) {
+			nr->outcome = CF_OUT_DEPLOYED;
+			goto done;
+		}
+	}
+	rollback_node(r, s, prev_idx.data ? prev_idx.data : "", nr);
+	/* record what it serves after the rollback, best effort */
+	if (probe(pb, node, cf_now_ms() + 2000, sha, &nat, &perr) == 0) {
+		memcpy(nr->after_sha256, sha, 65);
+		nr->after_not_after = nat;
+	}
+	nr->outcome = CF_OUT_FAILED;
+
+done:
+	if (gated && g != GATE_STOPPED)
+		gate_leave(r, g, nr);
+	ssh_close(s);
+	cf_buf_free(&prev_idx);
+	nr->duration_ms = cf_now_ms() - t0;
+}
+
+static void *
+worker(void *arg)
+{
+	struct run *r = arg;
+	size_t i;
+
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		if (r->next >= r->n_queue) {
+			pthread_mutex_unlock(&r->mu);
+			break;
+		}
+		i = r->queue[r->next++];
+		pthread_mutex_unlock(&r->mu);
+
+		node_pipeline(r, i);
+
+		pthread_mutex_lock(&r->mu);
+		r->done++;
+		if (r->opts->progress != NULL)
+			r->opts->progress(r->opts->progress_arg,
+			                  &r->res->nodes[i], r->done, r->n_queue);
+		pthread_mutex_unlock(&r->mu);
+	}
+	return NULL;
+}
+
+void
+rollout_result_free(struct cf_rollout_result *r)
+{
+	if (r == NULL)
+		return;
+	free(r->nodes);
+	memset(r, 0, sizeof(*r));
+}
+
+static bool
+selected(const struct cf_rollout_opts *o, const char *name)
+{
+	if (o->only != NULL && !cf_strv_has(o->only, name))
+		return false;
+	if (cf_strv_has(o->exclude, name) || cf_strv_has(o->skip, name))
+		return false;
+	return true;
+}
+
+static int
+run_all(struct run *r, cf_err_t *err)
+{
+	const struct cf_playbook *pb = r->pb;
+	struct cf_rollout_result *res = r->res;
+	pthread_t *th = NULL;
+	size_t i, nthreads, started = 0;
+	int64_t t0 = cf_now_ms();
+	int rc = -1;
+
+	res->nodes = calloc(pb->n_nodes, sizeof(*res->nodes));
+	r->queue = calloc(pb->n_nodes, sizeof(*r->queue));
+	if (res->nodes == NULL || r->queue == NULL) {
+		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	res->n = pb->n_nodes;
+	for (i = 0; i < pb->n_nodes; i++) {
+		res->nodes[i].node = &pb->nodes[i];
+		if (selected(r->opts, pb->nodes[i].name))
+			r->queue[r->n_queue++] = i;
+		else
+			res->nodes[i].outcome = CF_OUT_SKIPPED;
+	}
+	r->canary_target = (r->opts->no_canary || r->opts->dry_run ||
+	                    r->opts->verify_only || r->each_fn != NULL)
+	                       ? 0
+	                       : pb->rollout.canary;
+	if (r->canary_target > r->n_queue)
+		r->canary_target = (unsigned)r->n_queue;
+
+	nthreads = pb->rollout.concurrency;
+	if (nthreads > r->n_queue)
+		nthreads = r->n_queue;
+	th = calloc(nthreads ? nthreads : 1, sizeof(*th));
+	if (th == NULL) {
+		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < nthreads; i++) {
+		pthread_attr_t attr;
+
+		/* workers need little stack; 500 nodes x 8 MiB default
+		 * reservations would dominate RSS accounting */
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		if (pthread_create(&th[i], &attr, worker, r) != 0) {
+			pthread_attr_destroy(&attr);
+			break;
+		}
+		pthread_attr_destroy(&attr);
+		started++;
+	}
+	if (started == 0 && nthreads > 0) {
+		cf_err_set(err, CF_ERR_INTERNAL, "cannot start worker threads");
+		goto out;
+	}
+	for (i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+
+	for (i = 0; i < res->n; i++) {
+		switch (res->nodes[i].outcome) {
+		case CF_OUT_DEPLOYED: res->n_deployed++; break;
+		case CF_OUT_UNCHANGED:
+		case CF_OUT_VERIFIED: res->n_unchanged++; break;
+		case CF_OUT_FAILED:   res->n_failed++; break;
+		case CF_OUT_SKIPPED:  res->n_skipped++; break;
+		case CF_OUT_STOPPED:  res->n_stopped++; break;
+		case CF_OUT_DRYRUN:   res->n_dryrun++; break;
+		}
+	}
+	res->stopped = r->stopped;
+	memcpy(res->stop_reason, r->stop_reason, sizeof(res->stop_reason));
+	res->duration_ms = cf_now_ms() - t0;
+	rc = 0;
+out:
+	free(th);
+	free(r->queue);
+	if (rc < 0) {
+		free(res->nodes);
+		memset(res, 0, sizeof(*res));
+	}
+	return rc;
+}
+
+static void
+run_free(struct run *r)
+{
+	size_t i;
+
+	if (r->tmp_paths != NULL)
+		for (i = 0; i < r->pb->deploy.n_files; i++)
+			free(r->tmp_paths[i]);
+	free(r->tmp_paths);
+	free(r->payloads);
+	cf_free_secret(r->combined, r->combined_len);
+	free(r->stage_script);
+	free(r->rollback_script);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+}
+
+int
+rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
+            const struct cf_bundle *bundle, const struct cf_certinfo *info,
+            const struct cf_rollout_opts *opts, struct cf_rollout_result *out,
+            cf_err_t *err)
+{
+	struct run r;
+	struct cf_rollout_result res;
+	unsigned char rnd[6];
+	char token[13];
+	int rc = -1;
+
+	memset(&r, 0, sizeof(r));
+	memset(&res, 0, sizeof(res));
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
+	r.pb = pb;
+	r.ssh = ssh;
+	r.bundle = bundle;
+	r.info = info;
+	r.opts = opts;
+	r.res = &res;
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		cf_err_set(err, CF_ERR_INTERNAL, "no randomness for temp names");
+		goto out;
+	}
+	cf_hex(rnd, sizeof(rnd), token);
+	if (build_payloads(&r, err) < 0 || build_scripts(&r, token, err) < 0)
+		goto out;
+	if (run_all(&r, err) < 0)
+		goto out;
+	*out = res;
+	rc = 0;
+out:
+	run_free(&r);
+	return rc;
+}
+
+int
+rollout_each(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
+             const struct cf_rollout_opts *opts, cf_node_fn fn, void *arg,
+             struct cf_rollout_result *out, cf_err_t *err)
+{
+	struct run r;
+	struct cf_rollout_result res;
+	struct cf_rollout_opts o = *opts;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	memset(&res, 0, sizeof(res));
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
+	/* no probe: the pipeline goes straight to SSH for callbacks */
+	o.force = true;
+	o.verify_only = false;
+	o.dry_run = false;
+	r.pb = pb;
+	r.ssh = ssh;
+	r.opts = &o;
+	r.res = &res;
+	r.each_fn = fn;
+	r.each_arg = arg;
+	rc = run_all(&r, err);
+	if (rc == 0)
+		*out = res;
+	run_free(&r);
+	return rc;
+}
