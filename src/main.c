@@ -28,6 +28,10 @@ static const char usage_text[] =
     "  quarantine list | add NODE --reason TEXT | release NODE\n"
     "  rollback --only N,.. [--dry-run]\n"
     "                      put the previous certificate back on nodes (and pin them)\n"
+    "  renew [--force] [--dry-run] [--no-deploy]\n"
+    "                      obtain a new certificate from the ACME CA when due, then deploy\n"
+    "  revoke [--reason CODE] [--dry-run]\n"
+    "                      revoke the current certificate at the CA\n"
     "  validate            check the playbook, touch nothing\n"
     "\n"
     "global options:\n"
@@ -52,6 +56,7 @@ static const struct command commands[] = {
     {"deploy", cli_deploy},         {"verify", cli_verify},
     {"status", cli_status},         {"quarantine", cli_quarantine},
     {"validate", cli_validate},     {"rollback", cli_rollback},
+    {"renew", cli_renew},           {"revoke", cli_revoke},
 };
 
 int

@@ -69,5 +69,7 @@ int cli_status(struct cf_cli *cli, int argc, char **argv);
 int cli_quarantine(struct cf_cli *cli, int argc, char **argv);
 int cli_validate(struct cf_cli *cli, int argc, char **argv);
 int cli_rollback(struct cf_cli *cli, int argc, char **argv);
+int cli_renew(struct cf_cli *cli, int argc, char **argv);
+int cli_revoke(struct cf_cli *cli, int argc, char **argv);
 
 #endif

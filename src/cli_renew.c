@@ -1,0 +1,647 @@
+/* cli_renew.c - `renew` and `revoke`.
+ *
+ * Renewal never depends on the fleet: the certificate is obtained and
+ * stored first, whatever the nodes look like, then rolled out wherever it
+ * can go.  A CA failure still converges the nodes that lack the current
+ * stored certificate, and is counted so the next alert says "3rd failure
+ * in a row", not just "failed". */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "certfleet/acme.h"
+#include "certfleet/challenge.h"
+#include "certfleet/cli.h"
+#include "certfleet/http.h"
+#include "certfleet/report.h"
+#include "certfleet/util.h"
+
+/* ---- http-01 on every reachable node ---- */
+
+struct http01 {
+	struct cf_session *s;
+	const struct cf_acme_chall *c;
+	size_t n;
+	char **skip;
+	struct cf_rollout_result prov; /* which nodes got the files */
+};
+
+static int
+chall_path(const struct cf_playbook *pb, const struct cf_acme_chall *c,
+           cf_buf_t *b)
+{
+	b->len = 0;
+	return cf_buf_printf(b, "%s/.well-known/acme-challenge/%s",
+	                     pb->deploy.webroot, c->token);
+}
+
+static bool
+token_ok(const char *t)
+{
+	/* RFC 8555 8.3: base64url; anything else could escape the dir */
+	if (*t == '\0')
+		return false;
+	for (; *t; t++)
+		if (!((*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z') ||
+		      (*t >= '0' && *t <= '9') || *t == '-' || *t == '_'))
+			return false;
+	return true;
+}
+
+/* Self-check: fetch the file over plain HTTP from this node with the
+ * domain as Host, as the CA will. */
+static int
+selfcheck(const struct cf_node *node, const struct cf_acme_chall *c,
+          cf_err_t *err)
+{
+	struct cf_http_req q;
+	struct cf_http_resp r;
+	cf_buf_t url = {0};
+	size_t len;
+	int rc = -1;
+
+	memset(&q, 0, sizeof(q));
+	memset(&r, 0, sizeof(r));
+	if (strchr(node->host, ':') != NULL)
+		cf_buf_printf(&url, "http://[%s]/.well-known/acme-challenge/%s",
+		              node->host, c->token);
+	else
+		cf_buf_printf(&url, "http://%s/.well-known/acme-challenge/%s",
+		              node->host, c->token);
+	q.method = "GET";
+	q.url = url.data;
+	q.allow_http = true;
+	q.host_header = c->domain;
+	q.deadline = cf_now_ms() + 5000;
+	q.max_body = 4096;
+	if (http_request(&q, &r, err) < 0)
+		goto out;
+	len = r.body_len;
+	while (len > 0 && (r.body[len - 1] == '\n' || r.body[len - 1] == '\r'))
+		len--;
+	if (r.status != 200 || len != strlen(c->value) ||
+	    memcmp(r.body, c->value, len) != 0) {
+		cf_err_set(err, CF_ERR_CHECK,
+		           "http-01 self-check for %s failed: %s answered HTTP "
+		           "%ld with %s content", c->domain, url.data, r.status,
+		           r.status == 200 ? "wrong" : "no");
+		goto out;
+	}
+	rc = 0;
+out:
+	http_resp_free(&r);
+	cf_buf_free(&url);
+	return rc;
+}
+
+static int
+http01_put(void *arg, const struct cf_node *node, cf_ssh_t *s, cf_err_t *err)
+{
+	struct http01 *h = arg;
+	const struct cf_playbook *pb = h->s->pb;
+	cf_buf_t cmd = {0}, path = {0};
+	int status = -1, rc = -1;
+	size_t i;
+
+	if (cf_buf_append(&cmd, "mkdir -p -- ", 12) < 0 ||
+	    cf_buf_shquote(&cmd, pb->deploy.webroot) < 0 ||
+	    cf_buf_append(&cmd, "/.well-known/acme-challenge", 27) < 0)
+		goto nomem;
+	if (ssh_exec(s, cmd.data, NULL, 0, &status, NULL, err) < 0)
+		goto out;
+	if (status != 0) {
+		cf_err_set(err, CF_ERR_WRITE, "cannot create %s/.well-known/"
+		           "acme-challenge on %s", pb->deploy.webroot, node->name);
+		goto out;
+	}
+	for (i = 0; i < h->n; i++) {
+		if (chall_path(pb, &h->c[i], &path) < 0)
+			goto nomem;
+		(void)ssh_remove(s, path.data, NULL);
+		if (ssh_upload(s, path.data, h->c[i].value, strlen(h->c[i].value),
+		               0644, err) < 0)
+			goto out;
+	}
+	for (i = 0; i < h->n; i++)
+		if (selfcheck(node, &h->c[i], err) < 0)
+			goto out;
+	rc = 0;
+	goto out;
+nomem:
+	cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+out:
+	cf_buf_free(&cmd);
+	cf_buf_free(&path);
+	return rc;
+}
+
+static int
+http01_del(void *arg, const struct cf_node *node, cf_ssh_t *s, cf_err_t *err)
+{
+	struct http01 *h = arg;
+	cf_buf_t path = {0};
+	size_t i;
+
+	(void)node;
+	(void)err;
+	for (i = 0; i < h->n; i++)
+		if (chall_path(h->s->pb, &h->c[i], &path) == 0)
+			(void)ssh_remove(s, path.data, NULL);
+	cf_buf_free(&path);
+	return 0;
+}
+
+static int
+http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
+                 cf_err_t *err)
+{
+	struct http01 *h = arg;
+	struct cf_rollout_opts o;
+	cf_err_t rerr = {0};
+	size_t i, ok = 0;
+
+	for (i = 0; i < n; i++)
+		if (!token_ok(c[i].token))
+			return cf_err_set(err, CF_ERR_ACME, "CA sent an unsafe "
+			                  "http-01 token for %s", c[i].domain);
+	h->c = c;
+	h->n = n;
+	memset(&o, 0, sizeof(o));
+	o.skip = h->skip;
+	if (rollout_each(h->s->pb, h->s->ssh, &o, http01_put, h, &h->prov,
+	                 err) < 0)
+		return -1;
+	for (i = 0; i < h->prov.n; i++) {
+		const struct cf_node_result *r = &h->prov.nodes[i];
+
+		if (r->outcome == CF_OUT_DEPLOYED)
+			ok++;
+		else if (r->outcome == CF_OUT_FAILED)
+			fprintf(stderr, "certfleet: %-16s %-15s http-01 FAILED "
+			        "%s: %s\n", r->node->name, r->node->host,
+			        cf_err_reason(r->err.code), r->err.msg);
+	}
+	/* unreachable nodes are quarantined now, as in deploy */
+	if (session_record(h->s, &h->prov, NULL, &rerr) < 0)
+		fprintf(stderr, "certfleet: %s\n", rerr.msg);
+	if (ok == 0)
+		return cf_err_set(err, CF_ERR_HOOK, "http-01: no node could "
+		                  "serve the challenge files (see above)");
+	return 0;
+}
+
+static void
+http01_cleanup(void *arg, const struct cf_acme_chall *c, size_t n)
+{
+	struct http01 *h = arg;
+	struct cf_rollout_opts o;
+	struct cf_rollout_result res;
+	char **only = NULL;
+	size_t i, k = 0;
+
+	(void)c;
+	(void)n;
+	memset(&o, 0, sizeof(o));
+	memset(&res, 0, sizeof(res));
+	only = calloc(h->prov.n + 1, sizeof(char *));
+	if (only == NULL)
+		goto out;
+	for (i = 0; i < h->prov.n; i++)
+		if (h->prov.nodes[i].touched ||
+		    h->prov.nodes[i].outcome == CF_OUT_DEPLOYED ||
+		    h->prov.nodes[i].outcome == CF_OUT_FAILED)
+			only[k++] = (char *)h->prov.nodes[i].node->name;
+	if (k == 0)
+		goto out;
+	/* only where we got in: do not wait on blackholed nodes twice */
+	for (i = 0, k = 0; i < h->prov.n; i++) {
+		cf_code_t code = h->prov.nodes[i].err.code;
+
+		if (h->prov.nodes[i].outcome == CF_OUT_DEPLOYED ||
+		    (h->prov.nodes[i].outcome == CF_OUT_FAILED &&
+		     (code == CF_ERR_WRITE || code == CF_ERR_CHECK)))
+			only[k++] = (char *)h->prov.nodes[i].node->name;
+	}
+	only[k] = NULL;
+	if (k == 0)
+		goto out;
+	o.only = only;
+	(void)rollout_each(h->s->pb, h->s->ssh, &o, http01_del, h, &res, NULL);
+out:
+	rollout_result_free(&res);
+	free(only);
+}
+
+/* ---- renewal decision ---- */
+
+static void
+acme_params(const struct cf_session *s, const char *account_key,
+            struct cf_acme_params *p)
+{
+	const struct cf_playbook *pb = s->pb;
+
+	memset(p, 0, sizeof(*p));
+	p->directory_url = pb->acme.directory;
+	p->ca_bundle = pb->acme.ca_bundle;
+	p->account_key_path = account_key;
+	p->contact = pb->acme.contact;
+	p->n_contact = pb->acme.n_contact;
+	p->eab_kid = pb->acme.eab_kid;
+	p->eab_hmac_key = pb->acme.eab_hmac_key;
+	p->domains = pb->cert.domains;
+	p->n_domains = pb->cert.n_domains;
+	p->challenge_type = pb->acme.challenge;
+	p->key_type = pb->cert.key_type;
+	p->preferred_chain = pb->acme.preferred_chain;
+	p->profile = pb->acme.profile;
+	p->deadline = cf_now_ms() + (int64_t)pb->acme.timeout * 1000;
+}
+
+static bool
+names_cover(const struct cf_playbook *pb, const struct cf_certinfo *ci)
+{
+	size_t i, j;
+
+	for (i = 0; i < pb->cert.n_domains; i++) {
+		bool hit = false;
+
+		for (j = 0; j < ci->n_names && !hit; j++)
+			hit = strcasecmp(pb->cert.domains[i], ci->names[j]) == 0;
+		if (!hit)
+			return false;
+	}
+	return true;
+}
+
+/* Decide whether the current certificate is due; explains why in `why`. */
+static bool
+renewal_due(struct cf_session *s, const struct cf_acme_params *p,
+            const struct cf_certinfo *ci, struct cf_renewal_state *rs,
+            char **ari_id, char *why, size_t whylen)
+{
+	const struct cf_playbook *pb = s->pb;
+	int64_t now = cf_wall_now(), lifetime, before;
+	struct cf_ari ari;
+	bool supported = false;
+	cf_err_t err = {0};
+	char t[32];
+
+	if (ci == NULL) {
+		snprintf(why, whylen, "no certificate in the store yet");
+		return true;
+	}
+	if (!names_cover(pb, ci)) {
+		snprintf(why, whylen, "the playbook's domains changed");
+		return true;
+	}
+	lifetime = ci->not_after - ci->not_before;
+	before = pb->acme.renew_before_days > 0
+	             ? (int64_t)(pb->acme.renew_before_days * 86400.0)
+	             : lifetime / 3;
+	if (ci->not_after - now < before) {
+		cf_fmt_time(ci->not_after, t, sizeof(t));
+		snprintf(why, whylen, "expires %s, less than %.1f days left",
+		         t, (double)before / 86400.0);
+		return true;
+	}
+	/* ARI (RFC 9773): the CA may ask for an early renewal (e.g. before
+	 * a mass revocation).  Its absence or garbage falls back to the
+	 * lifetime rule above. */
+	if (ci->aki != NULL && ci->serial != NULL)
+		*ari_id = acme_ari_cert_id(ci->aki, ci->aki_len, ci->serial,
+		                           ci->serial_len);
+	if (*ari_id == NULL)
+		goto not_due;
+	if (rs->ari_cert_id != NULL && strcmp(rs->ari_cert_id, *ari_id) == 0 &&
+	    now < rs->ari_retry_after && rs->ari_chosen > 0)
+		goto decide;
+	memset(&ari, 0, sizeof(ari));
+	if (acme_ari_fetch(p, *ari_id, &ari, &supported, &err) < 0) {
+		fprintf(stderr, "certfleet: ARI unavailable (%s); using the "
+		        "lifetime rule\n", err.msg);
+		goto not_due;
+	}
+	if (!supported)
+		goto not_due;
+	{
+		unsigned char r[4];
+		double rnd = 0.5;
+
+		if (RAND_bytes(r, 4) == 1)
+			rnd = (double)((uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 |
+			               (uint32_t)r[2] << 8 | r[3]) /
+			      4294967296.0;
+		free(rs->ari_cert_id);
+		free(rs->ari_explanation);
+		rs->ari_cert_id = strdup(*ari_id);
+		rs->ari_window_start = ari.start;
+		rs->ari_window_end = ari.end;
+		rs->ari_chosen = acme_ari_pick(&ari, rnd);
+		rs->ari_retry_after =
+		    now + (ari.retry_after > 0 ? ari.retry_after : 6 * 3600);
+		rs->ari_explanation = ari.explanation_url
+		                          ? strdup(ari.explanation_url)
+		                          : NULL;
+		acme_ari_free(&ari);
+	}
+decide:
+	if (now >= rs->ari_chosen) {
+		cf_fmt_time(rs->ari_window_start, t, sizeof(t));
+		snprintf(why, whylen, "the CA's renewal window (ARI) opened %s%s%s",
+		         t, rs->ari_explanation ? ": see " : "",
+		         rs->ari_explanation ? rs->ari_explanation : "");
+		return true;
+	}
+not_due:
+	cf_fmt_time(ci->not_after - before, t, sizeof(t));
+	snprintf(why, whylen, "not due before %s", t);
+	if (rs->ari_chosen > 0 && rs->ari_cert_id && *ari_id &&
+	    strcmp(rs->ari_cert_id, *ari_id) == 0 &&
+	    rs->ari_chosen < ci->not_after - before) {
+		cf_fmt_time(rs->ari_chosen, t, sizeof(t));
+		snprintf(why, whylen, "not due before %s (ARI)", t);
+	}
+	return false;
+}
+
+int
+cli_renew(struct cf_cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"force", no_argument, NULL, 'f'},
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {"no-deploy", no_argument, NULL, 'D'},
+	    {"only", required_argument, NULL, 'o'},
+	    {"exclude", required_argument, NULL, 'x'},
+	    {NULL, 0, NULL, 0}};
+	struct cf_session s;
+	struct cf_bundle cur, nb;
+	struct cf_certinfo ci, nci;
+	struct cf_renewal_state rs;
+	struct cf_acme_params p;
+	struct cf_acme_challenge_ops ops;
+	struct cf_acme_result ar;
+	struct cf_dns_hook dh;
+	struct http01 h;
+	struct cf_rollout_opts o;
+	struct cf_rollout_result res;
+	struct cf_report_ctx rctx;
+	cf_err_t err = {0};
+	char *version = NULL, *ari_id = NULL, *acct = NULL, **skips = NULL;
+	char why[CF_ERR_MSG_MAX];
+	bool force = false, dry = false, no_deploy = false, found = false;
+	bool ca_failed = false, due;
+	int c, ex;
+
+	memset(&cur, 0, sizeof(cur));
+	memset(&nb, 0, sizeof(nb));
+	memset(&ci, 0, sizeof(ci));
+	memset(&nci, 0, sizeof(nci));
+	memset(&rs, 0, sizeof(rs));
+	memset(&ar, 0, sizeof(ar));
+	memset(&h, 0, sizeof(h));
+	memset(&o, 0, sizeof(o));
+	memset(&res, 0, sizeof(res));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': force = true; break;
+		case 'n': dry = true; break;
+		case 'D': no_deploy = true; break;
+		case 'o': cf_strv_free(o.only); o.only = cf_strv_split(optarg, ','); break;
+		case 'x': cf_strv_free(o.exclude); o.exclude = cf_strv_split(optarg, ','); break;
+		default: ex = CF_EXIT_USAGE; goto out_nosess;
+		}
+	}
+	if (optind < argc) {
+		ex = cli_usage("renew: unexpected argument '%s'", argv[optind]);
+		goto out_nosess;
+	}
+	ex = session_open(cli, "renew", CF_SESS_SSH | CF_SESS_NODES |
+	                  (dry ? 0 : CF_SESS_LOCK), &s);
+	if (ex != 0)
+		goto out_nosess;
+	if (s.pb->acme.directory == NULL) {
+		cf_err_set(&err, CF_ERR_CONFIG, "%s: acme.directory: renew needs "
+		           "an ACME directory URL", s.pb->path);
+		goto fail;
+	}
+	if (store_get_current(s.st, &cur, &ci, &version, &found, &err) < 0 ||
+	    store_load_renewal(s.st, &rs, &err) < 0)
+		goto fail;
+	acct = store_account_key_path(s.st, s.pb->acme.directory);
+	if (acct == NULL) {
+		cf_err_set(&err, CF_ERR_IO, "cannot create the account key "
+		           "directory under %s", store_root(s.st));
+		goto fail;
+	}
+	acme_params(&s, acct, &p);
+	due = renewal_due(&s, &p, found ? &ci : NULL, &rs, &ari_id, why,
+	                  sizeof(why));
+	if (force && !due)
+		snprintf(why, sizeof(why), "forced (--force)");
+	skips = session_manual_skips(&s, o.only);
+
+	if ((due || force) && dry) {
+		fprintf(stderr, "certfleet: renew: due: %s (dry run: not "
+		        "ordering)\n", why);
+	} else if (due || force) {
+		int64_t t0 = cf_now_ms();
+
+		fprintf(stderr, "certfleet: renew: ordering a certificate for "
+		        "%zu names from %s: %s\n", s.pb->cert.n_domains,
+		        s.pb->acme.directory, why);
+		if (s.pb->acme.reuse_key && found)
+			p.reuse_key_pem = cur.privkey;
+		if (found && ari_id != NULL && rs.ari_cert_id != NULL)
+			p.replaces = ari_id;
+		if (strcmp(s.pb->acme.challenge, "dns-01") == 0) {
+			memset(&dh, 0, sizeof(dh));
+			dh.hook = s.pb->acme.dns_hook;
+			challenge_dns_ops(&dh, &ops);
+		} else {
+			h.s = &s;
+			h.skip = skips;
+			ops.arg = &h;
+			ops.provision = http01_provision;
+			ops.cleanup = http01_cleanup;
+		}
+		rs.last_attempt = cf_wall_now();
+		if (acme_issue(&p, &ops, &ar, &err) == 0 &&
+		    crypto_bundle_from_pem(ar.fullchain_pem, NULL, ar.privkey_pem,
+		                           s.pb->cert.domains, s.pb->cert.n_domains,
+		                           cf_wall_now(), &nb, &nci, &err) == 0 &&
+		    store_put_bundle(s.st, &nb, &version, &err) == 0) {
+			rs.last_success = cf_wall_now();
+			rs.consecutive_failures = 0;
+			free(rs.last_error);
+			rs.last_error = NULL;
+			fprintf(stderr, "certfleet: renew: stored version %s "
+			        "(sha256 %.16s…, expires in %.1f days) in %.2fs\n",
+			        version, nci.sha256_hex,
+			        (double)(nci.not_after - cf_wall_now()) / 86400.0,
+			        (double)(cf_now_ms() - t0) / 1000.0);
+			crypto_bundle_free(&cur);
+			crypto_certinfo_free(&ci);
+			cur = nb;
+			ci = nci;
+			memset(&nb, 0, sizeof(nb));
+			memset(&nci, 0, sizeof(nci));
+			found = true;
+		} else {
+			ca_failed = true;
+			rs.consecutive_failures++;
+			free(rs.last_error);
+			rs.last_error = strdup(err.msg);
+			fprintf(stderr, "certfleet: renew FAILED (%u in a row): %s\n",
+			        rs.consecutive_failures, err.msg);
+		}
+		if (store_save_renewal(s.st, &rs, &err) < 0)
+			goto fail;
+	} else {
+		fprintf(stderr, "certfleet: renew: not due (%s)\n", why);
+		if (!dry && store_save_renewal(s.st, &rs, &err) < 0)
+			goto fail;
+	}
+
+	if (no_deploy || !found) {
+		ex = ca_failed || !found ? CF_EXIT_FAILED : CF_EXIT_OK;
+		if (cli->json)
+			report_run_json(stdout, "renew", ex, version,
+			                found ? &ci : NULL, NULL, NULL);
+		goto out;
+	}
+	/* converge: every node that does not serve the current cert gets it */
+	o.skip = skips;
+	o.dry_run = dry;
+	memset(&rctx, 0, sizeof(rctx));
+	rctx.tty = cli->tty && !cli->json;
+	rctx.quiet = cli->quiet;
+	rctx.verb = "renew";
+	o.progress = report_progress;
+	o.progress_arg = &rctx;
+	if (rollout_run(s.pb, s.ssh, &cur, &ci, &o, &res, &err) < 0)
+		goto fail;
+	ex = rollout_exit_code(&res);
+	if (ca_failed)
+		ex = CF_EXIT_FAILED;
+	if (!dry && session_record(&s, &res, &ci, &err) < 0)
+		ex = cli_fail(&err);
+	report_summary(stderr, "renew", &res, ex);
+	if (cli->json)
+		report_run_json(stdout, "renew", ex, version, &ci, &res, &s.ns);
+	goto out;
+fail:
+	ex = cli_fail(&err);
+out:
+	session_close(&s);
+out_nosess:
+	rollout_result_free(&res);
+	rollout_result_free(&h.prov);
+	acme_result_free(&ar);
+	crypto_bundle_free(&cur);
+	crypto_bundle_free(&nb);
+	crypto_certinfo_free(&ci);
+	crypto_certinfo_free(&nci);
+	store_renewal_free(&rs);
+	free(version);
+	free(ari_id);
+	free(acct);
+	cf_strv_free(skips);
+	cf_strv_free(o.only);
+	cf_strv_free(o.exclude);
+	return ex;
+}
+
+int
+cli_revoke(struct cf_cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"reason", required_argument, NULL, 'r'},
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {NULL, 0, NULL, 0}};
+	static const struct { const char *name; int code; } reasons[] = {
+	    {"unspecified", 0}, {"keyCompromise", 1}, {"superseded", 4},
+	    {"cessationOfOperation", 5}};
+	struct cf_session s;
+	struct cf_bundle b;
+	struct cf_certinfo ci;
+	struct cf_acme_params p;
+	cf_err_t err = {0};
+	char *version = NULL, *acct = NULL;
+	bool found = false, dry = false;
+	int c, ex, reason = 0;
+	size_t i;
+
+	memset(&b, 0, sizeof(b));
+	memset(&ci, 0, sizeof(ci));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		if (c == 'n') {
+			dry = true;
+		} else if (c == 'r') {
+			char *end;
+
+			reason = -1;
+			for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+				if (strcmp(optarg, reasons[i].name) == 0)
+					reason = reasons[i].code;
+			if (reason < 0) {
+				long v = strtol(optarg, &end, 10);
+
+				if (*end != '\0' || (v != 0 && v != 1 && v != 4 &&
+				                     v != 5))
+					return cli_usage("--reason: unspecified, "
+					    "keyCompromise, superseded, "
+					    "cessationOfOperation (or 0,1,4,5)");
+				reason = (int)v;
+			}
+		} else {
+			return CF_EXIT_USAGE;
+		}
+	}
+	ex = session_open(cli, "revoke", dry ? 0 : CF_SESS_LOCK, &s);
+	if (ex != 0)
+		return ex;
+	if (s.pb->acme.directory == NULL) {
+		cf_err_set(&err, CF_ERR_CONFIG, "%s: acme.directory: revoke needs "
+		           "an ACME directory URL", s.pb->path);
+		goto fail;
+	}
+	if (store_get_current(s.st, &b, &ci, &version, &found, &err) < 0)
+		goto fail;
+	if (!found) {
+		cf_err_set(&err, CF_ERR_STATE, "no current certificate to revoke");
+		goto fail;
+	}
+	acct = store_account_key_path(s.st, s.pb->acme.directory);
+	if (acct == NULL) {
+		cf_err_set(&err, CF_ERR_IO, "cannot create the account key dir");
+		goto fail;
+	}
+	acme_params(&s, acct, &p);
+	if (dry) {
+		fprintf(stderr, "certfleet: dry run: would revoke %s (sha256 "
+		        "%.16s…) reason %d\n", version, ci.sha256_hex, reason);
+		ex = 0;
+		goto out;
+	}
+	if (acme_revoke(&p, b.cert, reason, &err) < 0)
+		goto fail;
+	fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); run `renew "
+	        "--force` to replace it\n", version, ci.sha256_hex);
+	ex = 0;
+	goto out;
+fail:
+	ex = cli_fail(&err);
+out:
+	crypto_bundle_free(&b);
+	crypto_certinfo_free(&ci);
+	free(version);
+	free(acct);
+	session_close(&s);
+	return ex;
+}
