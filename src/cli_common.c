@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "certfleet/cli.h"
+#include "certfleet/metrics.h"
 #include "certfleet/util.h"
 
 int
@@ -36,6 +37,7 @@ session_open(struct cf_cli *cli, const char *what, int flags,
 
 	memset(s, 0, sizeof(*s));
 	s->cli = cli;
+	s->started_ms = cf_now_ms();
 	if (cli->playbook == NULL)
 		return cli_usage("%s needs a playbook: -p FILE", what);
 	if (playbook_load(cli->playbook, &s->pb, &err) < 0)
@@ -58,9 +60,108 @@ fail:
 	return cli_fail(&err);
 }
 
+static const char *
+own(struct cf_session *s, const char *str)
+{
+	char **v, *d;
+
+	if (str == NULL)
+		return NULL;
+	d = strdup(str);
+	v = realloc(s->owned, (s->n_owned + 1) * sizeof(*v));
+	if (d == NULL || v == NULL) {
+		free(d);
+		if (v != NULL)
+			s->owned = v;
+		return NULL;
+	}
+	s->owned = v;
+	s->owned[s->n_owned++] = d;
+	return d;
+}
+
+void
+session_event(struct cf_session *s, cf_event_kind_t kind, const char *node,
+              const char *host, const char *reason, const char *detail,
+              unsigned count, int64_t not_after)
+{
+	struct cf_event *v = realloc(s->ev, (s->n_ev + 1) * sizeof(*v));
+
+	if (v == NULL)
+		return;
+	s->ev = v;
+	memset(&v[s->n_ev], 0, sizeof(v[0]));
+	v[s->n_ev].kind = kind;
+	v[s->n_ev].node = own(s, node);
+	v[s->n_ev].host = own(s, host);
+	v[s->n_ev].reason = own(s, reason);
+	v[s->n_ev].detail = own(s, detail);
+	v[s->n_ev].count = count;
+	v[s->n_ev].not_after = not_after;
+	s->n_ev++;
+}
+
+void
+session_finish(struct cf_session *s, const char *command, int exit_code,
+               const struct cf_certinfo *current)
+{
+	struct cf_metrics_input mi;
+	struct cf_renewal_state rs;
+	cf_err_t err = {0};
+	int64_t now = cf_wall_now(), warn, last_ok = 0;
+	size_t i;
+
+	if (s->pb == NULL)
+		return;
+	memset(&rs, 0, sizeof(rs));
+	(void)store_load_renewal(s->st, &rs, NULL);
+	/* Early warning on what nodes actually serve, not on what the store
+	 * holds: the incident's certificate was renewed in the store and
+	 * still expired on the servers. */
+	warn = s->pb->notify.warn_days > 0
+	           ? (int64_t)(s->pb->notify.warn_days * 86400.0)
+	           : current != NULL ? (current->not_after - current->not_before) / 6
+	                             : 14 * 86400;
+	for (i = 0; i < s->ns.n; i++) {
+		const struct cf_node_state *st = &s->ns.v[i];
+		const struct cf_node *n = playbook_node(s->pb, st->name);
+
+		if (st->last_success > last_ok)
+			last_ok = st->last_success;
+		if (n == NULL || st->serving_not_after <= 0 ||
+		    (st->quarantined && st->manual))
+			continue;
+		if (st->serving_not_after - now < warn)
+			session_event(s, CF_EV_EXPIRY_WARNING, n->name, n->host,
+			              NULL, NULL, 0, st->serving_not_after);
+	}
+	if (s->n_ev > 0)
+		(void)notify_send(s->pb, s->ev, s->n_ev);
+	if (s->cli->metrics != NULL) {
+		memset(&mi, 0, sizeof(mi));
+		mi.pb = s->pb;
+		mi.current = current;
+		mi.nodes = &s->ns;
+		mi.renewal = &rs;
+		mi.command = command;
+		mi.exit_code = exit_code;
+		mi.duration_ms = cf_now_ms() - s->started_ms;
+		mi.last_deploy_success = last_ok;
+		if (metrics_write(s->cli->metrics, &mi, &err) < 0)
+			fprintf(stderr, "certfleet: metrics: %s\n", err.msg);
+	}
+	store_renewal_free(&rs);
+}
+
 void
 session_close(struct cf_session *s)
 {
+	size_t i;
+
+	for (i = 0; i < s->n_owned; i++)
+		free(s->owned[i]);
+	free(s->owned);
+	free(s->ev);
 	ssh_ctx_free(s->ssh);
 	store_nodes_free(&s->ns);
 	store_close(s->st);
@@ -92,7 +193,21 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 		}
 		if (r->touched && r->outcome == CF_OUT_DEPLOYED)
 			st->last_change = now;
+		if (r->outcome == CF_OUT_FAILED && st->quarantined &&
+		    !r->touched && r->err.code == CF_ERR_VERIFY) {
+			/* a read-only probe of a node quarantined for a real
+			 * cause (host key, disk...) must not hide that cause */
+			continue;
+		}
 		if (r->outcome == CF_OUT_FAILED) {
+			/* alert on the first failed attempt, and again when the
+			 * cause changes; not on every retry of the same cause */
+			if (!st->quarantined || st->reason == NULL ||
+			    strcmp(st->reason, cf_err_reason(r->err.code)) != 0)
+				session_event(s, CF_EV_NODE_QUARANTINED,
+				              r->node->name, r->node->host,
+				              cf_err_reason(r->err.code), r->err.msg,
+				              st->attempts + 1, 0);
 			if (!st->quarantined)
 				st->quarantined_since = now;
 			st->quarantined = true;
@@ -107,6 +222,10 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 		/* serving the current certificate, verified: release */
 		if (current != NULL &&
 		    strcmp(r->after_sha256, current->sha256_hex) == 0) {
+			if (st->quarantined)
+				session_event(s, CF_EV_NODE_RELEASED, r->node->name,
+				              r->node->host, st->reason, NULL,
+				              st->attempts, 0);
 			st->last_success = now;
 			st->quarantined = false;
 			st->manual = false;

@@ -80,7 +80,7 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
 	memset(&res, 0, sizeof(res));
-	optind = 1;
+	optind = 0; /* full reinit of GNU getopt */
 	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': cert = optarg; break;
@@ -227,11 +227,18 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 		}
 	}
 	report_summary(stderr, verb, &res, ex);
+	if (res.stopped)
+		session_event(&s, CF_EV_CANARY_STOPPED, NULL, NULL, NULL,
+		              res.stop_reason, 0, 0);
+	if (!o.dry_run)
+		session_finish(&s, verb, ex, &ci);
 	if (cli->json)
 		report_run_json(stdout, verb, ex, version, &ci, &res, &s.ns);
 	goto out;
 fail:
 	ex = cli_fail(&err);
+	if (!o.dry_run)
+		session_finish(&s, verb, ex, have_bundle ? &ci : NULL);
 	if (cli->json)
 		report_run_json(stdout, verb, ex, version,
 		                have_bundle ? &ci : NULL, NULL, NULL);

@@ -405,7 +405,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	memset(&h, 0, sizeof(h));
 	memset(&o, 0, sizeof(o));
 	memset(&res, 0, sizeof(res));
-	optind = 1;
+	optind = 0; /* full reinit of GNU getopt */
 	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': force = true; break;
@@ -461,6 +461,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 		if (strcmp(s.pb->acme.challenge, "dns-01") == 0) {
 			memset(&dh, 0, sizeof(dh));
 			dh.hook = s.pb->acme.dns_hook;
+			dh.deadline = p.deadline;
 			challenge_dns_ops(&dh, &ops);
 		} else {
 			h.s = &s;
@@ -498,6 +499,8 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 			rs.last_error = strdup(err.msg);
 			fprintf(stderr, "certfleet: renew FAILED (%u in a row): %s\n",
 			        rs.consecutive_failures, err.msg);
+			session_event(&s, CF_EV_RENEWAL_FAILED, NULL, NULL, NULL,
+			              err.msg, rs.consecutive_failures, 0);
 		}
 		if (store_save_renewal(s.st, &rs, &err) < 0)
 			goto fail;
@@ -509,6 +512,8 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 
 	if (no_deploy || !found) {
 		ex = ca_failed || !found ? CF_EXIT_FAILED : CF_EXIT_OK;
+		if (!dry)
+			session_finish(&s, "renew", ex, found ? &ci : NULL);
 		if (cli->json)
 			report_run_json(stdout, "renew", ex, version,
 			                found ? &ci : NULL, NULL, NULL);
@@ -531,11 +536,18 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	if (!dry && session_record(&s, &res, &ci, &err) < 0)
 		ex = cli_fail(&err);
 	report_summary(stderr, "renew", &res, ex);
+	if (res.stopped)
+		session_event(&s, CF_EV_CANARY_STOPPED, NULL, NULL, NULL,
+		              res.stop_reason, 0, 0);
+	if (!dry)
+		session_finish(&s, "renew", ex, &ci);
 	if (cli->json)
 		report_run_json(stdout, "renew", ex, version, &ci, &res, &s.ns);
 	goto out;
 fail:
 	ex = cli_fail(&err);
+	if (!dry && s.pb != NULL)
+		session_finish(&s, "renew", ex, found ? &ci : NULL);
 out:
 	session_close(&s);
 out_nosess:
@@ -578,7 +590,7 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 
 	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
-	optind = 1;
+	optind = 0; /* full reinit of GNU getopt */
 	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
 		if (c == 'n') {
 			dry = true;

@@ -67,8 +67,12 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 		return cli_usage("quarantine list | add NODE --reason TEXT | "
 		                 "release NODE");
 	sub = argv[1];
-	optind = 2;
-	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	argc--;
+	argv++;
+	/* optind = 0 fully reinitializes GNU getopt (main already used it);
+	 * no '+': options may follow the node name */
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (c == 'r')
 			reason = optarg;
 		else if (c == 'n')

@@ -154,8 +154,10 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    "  i=0; while [ $i -lt $N ]; do\n"
 	    "    get t T $i; get d D $i; get b B $i; eval \"p=\\${P$i:-}\"; eval \"w=\\${W$i:-}\"\n"
 	    "    if [ -n \"$w\" ]; then\n"
+	    "      eval \"e=\\${E$i:-}\"\n"
 	    "      if [ -n \"$p\" ]; then ln -f -- \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\";\n"
-	    "      else rm -f -- \"$t\"; fi\n"
+	    /* existed with identical bytes: nothing to undo; new: remove */
+	    "      elif [ -z \"$e\" ]; then rm -f -- \"$t\"; fi\n"
 	    "    fi\n"
 	    "    i=$((i+1)); done\n"
 	    "}\n"
@@ -176,8 +178,13 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    /* 2. keep the previous version (hard link: same bytes, same mode) */
 	    "i=0; while [ $i -lt $N ]; do\n"
 	    "  get t T $i; get d D $i; get n N $i; get b B $i\n"
+	    /* -ef: after a rollback the target and the backup are one
+	     * inode; `mv` refuses to rename a file onto itself */
+	    "  [ -f \"$t\" ] && eval \"E$i=1\"\n"
 	    "  if [ -f \"$t\" ] && ! cmp -s -- \"$n\" \"$t\"; then\n"
-	    "    ln -f -- \"$t\" \"$d/.certfleet.$b.prev.tmp\" && mv -f -- \"$d/.certfleet.$b.prev.tmp\" \"$d/.$b.certfleet-prev\" || fail 11 \"cannot keep previous version of $t\"\n"
+	    "    if ! [ \"$t\" -ef \"$d/.$b.certfleet-prev\" ]; then\n"
+	    "      ln -f -- \"$t\" \"$d/.certfleet.$b.prev.tmp\" && mv -f -- \"$d/.certfleet.$b.prev.tmp\" \"$d/.$b.certfleet-prev\" || fail 11 \"cannot keep previous version of $t\"\n"
+	    "    fi\n"
 	    "    eval \"P$i=1\"; echo \"certfleet-prev $i\"\n"
 	    "  fi\n"
 	    "  i=$((i+1)); done\n"
@@ -206,6 +213,7 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    "rc=0\n"
 	    "for i in \"$@\"; do\n"
 	    "  get t T $i; get d D $i; get b B $i\n"
+	    "  [ \"$t\" -ef \"$d/.$b.certfleet-prev\" ] && continue\n"
 	    "  ln -f -- \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\" || rc=11\n"
 	    "done\n"
 	    "if [ -n \"$RELOAD\" ]; then sh -c \"$RELOAD\" </dev/null 2>&1 || rc=13; fi\n"

@@ -97,4 +97,54 @@ int64_t acme_ari_pick(const struct cf_ari *a, double rnd);
 int acme_ari_fetch(const struct cf_acme_params *p, const char *cert_id,
                    struct cf_ari *out, bool *supported, cf_err_t *err);
 
+/* ---- protocol object parsers (pure; exposed for unit tests) ---- */
+
+/* One line from an RFC 7807 problem document (RFC 8555 section 6.7):
+ * "TYPE: detail [sub: SHORTTYPE (dns:VALUE): detail; ...]" (SHORTTYPE
+ * without "urn:ietf:params:acme:error:"), control characters replaced by
+ * spaces.  NULL if body is not a problem document.  Caller
+ * frees. */
+char *acme_problem_line(const char *body, size_t len);
+
+/* The directory (RFC 8555 section 7.1.1). */
+struct cf_acme_dir {
+	char *new_nonce, *new_account, *new_order, *revoke_cert;
+	char *renewal_info;     /* NULL: no ARI */
+	char *terms_of_service; /* meta.termsOfService or NULL */
+	char **profiles;        /* meta.profiles names, NULL-terminated */
+	bool eab_required;      /* meta.externalAccountRequired */
+};
+/* CF_ERR_ACME if not JSON or a required URL is missing. */
+int acme_dir_parse(const char *body, size_t len, struct cf_acme_dir *out,
+                   cf_err_t *err);
+void acme_dir_free(struct cf_acme_dir *d);
+
+/* An order (RFC 8555 section 7.1.3). */
+struct cf_acme_order {
+	char *status;           /* pending ready processing valid invalid */
+	char **authorizations;  /* NULL-terminated */
+	char *finalize;
+	char *certificate;      /* NULL until valid */
+	char *error;            /* problem line or NULL */
+};
+int acme_order_parse(const char *body, size_t len, struct cf_acme_order *out,
+                     cf_err_t *err);
+void acme_order_free(struct cf_acme_order *o);
+
+/* An authorization with its challenges (RFC 8555 section 7.1.4). */
+struct cf_acme_authz_chall {
+	char *type, *url, *token, *status;
+	char *error;            /* problem line or NULL */
+};
+struct cf_acme_authz {
+	char *status;
+	char *domain;           /* identifier value ("*." already stripped) */
+	bool wildcard;
+	struct cf_acme_authz_chall *challs;
+	size_t n_challs;
+};
+int acme_authz_parse(const char *body, size_t len, struct cf_acme_authz *out,
+                     cf_err_t *err);
+void acme_authz_free(struct cf_acme_authz *a);
+
 #endif

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "certfleet/err.h"
+#include "certfleet/notify.h"
 #include "certfleet/playbook.h"
 #include "certfleet/rollout.h"
 #include "certfleet/ssh.h"
@@ -38,6 +39,11 @@ struct cf_session {
 	cf_ssh_ctx_t *ssh;
 	struct cf_node_states ns;
 	bool locked;
+	int64_t started_ms;      /* for certfleet_run_duration_seconds */
+	struct cf_event *ev;     /* events to notify at session_finish */
+	size_t n_ev;
+	char **owned;            /* strings the events point to */
+	size_t n_owned;
 };
 
 enum { CF_SESS_LOCK = 1, CF_SESS_SSH = 2, CF_SESS_NODES = 4 };
@@ -57,6 +63,15 @@ int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * release on success) and save it. */
 int session_record(struct cf_session *s, const struct cf_rollout_result *res,
                    const struct cf_certinfo *current, cf_err_t *err);
+/* Queue a notification (strings are copied). */
+void session_event(struct cf_session *s, cf_event_kind_t kind,
+                   const char *node, const char *host, const char *reason,
+                   const char *detail, unsigned count, int64_t not_after);
+/* End of a command: expiry warnings for what nodes serve, notifications,
+ * and the --metrics file.  Never changes the exit code. */
+void session_finish(struct cf_session *s, const char *command, int exit_code,
+                    const struct cf_certinfo *current);
+
 /* Names of manually quarantined nodes (skipped by rollouts unless named
  * in `only`). Caller frees with cf_strv_free. */
 char **session_manual_skips(const struct cf_session *s, char *const *only);

@@ -42,14 +42,15 @@ struct cf_bundle {
 	char *cert;       /* leaf only */
 	char *chain;      /* intermediates, may be "" */
 	char *fullchain;  /* cert + chain */
-	char *privkey;    /* PEM private key (PKCS#8 or traditional, as given) */
+	char *privkey;    /* PEM private key, normalized to unencrypted PKCS#8
+	                     ("BEGIN PRIVATE KEY") whatever form was given */
 };
 void crypto_bundle_free(struct cf_bundle *b);
 
 /* Build a bundle from PEM inputs.  cert_pem may hold the leaf followed by
  * the chain (fullchain); chain_pem (may be NULL) adds intermediates.
- * Checks, failing with CF_ERR_DATA and a message naming `what` (e.g. the
- * file name): every block is PEM and parses; the key matches the leaf;
+ * Checks, failing with CF_ERR_DATA and a message naming the input (see
+ * crypto_bundle_from_pem_labeled to name files): every block is PEM and parses; the key matches the leaf;
  * the leaf is not expired at `now` (epoch) and not yet-invalid; if
  * n_domains > 0, the leaf's names cover every domain (wildcards per
  * RFC 6125: "*.example.com" covers "a.example.com" only). */
@@ -58,6 +59,27 @@ int crypto_bundle_from_pem(const char *cert_pem, const char *chain_pem,
                            size_t n_domains, int64_t now,
                            struct cf_bundle *out, struct cf_certinfo *info,
                            cf_err_t *err);
+
+/* Names of the inputs for error messages (typically the file names);
+ * any member may be NULL ("certificate input", "chain input",
+ * "private key input").  Messages read "cert.pem: certificate expired on
+ * 2026-01-01T00:00:00Z", "key.pem: private key does not match the
+ * certificate ...", "cert.pem: no PEM certificate found". */
+struct cf_bundle_labels {
+	const char *cert;
+	const char *chain;
+	const char *key;
+};
+/* crypto_bundle_from_pem with labelled messages.  Also: chain
+ * certificates identical to the leaf or to each other are dropped; a
+ * non-certificate PEM block (key, CSR) in cert_pem/chain_pem is an error;
+ * encrypted keys are refused (never prompts).  info may be NULL. */
+int crypto_bundle_from_pem_labeled(const char *cert_pem, const char *chain_pem,
+                                   const char *key_pem,
+                                   const struct cf_bundle_labels *labels,
+                                   char *const *domains, size_t n_domains,
+                                   int64_t now, struct cf_bundle *out,
+                                   struct cf_certinfo *info, cf_err_t *err);
 
 /* Fresh private key of the given type as PKCS#8 PEM (caller frees with
  * cf_free_secret(p, strlen(p))). */

@@ -22,6 +22,7 @@ struct cf_http_req {
 	bool allow_http;           /* permit plain http:// (never for ACME) */
 	const char *host_header;   /* override Host: (self-checks); NULL = none */
 	const char *resolve_to;    /* connect to this IP instead of DNS; NULL */
+	const char *accept;        /* Accept: header; NULL = none */
 };
 
 struct cf_http_resp {
@@ -40,8 +41,24 @@ void http_resp_free(struct cf_http_resp *r);
 int http_global_init(cf_err_t *err);
 void http_global_cleanup(void);
 
+/* 0 for any HTTP response, whatever its status (check out->status); -1
+ * only when none arrived: CF_ERR_TIMEOUT, CF_ERR_REFUSED,
+ * CF_ERR_UNREACHABLE, CF_ERR_TLS, CF_ERR_CONFIG (scheme not allowed),
+ * CF_ERR_DATA (body over max_body). */
 int http_request(const struct cf_http_req *req, struct cf_http_resp *out,
                  cf_err_t *err);
+
+/* Optional connection reuse: a session keeps one libcurl handle, so
+ * consecutive requests to the same server reuse its TCP+TLS connection
+ * (an ACME issuance is ~15 requests to one host; a fresh handshake each
+ * time is most of its cost).  One session per thread; requests are
+ * independent otherwise (options are reset each time, a resolve_to entry
+ * does not leak into the next request). */
+typedef struct cf_http_session cf_http_session_t;
+int http_session_new(cf_http_session_t **out, cf_err_t *err);
+void http_session_free(cf_http_session_t *s);   /* NULL is fine */
+int http_session_request(cf_http_session_t *s, const struct cf_http_req *req,
+                         struct cf_http_resp *out, cf_err_t *err);
 
 /* Links with rel="alternate" (or any rel when rel NULL): returns a
  * NULL-terminated vector of URLs (caller frees with cf_strv_free). */

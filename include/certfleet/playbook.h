@@ -74,7 +74,7 @@ struct cf_playbook {
 
 	struct {
 		unsigned port;       /* default 443 */
-		char *server_name;   /* SNI; default cert.domains[0] */
+		char *server_name;   /* SNI; default the first non-wildcard domain */
 		unsigned timeout;    /* seconds to wait for the new cert, default 10 */
 	} verify;
 
