@@ -30,11 +30,16 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
 all: $(BUILD)/certfleet
 
+# V=1 shows full command lines.
+Q := $(if $(V),,@)
+
 $(BUILD)/certfleet: $(OBJS)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
@@ -42,7 +47,8 @@ $(BUILD)/obj $(BUILD)/tests:
 unit: $(UNIT_BINS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(HDRS) | $(BUILD)/tests
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LIBS) -lcmocka
+	@echo "  CCLD    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LIBS) -lcmocka
 
 # Installs missing Debian packages (root), then builds.
 deps:
