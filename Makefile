@@ -79,15 +79,23 @@ FUZZ_TIME ?= 60
 fuzz: deps
 	sh tests/fuzz/run.sh $(FUZZ_TIME)
 
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/hooks \
-	  $(DESTDIR)$(SHAREDIR)/playbooks $(DESTDIR)$(MANDIR)/man1 \
-	  $(DESTDIR)$(MANDIR)/man5
+	  $(DESTDIR)$(SHAREDIR)/playbooks $(DESTDIR)$(SHAREDIR)/prometheus \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(SYSTEMDDIR)
 	install -m 0755 $(BUILD)/certfleet $(DESTDIR)$(BINDIR)/certfleet
 	install -m 0644 playbooks/*.json $(DESTDIR)$(SHAREDIR)/playbooks/
 	for f in hooks/*; do [ -f "$$f" ] && install -m 0755 "$$f" $(DESTDIR)$(SHAREDIR)/hooks/ || true; done
-	install -m 0644 docs/certfleet.1 $(DESTDIR)$(MANDIR)/man1/
-	install -m 0644 docs/certfleet-playbook.5 $(DESTDIR)$(MANDIR)/man5/
+	for f in hooks/prometheus/*; do [ -f "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(SHAREDIR)/prometheus/ || true; done
+	# units name the binary by its installed path
+	for f in hooks/systemd/*; do [ -f "$$f" ] && \
+	  sed 's|/usr/local/bin/certfleet|$(BINDIR)/certfleet|g' "$$f" \
+	    >$(DESTDIR)$(SYSTEMDDIR)/$$(basename "$$f") || true; done
+	for f in docs/*.1; do [ -f "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(MANDIR)/man1/ || true; done
+	for f in docs/*.5; do [ -f "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(MANDIR)/man5/ || true; done
 
 format:
 	clang-format -i src/*.c include/certfleet/*.h tests/unit/*.c

@@ -12,7 +12,6 @@ t_start
 tb_up $FLEET_N
 tb_make_cert new 90 || t_fatal "tb_make_cert"
 NEW=$TB/certs/new
-OLD=$TB/certs/old
 NEW_SHA=$(tb_cert_sha256 "$NEW/fullchain.pem")
 PB=$TB/pb.json
 tb_playbook "$PB" connect_timeout=3 canary=0

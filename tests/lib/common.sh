@@ -240,7 +240,7 @@ EOF
 flat_get() {
 	local line
 	json_flat "$1"
-	line=$(grep -m1 -F -- "$2=" "$1.flat" | grep -m1 -- "^${2//./\\.}=")
+	line=$(grep -m1 -- "^${2//./\\.}=" "$1.flat")
 	if [ -n "$line" ]; then
 		printf '%s\n' "${line#*=}"
 	elif grep -q '^<error>=' "$1.flat"; then
