@@ -66,6 +66,8 @@ struct run {
 	bool stopped;
 	char stop_reason[CF_ERR_MSG_MAX];
 
+	bool trace;
+
 	/* rollout_each */
 	cf_node_fn each_fn;
 	void *each_arg;
@@ -349,6 +351,18 @@ gate_leave(struct run *r, enum gate g, const struct cf_node_result *nr)
 
 /* ---- the pipeline ---- */
 
+/* CERTFLEET_TRACE=1: per-node step timeline on stderr, for profiling a
+ * rollout from the outside without a debugger. */
+static void
+trace(const struct run *r, const struct cf_node *node, int64_t t0,
+      const char *step)
+{
+	if (!r->trace)
+		return;
+	fprintf(stderr, "trace: %-12s +%5lldms %s\n", node->name,
+	        (long long)(cf_now_ms() - t0), step);
+}
+
 static const char *
 sni_of(const struct cf_playbook *pb)
 {
@@ -389,7 +403,9 @@ verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
             struct cf_node_result *nr, cf_err_t *err)
 {
 	const char *want = r->info->sha256_hex;
-	int64_t pause = 50, nat = 0;
+	/* short first pauses: nginx usually switches within ~100 ms; each
+	 * probe costs the coordinator about a millisecond */
+	int64_t pause = 20, nat = 0;
 	char sha[65] = "";
 	cf_err_t perr = {0};
 
@@ -407,7 +423,7 @@ verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
 		if (cf_ms_left(deadline) <= pause)
 			break;
 		usleep((useconds_t)pause * 1000);
-		pause = pause * 2 > 500 ? 500 : pause * 2;
+		pause = pause * 3 / 2 > 300 ? 300 : pause * 3 / 2;
 	}
 	if (sha[0] != '\0')
 		return cf_err_set(err, CF_ERR_VERIFY,
@@ -552,6 +568,13 @@ out:
 	cf_buf_free(&cmd);
 }
 
+static const char *
+report_outcome_name_local(cf_outcome_t o)
+{
+	return o == CF_OUT_DEPLOYED ? "done: deployed"
+	       : o == CF_OUT_FAILED ? "done: failed" : "done";
+}
+
 static void
 node_pipeline(struct run *r, size_t idx)
 {
@@ -601,6 +624,7 @@ node_pipeline(struct run *r, size_t idx)
 		}
 	}
 
+	trace(r, node, t0, "probed");
 	/* 2. connect, host key, auth */
 	if (ssh_connect(r->ssh, node->host, node->port, node->user,
 	                conn_deadline,
@@ -609,6 +633,7 @@ node_pipeline(struct run *r, size_t idx)
 		nr->outcome = CF_OUT_FAILED;
 		goto done;
 	}
+	trace(r, node, t0, "ssh connected+authenticated");
 	if (o->dry_run) {
 		nr->outcome = CF_OUT_DRYRUN;
 		goto done;
@@ -624,6 +649,7 @@ node_pipeline(struct run *r, size_t idx)
 		}
 		nr->canary = g == GATE_CANARY;
 	}
+	trace(r, node, t0, "through gate");
 	ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
 
 	if (r->each_fn != NULL) {
@@ -640,6 +666,7 @@ node_pipeline(struct run *r, size_t idx)
 		goto done;
 	}
 
+	trace(r, node, t0, "staged (uploaded, swapped, checked, reloaded)");
 	/* 5. verify from outside, as a client would */
 	{
 		int64_t vdl = cf_now_ms() + (int64_t)pb->verify.timeout * 1000;
@@ -658,6 +685,7 @@ node_pipeline(struct run *r, size_t idx)
 	nr->outcome = CF_OUT_FAILED;
 
 done:
+	trace(r, node, t0, report_outcome_name_local(nr->outcome));
 	if (gated && g != GATE_STOPPED)
 		gate_leave(r, g, nr);
 	ssh_close(s);
@@ -835,6 +863,7 @@ rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 	r.info = info;
 	r.opts = opts;
 	r.res = &res;
+	r.trace = getenv("CERTFLEET_TRACE") != NULL;
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		cf_err_set(err, CF_ERR_INTERNAL, "no randomness for temp names");
 		goto out;
