@@ -268,3 +268,16 @@ rollout_exit_code(const struct cf_rollout_result *res)
 		return CF_EXIT_FAILED;
 	return CF_EXIT_PARTIAL;
 }
+
+int
+session_check_names(const struct cf_session *s, char *const *v,
+                    const char *opt)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && v[i] != NULL; i++)
+		if (playbook_node(s->pb, v[i]) == NULL)
+			return cli_usage("%s: no node '%s' in %s", opt, v[i],
+			                 s->pb->path);
+	return 0;
+}

@@ -149,6 +149,9 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	ex = session_open(cli, verb, flags, &s);
 	if (ex != 0)
 		goto out_nosess;
+	if ((ex = session_check_names(&s, o.only, "--only")) != 0 ||
+	    (ex = session_check_names(&s, o.exclude, "--exclude")) != 0)
+		goto out;
 
 	if (cert != NULL) {
 		if (load_input_bundle(s.pb, cert, key, chain, &b, &ci, &err) < 0)

@@ -424,6 +424,9 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	                  (dry ? 0 : CF_SESS_LOCK), &s);
 	if (ex != 0)
 		goto out_nosess;
+	if ((ex = session_check_names(&s, o.only, "--only")) != 0 ||
+	    (ex = session_check_names(&s, o.exclude, "--exclude")) != 0)
+		goto out;
 	if (s.pb->acme.directory == NULL) {
 		cf_err_set(&err, CF_ERR_CONFIG, "%s: acme.directory: renew needs "
 		           "an ACME directory URL", s.pb->path);

@@ -75,6 +75,10 @@ void session_finish(struct cf_session *s, const char *command, int exit_code,
 /* Names of manually quarantined nodes (skipped by rollouts unless named
  * in `only`). Caller frees with cf_strv_free. */
 char **session_manual_skips(const struct cf_session *s, char *const *only);
+/* Every name in v must be a node of the playbook: 0, or prints the error
+ * and returns 64 (a typo in --only must not silently select nothing). */
+int session_check_names(const struct cf_session *s, char *const *v,
+                        const char *opt);
 /* 0 all selected nodes serve current, 2 some failed, 1 stopped/none. */
 int rollout_exit_code(const struct cf_rollout_result *res);
 
