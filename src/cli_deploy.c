@@ -26,14 +26,12 @@ load_input_bundle(const struct cf_playbook *pb, const char *cert,
 	    cf_read_file(key, PEM_MAX, &k, &klen, err) < 0 ||
 	    (chain != NULL && cf_read_file(chain, PEM_MAX, &ch, NULL, err) < 0))
 		goto out;
-	if (crypto_bundle_from_pem(c, ch, k, pb->cert.domains,
-	                           pb->cert.n_domains, cf_wall_now(), b, ci,
-	                           err) < 0) {
-		if (err->code != CF_ERR_DATA)
-			err->code = CF_ERR_DATA;
-		cf_err_prefix(err, "%s: ", cert);
+	struct cf_bundle_labels labels = {cert, chain, key};
+
+	if (crypto_bundle_from_pem_labeled(c, ch, k, &labels, pb->cert.domains,
+	                                   pb->cert.n_domains, cf_wall_now(), b,
+	                                   ci, err) < 0)
 		goto out;
-	}
 	rc = 0;
 out:
 	free(c);

@@ -20,10 +20,22 @@
 #include "certfleet/crypto.h"
 #include "certfleet/util.h"
 
-/* Labels used in messages when the caller gave no file names. */
-#define LABEL_CERT  "certificate input"
-#define LABEL_CHAIN "chain input"
-#define LABEL_KEY   "private key input"
+/* Message prefixes when the caller names no files.  Callers usually
+ * prefix the certificate file themselves ("cert.pem: certificate expired
+ * on ..."), so certificate messages get none; chain and key messages say
+ * which input they concern. */
+#define PREFIX_CHAIN "chain: "
+#define PREFIX_KEY   "private key: "
+
+/* "label: " or the default into buf. */
+static const char *
+prefix_of(const char *label, const char *dflt, char *buf, size_t len)
+{
+	if (label == NULL)
+		return dflt;
+	snprintf(buf, len, "%s: ", label);
+	return buf;
+}
 
 /* RFC 5280 caps serials at 20 octets; leave room for non-conforming CAs
  * but keep serial_hex[80] large enough. */
@@ -510,7 +522,7 @@ no_passphrase_cb(char *buf, int size, int rwflag, void *u)
 /* Parse the first private key of a PEM text (PKCS#8 or traditional RSA /
  * EC, other PEM blocks skipped). */
 static int
-load_private_key(const char *pem, const char *label, EVP_PKEY **out,
+load_private_key(const char *pem, const char *pfx, EVP_PKEY **out,
                  cf_err_t *err)
 {
 	BIO *bio = NULL;
@@ -519,8 +531,8 @@ load_private_key(const char *pem, const char *label, EVP_PKEY **out,
 	char why[256];
 
 	if (strstr(pem, "-----BEGIN ") == NULL) {
-		cf_err_set(err, CF_ERR_DATA, "%s: not PEM (no private key block)",
-		           label);
+		cf_err_set(err, CF_ERR_DATA, "%snot PEM (no private key block)",
+		           pfx);
 		goto out;
 	}
 	bio = BIO_new_mem_buf(pem, -1);
@@ -534,11 +546,11 @@ load_private_key(const char *pem, const char *label, EVP_PKEY **out,
 		if (wanted_pass || strstr(pem, "ENCRYPTED") != NULL) {
 			ERR_clear_error();
 			cf_err_set(err, CF_ERR_DATA,
-			           "%s: private key is encrypted; passphrase-protected "
-			           "keys are not supported", label);
+			           "%sencrypted private key (passphrase-protected "
+			           "keys are not supported)", pfx);
 		} else {
 			cf_err_set(err, CF_ERR_DATA,
-			           "%s: no usable PEM private key found (%s)", label,
+			           "%sno usable PEM private key found (%s)", pfx,
 			           ossl_reason(why, sizeof(why)));
 		}
 		goto out;
@@ -655,7 +667,7 @@ crypto_csr_der(const char *key_pem, char *const *domains, size_t n,
 			goto out;
 		}
 	}
-	if (load_private_key(key_pem, "CSR key", &pkey, err) < 0)
+	if (load_private_key(key_pem, "CSR key: ", &pkey, err) < 0)
 		goto out;
 
 	req = X509_REQ_new();
@@ -791,7 +803,7 @@ only_space(const char *s)
  * (openssl's "subject=" lines, comments) is ignored.  A certificate
  * already in l (the leaf repeated in chain.pem) is dropped. */
 static int
-collect_certs(const char *text, const char *label, struct x509_list *l,
+collect_certs(const char *text, const char *pfx, struct x509_list *l,
               cf_err_t *err)
 {
 	BIO *bio = NULL;
@@ -819,27 +831,27 @@ collect_certs(const char *text, const char *label, struct x509_list *l,
 				ERR_clear_error();
 				break;
 			}
-			cf_err_set(err, CF_ERR_DATA, "%s: not PEM: block %d is "
-			           "malformed (%s)", label, block,
+			cf_err_set(err, CF_ERR_DATA, "%snot PEM: block %d is "
+			           "malformed (%s)", pfx, block,
 			           ossl_reason(why, sizeof(why)));
 			goto out;
 		}
 		if (strcmp(name, PEM_STRING_X509) != 0 &&
 		    strcmp(name, PEM_STRING_X509_OLD) != 0) {
-			cf_err_set(err, CF_ERR_DATA, "%s: block %d is a %.40s, "
-			           "expected a CERTIFICATE", label, block, name);
+			cf_err_set(err, CF_ERR_DATA, "%sblock %d is a %.40s, "
+			           "expected a CERTIFICATE", pfx, block, name);
 			goto out;
 		}
 		if (header[0] != '\0') {
-			cf_err_set(err, CF_ERR_DATA, "%s: certificate block %d has "
-			           "PEM headers", label, block);
+			cf_err_set(err, CF_ERR_DATA, "%scertificate block %d has "
+			           "PEM headers", pfx, block);
 			goto out;
 		}
 		p = data;
 		x = d2i_X509(NULL, &p, dlen);
 		if (x == NULL || p != data + dlen) {
-			cf_err_set(err, CF_ERR_DATA, "%s: certificate block %d does "
-			           "not parse (%s)", label, block,
+			cf_err_set(err, CF_ERR_DATA, "%scertificate block %d does "
+			           "not parse (%s)", pfx, block,
 			           x == NULL ? ossl_reason(why, sizeof(why))
 			                     : "trailing bytes");
 			goto out;
@@ -918,7 +930,7 @@ name_covers(const char *pattern, const char *domain)
 
 static int
 check_coverage(const struct cf_certinfo *ci, char *const *domains,
-               size_t n_domains, const char *label, cf_err_t *err)
+               size_t n_domains, const char *pfx, cf_err_t *err)
 {
 	char names[256];
 	size_t i, j, off;
@@ -939,8 +951,8 @@ check_coverage(const struct cf_certinfo *ci, char *const *domains,
 		if (off >= sizeof(names))
 			memcpy(names + sizeof(names) - 4, "...", 4);
 		return cf_err_set(err, CF_ERR_DATA,
-		                  "%s: certificate does not cover %s (names: %s)",
-		                  label, domains[i],
+		                  "%scertificate does not cover %s (names: %s)",
+		                  pfx, domains[i],
 		                  ci->n_names > 0 ? names : "none");
 	}
 	return 0;
@@ -967,7 +979,8 @@ crypto_bundle_from_pem_labeled(const char *cert_pem, const char *chain_pem,
                                int64_t now, struct cf_bundle *out,
                                struct cf_certinfo *info, cf_err_t *err)
 {
-	const char *lcert, *lchain, *lkey;
+	char bcert[256], bchain[256], bkey[256];
+	const char *pc, *pch, *pk;
 	struct x509_list certs = {NULL, 0};
 	struct cf_bundle b = {NULL, NULL, NULL, NULL};
 	struct cf_certinfo ci;
@@ -977,62 +990,68 @@ crypto_bundle_from_pem_labeled(const char *cert_pem, const char *chain_pem,
 	int rc = -1;
 
 	memset(&ci, 0, sizeof(ci));
-	lcert = labels != NULL && labels->cert != NULL ? labels->cert : LABEL_CERT;
-	lchain = labels != NULL && labels->chain != NULL ? labels->chain
-	                                                 : LABEL_CHAIN;
-	lkey = labels != NULL && labels->key != NULL ? labels->key : LABEL_KEY;
+	pc = prefix_of(labels ? labels->cert : NULL, "", bcert, sizeof(bcert));
+	pch = prefix_of(labels ? labels->chain : NULL, PREFIX_CHAIN, bchain,
+	                sizeof(bchain));
+	pk = prefix_of(labels ? labels->key : NULL, PREFIX_KEY, bkey,
+	               sizeof(bkey));
 
 	if (cert_pem == NULL || key_pem == NULL) {
 		cf_err_set(err, CF_ERR_INTERNAL, "bundle needs a certificate and a key");
 		goto out;
 	}
-	if (collect_certs(cert_pem, lcert, &certs, err) < 0)
+	if (collect_certs(cert_pem, pc, &certs, err) < 0)
 		goto out;
 	if (certs.n == 0) {
-		cf_err_set(err, CF_ERR_DATA, "%s: no PEM certificate found", lcert);
+		cf_err_set(err, CF_ERR_DATA, "%sno PEM certificate found", pc);
 		goto out;
 	}
 	n_leaf_input = certs.n;
 	if (chain_pem != NULL) {
-		if (collect_certs(chain_pem, lchain, &certs, err) < 0)
+		if (collect_certs(chain_pem, pch, &certs, err) < 0)
 			goto out;
 		/* An empty chain file is fine (self-signed or directly
 		 * issued); a non-empty one without certificates is a mistake. */
 		if (certs.n == n_leaf_input && !only_space(chain_pem) &&
 		    strstr(chain_pem, "-----BEGIN") == NULL) {
-			cf_err_set(err, CF_ERR_DATA, "%s: no PEM certificate found",
-			           lchain);
+			cf_err_set(err, CF_ERR_DATA, "%sno PEM certificate found",
+			           pch);
 			goto out;
 		}
 	}
 
 	if (certinfo_from_x509(certs.v[0], &ci, err) < 0) {
-		cf_err_prefix(err, "%s: ", lcert);
+		cf_err_prefix(err, "%s", pc);
 		goto out;
 	}
 
-	if (load_private_key(key_pem, lkey, &pkey, err) < 0)
+	if (load_private_key(key_pem, pk, &pkey, err) < 0)
 		goto out;
 	if (EVP_PKEY_eq(pkey, X509_get0_pubkey(certs.v[0])) != 1) {
 		ERR_clear_error();
-		cf_err_set(err, CF_ERR_DATA, "%s: private key does not match the "
-		           "certificate %s (%s)", lkey, lcert, ci.subject);
+		if (labels != NULL && labels->key != NULL && labels->cert != NULL)
+			cf_err_set(err, CF_ERR_DATA, "%s: private key does not match "
+			           "the certificate in %s (%s)", labels->key,
+			           labels->cert, ci.subject);
+		else
+			cf_err_set(err, CF_ERR_DATA, "private key does not match "
+			           "the certificate (%s)", ci.subject);
 		goto out;
 	}
 
 	if (now > ci.not_after) {
 		cf_fmt_time(ci.not_after, when, sizeof(when));
-		cf_err_set(err, CF_ERR_DATA, "%s: certificate expired on %s", lcert,
+		cf_err_set(err, CF_ERR_DATA, "%scertificate expired on %s", pc,
 		           when);
 		goto out;
 	}
 	if (now < ci.not_before) {
 		cf_fmt_time(ci.not_before, when, sizeof(when));
-		cf_err_set(err, CF_ERR_DATA, "%s: certificate is not valid before %s",
-		           lcert, when);
+		cf_err_set(err, CF_ERR_DATA, "%scertificate is not valid before %s",
+		           pc, when);
 		goto out;
 	}
-	if (check_coverage(&ci, domains, n_domains, lcert, err) < 0)
+	if (check_coverage(&ci, domains, n_domains, pc, err) < 0)
 		goto out;
 
 	b.cert = certs_pem(&certs, 0, 1);

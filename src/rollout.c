@@ -67,6 +67,7 @@ struct run {
 	char stop_reason[CF_ERR_MSG_MAX];
 
 	bool trace;
+	struct tlsprobe_ctx *tls;   /* shared by every probe of the run */
 
 	/* rollout_each */
 	cf_node_fn each_fn;
@@ -372,16 +373,17 @@ sni_of(const struct cf_playbook *pb)
 
 /* One probe: fills sha (hex) and not_after on success. */
 static int
-probe(const struct cf_playbook *pb, const struct cf_node *node,
-      int64_t deadline, char sha[65], int64_t *not_after, cf_err_t *err)
+probe(const struct run *r, const struct cf_node *node, int64_t deadline,
+      char sha[65], int64_t *not_after, cf_err_t *err)
 {
+	const struct cf_playbook *pb = r->pb;
 	unsigned char *der = NULL;
 	size_t der_len = 0;
 	struct cf_certinfo ci;
 	int rc;
 
-	rc = tlsprobe_fetch(node->host, pb->verify.port, sni_of(pb), deadline,
-	                    &der, &der_len, err);
+	rc = tlsprobe_fetch_ctx(r->tls, node->host, pb->verify.port,
+	                        sni_of(pb), deadline, &der, &der_len, err);
 	if (rc < 0)
 		return -1;
 	memset(&ci, 0, sizeof(ci));
@@ -414,7 +416,7 @@ verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
 
 		if (attempt_deadline > deadline)
 			attempt_deadline = deadline;
-		if (probe(r->pb, node, attempt_deadline, sha, &nat, &perr) == 0) {
+		if (probe(r, node, attempt_deadline, sha, &nat, &perr) == 0) {
 			memcpy(nr->after_sha256, sha, 65);
 			nr->after_not_after = nat;
 			if (strcmp(sha, want) == 0)
@@ -594,7 +596,7 @@ node_pipeline(struct run *r, size_t idx)
 
 	/* 1. what does it serve now? skip SSH entirely when it is current */
 	if (!o->force || o->verify_only) {
-		if (probe(pb, node, conn_deadline, sha, &nat, &perr) == 0) {
+		if (probe(r, node, conn_deadline, sha, &nat, &perr) == 0) {
 			memcpy(nr->before_sha256, sha, 65);
 			memcpy(nr->after_sha256, sha, 65);
 			nr->after_not_after = nat;
@@ -678,7 +680,7 @@ node_pipeline(struct run *r, size_t idx)
 	}
 	rollback_node(r, s, prev_idx.data ? prev_idx.data : "", nr);
 	/* record what it serves after the rollback, best effort */
-	if (probe(pb, node, cf_now_ms() + 2000, sha, &nat, &perr) == 0) {
+	if (probe(r, node, cf_now_ms() + 2000, sha, &nat, &perr) == 0) {
 		memcpy(nr->after_sha256, sha, 65);
 		nr->after_not_after = nat;
 	}
@@ -837,6 +839,7 @@ run_free(struct run *r)
 	cf_free_secret(r->combined, r->combined_len);
 	free(r->stage_script);
 	free(r->rollback_script);
+	tlsprobe_ctx_free(r->tls);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 }
@@ -869,7 +872,8 @@ rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 		goto out;
 	}
 	cf_hex(rnd, sizeof(rnd), token);
-	if (build_payloads(&r, err) < 0 || build_scripts(&r, token, err) < 0)
+	if (tlsprobe_ctx_new(&r.tls, err) < 0 || build_payloads(&r, err) < 0 ||
+	    build_scripts(&r, token, err) < 0)
 		goto out;
 	if (run_all(&r, err) < 0)
 		goto out;

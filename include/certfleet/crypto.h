@@ -61,10 +61,11 @@ int crypto_bundle_from_pem(const char *cert_pem, const char *chain_pem,
                            cf_err_t *err);
 
 /* Names of the inputs for error messages (typically the file names);
- * any member may be NULL ("certificate input", "chain input",
- * "private key input").  Messages read "cert.pem: certificate expired on
- * 2026-01-01T00:00:00Z", "key.pem: private key does not match the
- * certificate ...", "cert.pem: no PEM certificate found". */
+ * any member may be NULL.  Without labels, certificate messages carry no
+ * prefix (callers prefix the file: "cert.pem: certificate expired on
+ * 2026-01-01T00:00:00Z"), chain ones "chain: ", key ones "private key: ".
+ * With labels: "/etc/c.pem: no PEM certificate found", "/etc/k.pem:
+ * private key does not match the certificate in /etc/c.pem (CN=...)". */
 struct cf_bundle_labels {
 	const char *cert;
 	const char *chain;

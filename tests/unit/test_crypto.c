@@ -372,7 +372,7 @@ test_bundle_chain_and_rsa_traditional(void **state)
 	assert_string_equal(b.fullchain, lp);
 	crypto_bundle_free(&b);
 	expect_fail(lp, "garbage\n", p8, domains, 1, now,
-	            "chain input: no PEM certificate found");
+	            "chain: no PEM certificate found");
 
 	free(lp);
 	free(cp);
@@ -441,7 +441,7 @@ test_bundle_dates(void **state)
 
 	(void)state;
 	expect_fail(op, NULL, kp, NULL, 0, now,
-	            "certificate input: certificate expired on 2025-01-01T00:00:00Z");
+	            "certificate expired on 2025-01-01T00:00:00Z");
 	expect_fail(fp, NULL, kp, NULL, 0, now, "certificate is not valid before");
 	/* `now` is the caller's clock: the same certificate at a time inside
 	 * its window is fine. */
@@ -532,7 +532,7 @@ test_bundle_garbage(void **state)
 	(void)state;
 	expect_fail("", NULL, kp, NULL, 0, now, "no PEM certificate found");
 	expect_fail("hello world\n", NULL, kp, NULL, 0, now,
-	            "certificate input: no PEM certificate found");
+	            "no PEM certificate found");
 	expect_fail("\x30\x82\x01\x00\x01\x02", NULL, kp, NULL, 0, now,
 	            "no PEM certificate found");
 	/* Truncated block. */
@@ -546,6 +546,15 @@ test_bundle_garbage(void **state)
 	memcpy(bad + n + 10, "!!!!", 4);
 	expect_fail(bad, NULL, kp, NULL, 0, now, "not PEM");
 	free(bad);
+	/* RFC 1421 headers: an encrypted block has no place in a cert file. */
+	n = strlen("-----BEGIN CERTIFICATE-----\n");
+	bad = malloc(strlen(lp) + 128);
+	memcpy(bad, lp, n);
+	strcpy(bad + n, "Proc-Type: 4,ENCRYPTED\n"
+	                "DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n");
+	strcat(bad, lp + n);
+	expect_fail(bad, NULL, kp, NULL, 0, now, "certificate block 1 has PEM headers");
+	free(bad);
 	/* Valid base64 that is not a certificate. */
 	expect_fail("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
 	            NULL, kp, NULL, 0, now, "certificate block 1 does not parse");
@@ -555,7 +564,7 @@ test_bundle_garbage(void **state)
 	            "block 2 is a CERTIFICATE REQUEST");
 	free(csr_like);
 	/* Key side. */
-	expect_fail(lp, NULL, "", NULL, 0, now, "private key input: not PEM");
+	expect_fail(lp, NULL, "", NULL, 0, now, "private key: not PEM");
 	expect_fail(lp, NULL, "not a key", NULL, 0, now, "not PEM");
 	expect_fail(lp, NULL, lp, NULL, 0, now, "no usable PEM private key");
 	{
@@ -566,7 +575,7 @@ test_bundle_garbage(void **state)
 		                     b, k_ec, EVP_aes_128_cbc(), "pw", 2, NULL, NULL),
 		                 1);
 		enc = bio_take(b);
-		expect_fail(lp, NULL, enc, NULL, 0, now, "private key is encrypted");
+		expect_fail(lp, NULL, enc, NULL, 0, now, "private key: encrypted private key");
 		free(enc);
 	}
 	free(lp);
@@ -590,11 +599,21 @@ test_bundle_labels(void **state)
 	                                                now, &b, NULL, &err),
 	                 -1);
 	assert_string_equal(err.msg, "/etc/cf/cert.pem: no PEM certificate found");
+	/* Unlabelled: no prefix, so a caller's "FILE: " prefix reads well. */
+	assert_int_equal(crypto_bundle_from_pem("x", NULL, kp, NULL, 0, now, &b,
+	                                        NULL, &err),
+	                 -1);
+	assert_string_equal(err.msg, "no PEM certificate found");
+	assert_int_equal(crypto_bundle_from_pem(lp, NULL, kp, NULL, 0, now, &b,
+	                                        NULL, &err),
+	                 -1);
+	assert_string_equal(err.msg, "private key does not match the certificate "
+	                             "(CN=a.example.com,O=certfleet test)");
 	assert_int_equal(crypto_bundle_from_pem_labeled(lp, NULL, kp, &l, NULL, 0,
 	                                                now, &b, NULL, &err),
 	                 -1);
 	assert_non_null(strstr(err.msg, "/etc/cf/key.pem: private key does not "
-	                                "match the certificate /etc/cf/cert.pem"));
+	                                "match the certificate in /etc/cf/cert.pem"));
 	free(lp);
 	free(kp);
 	X509_free(x);
