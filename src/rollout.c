@@ -62,6 +62,8 @@ struct run {
 	size_t next;
 	size_t done;
 	unsigned canary_target, canary_ok, canary_active;
+	unsigned char *cand;        /* enum cand per queue position */
+	size_t cursor;              /* first position not yet decided */
 	unsigned recipe_failures;
 	bool stopped;
 	char stop_reason[CF_ERR_MSG_MAX];
@@ -283,13 +285,54 @@ build_payloads(struct run *r, cf_err_t *err)
 
 enum gate { GATE_GO, GATE_CANARY, GATE_STOPPED };
 
+/* Canaries are the first `rollout.canary` nodes *in playbook order* that
+ * reach the gate, so the same fleet always gets the same canaries and the
+ * same exit code; a node that drops out before the gate (unreachable,
+ * already current) passes the role to the next one. */
+enum cand { CAND_PENDING = 0, CAND_ARRIVED, CAND_CANARY, CAND_OUT };
+
+/* mu held */
+static void
+gate_advance(struct run *r)
+{
+	while (r->canary_ok + r->canary_active < r->canary_target &&
+	       r->cursor < r->n_queue) {
+		if (r->cand[r->cursor] == CAND_ARRIVED) {
+			r->cand[r->cursor] = CAND_CANARY;
+			r->canary_active++;
+		} else if (r->cand[r->cursor] != CAND_OUT) {
+			break;
+		}
+		r->cursor++;
+	}
+	pthread_cond_broadcast(&r->cv);
+}
+
+/* A node that ends without reaching the gate is no canary candidate. */
+static void
+gate_skip(struct run *r, size_t pos)
+{
+	pthread_mutex_lock(&r->mu);
+	r->cand[pos] = CAND_OUT;
+	gate_advance(r);
+	pthread_mutex_unlock(&r->mu);
+}
+
 static enum gate
-gate_enter(struct run *r)
+gate_enter(struct run *r, size_t pos)
 {
 	enum gate g;
 
 	pthread_mutex_lock(&r->mu);
+	r->cand[pos] = CAND_ARRIVED;
+	gate_advance(r);
 	for (;;) {
+		if (r->cand[pos] == CAND_CANARY) {
+			g = r->stopped ? GATE_STOPPED : GATE_CANARY;
+			if (r->stopped)
+				r->canary_active--;
+			break;
+		}
 		if (r->stopped) {
 			g = GATE_STOPPED;
 			break;
@@ -298,13 +341,10 @@ gate_enter(struct run *r)
 			g = GATE_GO;
 			break;
 		}
-		if (r->canary_ok + r->canary_active < r->canary_target) {
-			r->canary_active++;
-			g = GATE_CANARY;
-			break;
-		}
 		pthread_cond_wait(&r->cv, &r->mu);
 	}
+	if (g != GATE_CANARY)
+		r->cand[pos] = CAND_OUT;
 	pthread_mutex_unlock(&r->mu);
 	return g;
 }
@@ -346,7 +386,7 @@ gate_leave(struct run *r, enum gate g, const struct cf_node_result *nr)
 			         r->recipe_failures);
 		}
 	}
-	pthread_cond_broadcast(&r->cv);
+	gate_advance(r);
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -578,8 +618,9 @@ report_outcome_name_local(cf_outcome_t o)
 }
 
 static void
-node_pipeline(struct run *r, size_t idx)
+node_pipeline(struct run *r, size_t pos)
 {
+	size_t idx = r->queue[pos];
 	const struct cf_playbook *pb = r->pb;
 	const struct cf_rollout_opts *o = r->opts;
 	struct cf_node_result *nr = &r->res->nodes[idx];
@@ -643,7 +684,7 @@ node_pipeline(struct run *r, size_t idx)
 
 	/* 3. canary gate: nothing is written before it */
 	if (r->each_fn == NULL) {
-		g = gate_enter(r);
+		g = gate_enter(r, pos);
 		gated = true;
 		if (g == GATE_STOPPED) {
 			nr->outcome = CF_OUT_STOPPED;
@@ -690,6 +731,8 @@ done:
 	trace(r, node, t0, report_outcome_name_local(nr->outcome));
 	if (gated && g != GATE_STOPPED)
 		gate_leave(r, g, nr);
+	else if (!gated)
+		gate_skip(r, pos);
 	ssh_close(s);
 	cf_buf_free(&prev_idx);
 	nr->duration_ms = cf_now_ms() - t0;
@@ -699,7 +742,7 @@ static void *
 worker(void *arg)
 {
 	struct run *r = arg;
-	size_t i;
+	size_t i, pos;
 
 	for (;;) {
 		pthread_mutex_lock(&r->mu);
@@ -707,10 +750,11 @@ worker(void *arg)
 			pthread_mutex_unlock(&r->mu);
 			break;
 		}
-		i = r->queue[r->next++];
+		pos = r->next++;
+		i = r->queue[pos];
 		pthread_mutex_unlock(&r->mu);
 
-		node_pipeline(r, i);
+		node_pipeline(r, pos);
 
 		pthread_mutex_lock(&r->mu);
 		r->done++;
@@ -753,7 +797,8 @@ run_all(struct run *r, cf_err_t *err)
 
 	res->nodes = calloc(pb->n_nodes, sizeof(*res->nodes));
 	r->queue = calloc(pb->n_nodes, sizeof(*r->queue));
-	if (res->nodes == NULL || r->queue == NULL) {
+	r->cand = calloc(pb->n_nodes ? pb->n_nodes : 1, 1);
+	if (res->nodes == NULL || r->queue == NULL || r->cand == NULL) {
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -819,6 +864,7 @@ run_all(struct run *r, cf_err_t *err)
 out:
 	free(th);
 	free(r->queue);
+	free(r->cand);
 	if (rc < 0) {
 		free(res->nodes);
 		memset(res, 0, sizeof(*res));

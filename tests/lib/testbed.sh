@@ -400,11 +400,13 @@ tb_up() {
 	echo "$TB_SLOT $TB_N" >"$TB/net"
 	tb_write_nodes || tb_die "cannot write the node files"
 	tb_start_nodes || tb_die "cannot start the nodes"
-	tb_wait_ready 15 || {
+	# 15 s, or more for beds so big that starting them takes longer
+	local wait_s=$((TB_N / 10 > 15 ? TB_N / 10 : 15))
+	tb_wait_ready "$wait_s" || {
 		for i in $(seq 1 "$TB_N"); do
 			tail -n 3 "$(tb_dir "$i")/logs/"*.log 2>/dev/null
 		done | head -40 >&2
-		tb_die "nodes did not come up within 15 s"
+		tb_die "nodes did not come up within $wait_s s"
 	}
 }
 
