@@ -128,6 +128,10 @@ session_finish(struct cf_session *s, const char *command, int exit_code,
 
 		if (st->last_success > last_ok)
 			last_ok = st->last_success;
+		/* read-only commands report, they do not page anyone */
+		if (strcmp(command, "status") == 0 ||
+		    strcmp(command, "quarantine") == 0)
+			continue;
 		if (n == NULL || st->serving_not_after <= 0 ||
 		    (st->quarantined && st->manual))
 			continue;

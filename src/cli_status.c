@@ -40,6 +40,7 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 	report_status(stdout, cli->json, s.pb, version, found ? &ci : NULL,
 	              &s.ns);
 	ex = 0;
+	session_finish(&s, "status", ex, found ? &ci : NULL);
 out:
 	crypto_bundle_free(&b);
 	crypto_certinfo_free(&ci);
@@ -160,6 +161,7 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 	fprintf(stderr, "certfleet: %s %s\n",
 	        strcmp(sub, "add") == 0 ? "quarantined" : "released", node);
 	ex = 0;
+	session_finish(&s, "quarantine", ex, NULL);
 out:
 	session_close(&s);
 	return ex;

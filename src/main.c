@@ -32,6 +32,8 @@ static const char usage_text[] =
     "                      obtain a new certificate from the ACME CA when due, then deploy\n"
     "  revoke [--reason CODE] [--dry-run]\n"
     "                      revoke the current certificate at the CA\n"
+    "  check [--warn DAYS] [--crit DAYS]\n"
+    "                      Nagios/Icinga plugin: live probe, soonest expiry, quarantines\n"
     "  validate            check the playbook, touch nothing\n"
     "\n"
     "global options:\n"
@@ -39,6 +41,7 @@ static const char usage_text[] =
     "  --state-dir DIR       state directory (default $CERTFLEET_STATE_DIR or\n"
     "                        /var/lib/certfleet)\n"
     "  --json                machine-readable report on stdout\n"
+    "  --metrics FILE        write Prometheus textfile metrics (atomically)\n"
     "  --wait[=SECONDS]      wait for another run's lock instead of exiting 75\n"
     "  -q, --quiet           only failures and the summary\n"
     "  -h, --help, --version\n"
@@ -57,6 +60,7 @@ static const struct command commands[] = {
     {"status", cli_status},         {"quarantine", cli_quarantine},
     {"validate", cli_validate},     {"rollback", cli_rollback},
     {"renew", cli_renew},           {"revoke", cli_revoke},
+    {"check", cli_check},
 };
 
 int
