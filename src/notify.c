@@ -1,11 +1,657 @@
-/* notify.c - placeholder until webhooks/command notifiers land. */
+/* notify.c - tell a human: a JSON POST to each webhook and/or a command
+ * with the same JSON on its stdin.
+ *
+ * Notifying is best effort by design: a dead chat server must never turn
+ * a good deploy into a failed one, nor hold it for long.  Every delivery
+ * is bounded (10 s per webhook and event, tries included; 10 s per
+ * command run), and a notifier that failed outright is not tried again
+ * for the remaining events of the same run, so a run with many events and
+ * a dead webhook still costs one deadline, not one per event.
+ *
+ * Webhook URLs often carry a secret token in the path (Slack, Mattermost,
+ * Teams): they are never printed whole, only scheme://host/… */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "certfleet/http.h"
 #include "certfleet/notify.h"
+#include "certfleet/util.h"
+
+#define NOTIFY_WEBHOOK_MS 10000  /* per webhook and event, tries included */
+#define NOTIFY_TRIES 3
+#define NOTIFY_CMD_MS 10000      /* per command run */
+#define NOTIFY_KILL_GRACE_MS 1000
+#define NOTIFY_RESP_MAX (64 * 1024)
+#define NOTIFY_FIELD_MAX 1024    /* one sanitized field */
+
+extern char **environ;
+
+const char *
+notify_kind_name(cf_event_kind_t k)
+{
+	switch (k) {
+	case CF_EV_RENEWAL_FAILED:   return "renewal_failed";
+	case CF_EV_NODE_QUARANTINED: return "node_quarantined";
+	case CF_EV_NODE_RELEASED:    return "node_released";
+	case CF_EV_EXPIRY_WARNING:   return "expiry_warning";
+	case CF_EV_CANARY_STOPPED:   return "canary_stopped";
+	}
+	return "unknown";
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid. */
+static size_t
+utf8_len(const unsigned char *p)
+{
+	size_t n, i;
+	unsigned cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if ((p[0] & 0xe0) == 0xc0)
+		n = 2, cp = p[0] & 0x1f;
+	else if ((p[0] & 0xf0) == 0xe0)
+		n = 3, cp = p[0] & 0x0f;
+	else if ((p[0] & 0xf8) == 0xf0)
+		n = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* One line of valid UTF-8: control characters (a check command's
+ * multi-line output in an error message) become spaces, invalid bytes
+ * '?', so the text fits a chat line, an environment variable and a JSON
+ * string.  Cut at a character boundary if too long. */
+static void
+sanitize(const char *in, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)(in != NULL ? in : "");
+	size_t o = 0, n;
+
+	while (*p != '\0' && o + 1 < outlen) {
+		n = utf8_len(p);
+		if (n == 0) {
+			out[o++] = '?';
+			p++;
+		} else if (n == 1) {
+			out[o++] = (*p < 0x20 || *p == 0x7f) ? ' ' : (char)*p;
+			p++;
+		} else {
+			if (o + n >= outlen)
+				break;
+			memmove(out + o, p, n); /* in place is allowed */
+			o += n;
+			p += n;
+		}
+	}
+	out[o] = '\0';
+}
+
+static const char *
+ordinal_suffix(unsigned n)
+{
+	if (n % 100 >= 11 && n % 100 <= 13)
+		return "th";
+	switch (n % 10) {
+	case 1: return "st";
+	case 2: return "nd";
+	case 3: return "rd";
+	default: return "th";
+	}
+}
+
+static void
+fmt_date(int64_t epoch, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t = (time_t)epoch;
+
+	if (epoch <= 0 || gmtime_r(&t, &tm) == NULL)
+		snprintf(buf, len, "unknown date");
+	else
+		strftime(buf, len, "%Y-%m-%d", &tm);
+}
+
+void
+notify_format_text(const char *cert, const struct cf_event *ev, int64_t now,
+                   char *buf, size_t len)
+{
+	char node[NOTIFY_FIELD_MAX], host[NOTIFY_FIELD_MAX];
+	char who[2 * NOTIFY_FIELD_MAX + 8];
+	char reason[NOTIFY_FIELD_MAX], detail[NOTIFY_FIELD_MAX], date[32];
+	char c[NOTIFY_FIELD_MAX], attempt[48] = "";
+	double days;
+
+	sanitize(cert, c, sizeof(c));
+	sanitize(ev->node, node, sizeof(node));
+	sanitize(ev->host, host, sizeof(host));
+	sanitize(ev->reason != NULL ? ev->reason : "error", reason,
+	         sizeof(reason));
+	sanitize(ev->detail, detail, sizeof(detail));
+	if (host[0] != '\0' && strcmp(host, node) != 0)
+		snprintf(who, sizeof(who), "%s (%s)", node, host);
+	else
+		snprintf(who, sizeof(who), "%s", node);
+
+	switch (ev->kind) {
+	case CF_EV_RENEWAL_FAILED:
+		if (ev->count >= 2)
+			snprintf(buf, len, "certfleet %s: renewal FAILED "
+			         "(%u%s in a row): %s", c, ev->count,
+			         ordinal_suffix(ev->count),
+			         detail[0] ? detail : "unknown error");
+		else
+			snprintf(buf, len, "certfleet %s: renewal FAILED: %s",
+			         c, detail[0] ? detail : "unknown error");
+		break;
+	case CF_EV_NODE_QUARANTINED:
+		if (ev->count > 0)
+			snprintf(attempt, sizeof(attempt), " (attempt %u)",
+			         ev->count);
+		snprintf(buf, len, "certfleet %s: node %s quarantined: %s%s%s%s",
+		         c, who, reason, detail[0] ? ": " : "", detail,
+		         attempt);
+		break;
+	case CF_EV_NODE_RELEASED:
+		snprintf(buf, len, "certfleet %s: node %s released from "
+		         "quarantine%s%s%s: serves the current certificate",
+		         c, who, ev->reason ? " (was " : "",
+		         ev->reason ? reason : "", ev->reason ? ")" : "");
+		break;
+	case CF_EV_EXPIRY_WARNING:
+		fmt_date(ev->not_after, date, sizeof(date));
+		days = (double)(ev->not_after - now) / 86400.0;
+		if (ev->node != NULL && days >= 0)
+			snprintf(buf, len, "certfleet %s: node %s serves a "
+			         "certificate expiring in %.1f days (%s)", c,
+			         node, days, date);
+		else if (ev->node != NULL)
+			snprintf(buf, len, "certfleet %s: node %s serves a "
+			         "certificate that EXPIRED %.1f days ago (%s)",
+			         c, node, -days, date);
+		else if (days >= 0)
+			snprintf(buf, len, "certfleet %s: the stored "
+			         "certificate expires in %.1f days (%s)", c,
+			         days, date);
+		else
+			snprintf(buf, len, "certfleet %s: the stored "
+			         "certificate EXPIRED %.1f days ago (%s)", c,
+			         -days, date);
+		break;
+	case CF_EV_CANARY_STOPPED:
+		snprintf(buf, len, "certfleet %s: rollout STOPPED, untouched "
+		         "nodes keep their certificate: %s", c,
+		         detail[0] ? detail : "no reason given");
+		break;
+	default:
+		snprintf(buf, len, "certfleet %s: %s", c,
+		         notify_kind_name(ev->kind));
+		break;
+	}
+	/* snprintf may have cut a multi-byte character in half */
+	sanitize(buf, buf, len);
+}
+
+static json_t *
+str_or_null(const char *s)
+{
+	char clean[NOTIFY_FIELD_MAX];
+
+	if (s == NULL)
+		return json_null();
+	sanitize(s, clean, sizeof(clean));
+	return json_string(clean);
+}
+
+static json_t *
+time_or_null(int64_t t)
+{
+	char buf[32];
+
+	if (t <= 0)
+		return json_null();
+	cf_fmt_time(t, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+/* The event document (docs/json.md, "notification events").  Caller
+ * frees. */
+static char *
+event_json(const char *cert, const struct cf_event *ev, const char *text,
+           int64_t now)
+{
+	json_t *o;
+	char *s;
+
+	o = json_pack("{s:i,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o,s:o}",
+	              "format", 1, "event", notify_kind_name(ev->kind),
+	              "certificate", str_or_null(cert), "node",
+	              str_or_null(ev->node), "host", str_or_null(ev->host),
+	              "reason", str_or_null(ev->reason), "detail",
+	              str_or_null(ev->detail), "count", (json_int_t)ev->count,
+	              "not_after", time_or_null(ev->not_after),
+	              "not_after_epoch",
+	              ev->not_after > 0 ? json_integer(ev->not_after)
+	                                : json_null(),
+	              "time", time_or_null(now), "text", json_string(text));
+	if (o == NULL)
+		return NULL;
+	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	return s;
+}
+
+/* ---- webhooks ---- */
+
+/* scheme://host[:port]/… with any user:password@ dropped. */
+static void
+redact_url(const char *url, char *out, size_t outlen)
+{
+	const char *p = strstr(url, "://"), *host, *end, *at;
+
+	if (p == NULL) {
+		snprintf(out, outlen, "(webhook)");
+		return;
+	}
+	host = p + 3;
+	end = host + strcspn(host, "/?#");
+	at = memchr(host, '@', (size_t)(end - host));
+	if (at != NULL)
+		host = at + 1;
+	snprintf(out, outlen, "%.*s://%.*s%s", (int)(p - url), url,
+	         (int)(end - host), host, *end ? "/…" : "");
+}
+
+/* Copy msg with every occurrence of url replaced by its redacted form. */
+static void
+redact_msg(const char *msg, const char *url, const char *red, char *out,
+           size_t outlen)
+{
+	size_t ul = strlen(url), o = 0;
+	const char *p = msg, *hit;
+
+	while (o + 1 < outlen && *p) {
+		hit = ul > 0 ? strstr(p, url) : NULL;
+		if (hit == NULL) {
+			o += (size_t)snprintf(out + o, outlen - o, "%s", p);
+			break;
+		}
+		o += (size_t)snprintf(out + o, outlen - o, "%.*s%s",
+		                      (int)(hit - p), p, red);
+		p = hit + ul;
+	}
+	if (o >= outlen)
+		o = outlen - 1;
+	out[o] = '\0';
+}
+
+static void
+sleep_ms(int64_t ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000,
+	                      .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* POST body to url: up to NOTIFY_TRIES tries, 0.5 s then 1 s apart, on
+ * network errors, 5xx and 429; all within NOTIFY_WEBHOOK_MS.  Returns 0
+ * when a 2xx came back, else -1 with why set. */
+static int
+post_webhook(const char *url, const char *body, size_t len, char *why,
+             size_t whylen)
+{
+	static const int64_t backoff_ms[NOTIFY_TRIES] = {0, 500, 1000};
+	int64_t deadline = cf_now_ms() + NOTIFY_WEBHOOK_MS;
+	char red[256], msg[CF_ERR_MSG_MAX];
+	int tries;
+
+	redact_url(url, red, sizeof(red));
+	snprintf(why, whylen, "not sent");
+	for (tries = 0; tries < NOTIFY_TRIES; tries++) {
+		struct cf_http_req req;
+		struct cf_http_resp resp;
+		cf_err_t e = {0};
+		bool retry;
+
+		if (tries > 0) {
+			/* no point in a try the deadline would cut short */
+			if (cf_ms_left(deadline) <= backoff_ms[tries] + 100)
+				break;
+			sleep_ms(backoff_ms[tries]);
+		}
+		memset(&req, 0, sizeof(req));
+		memset(&resp, 0, sizeof(resp));
+		req.method = "POST";
+		req.url = url;
+		req.content_type = "application/json";
+		req.accept = "application/json, */*";
+		req.body = body;
+		req.body_len = len;
+		req.deadline = deadline;
+		req.max_body = NOTIFY_RESP_MAX;
+		/* plain http only when the operator wrote an http:// URL in
+		 * the playbook (an internal relay); https is verified */
+		req.allow_http = strncasecmp(url, "http://", 7) == 0;
+		if (http_request(&req, &resp, &e) == 0) {
+			long st = resp.status;
+
+			http_resp_free(&resp);
+			if (st >= 200 && st < 300)
+				return 0;
+			snprintf(why, whylen, "HTTP %ld after %d %s", st,
+			         tries + 1, tries ? "tries" : "try");
+			retry = st >= 500 || st == 429;
+		} else {
+			redact_msg(e.msg, url, red, msg, sizeof(msg));
+			snprintf(why, whylen, "%s (after %d %s)", msg, tries + 1,
+			         tries ? "tries" : "try");
+			/* a refused scheme or an oversized answer will not
+			 * change on a retry */
+			retry = e.code != CF_ERR_CONFIG && e.code != CF_ERR_DATA &&
+			        e.code != CF_ERR_INTERNAL && e.code != CF_ERR_NOMEM;
+		}
+		if (!retry)
+			break;
+	}
+	return -1;
+}
+
+/* ---- the command ---- */
+
+static const char *const env_names[] = {
+    "CERTFLEET_EVENT=", "CERTFLEET_TEXT=", "CERTFLEET_CERTIFICATE=",
+    "CERTFLEET_NODE=", "CERTFLEET_HOST=", "CERTFLEET_REASON=",
+    "CERTFLEET_COUNT=", NULL};
+
+static bool
+is_our_env(const char *e)
+{
+	for (size_t i = 0; env_names[i] != NULL; i++)
+		if (strncmp(e, env_names[i], strlen(env_names[i])) == 0)
+			return true;
+	return false;
+}
+
+static int
+env_add(char **v, size_t *k, const char *name, const char *val)
+{
+	char *s;
+
+	if (asprintf(&s, "%s%s", name, val) < 0)
+		return -1;
+	v[(*k)++] = s;
+	return 0;
+}
+
+/* The environment of the command: ours, minus stale CERTFLEET_* values of
+ * the same names (an unset CERTFLEET_NODE must not leak from our own
+ * environment).  Caller frees with cf_strv_free. */
+static char **
+command_env(const char *cert, const struct cf_event *ev, const char *text)
+{
+	size_t n = 0, i, k = 0;
+	char **v, node[NOTIFY_FIELD_MAX], host[NOTIFY_FIELD_MAX],
+	    reason[NOTIFY_FIELD_MAX], count[16];
+	bool bad = false;
+
+	while (environ != NULL && environ[n] != NULL)
+		n++;
+	v = calloc(n + 8, sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	for (i = 0; i < n && !bad; i++) {
+		if (is_our_env(environ[i]))
+			continue;
+		if ((v[k] = strdup(environ[i])) == NULL)
+			bad = true;
+		else
+			k++;
+	}
+	sanitize(ev->node, node, sizeof(node));
+	sanitize(ev->host, host, sizeof(host));
+	sanitize(ev->reason, reason, sizeof(reason));
+	snprintf(count, sizeof(count), "%u", ev->count);
+	if (bad ||
+	    env_add(v, &k, "CERTFLEET_EVENT=", notify_kind_name(ev->kind)) < 0 ||
+	    env_add(v, &k, "CERTFLEET_TEXT=", text) < 0 ||
+	    env_add(v, &k, "CERTFLEET_CERTIFICATE=", cert) < 0 ||
+	    env_add(v, &k, "CERTFLEET_COUNT=", count) < 0 ||
+	    (ev->node != NULL && env_add(v, &k, "CERTFLEET_NODE=", node) < 0) ||
+	    (ev->host != NULL && env_add(v, &k, "CERTFLEET_HOST=", host) < 0) ||
+	    (ev->reason != NULL &&
+	     env_add(v, &k, "CERTFLEET_REASON=", reason) < 0)) {
+		for (i = 0; i < k; i++)
+			free(v[i]);
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* Run cmd EVENT with json on stdin and env; its stdout goes to our
+ * stderr (our stdout may carry --json).  Killed (its whole process
+ * group) after NOTIFY_CMD_MS.  Returns 0 on exit status 0. */
+static int
+run_command(const char *cmd, const char *event, const char *json,
+            size_t len, char **env, char *why, size_t whylen,
+            bool *timed_out)
+{
+	char *argv[3] = {(char *)cmd, (char *)event, NULL};
+	int fds[2] = {-1, -1}, errp[2] = {-1, -1}, status = 0, rc = -1;
+	int exec_errno = 0;
+	int64_t deadline, kill_at = 0;
+	ssize_t w;
+	pid_t pid;
+
+	*timed_out = false;
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		snprintf(why, whylen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	/* The whole document goes into the pipe before the child exists:
+	 * it is small, a child that never reads cannot block us, and one
+	 * that exits early cannot SIGPIPE us. */
+	(void)fcntl(fds[1], F_SETFL, O_NONBLOCK);
+	w = write(fds[1], json, len);
+	close(fds[1]);
+	fds[1] = -1;
+	if (w < 0 || (size_t)w != len) {
+		snprintf(why, whylen, "event too large for a pipe");
+		goto out;
+	}
+	/* the child reports a failed execve here; a successful one closes
+	 * it (O_CLOEXEC), so "cannot execute: ENOENT" is told apart from a
+	 * command that itself exits 127 */
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		snprintf(why, whylen, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		snprintf(why, whylen, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		struct sigaction sa;
+		sigset_t none;
+
+		/* only async-signal-safe calls until execve */
+		setpgid(0, 0);
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_DFL;
+		sigaction(SIGPIPE, &sa, NULL); /* main ignores it; exec keeps that */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (dup2(fds[0], STDIN_FILENO) < 0 ||
+		    dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+			_exit(126);
+		execve(cmd, argv, env);
+		exec_errno = errno;
+		(void)!write(errp[1], &exec_errno, sizeof(exec_errno));
+		_exit(127);
+	}
+	(void)setpgid(pid, pid); /* either side may win the race */
+	close(fds[0]);
+	fds[0] = -1;
+	close(errp[1]);
+	errp[1] = -1;
+	while ((w = read(errp[0], &exec_errno, sizeof(exec_errno))) < 0 &&
+	       errno == EINTR)
+		;
+	if (w != (ssize_t)sizeof(exec_errno))
+		exec_errno = 0;
+	deadline = cf_now_ms() + NOTIFY_CMD_MS;
+	for (;;) {
+		siginfo_t si;
+
+		/* WNOWAIT: the exited child stays a zombie, so its pid (our
+		 * process group id) cannot be reused before we are done
+		 * killing what it left in the group */
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si,
+		           WEXITED | WNOHANG | WNOWAIT) < 0 &&
+		    errno != EINTR) {
+			snprintf(why, whylen, "waitid: %s", strerror(errno));
+			kill(-pid, SIGKILL);
+			break;
+		}
+		if (si.si_pid == pid)
+			break;
+		if (kill_at == 0 && cf_ms_left(deadline) == 0) {
+			*timed_out = true;
+			kill(-pid, SIGTERM);
+			kill_at = cf_now_ms() + NOTIFY_KILL_GRACE_MS;
+		} else if (kill_at != 0 && cf_ms_left(kill_at) == 0) {
+			kill(-pid, SIGKILL);
+			kill_at = INT64_MAX;
+		}
+		sleep_ms(10);
+	}
+	if (*timed_out)
+		kill(-pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (exec_errno != 0) {
+		snprintf(why, whylen, "cannot execute: %s", strerror(exec_errno));
+	} else if (*timed_out) {
+		snprintf(why, whylen, "killed after %d s", NOTIFY_CMD_MS / 1000);
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		rc = 0;
+	} else if (WIFEXITED(status)) {
+		snprintf(why, whylen, "exited %d", WEXITSTATUS(status));
+	} else if (WIFSIGNALED(status)) {
+		snprintf(why, whylen, "killed by signal %d", WTERMSIG(status));
+	}
+out:
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (errp[0] >= 0)
+		close(errp[0]);
+	if (errp[1] >= 0)
+		close(errp[1]);
+	return rc;
+}
 
 int
-notify_send(const struct cf_playbook *pb, const struct cf_event *ev, size_t n)
+notify_send(const struct cf_playbook *pb, const struct cf_event *ev,
+            size_t n)
 {
-	(void)pb;
-	(void)ev;
-	(void)n;
-	return 0;
+	const char *cert;
+	bool *dead = NULL, cmd_dead = false;
+	char text[2048], why[CF_ERR_MSG_MAX + 64], red[256];
+	int failed = 0;
+	size_t i, w;
+
+	if (pb == NULL || n == 0 ||
+	    (pb->notify.n_webhooks == 0 && pb->notify.command == NULL))
+		return 0;
+	cert = pb->cert.name;
+	dead = calloc(pb->notify.n_webhooks + 1, sizeof(*dead));
+	if (dead == NULL) {
+		fprintf(stderr, "certfleet: notify: out of memory\n");
+		return (int)n;
+	}
+	for (i = 0; i < n; i++) {
+		int64_t now = cf_wall_now();
+		char *json;
+
+		notify_format_text(cert, &ev[i], now, text, sizeof(text));
+		json = event_json(cert, &ev[i], text, now);
+		if (json == NULL) {
+			fprintf(stderr, "certfleet: notify: cannot encode the "
+			        "%s event\n", notify_kind_name(ev[i].kind));
+			failed++;
+			continue;
+		}
+		for (w = 0; w < pb->notify.n_webhooks; w++) {
+			const char *url = pb->notify.webhooks[w];
+
+			if (dead[w]) {
+				failed++;
+				continue;
+			}
+			if (post_webhook(url, json, strlen(json), why,
+			                 sizeof(why)) == 0)
+				continue;
+			redact_url(url, red, sizeof(red));
+			fprintf(stderr, "certfleet: notify: webhook %s: %s event "
+			        "not delivered: %s%s\n", red,
+			        notify_kind_name(ev[i].kind), why,
+			        i + 1 < n ? "; not trying it again this run" : "");
+			dead[w] = true;
+			failed++;
+		}
+		if (pb->notify.command != NULL && cmd_dead) {
+			failed++;
+		} else if (pb->notify.command != NULL) {
+			char **env = command_env(cert, &ev[i], text);
+			bool timed_out = false;
+
+			if (env == NULL) {
+				snprintf(why, sizeof(why), "out of memory");
+			} else if (run_command(pb->notify.command,
+			                       notify_kind_name(ev[i].kind), json,
+			                       strlen(json), env, why, sizeof(why),
+			                       &timed_out) == 0) {
+				cf_strv_free(env);
+				free(json);
+				continue;
+			}
+			cf_strv_free(env);
+			fprintf(stderr, "certfleet: notify: %s (%s event): %s%s\n",
+			        pb->notify.command, notify_kind_name(ev[i].kind),
+			        why, timed_out && i + 1 < n
+			                 ? "; not running it again this run"
+			                 : "");
+			cmd_dead = timed_out;
+			failed++;
+		}
+		free(json);
+	}
+	free(dead);
+	return failed;
 }

@@ -90,5 +90,6 @@ int cli_validate(struct cf_cli *cli, int argc, char **argv);
 int cli_rollback(struct cf_cli *cli, int argc, char **argv);
 int cli_renew(struct cf_cli *cli, int argc, char **argv);
 int cli_revoke(struct cf_cli *cli, int argc, char **argv);
+int cli_check(struct cf_cli *cli, int argc, char **argv);
 
 #endif

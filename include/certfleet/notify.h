@@ -28,6 +28,14 @@ struct cf_event {
 
 const char *notify_kind_name(cf_event_kind_t k); /* "renewal_failed", ... */
 
+/* The human one-line "text" of an event for certificate `cert` at wall
+ * time `now` (for "expires in N days"), e.g.
+ * "certfleet web: node web3 (10.0.0.3) quarantined: timeout: ... (attempt 1)".
+ * Always one line of valid UTF-8 (control characters become spaces);
+ * truncated to len. */
+void notify_format_text(const char *cert, const struct cf_event *ev,
+                        int64_t now, char *buf, size_t len);
+
 /* Send every event to every notifier in pb->notify (one POST per event and
  * webhook: {"event","certificate","node","host","reason","detail",
  * "count","not_after","text"} with a human one-line "text"; the command

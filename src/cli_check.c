@@ -1,0 +1,316 @@
+/* cli_check.c - `check`: a Nagios / Icinga / Sensu plugin.
+ *
+ * One line on stdout, "CERTFLEET STATE - summary | perfdata", and the
+ * plugin exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.  It looks at
+ * what every node serves right now (a live TLS probe), not at what the
+ * store says it was seen serving: the incident certfleet exists for was a
+ * certificate renewed on paper and expiring on a server.
+ *
+ * Read-only: no lock (a check must work while a deploy runs), no state
+ * written, no notifications, no metrics, nothing on stderr. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "certfleet/cli.h"
+#include "certfleet/util.h"
+
+#define CHECK_OK 0
+#define CHECK_WARNING 1
+#define CHECK_CRITICAL 2
+#define CHECK_UNKNOWN 3
+#define CHECK_NAMES_MAX 3 /* nodes named per problem in the line */
+#define CHECK_RENEWAL_CRIT 3
+
+static const char *const check_state_name[] = {"OK", "WARNING", "CRITICAL",
+                                               "UNKNOWN"};
+
+static int
+check_unknown(const char *msg)
+{
+	printf("CERTFLEET UNKNOWN - %s\n", msg);
+	return CHECK_UNKNOWN;
+}
+
+static int
+parse_num(const char *opt, const char *s, double lo, double hi,
+          const char *unit, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < lo ||
+	    v > hi) {
+		printf("CERTFLEET UNKNOWN - usage: %s takes %s (%g..%g), not "
+		       "'%s'\n", opt, unit, lo, hi, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static const struct cf_node_state *
+find_state(const struct cf_node_states *ns, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ns->n; i++)
+		if (strcmp(ns->v[i].name, name) == 0)
+			return &ns->v[i];
+	return NULL;
+}
+
+/* ", name: what" appended to a problem list, at most CHECK_NAMES_MAX. */
+static void
+list_add(cf_buf_t *b, unsigned *n, const char *name, const char *what)
+{
+	if (*n < CHECK_NAMES_MAX)
+		(void)cf_buf_printf(b, "%s%s%s%s", *n ? ", " : "", name,
+		                    what ? ": " : "", what ? what : "");
+	else if (*n == CHECK_NAMES_MAX)
+		(void)cf_buf_printf(b, ", ...");
+	(*n)++;
+}
+
+static int
+raise_state(int cur, int s)
+{
+	return s > cur ? s : cur;
+}
+
+int
+cli_check(struct cf_cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"warn", required_argument, NULL, 'w'},
+	    {"crit", required_argument, NULL, 'c'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	struct cf_playbook *pb = NULL;
+	cf_store_t *st = NULL;
+	cf_ssh_ctx_t *ssh = NULL;
+	struct cf_node_states ns = {0};
+	struct cf_renewal_state rs;
+	struct cf_bundle b;
+	struct cf_certinfo ci;
+	struct cf_rollout_opts o;
+	struct cf_rollout_result res;
+	cf_buf_t stale = {0}, quar = {0}, pinned = {0}, line = {0};
+	unsigned n_stale = 0, n_quar = 0, n_pinned = 0, n_unreach = 0,
+	         n_current = 0;
+	double warn = -1, crit = -1, soonest_days, due_days, tmo = 0;
+	int64_t now, soonest = 0;
+	const char *soonest_who = "store";
+	cf_err_t err = {0};
+	char *version = NULL, *dir = NULL;
+	bool found = false;
+	struct stat sb;
+	int c, state = CHECK_OK, ex = CHECK_UNKNOWN;
+	size_t i;
+
+	memset(&rs, 0, sizeof(rs));
+	memset(&b, 0, sizeof(b));
+	memset(&ci, 0, sizeof(ci));
+	memset(&o, 0, sizeof(o));
+	memset(&res, 0, sizeof(res));
+	optind = 0; /* full reinit of GNU getopt */
+	opterr = 0; /* a plugin prints one line on stdout, nothing else */
+	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'w':
+			if (parse_num("--warn", optarg, 0, 36500, "days",
+			              &warn) < 0)
+				goto out;
+			break;
+		case 'c':
+			if (parse_num("--crit", optarg, 0, 36500, "days",
+			              &crit) < 0)
+				goto out;
+			break;
+		case 't':
+			if (parse_num("--timeout", optarg, 1, 3600, "seconds",
+			              &tmo) < 0)
+				goto out;
+			break;
+		case 'h':
+			printf("usage: certfleet -p PLAYBOOK check [--warn DAYS] "
+			       "[--crit DAYS] [--timeout SECONDS]\n"
+			       "Nagios plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, "
+			       "3 UNKNOWN (see certfleet(1)).\n");
+			ex = CHECK_OK;
+			goto out;
+		default:
+			ex = check_unknown("usage: certfleet -p PLAYBOOK check "
+			                   "[--warn DAYS] [--crit DAYS] "
+			                   "[--timeout SECONDS]");
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		printf("CERTFLEET UNKNOWN - usage: unexpected argument '%s'\n",
+		       argv[optind]);
+		goto out;
+	}
+	if (cli->playbook == NULL) {
+		ex = check_unknown("no playbook: certfleet -p FILE check");
+		goto out;
+	}
+	if (playbook_load(cli->playbook, &pb, &err) < 0)
+		goto unknown;
+	/* store_open would create a missing store; a check that creates
+	 * state directories (and then reports "no certificate") for a
+	 * mistyped --state-dir is worse than one that says so */
+	if (asprintf(&dir, "%s/%s", cli->state_dir, pb->cert.name) < 0) {
+		dir = NULL;
+		cf_err_set(&err, CF_ERR_NOMEM, "out of memory");
+		goto unknown;
+	}
+	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		cf_err_set(&err, CF_ERR_STATE, "%s: %s: no state for "
+		           "certificate %s (never deployed, or wrong "
+		           "--state-dir?)", pb->cert.name, dir, pb->cert.name);
+		goto unknown;
+	}
+	if (store_open(cli->state_dir, pb->cert.name, &st, &err) < 0 ||
+	    store_load_nodes(st, &ns, &err) < 0 ||
+	    store_load_renewal(st, &rs, &err) < 0 ||
+	    store_get_current(st, &b, &ci, &version, &found, &err) < 0)
+		goto unknown;
+	if (!found) {
+		cf_err_set(&err, CF_ERR_STATE, "%s: no certificate in the store "
+		           "yet", pb->cert.name);
+		goto unknown;
+	}
+	if (ssh_ctx_new(pb->ssh.identity, pb->ssh.known_hosts, &ssh, &err) < 0)
+		goto unknown;
+	if (tmo > 0)
+		pb->ssh.connect_timeout = (unsigned)tmo; /* the probe deadline */
+
+	/* Thresholds scale with when renewal is due (acme.renew_before_days,
+	 * default a third of the lifetime): WARNING a quarter into the
+	 * renewal window (renewal is overdue), CRITICAL halfway through it,
+	 * i.e. lifetime/4 and lifetime/6: 22.5 and 15 days for 90-day
+	 * certificates, 1.5 and 1 day for 6-day ones. */
+	due_days = (double)(ci.not_after - ci.not_before) / 86400.0 / 3.0;
+	if (pb->acme.renew_before_days > 0 &&
+	    pb->acme.renew_before_days < due_days * 3.0)
+		due_days = pb->acme.renew_before_days;
+	if (warn < 0)
+		warn = due_days * 0.75;
+	if (crit < 0)
+		crit = due_days * 0.5;
+
+	/* every node, pinned ones too: read-only, and a pinned node that
+	 * answers still serves clients */
+	o.verify_only = true;
+	o.progress = NULL;
+	if (rollout_run(pb, ssh, &b, &ci, &o, &res, &err) < 0)
+		goto unknown;
+	now = cf_wall_now();
+	for (i = 0; i < res.n; i++) {
+		const struct cf_node_result *r = &res.nodes[i];
+		const struct cf_node_state *s = find_state(&ns, r->node->name);
+		bool pin = s != NULL && s->quarantined && s->manual;
+
+		if (r->after_sha256[0] != '\0' && r->after_not_after > 0 &&
+		    (soonest == 0 || r->after_not_after < soonest)) {
+			soonest = r->after_not_after;
+			soonest_who = r->node->name;
+		}
+		if (r->outcome == CF_OUT_VERIFIED)
+			n_current++;
+		if (pin) {
+			list_add(&pinned, &n_pinned, r->node->name, NULL);
+		} else if (r->outcome != CF_OUT_VERIFIED) {
+			bool reached = r->after_sha256[0] != '\0';
+
+			n_unreach += !reached;
+			list_add(&stale, &n_stale, r->node->name,
+			         reached ? "serves an older certificate"
+			                 : cf_err_reason(r->err.code));
+		}
+		if (s != NULL && s->quarantined && !s->manual)
+			list_add(&quar, &n_quar, r->node->name,
+			         s->reason ? s->reason : "?");
+	}
+	/* no node answered: the store's certificate is the best we know */
+	if (soonest == 0)
+		soonest = ci.not_after;
+	soonest_days = (double)(soonest - now) / 86400.0;
+	if (soonest_days > -0.05 && soonest_days < 0.05)
+		soonest_days = 0; /* never print "-0.0" */
+
+	if (soonest_days <= 0 || soonest_days < crit ||
+	    rs.consecutive_failures >= CHECK_RENEWAL_CRIT)
+		state = raise_state(state, CHECK_CRITICAL);
+	if (soonest_days < warn || n_quar > 0 || n_stale > 0 ||
+	    rs.consecutive_failures > 0)
+		state = raise_state(state, CHECK_WARNING);
+
+	cf_buf_printf(&line, "CERTFLEET %s - %s: ", check_state_name[state],
+	              pb->cert.name);
+	if (soonest_days <= 0)
+		cf_buf_printf(&line, "EXPIRED %.1f days ago (%s)", -soonest_days,
+		              soonest_who);
+	else
+		cf_buf_printf(&line, "soonest expiry %.1f days (%s)",
+		              soonest_days, soonest_who);
+	cf_buf_printf(&line, ", %u/%zu nodes serve current", n_current,
+	              pb->n_nodes);
+	if (n_stale > 0)
+		cf_buf_printf(&line, " (%s)", stale.data ? stale.data : "");
+	cf_buf_printf(&line, ", %u quarantined", n_quar);
+	if (n_quar > 0)
+		cf_buf_printf(&line, " (%s)", quar.data ? quar.data : "");
+	if (n_pinned > 0)
+		cf_buf_printf(&line, ", %u pinned (%s)", n_pinned,
+		              pinned.data ? pinned.data : "");
+	if (pb->acme.directory == NULL && rs.consecutive_failures == 0)
+		cf_buf_printf(&line, ", renewal n/a");
+	else if (rs.consecutive_failures == 0)
+		cf_buf_printf(&line, ", renewal ok");
+	else
+		cf_buf_printf(&line, ", renewal FAILED %u time%s in a row",
+		              rs.consecutive_failures,
+		              rs.consecutive_failures == 1 ? "" : "s");
+	/* Nagios ranges: "W:" alerts when the value drops below W */
+	cf_buf_printf(&line,
+	              " | soonest_days=%.1f;%.1f:;%.1f: nodes=%zu "
+	              "serving_current=%u quarantined=%u pinned=%u "
+	              "unreachable=%u renewal_failures=%u",
+	              soonest_days, warn, crit, pb->n_nodes, n_current, n_quar,
+	              n_pinned, n_unreach, rs.consecutive_failures);
+	if (line.data == NULL) {
+		cf_err_set(&err, CF_ERR_NOMEM, "out of memory");
+		goto unknown;
+	}
+	printf("%s\n", line.data);
+	ex = state;
+	goto out;
+unknown:
+	ex = check_unknown(err.msg);
+out:
+	fflush(stdout);
+	rollout_result_free(&res);
+	crypto_bundle_free(&b);
+	crypto_certinfo_free(&ci);
+	store_renewal_free(&rs);
+	store_nodes_free(&ns);
+	ssh_ctx_free(ssh);
+	store_close(st);
+	playbook_free(pb);
+	free(version);
+	free(dir);
+	cf_buf_free(&stale);
+	cf_buf_free(&quar);
+	cf_buf_free(&pinned);
+	cf_buf_free(&line);
+	return ex;
+}
