@@ -160,8 +160,8 @@ http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
 {
 	struct http01 *h = arg;
 	struct cf_rollout_opts o;
-	cf_err_t rerr = {0};
-	size_t i, ok = 0;
+	const struct cf_node_result *first = NULL;
+	size_t i, ok = 0, failed = 0;
 
 	for (i = 0; i < n; i++)
 		if (!token_ok(c[i].token))
@@ -177,20 +177,30 @@ http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
 	for (i = 0; i < h->prov.n; i++) {
 		const struct cf_node_result *r = &h->prov.nodes[i];
 
-		if (r->outcome == CF_OUT_DEPLOYED)
+		if (r->outcome == CF_OUT_DEPLOYED) {
 			ok++;
-		else if (r->outcome == CF_OUT_FAILED)
+		} else if (r->outcome == CF_OUT_FAILED) {
+			if (failed++ == 0)
+				first = r;
 			fprintf(stderr, "certfleet: %-16s %-15s http-01 FAILED "
 			        "%s: %s\n", r->node->name, r->node->host,
 			        cf_err_reason(r->err.code), r->err.msg);
+		}
 	}
-	/* unreachable nodes are quarantined now, as in deploy */
-	if (session_record(h->s, &h->prov, NULL, &rerr) < 0)
-		fprintf(stderr, "certfleet: %s\n", rerr.msg);
-	if (ok == 0)
-		return cf_err_set(err, CF_ERR_HOOK, "http-01: no node could "
-		                  "serve the challenge files (see above)");
-	return 0;
+	/* failed nodes are quarantined by http01_record at the end of the
+	 * run, once: the rollout usually meets them again */
+	if (ok > 0 || n == 0)
+		return 0;
+	/* the message outlives this terminal (renewal.json, notifications):
+	 * it must carry a cause, not "see above" */
+	if (first == NULL)
+		return cf_err_set(err, CF_ERR_HOOK, "http-01 for %s: no node "
+		                  "could serve the challenge files (every node "
+		                  "skipped)", c[0].domain);
+	return cf_err_set(err, CF_ERR_HOOK, "http-01 for %s: no node could "
+	                  "serve the challenge files (%zu failed; %s: %s)",
+	                  c[0].domain, failed, first->node->name,
+	                  first->err.msg);
 }
 
 static void
@@ -233,6 +243,118 @@ http01_cleanup(void *arg, const struct cf_acme_chall *c, size_t n)
 out:
 	rollout_result_free(&res);
 	free(only);
+}
+
+/* Quarantine the nodes that failed the http-01 step and that the rollout
+ * (res, may be empty) did not record itself: --only/--exclude, --no-deploy,
+ * no certificate, a rollout that could not run.  Recording them in both
+ * would count one run as two failed attempts. */
+static void
+http01_record(struct cf_session *s, const struct cf_rollout_result *prov,
+              const struct cf_rollout_result *res)
+{
+	struct cf_rollout_result left;
+	cf_err_t err = {0};
+	size_t i, j;
+
+	if (prov->n == 0)
+		return;
+	memset(&left, 0, sizeof(left));
+	left.nodes = calloc(prov->n, sizeof(*left.nodes));
+	if (left.nodes == NULL) {
+		fprintf(stderr, "certfleet: out of memory recording http-01 "
+		        "failures\n");
+		return;
+	}
+	for (i = 0; i < prov->n; i++) {
+		const struct cf_node_result *p = &prov->nodes[i];
+		bool seen = false;
+
+		if (p->outcome != CF_OUT_FAILED)
+			continue;
+		for (j = 0; j < res->n && !seen; j++)
+			seen = res->nodes[j].node == p->node &&
+			       (res->nodes[j].outcome == CF_OUT_UNCHANGED ||
+			        res->nodes[j].outcome == CF_OUT_DEPLOYED ||
+			        res->nodes[j].outcome == CF_OUT_FAILED);
+		if (!seen)
+			left.nodes[left.n++] = *p; /* shallow: freed below only */
+	}
+	if (left.n > 0 && session_record(s, &left, NULL, &err) < 0)
+		fprintf(stderr, "certfleet: %s\n", err.msg);
+	free(left.nodes);
+}
+
+
+static bool
+unreachable_code(cf_code_t c)
+{
+	return c == CF_ERR_TIMEOUT || c == CF_ERR_REFUSED ||
+	       c == CF_ERR_UNREACHABLE || c == CF_ERR_HOSTKEY_UNKNOWN ||
+	       c == CF_ERR_HOSTKEY_CHANGED || c == CF_ERR_AUTH ||
+	       c == CF_ERR_SSH;
+}
+
+/* skips plus the nodes whose http-01 step failed to connect; NULL when
+ * there are none.  The vector borrows its strings; free() it alone. */
+static char **
+http01_unreachable(const struct cf_rollout_result *prov, char **skips)
+{
+	size_t i, n = 0, k = 0;
+	char **v;
+
+	for (i = 0; i < prov->n; i++)
+		if (prov->nodes[i].outcome == CF_OUT_FAILED &&
+		    unreachable_code(prov->nodes[i].err.code))
+			n++;
+	if (n == 0)
+		return NULL;
+	for (i = 0; skips != NULL && skips[i] != NULL; i++)
+		n++;
+	v = calloc(n + 1, sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	for (i = 0; skips != NULL && skips[i] != NULL; i++)
+		v[k++] = skips[i];
+	for (i = 0; i < prov->n; i++)
+		if (prov->nodes[i].outcome == CF_OUT_FAILED &&
+		    unreachable_code(prov->nodes[i].err.code))
+			v[k++] = (char *)prov->nodes[i].node->name;
+	return v;
+}
+
+/* The nodes skipped for that reason failed in this run: report them so,
+ * with the http-01 step's cause, and count them in the exit code. */
+static void
+http01_carry_failures(const struct cf_rollout_result *prov,
+                      const struct cf_rollout_opts *o,
+                      struct cf_rollout_result *res)
+{
+	size_t i, j;
+
+	for (i = 0; i < prov->n; i++) {
+		const struct cf_node_result *p = &prov->nodes[i];
+
+		if (p->outcome != CF_OUT_FAILED || !unreachable_code(p->err.code))
+			continue;
+		for (j = 0; j < res->n; j++) {
+			struct cf_node_result *r = &res->nodes[j];
+
+			if (r->node != p->node || r->outcome != CF_OUT_SKIPPED ||
+			    (o->only != NULL &&
+			     !cf_strv_has(o->only, r->node->name)) ||
+			    cf_strv_has(o->exclude, r->node->name))
+				continue;
+			r->outcome = CF_OUT_FAILED;
+			r->err = p->err;
+			r->duration_ms = p->duration_ms;
+			res->n_skipped--;
+			res->n_failed++;
+			fprintf(stderr, "certfleet: %-16s %-15s FAILED %s: %s\n",
+			        r->node->name, r->node->host,
+			        cf_err_reason(r->err.code), r->err.msg);
+		}
+	}
 }
 
 /* ---- renewal decision ---- */
@@ -391,6 +513,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	struct cf_report_ctx rctx;
 	cf_err_t err = {0};
 	char *version = NULL, *ari_id = NULL, *acct = NULL, **skips = NULL;
+	char **dead = NULL;
 	char why[CF_ERR_MSG_MAX];
 	bool force = false, dry = false, no_deploy = false, found = false;
 	bool ca_failed = false, due;
@@ -442,10 +565,18 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 		goto fail;
 	}
 	acme_params(&s, acct, &p);
-	due = renewal_due(&s, &p, found ? &ci : NULL, &rs, &ari_id, why,
-	                  sizeof(why));
-	if (force && !due)
+	if (force) {
+		/* no ARI round trip: the answer would not change anything,
+		 * but the cert ID is still needed for `replaces` */
+		due = true;
 		snprintf(why, sizeof(why), "forced (--force)");
+		if (found && ci.aki != NULL && ci.serial != NULL)
+			ari_id = acme_ari_cert_id(ci.aki, ci.aki_len, ci.serial,
+			                          ci.serial_len);
+	} else {
+		due = renewal_due(&s, &p, found ? &ci : NULL, &rs, &ari_id,
+		                  why, sizeof(why));
+	}
 	skips = session_manual_skips(&s, o.only);
 
 	if ((due || force) && dry) {
@@ -453,6 +584,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 		        "ordering)\n", why);
 	} else if (due || force) {
 		int64_t t0 = cf_now_ms();
+		char *new_version = NULL;
 
 		fprintf(stderr, "certfleet: renew: ordering a certificate for "
 		        "%zu names from %s: %s\n", s.pb->cert.n_domains,
@@ -478,7 +610,10 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 		    crypto_bundle_from_pem(ar.fullchain_pem, NULL, ar.privkey_pem,
 		                           s.pb->cert.domains, s.pb->cert.n_domains,
 		                           cf_wall_now(), &nb, &nci, &err) == 0 &&
-		    store_put_bundle(s.st, &nb, &version, &err) == 0) {
+		    store_put_bundle(s.st, &nb, &new_version, &err) == 0) {
+			/* version held the previous current id */
+			free(version);
+			version = new_version;
 			rs.last_success = cf_wall_now();
 			rs.consecutive_failures = 0;
 			free(rs.last_error);
@@ -515,6 +650,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 
 	if (no_deploy || !found) {
 		ex = ca_failed || !found ? CF_EXIT_FAILED : CF_EXIT_OK;
+		http01_record(&s, &h.prov, &res);
 		if (!dry)
 			session_finish(&s, "renew", ex, found ? &ci : NULL);
 		if (cli->json)
@@ -522,8 +658,11 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 			                found ? &ci : NULL, NULL, NULL);
 		goto out;
 	}
-	/* converge: every node that does not serve the current cert gets it */
-	o.skip = skips;
+	/* converge: every node that does not serve the current cert gets it.
+	 * Nodes the http-01 step could not even reach are not dialled again:
+	 * a blackholed node would cost a second connect_timeout. */
+	dead = http01_unreachable(&h.prov, skips);
+	o.skip = dead != NULL ? dead : skips;
 	o.dry_run = dry;
 	memset(&rctx, 0, sizeof(rctx));
 	rctx.tty = cli->tty && !cli->json;
@@ -533,11 +672,13 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	o.progress_arg = &rctx;
 	if (rollout_run(s.pb, s.ssh, &cur, &ci, &o, &res, &err) < 0)
 		goto fail;
+	http01_carry_failures(&h.prov, &o, &res);
 	ex = rollout_exit_code(&res);
 	if (ca_failed)
 		ex = CF_EXIT_FAILED;
 	if (!dry && session_record(&s, &res, &ci, &err) < 0)
 		ex = cli_fail(&err);
+	http01_record(&s, &h.prov, &res);
 	report_summary(stderr, "renew", &res, ex);
 	if (res.stopped)
 		session_event(&s, CF_EV_CANARY_STOPPED, NULL, NULL, NULL,
@@ -549,6 +690,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	goto out;
 fail:
 	ex = cli_fail(&err);
+	http01_record(&s, &h.prov, &res);
 	if (!dry && s.pb != NULL)
 		session_finish(&s, "renew", ex, found ? &ci : NULL);
 out:
@@ -556,6 +698,7 @@ out:
 out_nosess:
 	rollout_result_free(&res);
 	rollout_result_free(&h.prov);
+	free(dead);
 	acme_result_free(&ar);
 	crypto_bundle_free(&cur);
 	crypto_bundle_free(&nb);
