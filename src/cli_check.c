@@ -173,9 +173,9 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 		goto unknown;
 	}
 	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-		cf_err_set(&err, CF_ERR_STATE, "%s: %s: no state for "
-		           "certificate %s (never deployed, or wrong "
-		           "--state-dir?)", pb->cert.name, dir, pb->cert.name);
+		cf_err_set(&err, CF_ERR_STATE, "%s: no state in %s (never "
+		           "deployed, or wrong --state-dir?)", pb->cert.name,
+		           dir);
 		goto unknown;
 	}
 	if (store_open(cli->state_dir, pb->cert.name, &st, &err) < 0 ||
@@ -233,7 +233,7 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 
 			n_unreach += !reached;
 			list_add(&stale, &n_stale, r->node->name,
-			         reached ? "serves an older certificate"
+			         reached ? "serves another certificate"
 			                 : cf_err_reason(r->err.code));
 		}
 		if (s != NULL && s->quarantined && !s->manual)

@@ -32,7 +32,7 @@ static const char usage_text[] =
     "                      obtain a new certificate from the ACME CA when due, then deploy\n"
     "  revoke [--reason CODE] [--dry-run]\n"
     "                      revoke the current certificate at the CA\n"
-    "  check [--warn DAYS] [--crit DAYS]\n"
+    "  check [--warn DAYS] [--crit DAYS] [--timeout SECONDS]\n"
     "                      Nagios/Icinga plugin: live probe, soonest expiry, quarantines\n"
     "  validate            check the playbook, touch nothing\n"
     "\n"

@@ -33,8 +33,7 @@ static const char *const run_names[RUN__N] = {
 };
 static const char *const run_help[RUN__N] = {
     "Wall time of the last run of each command.",
-    "Exit code of the last run of each command (0 ok, 2 partial, 1 failed, "
-    "...).",
+    "Exit code of the last run of each command (0 ok, 2 partial, 1 failed).",
     "When the last run of each command ended (epoch seconds).",
 };
 

@@ -114,10 +114,16 @@ static json_t *
 node_state_fields(json_t *o, const struct cf_node_state *st)
 {
 	if (st == NULL) {
+		/* never seen: same fields as a known node (docs/json.md) */
 		json_object_set_new(o, "quarantined", json_false());
 		json_object_set_new(o, "reason", json_null());
 		json_object_set_new(o, "detail", json_null());
+		json_object_set_new(o, "manual", json_false());
 		json_object_set_new(o, "attempts", json_integer(0));
+		json_object_set_new(o, "quarantined_since", json_null());
+		json_object_set_new(o, "last_success", json_null());
+		json_object_set_new(o, "last_change", json_null());
+		json_object_set_new(o, "last_seen", json_null());
 		return o;
 	}
 	json_object_set_new(o, "quarantined", json_boolean(st->quarantined));
