@@ -148,12 +148,21 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    cf_buf_shquote(&rb, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
 	    cf_buf_printf(&rb, "\nN=%zu\n", n) < 0)
 		goto nomem;
+	/* check and reload get half the node's deadline each: one that hangs
+	 * is killed on the node and the old files come back even after we
+	 * have given up on the session */
+	if (cf_buf_printf(&s, "\nLIMIT=%u\n",
+	                  pb->ssh.timeout / 2 > 0 ? pb->ssh.timeout / 2 : 1) < 0 ||
+	    cf_buf_printf(&rb, "LIMIT=%u\n",
+	                  pb->ssh.timeout / 2 > 0 ? pb->ssh.timeout / 2 : 1) < 0)
+		goto nomem;
 
 	/* eval "x=\$T$i" reads variable T<i>; the values themselves are never
 	 * evaluated (they are expanded inside double quotes). */
 	static const char stage_body[] =
 	    "\n"
 	    "get() { eval \"$1=\\${$2$3}\"; }\n"
+	    "run() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 \"$LIMIT\" sh -c \"$1\"; else sh -c \"$1\"; fi; }\n"
 	    "cleanup_tmp() { i=0; while [ $i -lt $N ]; do get n N $i; rm -f -- \"$n\"; i=$((i+1)); done; }\n"
 	    "restore() {\n"
 	    "  i=0; while [ $i -lt $N ]; do\n"
@@ -201,11 +210,15 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    "  i=$((i+1)); done\n"
 	    /* 4. check before the new files go live */
 	    "if [ -n \"$CHECK\" ]; then\n"
-	    "  if ! out=$(sh -c \"$CHECK\" 2>&1 </dev/null); then restore; printf '%s\\n' \"$out\" >&2; fail 12 \"check failed: $CHECK\"; fi\n"
+	    "  out=$(run \"$CHECK\" 2>&1 </dev/null); st=$?\n"
+	    "  if [ $st -eq 124 ] || [ $st -eq 137 ]; then out=\"$out did not finish within ${LIMIT}s (killed)\"; fi\n"
+	    "  if [ $st -ne 0 ]; then restore; printf '%s\\n' \"$out\" >&2; fail 12 \"check failed: $CHECK\"; fi\n"
 	    "fi\n"
 	    /* 5. reload */
 	    "if [ -n \"$RELOAD\" ]; then\n"
-	    "  if ! out=$(sh -c \"$RELOAD\" 2>&1 </dev/null); then restore; sh -c \"$RELOAD\" </dev/null >/dev/null 2>&1; printf '%s\\n' \"$out\" >&2; fail 13 \"reload failed: $RELOAD\"; fi\n"
+	    "  out=$(run \"$RELOAD\" 2>&1 </dev/null); st=$?\n"
+	    "  if [ $st -eq 124 ] || [ $st -eq 137 ]; then out=\"$out did not finish within ${LIMIT}s (killed)\"; fi\n"
+	    "  if [ $st -ne 0 ]; then restore; run \"$RELOAD\" </dev/null >/dev/null 2>&1; printf '%s\\n' \"$out\" >&2; fail 13 \"reload failed: $RELOAD\"; fi\n"
 	    "fi\n"
 	    "echo certfleet-ok\n";
 	if (cf_buf_append(&s, stage_body, sizeof(stage_body) - 1) < 0)
@@ -215,13 +228,14 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	 * stage script reported as backed up. */
 	static const char rb_body[] =
 	    "get() { eval \"$1=\\${$2$3}\"; }\n"
+	    "run() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 \"$LIMIT\" sh -c \"$1\"; else sh -c \"$1\"; fi; }\n"
 	    "rc=0\n"
 	    "for i in \"$@\"; do\n"
 	    "  get t T $i; get d D $i; get b B $i\n"
 	    "  [ \"$t\" -ef \"$d/.$b.certfleet-prev\" ] && continue\n"
 	    "  ln -f -- \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\" || rc=11\n"
 	    "done\n"
-	    "if [ -n \"$RELOAD\" ]; then sh -c \"$RELOAD\" </dev/null 2>&1 || rc=13; fi\n"
+	    "if [ -n \"$RELOAD\" ]; then run \"$RELOAD\" </dev/null 2>&1 || rc=13; fi\n"
 	    "exit $rc\n";
 	if (cf_buf_append(&rb, rb_body, sizeof(rb_body) - 1) < 0)
 		goto nomem;
@@ -556,6 +570,9 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 		cf_buf_printf(prev_idx, " %lu", idx);
 	}
 	last_line(out, why, sizeof(why));
+	/* the script's own lines carry our prefix; the report adds it once */
+	if (strncmp(why, "certfleet: ", 11) == 0)
+		memmove(why, why + 11, strlen(why + 11) + 1);
 	summarize_output(out, detail, sizeof(detail));
 	switch (status) {
 	case STAGE_OK:

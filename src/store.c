@@ -442,6 +442,45 @@ load_version(cf_store_t *st, const char *id, struct cf_bundle *b,
 		cf_err_prefix(err, "%s/cert.pem: ", vdir);
 		goto out;
 	}
+	if (b != NULL) {
+		/* What is about to be sent to every node must be what the store
+		 * once accepted: the fullchain parses, its leaf is cert.pem's,
+		 * the key matches.  A damaged version is refused here, not left
+		 * to `nginx -t` on the canary.  (Expiry is not this check's
+		 * business: `now` is set inside the validity window.) */
+		struct cf_bundle chk = {0};
+		struct cf_certinfo cci = {0};
+		char *fpath = path_join(vdir, bundle_files[2]);
+		char *kpath = path_join(vdir, bundle_files[3]);
+		struct cf_bundle_labels labels = {fpath, NULL, kpath};
+		int vrc;
+
+		if (fpath == NULL || kpath == NULL) {
+			free(fpath);
+			free(kpath);
+			nomem(err);
+			goto out;
+		}
+		vrc = crypto_bundle_from_pem_labeled(data[2], NULL, data[3],
+		                                     &labels, NULL, 0,
+		                                     ci.not_before, &chk, &cci,
+		                                     err);
+		if (vrc == 0 && memcmp(cci.sha256, ci.sha256, 32) != 0) {
+			cf_err_set(err, CF_ERR_STATE, "%s: its leaf is not the "
+			           "certificate in %s/cert.pem", fpath, vdir);
+			vrc = -1;
+		}
+		crypto_bundle_free(&chk);
+		crypto_certinfo_free(&cci);
+		free(fpath);
+		free(kpath);
+		if (vrc < 0) {
+			if (err != NULL)
+				err->code = CF_ERR_STATE;
+			cf_err_prefix(err, "version %s is damaged: ", id);
+			goto out;
+		}
+	}
 	if (info != NULL) {
 		*info = ci;
 		memset(&ci, 0, sizeof(ci));

@@ -9,7 +9,7 @@ set -eu
 PKGS="build-essential clang pkg-config libssh2-1-dev libssl-dev
 libcurl4-openssl-dev libjansson-dev libcmocka-dev openssh-server
 openssh-client nginx-light pebble certbot iproute2 iptables openssl curl
-procps psmisc util-linux python3 dnsutils faketime libjose-dev libclang-rt-14-dev
+procps psmisc util-linux python3 dnsutils faketime valgrind libjose-dev libclang-rt-14-dev
 prometheus systemd man-db"
 
 # One dpkg-query for all of them.  "ii " = installed; dpkg -s alone also
