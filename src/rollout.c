@@ -459,13 +459,19 @@ verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
             struct cf_node_result *nr, cf_err_t *err)
 {
 	const char *want = r->info->sha256_hex;
-	/* short first pauses: nginx usually switches within ~100 ms; each
-	 * probe costs the coordinator about a millisecond */
-	int64_t pause = 20, nat = 0;
+	/* Each probe is a full TLS handshake (a few ms of coordinator CPU,
+	 * the largest per-node cost at fleet scale), and a probe right after
+	 * the reload command returns almost always still sees the old
+	 * workers: wait a little first, then back off quickly. */
+	int64_t pause = 60, nat = 0;
 	char sha[65] = "";
 	cf_err_t perr = {0};
 
 	for (;;) {
+		if (cf_ms_left(deadline) <= pause)
+			break;
+		usleep((useconds_t)pause * 1000);
+		pause = pause * 3 / 2 > 400 ? 400 : pause * 3 / 2;
 		int64_t attempt_deadline = cf_now_ms() + 3000;
 
 		if (attempt_deadline > deadline)
@@ -476,10 +482,6 @@ verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
 			if (strcmp(sha, want) == 0)
 				return 0;
 		}
-		if (cf_ms_left(deadline) <= pause)
-			break;
-		usleep((useconds_t)pause * 1000);
-		pause = pause * 3 / 2 > 300 ? 300 : pause * 3 / 2;
 	}
 	if (sha[0] != '\0')
 		return cf_err_set(err, CF_ERR_VERIFY,
