@@ -59,13 +59,15 @@ test: deps
 	$(MAKE) all unit
 	BUILD=$(BUILD) sh tests/run.sh
 
-# The same suite under ASan+UBSan.
+# The same suite under ASan+UBSan (CHECK_TESTS="unit/ deploy" narrows it).
+CHECK_TESTS ?=
 check: deps
 	$(MAKE) BUILD=build-asan CC=clang \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	  all unit
 	BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 sh tests/run.sh
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  sh tests/run.sh "$(CHECK_TESTS)"
 
 demo: deps
 	$(MAKE) all

@@ -8,7 +8,8 @@
 # its own process, with a time limit).  One line per test:
 #   PASS name (Ns) | FAIL name (Ns) + the end of its log | SKIP name (why)
 # and last a line "N passed, N failed[, N skipped]".  Exit status 1 if
-# anything failed.  PATTERN (a substring) selects tests by name, e.g.
+# anything failed.  PATTERN (substrings, space-separated: any may match)
+# selects tests by name, e.g.
 # `tests/run.sh deploy` or `tests/run.sh unit/`.  Logs: $BUILD/test-logs/.
 #
 # Env: BUILD (default build), T_TIMEOUT (seconds per e2e test, default 300),
@@ -32,7 +33,10 @@ failed_names=""
 
 selected() {
 	[ -z "$PATTERN" ] && return 0
-	case $1 in *"$PATTERN"*) return 0 ;; esac
+	# PATTERN may hold several space-separated substrings: any matches
+	for _p in $PATTERN; do
+		case $1 in *"$_p"*) return 0 ;; esac
+	done
 	return 1
 }
 
