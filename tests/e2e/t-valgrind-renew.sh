@@ -22,22 +22,6 @@ PB=$TB/pb.json
 TB_SNI=a.node.test
 acme_playbook "$PB" http-01 a.node.test -- verify.server_name=a.node.test \
     connect_timeout=10 timeout=60 acme.timeout=120
-VGN=0
-vg() {
-	local want=$1 log
-	shift
-	VGN=$((VGN + 1))
-	log=$T_TMP/vg.$VGN.log
-	assert_exit "$want" valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
-	    --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-	    --num-callers=40 --suppressions="$SUPP" --log-file="$log" \
-	    "$CERTFLEET" --state-dir "$TB/state" "$@"
-	if [ -s "$log" ]; then
-		t_notok "memcheck clean: $*" "$(grep -v '^==[0-9]*== *$' "$log" | head -60)"
-	else
-		t_ok "memcheck clean (${T_SECS}s): ${*:1:6}"
-	fi
-}
 
 t_step "renew: order, http-01 on both nodes, store, deploy"
 vg 0 -p "$PB" renew

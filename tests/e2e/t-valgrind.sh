@@ -34,24 +34,6 @@ tb_playbook "$PB" connect_timeout=10 timeout=60 verify_timeout=4 canary=1 \
     deploy.reload=/srv/reload.sh
 tb_playbook "$PB0" connect_timeout=10 timeout=60 verify_timeout=4 canary=0 \
     deploy.reload=/srv/reload.sh
-VGN=0
-
-# vg WANT ARGS...: certfleet under memcheck, exit code WANT, clean log
-vg() {
-	local want=$1 log
-	shift
-	VGN=$((VGN + 1))
-	log=$T_TMP/vg.$VGN.log
-	assert_exit "$want" valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
-	    --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-	    --num-callers=40 --suppressions="$SUPP" --log-file="$log" \
-	    "$CERTFLEET" --state-dir "$TB/state" "$@"
-	if [ -s "$log" ]; then
-		t_notok "memcheck clean: $*" "$(grep -v '^==[0-9]*== *$' "$log" | head -60)"
-	else
-		t_ok "memcheck clean (${T_SECS}s): ${*:1:6}"
-	fi
-}
 
 t_step "deploy to 3 nodes"
 vg 0 --json -p "$PB" deploy --cert "$NEW/fullchain.pem" --key "$NEW/privkey.pem"

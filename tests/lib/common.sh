@@ -434,3 +434,23 @@ fleet_fix() {
 	tb_fix_check 8
 	tb_disk_unfull 9
 }
+
+# vg CODE ARGS...: certfleet ARGS under valgrind memcheck (definite and
+# indirect leaks are errors; suppressions in tests/valgrind.supp): asserts
+# the exit code and a clean memcheck log.
+VGN=0
+vg() {
+	local want=$1 log
+	shift
+	VGN=$((VGN + 1))
+	log=$T_TMP/vg.$VGN.log
+	assert_exit "$want" valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
+	    --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
+	    --num-callers=40 --suppressions="$T_ROOT/tests/valgrind.supp" \
+	    --log-file="$log" "$CERTFLEET" --state-dir "$TB/state" "$@"
+	if [ -s "$log" ]; then
+		t_notok "memcheck clean: $*" "$(grep -v '^==[0-9]*== *$' "$log" | head -60)"
+	else
+		t_ok "memcheck clean (${T_SECS}s): ${*:1:6}"
+	fi
+}
