@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "certfleet/rollout.h"
 #include "certfleet/tlsprobe.h"
@@ -50,7 +51,8 @@ struct run {
 	char *combined;             /* fullchain+key, secret */
 	size_t combined_len;
 	char **tmp_paths;           /* per file: DIR/.certfleet.BASE.TOKEN.tmp */
-	char *stage_script;         /* identical for every node */
+	char *stage_script;         /* identical for every node; secret */
+	size_t stage_script_cap;
 	char *rollback_script;
 
 	size_t *queue;              /* indices of nodes to process */
@@ -97,16 +99,44 @@ add_var(cf_buf_t *b, const char *name, size_t i, const char *value)
 	return 0;
 }
 
-/* The stage script: refuse unsafe targets, back up, swap, check, reload,
- * and restore on any failure.  Prints "certfleet-prev I" for every file
- * that got a backup this run (the rollback script restores just those). */
+/* Length of s single-quoted by cf_buf_shquote. */
+static size_t
+shquote_len(const char *s, size_t len)
+{
+	size_t n = 2, i;
+
+	for (i = 0; i < len; i++)
+		n += s[i] == '\'' ? 4 : 1;
+	return n;
+}
+
+/* The stage script: refuse unsafe targets, write the new files, back up,
+ * swap, check, reload, and restore on any failure.  Prints
+ * "certfleet-prev I" for every file that got a backup this run (the
+ * rollback script restores just those).
+ *
+ * Every process started on a node costs it a fork and an exec (5-10 ms of
+ * CPU each on a small VM), so the script does with shell builtins what it
+ * can: the files' bytes travel inside the script and are written by the
+ * printf builtin (never in an argv), into O_EXCL temp files (set -C), with
+ * the mode from the umask; one sha256sum finds the files that already hold
+ * the new bytes (those are neither rewritten nor backed up, so a re-run
+ * cannot replace the previous version's backup with a copy of the new
+ * files); one sync makes the new bytes durable before any rename; one
+ * timeout-bounded sh runs check and reload.  Per changed file that leaves
+ * ln (backup) and mv (the atomic swap).
+ *
+ * Everything runs from main(), called on the script's last line: sh runs
+ * commands as it reads them, and a script cut short by a dropped
+ * connection must do nothing at all rather than half its steps. */
 static int
 build_scripts(struct run *r, const char *token, cf_err_t *err)
 {
 	const struct cf_playbook *pb = r->pb;
 	cf_buf_t s = {0}, rb = {0}, dir = {0};
-	size_t i, n = pb->deploy.n_files;
-	char mode[8];
+	size_t i, n = pb->deploy.n_files, secret = 0;
+	char mode[8], umask_s[8], hex[65];
+	unsigned char md[32];
 	int rc = -1;
 
 	r->tmp_paths = calloc(n, sizeof(char *));
@@ -128,17 +158,28 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 			goto nomem;
 		}
 		snprintf(mode, sizeof(mode), "%04o", f->mode);
+		/* open(2) creates with 0666 & ~umask: exact for any mode
+		 * within 0666; other bits need a chmod (X) */
+		snprintf(umask_s, sizeof(umask_s), "%04o", ~f->mode & 0777);
+		SHA256((const unsigned char *)r->payloads[i].data,
+		       r->payloads[i].len, md);
+		cf_hex(md, sizeof(md), hex);
 		if (add_var(&s, "T", i, f->path) < 0 ||
 		    add_var(&s, "D", i, dir.data) < 0 ||
 		    add_var(&s, "B", i, base) < 0 ||
 		    add_var(&s, "N", i, r->tmp_paths[i]) < 0 ||
 		    add_var(&s, "M", i, mode) < 0 ||
+		    add_var(&s, "U", i, umask_s) < 0 ||
+		    add_var(&s, "X", i, (f->mode & ~0666u) ? "1" : "") < 0 ||
+		    add_var(&s, "H", i, hex) < 0 ||
 		    add_var(&s, "O", i, f->owner ? f->owner : "") < 0 ||
 		    add_var(&s, "G", i, f->group ? f->group : "") < 0 ||
 		    add_var(&rb, "T", i, f->path) < 0 ||
 		    add_var(&rb, "D", i, dir.data) < 0 ||
 		    add_var(&rb, "B", i, base) < 0)
 			goto nomem;
+		secret += 24 + shquote_len(r->payloads[i].data,
+		                           r->payloads[i].len);
 	}
 	if (cf_buf_append(&s, "CHECK=", 6) < 0 ||
 	    cf_buf_shquote(&s, pb->deploy.check ? pb->deploy.check : "") < 0 ||
@@ -148,9 +189,9 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    cf_buf_shquote(&rb, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
 	    cf_buf_printf(&rb, "\nN=%zu\n", n) < 0)
 		goto nomem;
-	/* check and reload get half the node's deadline each: one that hangs
-	 * is killed on the node and the old files come back even after we
-	 * have given up on the session */
+	/* check and reload together get half the node's deadline: one that
+	 * hangs is killed on the node and the old files come back even after
+	 * we have given up on the session */
 	if (cf_buf_printf(&s, "\nLIMIT=%u\n",
 	                  pb->ssh.timeout / 2 > 0 ? pb->ssh.timeout / 2 : 1) < 0 ||
 	    cf_buf_printf(&rb, "LIMIT=%u\n",
@@ -162,66 +203,104 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	static const char stage_body[] =
 	    "\n"
 	    "get() { eval \"$1=\\${$2$3}\"; }\n"
-	    "run() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 \"$LIMIT\" sh -c \"$1\"; else sh -c \"$1\"; fi; }\n"
-	    "cleanup_tmp() { i=0; while [ $i -lt $N ]; do get n N $i; rm -f -- \"$n\"; i=$((i+1)); done; }\n"
+	    "run() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 \"$LIMIT\" sh -c \"$@\"; else sh -c \"$@\"; fi; }\n"
+	    /* check, then a marker, then reload: one process for both */
+	    "CR='if [ -n \"$1\" ]; then (eval \"$1\") || exit $?; fi; echo certfleet-checked; if [ -n \"$2\" ]; then (eval \"$2\") || exit $?; fi'\n"
+	    "cleanup_tmp() { i=0; while [ $i -lt $N ]; do eval \"z=\\${Z$i:-}\"; if [ -n \"$z\" ]; then get n N $i; rm -f -- \"$n\"; fi; i=$((i+1)); done; }\n"
 	    "restore() {\n"
 	    "  i=0; while [ $i -lt $N ]; do\n"
 	    "    get t T $i; get d D $i; get b B $i; eval \"p=\\${P$i:-}\"; eval \"w=\\${W$i:-}\"\n"
 	    "    if [ -n \"$w\" ]; then\n"
 	    "      eval \"e=\\${E$i:-}\"\n"
 	    "      if [ -n \"$p\" ]; then ln -f -- \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\";\n"
-	    /* existed with identical bytes: nothing to undo; new: remove */
 	    "      elif [ -z \"$e\" ]; then rm -f -- \"$t\"; fi\n"
 	    "    fi\n"
 	    "    i=$((i+1)); done\n"
 	    "}\n"
-	    "fail() { code=$1; shift; echo \"certfleet: $*\" >&2; cleanup_tmp; exit $code; }\n"
+	    "fail() { code=$1; shift; umask 077; set +C; echo \"certfleet: $*\" >&2; cleanup_tmp; exit $code; }\n"
+	    "main() {\n"
 	    /* 1. targets must be regular files (or absent); a symlink planted at a
 	     *    target is refused, never followed or replaced. */
+	    "set --\n"
 	    "i=0; while [ $i -lt $N ]; do\n"
-	    "  get t T $i; get d D $i; get n N $i; get m M $i; get o O $i; get g G $i; get b B $i\n"
+	    "  get t T $i; get d D $i; get b B $i\n"
 	    "  [ -d \"$d\" ] || fail 11 \"directory $d does not exist\"\n"
 	    "  if [ -L \"$t\" ]; then fail 10 \"$t is a symbolic link: refusing to replace it\"; fi\n"
 	    "  if [ -e \"$t\" ] && [ ! -f \"$t\" ]; then fail 10 \"$t exists and is not a regular file\"; fi\n"
-	    "  if [ -L \"$n\" ] || [ ! -f \"$n\" ]; then fail 10 \"temp file $n vanished or was replaced\"; fi\n"
 	    /* stale temp files of killed runs */
-	    "  for x in \"$d/.certfleet.$b.\"*.tmp; do [ \"$x\" = \"$n\" ] || rm -f -- \"$x\"; done\n"
-	    "  chmod \"$m\" \"$n\" || fail 11 \"chmod $m $n failed\"\n"
+	    "  for x in \"$d/.certfleet.$b.\"*.tmp; do if [ -e \"$x\" ] || [ -L \"$x\" ]; then rm -f -- \"$x\"; fi; done\n"
+	    "  if [ -f \"$t\" ]; then eval \"E$i=1\"; set -- \"$@\" \"$t\"; fi\n"
+	    "  i=$((i+1)); done\n"
+	    /* 2. which targets already hold the new bytes */
+	    "sums=\n"
+	    "if [ $# -gt 0 ]; then sums=$(sha256sum -- \"$@\" 2>/dev/null) || sums=; fi\n"
+	    "nl='\n'\n"
+	    /* 3. write the changed files: O_EXCL temp files, exact mode */
+	    "set --\n"
+	    "i=0; while [ $i -lt $N ]; do\n"
+	    "  get t T $i; get n N $i; get h H $i\n"
+	    "  case \"$nl$sums$nl\" in *\"$nl$h  $t$nl\"*) eval \"S$i=1\"; i=$((i+1)); continue ;; esac\n"
+	    "  get u U $i; get x X $i; get m M $i; get o O $i; get g G $i; get c C $i\n"
+	    "  set -C; umask \"$u\"\n"
+	    "  if ! printf '%s' \"$c\" >\"$n\"; then eval \"Z$i=1\"; fail 11 \"cannot write $n\"; fi\n"
+	    "  c=; umask 077; set +C; eval \"Z$i=1\"; set -- \"$@\" \"$n\"\n"
+	    "  if [ -n \"$x\" ]; then chmod \"$m\" \"$n\" || fail 11 \"chmod $m $n failed\"; fi\n"
 	    "  if [ -n \"$o$g\" ]; then chown -- \"$o${g:+:$g}\" \"$n\" || fail 11 \"chown $o${g:+:$g} $t failed\"; fi\n"
 	    "  i=$((i+1)); done\n"
-	    /* 2. keep the previous version (hard link: same bytes, same mode) */
+	    "i=0; while [ $i -lt $N ]; do unset \"C$i\"; i=$((i+1)); done\n"
+	    /* the new bytes on disk before any rename makes them the file */
+	    "if [ $# -gt 0 ]; then sync -- \"$@\" 2>/dev/null || sync; fi\n"
+	    /* 4. keep the previous version (hard link: same bytes, mode, owner);
+	     *    -ef: after a rollback target and backup are one inode */
 	    "i=0; while [ $i -lt $N ]; do\n"
-	    "  get t T $i; get d D $i; get n N $i; get b B $i\n"
-	    /* -ef: after a rollback the target and the backup are one
-	     * inode; `mv` refuses to rename a file onto itself */
-	    "  [ -f \"$t\" ] && eval \"E$i=1\"\n"
-	    "  if [ -f \"$t\" ] && ! cmp -s -- \"$n\" \"$t\"; then\n"
+	    "  get t T $i; get d D $i; get b B $i; eval \"e=\\${E$i:-}\"; eval \"sm=\\${S$i:-}\"\n"
+	    "  if [ -n \"$e\" ] && [ -z \"$sm\" ]; then\n"
 	    "    if ! [ \"$t\" -ef \"$d/.$b.certfleet-prev\" ]; then\n"
-	    "      ln -f -- \"$t\" \"$d/.certfleet.$b.prev.tmp\" && mv -f -- \"$d/.certfleet.$b.prev.tmp\" \"$d/.$b.certfleet-prev\" || fail 11 \"cannot keep previous version of $t\"\n"
+	    "      ln -f -- \"$t\" \"$d/.$b.certfleet-prev\" || fail 11 \"cannot keep previous version of $t\"\n"
 	    "    fi\n"
 	    "    eval \"P$i=1\"; echo \"certfleet-prev $i\"\n"
 	    "  fi\n"
 	    "  i=$((i+1)); done\n"
-	    /* 3. swap: rename(2) over the target, atomic for every reader */
+	    /* 5. swap: rename(2) over the target, atomic for every reader */
 	    "i=0; while [ $i -lt $N ]; do\n"
-	    "  get t T $i; get n N $i\n"
-	    "  if ! mv -f -- \"$n\" \"$t\"; then restore; fail 11 \"cannot move new file into place at $t\"; fi\n"
-	    "  eval \"W$i=1\"\n"
+	    "  eval \"sm=\\${S$i:-}\"\n"
+	    "  if [ -z \"$sm\" ]; then\n"
+	    "    get t T $i; get n N $i\n"
+	    "    if ! mv -f -- \"$n\" \"$t\"; then restore; fail 11 \"cannot move new file into place at $t\"; fi\n"
+	    "    eval \"W$i=1\"; eval \"Z$i=\"\n"
+	    "  fi\n"
 	    "  i=$((i+1)); done\n"
-	    /* 4. check before the new files go live */
-	    "if [ -n \"$CHECK\" ]; then\n"
-	    "  out=$(run \"$CHECK\" 2>&1 </dev/null); st=$?\n"
-	    "  if [ $st -eq 124 ] || [ $st -eq 137 ]; then out=\"$out did not finish within ${LIMIT}s (killed)\"; fi\n"
-	    "  if [ $st -ne 0 ]; then restore; printf '%s\\n' \"$out\" >&2; fail 12 \"check failed: $CHECK\"; fi\n"
+	    /* 6. check before the new files go live, then reload */
+	    "if [ -n \"$CHECK$RELOAD\" ]; then\n"
+	    "  out=$(run \"$CR\" sh \"$CHECK\" \"$RELOAD\" 2>&1 </dev/null); st=$?\n"
+	    "  if [ $st -ne 0 ]; then\n"
+	    "    if [ $st -eq 124 ] || [ $st -eq 137 ]; then out=\"$out did not finish within ${LIMIT}s (killed)\"; fi\n"
+	    "    case $out in\n"
+	    "    *certfleet-checked*) restore; if [ -n \"$RELOAD\" ]; then run \"$RELOAD\" </dev/null >/dev/null 2>&1; fi\n"
+	    "      printf '%s\\n' \"$out\" >&2; fail 13 \"reload failed: $RELOAD\" ;;\n"
+	    "    *) restore; printf '%s\\n' \"$out\" >&2; fail 12 \"check failed: $CHECK\" ;;\n"
+	    "    esac\n"
+	    "  fi\n"
 	    "fi\n"
-	    /* 5. reload */
-	    "if [ -n \"$RELOAD\" ]; then\n"
-	    "  out=$(run \"$RELOAD\" 2>&1 </dev/null); st=$?\n"
-	    "  if [ $st -eq 124 ] || [ $st -eq 137 ]; then out=\"$out did not finish within ${LIMIT}s (killed)\"; fi\n"
-	    "  if [ $st -ne 0 ]; then restore; run \"$RELOAD\" </dev/null >/dev/null 2>&1; printf '%s\\n' \"$out\" >&2; fail 13 \"reload failed: $RELOAD\"; fi\n"
-	    "fi\n"
-	    "echo certfleet-ok\n";
+	    "echo certfleet-ok\n"
+	    "}\n";
+	static const char stage_tail[] = "main\n";
+
 	if (cf_buf_append(&s, stage_body, sizeof(stage_body) - 1) < 0)
+		goto nomem;
+	/* The contents go last, into a buffer sized for them up front: a
+	 * realloc would leave a copy of the key behind in freed memory. */
+	if (cf_buf_reserve(&s, secret + sizeof(stage_tail)) < 0)
+		goto nomem;
+	for (i = 0; i < n; i++) {
+		char *before = s.data;
+
+		if (cf_buf_printf(&s, "C%zu=", i) < 0 ||
+		    cf_buf_shquote(&s, r->payloads[i].data) < 0 ||
+		    cf_buf_append(&s, "\n", 1) < 0 || s.data != before)
+			goto nomem;
+	}
+	if (cf_buf_append(&s, stage_tail, sizeof(stage_tail) - 1) < 0)
 		goto nomem;
 
 	/* Rollback after a failed verify: positional args are the indices the
@@ -229,6 +308,7 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	static const char rb_body[] =
 	    "get() { eval \"$1=\\${$2$3}\"; }\n"
 	    "run() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 \"$LIMIT\" sh -c \"$1\"; else sh -c \"$1\"; fi; }\n"
+	    "main() {\n"
 	    "rc=0\n"
 	    "for i in \"$@\"; do\n"
 	    "  get t T $i; get d D $i; get b B $i\n"
@@ -236,11 +316,14 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    "  ln -f -- \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\" || rc=11\n"
 	    "done\n"
 	    "if [ -n \"$RELOAD\" ]; then run \"$RELOAD\" </dev/null 2>&1 || rc=13; fi\n"
-	    "exit $rc\n";
+	    "exit $rc\n"
+	    "}\n"
+	    "main \"$@\"\n";
 	if (cf_buf_append(&rb, rb_body, sizeof(rb_body) - 1) < 0)
 		goto nomem;
 
 	r->stage_script = s.data;
+	r->stage_script_cap = s.cap;
 	s.data = NULL;
 	r->rollback_script = rb.data;
 	rb.data = NULL;
@@ -249,7 +332,7 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 nomem:
 	cf_err_set(err, CF_ERR_NOMEM, "out of memory building node scripts");
 out:
-	cf_buf_free(&s);
+	cf_buf_free_secret(&s);
 	cf_buf_free(&rb);
 	cf_buf_free(&dir);
 	return rc;
@@ -478,9 +561,10 @@ verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
 	 * the largest per-node cost at fleet scale), and a probe right after
 	 * the reload command returns almost always still sees the old
 	 * workers: wait a little first, then back off quickly. */
-	int64_t pause = 60, nat = 0;
-	char sha[65] = "";
+	int64_t pause = 60, nat = 0, t0 = cf_now_ms();
+	char sha[65] = "", step[48];
 	cf_err_t perr = {0};
+	unsigned probes = 0;
 
 	for (;;) {
 		if (cf_ms_left(deadline) <= pause)
@@ -491,11 +575,16 @@ verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
 
 		if (attempt_deadline > deadline)
 			attempt_deadline = deadline;
+		probes++;
 		if (probe(r, node, attempt_deadline, sha, &nat, &perr) == 0) {
 			memcpy(nr->after_sha256, sha, 65);
 			nr->after_not_after = nat;
-			if (strcmp(sha, want) == 0)
+			if (strcmp(sha, want) == 0) {
+				snprintf(step, sizeof(step), "verified by probe %u",
+				         probes);
+				trace(r, node, t0, step);
 				return 0;
+			}
 		}
 	}
 	if (sha[0] != '\0')
@@ -558,29 +647,18 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
       struct cf_node_result *nr, cf_buf_t *prev_idx, cf_err_t *err)
 {
 	const struct cf_playbook *pb = r->pb;
-	size_t i, j;
 	char *out = NULL;
 	int status = -1, rc = -1;
 	char why[300], detail[300];
 
-	for (i = 0; i < pb->deploy.n_files; i++) {
-		if (ssh_upload(s, r->tmp_paths[i], r->payloads[i].data,
-		               r->payloads[i].len, pb->deploy.files[i].mode,
-		               err) < 0) {
-			for (j = 0; j <= i; j++)
-				(void)ssh_remove(s, r->tmp_paths[j], NULL);
-			return -1;
-		}
-	}
+	/* the script writes the files: from here on the node may have
+	 * changed until the script says otherwise */
 	nr->touched = true;
 	if (ssh_exec(s, "sh -s", r->stage_script, strlen(r->stage_script),
-	             &status, &out, err) < 0) {
-		/* Transport failed mid-script: the script itself restores on
-		 * its own failures; here we can only clean temp files. */
-		for (i = 0; i < pb->deploy.n_files; i++)
-			(void)ssh_remove(s, r->tmp_paths[i], NULL);
+	             &status, &out, err) < 0)
+		/* Transport failed mid-script: the script restores on its own
+		 * failures, and the next run removes its temp files. */
 		goto out;
-	}
 	/* collect "certfleet-prev I" markers */
 	for (const char *p = out; p && (p = strstr(p, "certfleet-prev ")); p++) {
 		unsigned long idx = strtoul(p + 15, NULL, 10);
@@ -917,7 +995,7 @@ run_free(struct run *r)
 	free(r->tmp_paths);
 	free(r->payloads);
 	cf_free_secret(r->combined, r->combined_len);
-	free(r->stage_script);
+	cf_free_secret(r->stage_script, r->stage_script_cap);
 	free(r->rollback_script);
 	tlsprobe_ctx_free(r->tls);
 	pthread_mutex_destroy(&r->mu);

@@ -76,6 +76,12 @@ buf_reserve(cf_buf_t *b, size_t extra)
 }
 
 int
+cf_buf_reserve(cf_buf_t *b, size_t extra)
+{
+	return buf_reserve(b, extra);
+}
+
+int
 cf_buf_append(cf_buf_t *b, const void *p, size_t n)
 {
 	if (buf_reserve(b, n) < 0)

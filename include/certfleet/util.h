@@ -26,6 +26,9 @@ typedef struct cf_buf {
 	size_t cap;
 } cf_buf_t;
 int cf_buf_append(cf_buf_t *b, const void *p, size_t n);
+/* Make room for extra more bytes now, so appends up to that size never
+ * move the data (no stale copy of a secret left in freed memory). */
+int cf_buf_reserve(cf_buf_t *b, size_t extra);
 int cf_buf_printf(cf_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Append s single-quoted for POSIX sh: 'it'\''s'. Safe for any byte string
