@@ -219,6 +219,8 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    "}\n"
 	    "fail() { code=$1; shift; umask 077; set +C; echo \"certfleet: $*\" >&2; cleanup_tmp; exit $code; }\n"
 	    "main() {\n"
+	    /* an external printf would carry a key in its argv */
+	    "case $(command -V printf 2>/dev/null) in *builtin*) ;; *) fail 11 \"printf is not a builtin of this node's sh: refusing to pass key bytes in an argv\" ;; esac\n"
 	    /* 1. targets must be regular files (or absent); a symlink planted at a
 	     *    target is refused, never followed or replaced. */
 	    "set --\n"

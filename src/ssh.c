@@ -29,6 +29,7 @@
 #include "certfleet/knownhosts.h"
 #include "certfleet/net.h"
 #include "certfleet/ssh.h"
+#include "certfleet/sshkey.h"
 #include "certfleet/util.h"
 
 #define IDENTITY_MAX (64 * 1024)
@@ -74,6 +75,9 @@ struct cf_ssh_ctx {
 	 * in clear (OpenSSH format); NULL lets libssh2 derive it. */
 	char *pub;
 	size_t pub_len;
+	/* The key decoded once (ed25519, ecdsa), or NULL: libssh2 parses
+	 * the text on every login. */
+	cf_sshkey_t *sk;
 	/* libssh2 1.10 signs with RSA only as SHA-1 "ssh-rsa", which
 	 * OpenSSH >= 8.8 refuses by default: worth saying when refused. */
 	bool key_is_rsa;
@@ -437,6 +441,7 @@ ssh_ctx_new(const char *identity_path, const char *known_hosts_path,
 	ctx->pub_len = ii.pub_len;
 	ii.pub = NULL;
 	ctx->key_is_rsa = strcmp(ii.type, "ssh-rsa") == 0;
+	ctx->sk = sshkey_load(ctx->key, ctx->key_len);
 	if (known_hosts_load(known_hosts_path, &ctx->kh, err) < 0)
 		goto out;
 	*out = ctx;
@@ -456,6 +461,7 @@ ssh_ctx_free(cf_ssh_ctx_t *ctx)
 	if (ctx->key != NULL)
 		cf_free_secret(ctx->key, ctx->key_len + 1);
 	knownhosts_free(ctx->kh);
+	sshkey_free(ctx->sk);
 	free(ctx->pub);
 	free(ctx->identity_path);
 	free(ctx->known_hosts_path);
@@ -573,20 +579,42 @@ check_hostkey(cf_ssh_t *s, const cf_ssh_ctx_t *ctx,
 }
 
 static int
+sign_cb(LIBSSH2_SESSION *session, unsigned char **sig, size_t *sig_len,
+        const unsigned char *data, size_t data_len, void **abstract)
+{
+	(void)session;
+	return sshkey_sign(*abstract, sig, sig_len, data, data_len);
+}
+
+static int
 authenticate(cf_ssh_t *s, const cf_ssh_ctx_t *ctx, const char *user,
              int64_t deadline, cf_err_t *err)
 {
 	char what[HOST_MAX + 96];
 	int64_t t0 = cf_now_ms();
+	void *abstract = ctx->sk;
+	const unsigned char *blob;
+	size_t blob_len;
 	int rc;
 
 	snprintf(what, sizeof(what), "authentication as %s@%s", user, s->host);
-	/* Without a public key libssh2 derives it from the private key. */
-	while ((rc = libssh2_userauth_publickey_frommemory(
-	            s->session, user, strlen(user), ctx->pub, ctx->pub_len,
-	            ctx->key, ctx->key_len, NULL)) == LIBSSH2_ERROR_EAGAIN)
-		if (ssh_wait(s, deadline, t0, what, err) < 0)
-			return -1;
+	if (ctx->sk != NULL) {
+		blob = sshkey_blob(ctx->sk, &blob_len);
+		while ((rc = libssh2_userauth_publickey(
+		            s->session, user, blob, blob_len, sign_cb,
+		            &abstract)) == LIBSSH2_ERROR_EAGAIN)
+			if (ssh_wait(s, deadline, t0, what, err) < 0)
+				return -1;
+	} else {
+		/* Without a public key libssh2 derives it from the private
+		 * key. */
+		while ((rc = libssh2_userauth_publickey_frommemory(
+		            s->session, user, strlen(user), ctx->pub,
+		            ctx->pub_len, ctx->key, ctx->key_len, NULL)) ==
+		       LIBSSH2_ERROR_EAGAIN)
+			if (ssh_wait(s, deadline, t0, what, err) < 0)
+				return -1;
+	}
 	switch (rc) {
 	case 0:
 		return 0;
