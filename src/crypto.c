@@ -210,8 +210,8 @@ crypto_certinfo_free(struct cf_certinfo *ci)
 	memset(ci, 0, sizeof(*ci));
 }
 
-static int
-asn1_time_epoch(const ASN1_TIME *t, int64_t *out)
+int
+crypto_asn1_time_epoch(const struct asn1_string_st *t, int64_t *out)
 {
 	struct tm tm;
 
@@ -401,8 +401,8 @@ certinfo_from_x509(X509 *x, struct cf_certinfo *out, cf_err_t *err)
 	crypto_sha256(der, (size_t)der_len, ci.sha256);
 	cf_hex(ci.sha256, sizeof(ci.sha256), ci.sha256_hex);
 
-	if (asn1_time_epoch(X509_get0_notBefore(x), &ci.not_before) < 0 ||
-	    asn1_time_epoch(X509_get0_notAfter(x), &ci.not_after) < 0) {
+	if (crypto_asn1_time_epoch(X509_get0_notBefore(x), &ci.not_before) < 0 ||
+	    crypto_asn1_time_epoch(X509_get0_notAfter(x), &ci.not_after) < 0) {
 		cf_err_set(err, CF_ERR_DATA, "certificate validity dates are malformed");
 		goto out;
 	}

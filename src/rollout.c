@@ -516,39 +516,22 @@ probe(const struct run *r, const struct cf_node *node, int64_t deadline,
       char sha[65], int64_t *not_after, cf_err_t *err)
 {
 	const struct cf_playbook *pb = r->pb;
-	unsigned char *der = NULL;
+	unsigned char *der = NULL, h[32];
 	size_t der_len = 0;
-	struct cf_certinfo ci;
-	int rc;
+	int64_t na = 0;
 
-	rc = tlsprobe_fetch_ctx(r->tls, node->host, pb->verify.port,
-	                        sni_of(pb), deadline, &der, &der_len, err);
-	if (rc < 0)
+	/* The leaf is identified by the SHA-256 of its DER and its expiry
+	 * read from what the handshake decoded: never decoded twice (OpenSSL
+	 * 3's key decoding is the largest cost in the coordinator's
+	 * profile). */
+	if (tlsprobe_fetch_ctx(r->tls, node->host, pb->verify.port, sni_of(pb),
+	                       deadline, &der, &der_len, &na, err) < 0)
 		return -1;
-	/* The usual answer is the certificate we are deploying: recognise it
-	 * by hash and skip parsing it (OpenSSL 3's key decoding was the
-	 * largest single cost in the coordinator's profile). */
-	if (r->info != NULL) {
-		unsigned char h[32];
-
-		crypto_sha256(der, der_len, h);
-		if (memcmp(h, r->info->sha256, 32) == 0) {
-			free(der);
-			memcpy(sha, r->info->sha256_hex, 65);
-			if (not_after != NULL)
-				*not_after = r->info->not_after;
-			return 0;
-		}
-	}
-	memset(&ci, 0, sizeof(ci));
-	rc = crypto_certinfo_der(der, der_len, &ci, err);
+	crypto_sha256(der, der_len, h);
 	free(der);
-	if (rc < 0)
-		return -1;
-	memcpy(sha, ci.sha256_hex, 65);
+	cf_hex(h, sizeof(h), sha);
 	if (not_after != NULL)
-		*not_after = ci.not_after;
-	crypto_certinfo_free(&ci);
+		*not_after = na;
 	return 0;
 }
 

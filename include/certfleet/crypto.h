@@ -96,4 +96,9 @@ char *crypto_b64url(const unsigned char *p, size_t n);
 /* Decode base64url (padding optional); caller frees *out. */
 int crypto_b64url_decode(const char *s, unsigned char **out, size_t *len);
 
+/* An OpenSSL ASN1_TIME as seconds since the epoch: 0, or -1 if absent or
+ * malformed. */
+struct asn1_string_st;
+int crypto_asn1_time_epoch(const struct asn1_string_st *t, int64_t *out);
+
 #endif

@@ -34,9 +34,11 @@ int tlsprobe_fetch(const char *host, unsigned port, const char *server_name,
 struct tlsprobe_ctx;
 int tlsprobe_ctx_new(struct tlsprobe_ctx **out, cf_err_t *err);
 void tlsprobe_ctx_free(struct tlsprobe_ctx *ctx);
+/* not_after (may be NULL): the served certificate's notAfter, read from
+ * the certificate the handshake decoded (no second decoding of the DER). */
 int tlsprobe_fetch_ctx(struct tlsprobe_ctx *ctx, const char *host,
                        unsigned port, const char *server_name,
                        int64_t deadline, unsigned char **der,
-                       size_t *der_len, cf_err_t *err);
+                       size_t *der_len, int64_t *not_after, cf_err_t *err);
 
 #endif

@@ -342,6 +342,24 @@ phase_profile() {
 	# Who calls what, how often (e.g. probes per node, key parses per node).
 	callgrind_annotate --inclusive=yes --tree=caller "$WORK/callgrind.out" 2>&1 |
 	    head -3000 >"$pd/callgrind-$n-callers.txt"
+	# The whole machine, by program, for certfleet and parallel-ssh: what
+	# the nodes' sshd and nginx cost (the floor for every tool on this
+	# bed) against what each tool adds.
+	for t in certfleet pssh; do
+		log "profile: machine CPU by program (perf record -a), $t, $n nodes"
+		new_cert
+		perf record -q -a -e cpu-clock -F 1000 -o "$WORK/perf-a.data" -- \
+		    env BW="$TB" CERT="$CERT" FP="$FP" SNI="$SNI" PAR="$n" CT="$CT" \
+		    CERTFLEET="$CERTFLEET" "$HERE/job.sh" "$t" >/dev/null 2>&1
+		{
+			echo "# $t: CPU ms per node by program, whole machine (perf record -a -e cpu-clock -F 1000), $n nodes"
+			perf report -i "$WORK/perf-a.data" --no-children --sort comm \
+			    -F sample,comm --stdio 2>/dev/null | grep -v '^#' |
+			    awk -v n="$n" 'NF >= 2 && $2 != "swapper" && $1 > 0 {
+				printf "%.1f %s\n", $1 / n, $2 }' |
+			    sort -rn | awk '$1 >= 0.5'
+		} >"$pd/machine-$n-$t.txt"
+	done
 	log "profile: perf record -e cpu-clock, $n nodes"
 	new_cert
 	perf record -q -e cpu-clock -F 10000 -g -o "$WORK/perf.data" -- \

@@ -1,6 +1,7 @@
 #!/bin/bash
-# SIGKILL the coordinator in the middle of a rollout (three times: at
-# 0.35 s, the moment a temp file appears on a node, at 1.2 s), then run
+# SIGKILL the coordinator in the middle of a rollout (three times: the
+# moment the new version is in the store, before any node has it; the
+# moment a temp file appears on a node; at 1.2 s), then run
 # again: exit 0, every node serves the new certificate with exactly its
 # bytes and modes, no temp file is left on any node (the stage script
 # removes those of dead runs, including one planted by hand), the lock of
@@ -45,14 +46,33 @@ store_ok() {
 	    "$1: no temp files in the state directory"
 }
 
-# kill_at SECONDS|upload: start a deploy, SIGKILL it after SECONDS, or the
-# moment a new temp file appears on any node (a kill mid-upload for sure)
+# kill_at SECONDS|stored|upload: start a deploy, SIGKILL it after SECONDS,
+# the moment the store's current version is complete (a kill between the
+# store and the nodes, whatever the binary's speed: ASan's is slower), or
+# the moment a new temp file appears on any node (a kill mid-write)
 kill_at() {
 	local pid i
 	"$CERTFLEET" --state-dir "$TB/state" -p "$PB" deploy --cert "$NEW/fullchain.pem" \
 	    --key "$NEW/privkey.pem" >"$T_TMP/killed.out" 2>"$T_TMP/killed.err" &
 	pid=$!
-	if [ "$1" = upload ]; then
+	if [ "$1" = stored ]; then
+		"$TB_PY" - "$pid" "$TB/state/web" <<'EOF'
+import os, signal, sys, time
+pid, d = int(sys.argv[1]), sys.argv[2]
+end = time.monotonic() + 20
+while time.monotonic() < end:
+    try:
+        v = open(d + "/current").read().strip()
+        if v and os.path.exists(d + "/versions/" + v + "/privkey.pem"):
+            os.kill(pid, signal.SIGKILL)
+            print("killed once the store held version " + v)
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.0005)
+sys.exit(1)
+EOF
+	elif [ "$1" = upload ]; then
 		"$TB_PY" - "$pid" "$TB"/nodes/n*/tls <<'EOF'
 import glob, os, signal, sys, time
 pid, dirs = int(sys.argv[1]), sys.argv[2:]
@@ -81,8 +101,8 @@ EOF
 	return 0
 }
 
-t_step "kill 1: 0.35 s into the rollout"
-kill_at 0.35
+t_step "kill 1: the moment the new version is in the store"
+kill_at stored
 store_ok "after kill 1"
 
 t_step "kill 2: the moment the next rollout creates a temp file on a node"

@@ -27,6 +27,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "certfleet/crypto.h"
 #include "certfleet/tlsprobe.h"
 #include "certfleet/util.h"
 
@@ -345,6 +346,9 @@ worker_main(void *arg)
 {
 	struct worker *w = arg;
 	unsigned char *der;
+	const unsigned char *p;
+	int64_t na = 0, want = 0;
+	X509 *x;
 	size_t len;
 	cf_err_t err;
 	int i;
@@ -353,8 +357,21 @@ worker_main(void *arg)
 		der = NULL;
 		if (tlsprobe_fetch_ctx(w->ctx, "127.0.0.1", w->port,
 		                       i % 2 ? "other.test" : "default.test",
-		                       cf_now_ms() + 5000, &der, &len, &err) < 0)
+		                       cf_now_ms() + 5000, &der, &len, &na,
+		                       &err) < 0)
 			return NULL;
+		/* notAfter comes from the handshake's certificate: the same
+		 * as decoding the DER */
+		p = der;
+		x = d2i_X509(NULL, &p, (long)len);
+		if (x == NULL ||
+		    crypto_asn1_time_epoch(X509_get0_notAfter(x), &want) < 0 ||
+		    want != na || na <= 0) {
+			X509_free(x);
+			free(der);
+			return NULL;
+		}
+		X509_free(x);
 		if (i % 2 ? (len != (size_t)c_other.der_len ||
 		             memcmp(der, c_other.der, len) != 0)
 		          : (len != (size_t)c_default.der_len ||
