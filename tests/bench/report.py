@@ -117,16 +117,23 @@ def main():
         w("| %s | %s |" % (k[2:], meta[k]))
     w("")
     loads = [(k, v) for k, v in meta.items() if k.startswith("load_")]
-    busy = [v for k, v in loads if float(v.split()[0]) > 1.0]
-    w("**Load.** The machine (%s cores) is shared with other engineers' "
-      "end-to-end tests. 1/5/15-minute load averages when each phase started "
-      "and ended: %s. %s" % (
-          meta.get("nproc", "?"),
-          "; ".join("%s %s" % (k[5:], v) for k, v in loads),
-          "Load from other work WAS present during parts of the bench "
-          "(1-minute load above 1.0 at %d of %d samples); wall times of the "
-          "CPU-bound tools suffer most from it." % (len(busy), len(loads))
-          if busy else "The machine was quiet."))
+    starts = [(k, v) for k, v in loads
+              if not k.endswith("_end") and k not in ("load_start", "load_end")]
+    ends = [(k, v) for k, v in loads if k.endswith("_end") and k != "load_end"]
+    busy = [v for k, v in starts if float(v.split()[0]) > 1.5]
+    w("**Load.** %s cores; every phase waits (up to %s s) for the "
+      "1-minute load average to fall below %s before it starts, so the "
+      "load its predecessor left (nodes of a big bed, Ansible's forks) has "
+      "drained. 1/5/15-minute load averages at the start of each phase: "
+      "%s%s. %s" % (
+          meta.get("nproc", "?"), meta.get("load_wait", "300"),
+          meta.get("max_load", "1.5"),
+          "; ".join("%s %s" % (k[5:], v) for k, v in starts),
+          ("; at the end of a phase (its own load): " +
+           "; ".join("%s %s" % (k[5:-4], v) for k, v in ends)) if ends else "",
+          "A phase started with the 1-minute load above the limit "
+          "%d time(s) (the wait ran out): its wall times suffer." % len(busy)
+          if busy else "No phase started on a busy machine."))
     w("")
     w("## Method")
     w("")
