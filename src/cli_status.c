@@ -59,8 +59,11 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 	const char *sub, *node = NULL, *reason = NULL;
 	struct cf_session s;
 	struct cf_node_state *st;
+	struct cf_bundle b;
+	struct cf_certinfo ci;
 	cf_err_t err = {0};
-	bool dry = false;
+	char *version = NULL;
+	bool dry = false, found = false;
 	int c, ex;
 	size_t i;
 
@@ -161,7 +164,16 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 	fprintf(stderr, "certfleet: %s %s\n",
 	        strcmp(sub, "add") == 0 ? "quarantined" : "released", node);
 	ex = 0;
-	session_finish(&s, "quarantine", ex, NULL);
+	/* the metrics file is rewritten whole: without the current
+	 * certificate its expiry series (and alerts on them) would vanish */
+	memset(&b, 0, sizeof(b));
+	memset(&ci, 0, sizeof(ci));
+	if (store_get_current(s.st, &b, &ci, &version, &found, NULL) < 0)
+		found = false;
+	session_finish(&s, "quarantine", ex, found ? &ci : NULL);
+	crypto_bundle_free(&b);
+	crypto_certinfo_free(&ci);
+	free(version);
 out:
 	session_close(&s);
 	return ex;

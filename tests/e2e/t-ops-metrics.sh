@@ -207,4 +207,17 @@ assert_eq "$(grep -c '^certfleet_last_run_timestamp_seconds{' "$M")" 2 "two run 
 t_step "an unwritable --metrics path does not change the exit code"
 cf_run 0 --metrics "$T_TMP/no/such/dir/x.prom" -p "$PB" deploy
 assert_file_match "$T_ERR" 'metrics: .*no/such/dir/x\.prom' "the failure is reported on stderr"
+
+t_step "quarantine add into the same file: the certificate's series stay"
+# An alert on the certificate's expiry must not lose its series because
+# an operator pinned a node.
+cf_run 0 --metrics "$M" -p "$PB" quarantine add n2 --reason "decommissioning"
+assert_exit 0 promtool check metrics <"$M"
+m 'certfleet_node_quarantined{certificate="web",node="n2",reason="manual"} 1'
+m "certfleet_certificate_not_after_seconds{certificate=\"web\"} $NOT_AFTER"
+m 'certfleet_node_serving_current{certificate="web",node="n1"} 1'
+m 'certfleet_nodes_serving_current{certificate="web"} 3'
+cf_run 0 --metrics "$M" -p "$PB" quarantine release n2
+m "certfleet_certificate_not_after_seconds{certificate=\"web\"} $NOT_AFTER"
+m 'certfleet_node_quarantined{certificate="web",node="n2",reason=""} 0'
 t_done
