@@ -206,26 +206,13 @@ struct identity_info {
 static int
 openssh_key_info(const char *text, size_t len, struct identity_info *ii)
 {
-	static const char begin[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
 	static const char magic[] = "openssh-key-v1";
 	const unsigned char *f[5], *t;
-	const char *p, *end = text + len;
-	char *b64 = NULL;
 	unsigned char *bin = NULL;
-	size_t fl[5], n = 0, blen = 0, off, tl, i, pl;
+	size_t fl[5], blen = 0, off, tl, i, pl;
 	int rc = -1;
 
-	p = strstr(text, begin);
-	if (p == NULL)
-		goto out;
-	p += sizeof(begin) - 1;
-	b64 = malloc((size_t)(end - p) + 1);
-	if (b64 == NULL)
-		goto out;
-	for (; p < end && *p != '-'; p++)
-		if (*p != '\n' && *p != '\r' && *p != ' ' && *p != '\t')
-			b64[n++] = *p;
-	if (knownhosts_b64_decode(b64, n, &bin, &blen) < 0)
+	if (sshkey_openssh_container(text, len, &bin, &blen) < 0)
 		goto out;
 	if (blen < sizeof(magic) || memcmp(bin, magic, sizeof(magic)) != 0)
 		goto out;
@@ -262,8 +249,6 @@ openssh_key_info(const char *text, size_t len, struct identity_info *ii)
 out:
 	if (bin != NULL)
 		cf_free_secret(bin, blen);
-	if (b64 != NULL)
-		cf_free_secret(b64, n);
 	return rc;
 }
 

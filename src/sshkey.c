@@ -277,42 +277,49 @@ out:
 	return rc;
 }
 
+int
+sshkey_openssh_container(const char *text, size_t len, unsigned char **bin,
+                         size_t *bin_len)
+{
+	static const char begin[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
+	const char *p, *end = text + len;
+	char *b64;
+	size_t n = 0;
+	int rc;
+
+	p = strstr(text, begin);
+	if (p == NULL)
+		return -1;
+	p += sizeof(begin) - 1;
+	b64 = malloc((size_t)(end - p) + 1);
+	if (b64 == NULL)
+		return -1;
+	for (; p < end && *p != '-'; p++)
+		if (*p != '\n' && *p != '\r' && *p != ' ' && *p != '\t')
+			b64[n++] = *p;
+	rc = knownhosts_b64_decode(b64, n, bin, bin_len);
+	OPENSSL_cleanse(b64, n);
+	free(b64);
+	return rc < 0 ? -1 : 0;
+}
+
 cf_sshkey_t *
 sshkey_load(const char *text, size_t len)
 {
-	static const char begin[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
 	cf_sshkey_t *k = calloc(1, sizeof(*k));
-	const char *p, *end = text + len;
-	char *b64 = NULL;
 	unsigned char *bin = NULL;
-	size_t n = 0, blen = 0;
+	size_t blen = 0;
 	int rc = -1;
 
 	if (k == NULL)
 		return NULL;
-	p = strstr(text, begin);
-	if (p == NULL) {
+	if (strstr(text, "-----BEGIN OPENSSH PRIVATE KEY-----") == NULL)
 		rc = load_pem(k, text, len);
-		goto out;
-	}
-	p += sizeof(begin) - 1;
-	b64 = malloc((size_t)(end - p) + 1);
-	if (b64 == NULL)
-		goto out;
-	for (; p < end && *p != '-'; p++)
-		if (*p != '\n' && *p != '\r' && *p != ' ' && *p != '\t')
-			b64[n++] = *p;
-	if (knownhosts_b64_decode(b64, n, &bin, &blen) < 0)
-		goto out;
-	rc = load_openssh(k, bin, blen);
-out:
+	else if (sshkey_openssh_container(text, len, &bin, &blen) == 0)
+		rc = load_openssh(k, bin, blen);
 	if (bin != NULL) {
 		OPENSSL_cleanse(bin, blen);
 		free(bin);
-	}
-	if (b64 != NULL) {
-		OPENSSL_cleanse(b64, n);
-		free(b64);
 	}
 	if (rc < 0) {
 		sshkey_free(k);

@@ -20,6 +20,12 @@ typedef struct cf_sshkey cf_sshkey_t;
 cf_sshkey_t *sshkey_load(const char *text, size_t len);
 void sshkey_free(cf_sshkey_t *k);
 
+/* The binary "openssh-key-v1" container inside an OpenSSH private key
+ * file's base64 armour; *bin is secret: wipe (OPENSSL_cleanse) and free.
+ * 0, or -1 if there is none or it is not base64. */
+int sshkey_openssh_container(const char *text, size_t len, unsigned char **bin,
+                             size_t *bin_len);
+
 /* The public key in SSH wire format (string type, key data), as
  * publickey authentication sends it. */
 const unsigned char *sshkey_blob(const cf_sshkey_t *k, size_t *len);
