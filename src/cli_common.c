@@ -261,6 +261,21 @@ session_manual_skips(const struct cf_session *s, char *const *only)
 	return v;
 }
 
+char **
+session_suspects(const struct cf_session *s)
+{
+	size_t i, n = 0;
+	char **v = calloc(s->ns.n + 1, sizeof(char *));
+
+	if (v == NULL)
+		return NULL;
+	for (i = 0; i < s->ns.n; i++)
+		if (s->ns.v[i].quarantined && !s->ns.v[i].manual &&
+		    (v[n] = strdup(s->ns.v[i].name)) != NULL)
+			n++;
+	return v;
+}
+
 int
 rollout_exit_code(const struct cf_rollout_result *res)
 {

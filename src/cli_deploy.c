@@ -70,7 +70,7 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	struct cf_rollout_result res;
 	struct cf_report_ctx rc_ctx;
 	cf_err_t err = {0};
-	char *version = NULL, **skips = NULL;
+	char *version = NULL, **skips = NULL, **suspects = NULL;
 	bool found = false, have_bundle = false;
 	int c, ex = CF_EXIT_FAILED, flags;
 
@@ -185,6 +185,7 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 		o.verify_only = true;
 	skips = session_manual_skips(&s, o.only);
 	o.skip = skips;
+	o.suspect = suspects = session_suspects(&s);
 	memset(&rc_ctx, 0, sizeof(rc_ctx));
 	rc_ctx.tty = cli->tty && !cli->json;
 	rc_ctx.quiet = cli->quiet;
@@ -251,6 +252,7 @@ out_nosess:
 	crypto_certinfo_free(&ci);
 	free(version);
 	cf_strv_free(skips);
+	cf_strv_free(suspects);
 	cf_strv_free(o.only);
 	cf_strv_free(o.exclude);
 	free(lin_cert);

@@ -513,6 +513,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	struct cf_report_ctx rctx;
 	cf_err_t err = {0};
 	char *version = NULL, *ari_id = NULL, *acct = NULL, **skips = NULL;
+	char **suspects = NULL;
 	char **dead = NULL;
 	char why[CF_ERR_MSG_MAX];
 	bool force = false, dry = false, no_deploy = false, found = false;
@@ -663,6 +664,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	 * a blackholed node would cost a second connect_timeout. */
 	dead = http01_unreachable(&h.prov, skips);
 	o.skip = dead != NULL ? dead : skips;
+	o.suspect = suspects = session_suspects(&s);
 	o.dry_run = dry;
 	memset(&rctx, 0, sizeof(rctx));
 	rctx.tty = cli->tty && !cli->json;
@@ -709,6 +711,7 @@ out_nosess:
 	free(ari_id);
 	free(acct);
 	cf_strv_free(skips);
+	cf_strv_free(suspects);
 	cf_strv_free(o.only);
 	cf_strv_free(o.exclude);
 	return ex;

@@ -102,7 +102,7 @@ static const char *const verify_keys[] = {
 	"port", "server_name", "timeout", NULL,
 };
 static const char *const rollout_keys[] = {
-	"concurrency", "canary", "max_failures", NULL,
+	"concurrency", "canary", "canary_failures", "max_failures", NULL,
 };
 static const char *const notify_keys[] = {
 	"webhooks", "command", "warn_days", NULL,
@@ -1352,6 +1352,8 @@ parse_rollout(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	    (get_uint(c, o, "concurrency", 1, 1024,
 	              &pb->rollout.concurrency) < 0 ||
 	     get_uint(c, o, "canary", 0, 1000, &pb->rollout.canary) < 0 ||
+	     get_uint(c, o, "canary_failures", 1, 1000,
+	              &pb->rollout.canary_failures) < 0 ||
 	     get_uint(c, o, "max_failures", 0, 1000000,
 	              &pb->rollout.max_failures) < 0))
 		return -1;
@@ -1569,6 +1571,7 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 	pb->verify.timeout = 10;
 	pb->rollout.concurrency = 32;
 	pb->rollout.canary = 1;
+	pb->rollout.canary_failures = 2;
 	pb->acme.timeout = 300;
 	if ((pb->path = strdup(c->name)) == NULL) {
 		nomem(c);

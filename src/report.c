@@ -33,8 +33,9 @@ report_progress(void *arg, const struct cf_node_result *r, size_t done,
 	if (c->tty)
 		fputs("\r\033[K", stderr);
 	if (r->outcome == CF_OUT_FAILED) {
-		fprintf(stderr, "certfleet: %-16s %-15s FAILED %s: %s%s\n",
-		        r->node->name, r->node->host, cf_err_reason(r->err.code),
+		fprintf(stderr, "certfleet: %-16s %-15s FAILED%s %s: %s%s\n",
+		        r->node->name, r->node->host,
+		        r->canary ? " (canary)" : "", cf_err_reason(r->err.code),
 		        r->err.msg, r->rolled_back ? " (rolled back)" : "");
 	} else if (!c->quiet) {
 		const char *what = report_outcome_name(r->outcome);
@@ -64,6 +65,15 @@ report_summary(FILE *f, const char *verb, const struct cf_rollout_result *res,
 {
 	if (res->stopped)
 		fprintf(f, "certfleet: %s\n", res->stop_reason);
+	else if (res->n_canary_failed > 0)
+		/* the operator must see why a failed canary did not stop
+		 * the rollout */
+		fprintf(f, "certfleet: failed %s %s: other nodes serve the same "
+		        "certificate with the same recipe, so the fault is on "
+		        "%s (quarantined); the rollout went on\n",
+		        res->n_canary_failed == 1 ? "canary" : "canaries",
+		        res->canary_failed,
+		        res->n_canary_failed == 1 ? "that node" : "those nodes");
 	fprintf(f,
 	        "certfleet: %s: %u deployed, %u unchanged, %u failed "
 	        "(quarantined), %u skipped, %u stopped%s in %.2fs (exit %d)\n",
@@ -210,6 +220,8 @@ report_run_json(FILE *f, const char *command, int exit_code,
 		json_object_set_new(root, "stop_reason",
 		                    res->stopped ? json_string(res->stop_reason)
 		                                 : json_null());
+		json_object_set_new(root, "canaries_failed",
+		                    json_integer(res->n_canary_failed));
 		json_object_set_new(
 		    root, "summary",
 		    json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "deployed",

@@ -64,8 +64,15 @@ struct run {
 	size_t next;
 	size_t done;
 	unsigned canary_target, canary_ok, canary_active;
+	unsigned canary_failed;     /* canaries failed at check/reload/verify */
+	char canary_failed_names[sizeof(((struct cf_rollout_result *)0)
+	                                    ->canary_failed)];
+	cf_code_t canary_failed_code; /* the first one's */
 	unsigned char *cand;        /* enum cand per queue position */
 	size_t cursor;              /* first position not yet decided */
+	size_t n_fresh;             /* queue positions before the suspects */
+	unsigned n_serving;         /* nodes found serving the certificate */
+	bool proven;                /* suspects need no canary: see gate_advance */
 	unsigned recipe_failures;
 	bool stopped;
 	char stop_reason[CF_ERR_MSG_MAX];
@@ -384,10 +391,13 @@ build_payloads(struct run *r, cf_err_t *err)
 
 enum gate { GATE_GO, GATE_CANARY, GATE_STOPPED };
 
-/* Canaries are the first `rollout.canary` nodes *in playbook order* that
- * reach the gate, so the same fleet always gets the same canaries and the
- * same exit code; a node that drops out before the gate (unreachable,
- * already current) passes the role to the next one. */
+/* Canaries are the first `rollout.canary` nodes *in queue order* that
+ * reach the gate: playbook order, nodes an earlier run quarantined last
+ * (run_all), so the same fleet always gets the same canaries and a node
+ * with a broken local config is never picked again while another node is
+ * left.  A node that drops out before the gate (unreachable, already
+ * current) passes the role to the next one, and so does a canary that
+ * fails: its successor confirms or clears the failure. */
 enum cand { CAND_PENDING = 0, CAND_ARRIVED, CAND_CANARY, CAND_OUT };
 
 /* mu held */
@@ -396,6 +406,15 @@ gate_advance(struct run *r)
 {
 	while (r->canary_ok + r->canary_active < r->canary_target &&
 	       r->cursor < r->n_queue) {
+		/* Only nodes an earlier run quarantined are left.  If other
+		 * nodes already serve the certificate, it is proven: the
+		 * suspects go without a canary (one of them failing again is
+		 * its own fault, not a reason to stop).  If none does, a
+		 * suspect must be the canary: a bad certificate still stops. */
+		if (r->cursor >= r->n_fresh && r->n_serving > 0) {
+			r->proven = true;
+			break;
+		}
 		if (r->cand[r->cursor] == CAND_ARRIVED) {
 			r->cand[r->cursor] = CAND_CANARY;
 			r->canary_active++;
@@ -409,10 +428,12 @@ gate_advance(struct run *r)
 
 /* A node that ends without reaching the gate is no canary candidate. */
 static void
-gate_skip(struct run *r, size_t pos)
+gate_skip(struct run *r, size_t pos, const struct cf_node_result *nr)
 {
 	pthread_mutex_lock(&r->mu);
 	r->cand[pos] = CAND_OUT;
+	if (nr->outcome == CF_OUT_UNCHANGED)
+		r->n_serving++;
 	gate_advance(r);
 	pthread_mutex_unlock(&r->mu);
 }
@@ -436,7 +457,7 @@ gate_enter(struct run *r, size_t pos)
 			g = GATE_STOPPED;
 			break;
 		}
-		if (r->canary_ok >= r->canary_target) {
+		if (r->canary_ok >= r->canary_target || r->proven) {
 			g = GATE_GO;
 			break;
 		}
@@ -456,33 +477,65 @@ is_recipe_failure(cf_code_t c)
 	return c == CF_ERR_CHECK || c == CF_ERR_RELOAD || c == CF_ERR_VERIFY;
 }
 
+/* mu held.  The stop reason names every failed canary: the operator's
+ * first question is whether they failed the same way. */
+static void
+stop_for_canaries(struct run *r, const char *why)
+{
+	r->stopped = true;
+	snprintf(r->stop_reason, sizeof(r->stop_reason),
+	         "%s %s failed (%s)%s: rollout stopped, untouched nodes keep "
+	         "their certificate",
+	         r->canary_failed == 1 ? "canary" : "canaries",
+	         r->canary_failed_names, cf_err_reason(r->canary_failed_code),
+	         why);
+}
+
+/* mu held: a canary failed at check, reload or verify. */
+static void
+canary_failed(struct run *r, const struct cf_node_result *nr)
+{
+	size_t used = strlen(r->canary_failed_names);
+
+	if (r->canary_failed++ == 0)
+		r->canary_failed_code = nr->err.code;
+	snprintf(r->canary_failed_names + used,
+	         sizeof(r->canary_failed_names) - used, "%s%s",
+	         used > 0 ? ", " : "", nr->node->name);
+	if (r->stopped)
+		return;
+	if (r->canary_failed >= r->pb->rollout.canary_failures)
+		stop_for_canaries(r, "");
+}
+
 static void
 gate_leave(struct run *r, enum gate g, const struct cf_node_result *nr)
 {
 	bool failed = nr->outcome == CF_OUT_FAILED;
+	bool recipe = failed && is_recipe_failure(nr->err.code);
 
 	pthread_mutex_lock(&r->mu);
 	if (g == GATE_CANARY) {
 		r->canary_active--;
-		if (!failed) {
+		if (!failed)
 			r->canary_ok++;
-		} else if (is_recipe_failure(nr->err.code) && !r->stopped) {
-			r->stopped = true;
-			snprintf(r->stop_reason, sizeof(r->stop_reason),
-			         "canary %s failed (%s): rollout stopped, "
-			         "untouched nodes keep their certificate",
-			         nr->node->name, cf_err_reason(nr->err.code));
-		}
-	} else if (failed && is_recipe_failure(nr->err.code)) {
+		else if (recipe)
+			canary_failed(r, nr);
+		/* any other failure (host gone mid-run, disk full) says
+		 * nothing about the certificate: the next node takes the
+		 * role, as gate_advance below arranges */
+	}
+	if (recipe) {
 		r->recipe_failures++;
 		if (r->pb->rollout.max_failures > 0 &&
 		    r->recipe_failures >= r->pb->rollout.max_failures &&
 		    !r->stopped) {
 			r->stopped = true;
 			snprintf(r->stop_reason, sizeof(r->stop_reason),
-			         "%u nodes failed check/reload/verify "
+			         "%u %s failed check/reload/verify "
 			         "(rollout.max_failures): rollout stopped",
-			         r->recipe_failures);
+			         r->recipe_failures,
+			         r->recipe_failures == 1 ? "node" : "nodes");
 		}
 	}
 	gate_advance(r);
@@ -829,7 +882,7 @@ done:
 	if (gated && g != GATE_STOPPED)
 		gate_leave(r, g, nr);
 	else if (!gated)
-		gate_skip(r, pos);
+		gate_skip(r, pos, nr);
 	ssh_close(s);
 	cf_buf_free(&prev_idx);
 	nr->duration_ms = cf_now_ms() - t0;
@@ -900,12 +953,22 @@ run_all(struct run *r, cf_err_t *err)
 		goto out;
 	}
 	res->n = pb->n_nodes;
-	for (i = 0; i < pb->n_nodes; i++) {
-		res->nodes[i].node = &pb->nodes[i];
-		if (selected(r->opts, pb->nodes[i].name))
-			r->queue[r->n_queue++] = i;
-		else
-			res->nodes[i].outcome = CF_OUT_SKIPPED;
+	/* nodes an earlier run quarantined go last: never the canary while
+	 * another node is left, and still retried once the canaries passed */
+	for (int pass = 0; pass < 2; pass++) {
+		for (i = 0; i < pb->n_nodes; i++) {
+			const char *name = pb->nodes[i].name;
+
+			res->nodes[i].node = &pb->nodes[i];
+			if (!selected(r->opts, name)) {
+				res->nodes[i].outcome = CF_OUT_SKIPPED;
+				continue;
+			}
+			if (cf_strv_has(r->opts->suspect, name) == (pass == 1))
+				r->queue[r->n_queue++] = i;
+		}
+		if (pass == 0)
+			r->n_fresh = r->n_queue;
 	}
 	r->canary_target = (r->opts->no_canary || r->opts->dry_run ||
 	                    r->opts->verify_only || r->each_fn != NULL)
@@ -943,6 +1006,19 @@ run_all(struct run *r, cf_err_t *err)
 	for (i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 
+	/* Canaries failed and no node could say whether the certificate and
+	 * recipe work elsewhere (a one-node fleet, the rest unreachable):
+	 * nothing proves the failures were the nodes' own, so this is the
+	 * stop a lone failed canary always was. */
+	if (!r->stopped && r->canary_failed > 0 && r->canary_ok == 0) {
+		bool serving = false;
+
+		for (i = 0; i < res->n; i++)
+			serving |= res->nodes[i].outcome == CF_OUT_UNCHANGED;
+		if (!serving)
+			stop_for_canaries(r, ", and no other node could "
+			                     "confirm it");
+	}
 	for (i = 0; i < res->n; i++) {
 		switch (res->nodes[i].outcome) {
 		case CF_OUT_DEPLOYED: res->n_deployed++; break;
@@ -956,6 +1032,9 @@ run_all(struct run *r, cf_err_t *err)
 	}
 	res->stopped = r->stopped;
 	memcpy(res->stop_reason, r->stop_reason, sizeof(res->stop_reason));
+	res->n_canary_failed = r->canary_failed;
+	memcpy(res->canary_failed, r->canary_failed_names,
+	       sizeof(res->canary_failed));
 	res->duration_ms = cf_now_ms() - t0;
 	rc = 0;
 out:

@@ -75,6 +75,11 @@ void session_finish(struct cf_session *s, const char *command, int exit_code,
 /* Names of manually quarantined nodes (skipped by rollouts unless named
  * in `only`). Caller frees with cf_strv_free. */
 char **session_manual_skips(const struct cf_session *s, char *const *only);
+/* Names of nodes an earlier run quarantined (not manual pins): the rollout
+ * tries them last and never as canaries while another node is left, so
+ * one node with a broken local config cannot stop every run.  Caller
+ * frees with cf_strv_free. */
+char **session_suspects(const struct cf_session *s);
 /* Every name in v must be a node of the playbook: 0, or prints the error
  * and returns 64 (a typo in --only must not silently select nothing). */
 int session_check_names(const struct cf_session *s, char *const *v,

@@ -81,6 +81,10 @@ struct cf_playbook {
 	struct {
 		unsigned concurrency;  /* default 32, 1..1024 */
 		unsigned canary;       /* default 1, 0 disables */
+		unsigned canary_failures; /* distinct canaries failing check/
+		                             reload/verify that stop the rollout;
+		                             default 2 (one failure may be the
+		                             node's own, not the recipe's) */
 		unsigned max_failures; /* stop after this many check/reload/verify
 		                          failures; 0 = no limit (default) */
 	} rollout;

@@ -1,11 +1,20 @@
 /* rollout.h - deploy a bundle to the fleet: the per-node pipeline, the
- * worker pool, canary gating and the quarantine decision.
+ * worker pool and the canary gate.  Which node is quarantined is the
+ * caller's business: a node's result says what happened to it.
  *
  * Per node, one SSH session does everything:
  *   probe (TLS: already serving? skip unless force) -> connect -> host key
  *   -> auth -> [canary gate] -> upload temp files -> swap + check (+restore)
  *   -> reload -> verify over TLS (-> rollback + reload) -> close.
- * A node never waits for another except at the canary gate. */
+ * A node never waits for another except at the canary gate.
+ *
+ * The canary gate tells a bad node from a bad certificate or recipe: a
+ * canary that fails check, reload or verify is replaced by another canary
+ * on another node, and the rollout stops only when
+ * rollout.canary_failures distinct canaries failed that way (or when no
+ * node is left to confirm a failure and none serves the certificate).  A
+ * canary whose successor passes failed for a reason of its own: it is one
+ * failed node, and the rollout goes on.  Unreachable nodes never count. */
 #ifndef CERTFLEET_ROLLOUT_H
 #define CERTFLEET_ROLLOUT_H
 
@@ -44,8 +53,10 @@ struct cf_node_result {
 struct cf_rollout_result {
 	struct cf_node_result *nodes; /* one per playbook node, playbook order */
 	size_t n;
-	bool stopped;                 /* canary or failure budget stopped it */
+	bool stopped;                 /* canaries or failure budget stopped it */
 	char stop_reason[CF_ERR_MSG_MAX];
+	unsigned n_canary_failed;     /* canaries failed at check/reload/verify */
+	char canary_failed[CF_ERR_MSG_MAX / 2]; /* their names, ", "-joined */
 	unsigned n_deployed, n_unchanged, n_failed, n_skipped, n_stopped,
 	    n_dryrun;
 	int64_t duration_ms;
@@ -59,6 +70,8 @@ struct cf_rollout_opts {
 	char **only;          /* NULL-terminated node names, NULL = all */
 	char **exclude;       /* NULL-terminated node names */
 	char **skip;          /* nodes to skip (manually quarantined) */
+	char **suspect;       /* nodes an earlier run quarantined: tried last,
+	                         never a canary while another node is left */
 	bool force;           /* deploy even to nodes already serving it */
 	bool dry_run;         /* probe only, report what would be done */
 	bool verify_only;     /* `verify`: probe every node, change nothing */

@@ -553,6 +553,7 @@ pb = {
 short = {
     "connect_timeout": "ssh.connect_timeout", "timeout": "ssh.timeout",
     "canary": "rollout.canary", "concurrency": "rollout.concurrency",
+    "canary_failures": "rollout.canary_failures",
     "max_failures": "rollout.max_failures",
     "verify_timeout": "verify.timeout",
 }

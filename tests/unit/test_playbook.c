@@ -229,7 +229,8 @@ static const char full_pb[] =
 	"\"webroot\": \"/var/www/acme\"},\n"
 	"  \"verify\": {\"port\": 8443, \"server_name\": \"WWW.example.com\", "
 	"\"timeout\": 20},\n"
-	"  \"rollout\": {\"concurrency\": 8, \"canary\": 2, \"max_failures\": 3},\n"
+	"  \"rollout\": {\"concurrency\": 8, \"canary\": 2, \"canary_failures\": 3, "
+	"\"max_failures\": 3},\n"
 	"  \"notify\": {\"webhooks\": [\"https://hooks.example.com/x\", "
 	"\"http://127.0.0.1:9000/y\"],\n"
 	"             \"command\": \"/usr/local/bin/notify\", \"warn_days\": 14.5},\n"
@@ -307,6 +308,7 @@ test_valid_full(void **state)
 	assert_int_equal(pb->verify.timeout, 20);
 	assert_int_equal(pb->rollout.concurrency, 8);
 	assert_int_equal(pb->rollout.canary, 2);
+	assert_int_equal(pb->rollout.canary_failures, 3);
 	assert_int_equal(pb->rollout.max_failures, 3);
 	assert_int_equal(pb->notify.n_webhooks, 2);
 	assert_string_equal(pb->notify.webhooks[1], "http://127.0.0.1:9000/y");
@@ -390,6 +392,7 @@ test_valid_minimal(void **state)
 	assert_int_equal(pb->verify.timeout, 10);
 	assert_int_equal(pb->rollout.concurrency, 32);
 	assert_int_equal(pb->rollout.canary, 1);
+	assert_int_equal(pb->rollout.canary_failures, 2);
 	assert_int_equal(pb->rollout.max_failures, 0);
 	assert_null(pb->notify.webhooks);
 	assert_int_equal(pb->notify.n_webhooks, 0);
