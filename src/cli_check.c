@@ -91,8 +91,15 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	    {"warn", required_argument, NULL, 'w'},
 	    {"crit", required_argument, NULL, 'c'},
 	    {"timeout", required_argument, NULL, 't'},
-	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
+	const struct cli_cmd cmd = {
+	    "check",
+	    "usage: certfleet [global options] -p PLAYBOOK check [--warn DAYS] "
+	    "[--crit DAYS]\n"
+	    "       [--timeout SECONDS]\n"
+	    "Nagios plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (see "
+	    "certfleet(1)).\n",
+	    false, true, longopts};
 	struct cf_playbook *pb = NULL;
 	cf_store_t *st = NULL;
 	cf_ssh_ctx_t *ssh = NULL;
@@ -121,8 +128,7 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	memset(&res, 0, sizeof(res));
 	optind = 0; /* full reinit of GNU getopt */
-	opterr = 0; /* a plugin prints one line on stdout, nothing else */
-	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		switch (c) {
 		case 'w':
 			if (parse_num("--warn", optarg, 0, 36500, "days",
@@ -139,17 +145,7 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 			              &tmo) < 0)
 				goto out;
 			break;
-		case 'h':
-			printf("usage: certfleet -p PLAYBOOK check [--warn DAYS] "
-			       "[--crit DAYS] [--timeout SECONDS]\n"
-			       "Nagios plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, "
-			       "3 UNKNOWN (see certfleet(1)).\n");
-			ex = CHECK_OK;
-			goto out;
-		default:
-			ex = check_unknown("usage: certfleet -p PLAYBOOK check "
-			                   "[--warn DAYS] [--crit DAYS] "
-			                   "[--timeout SECONDS]");
+		default: /* help printed (0), or a usage error (3) */
 			goto out;
 		}
 	}

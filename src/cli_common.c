@@ -9,24 +9,190 @@
 #include "certfleet/metrics.h"
 #include "certfleet/util.h"
 
+/* main.c keeps the first error for --json; programs linked without it
+ * (unit tests) get this no-op. */
+__attribute__((weak)) void
+cli_note_error(const char *code, const char *msg)
+{
+	(void)code;
+	(void)msg;
+}
+
+/* Stable token for the --json error document's "code" (docs/json.md). */
+static const char *
+err_code_name(cf_code_t code)
+{
+	switch (code) {
+	case CF_ERR_USAGE:    return "usage";
+	case CF_ERR_DATA:     return "data";
+	case CF_ERR_CONFIG:   return "config";
+	case CF_ERR_LOCKED:   return "locked";
+	case CF_ERR_IO:       return "io";
+	case CF_ERR_STATE:    return "state";
+	case CF_ERR_NOMEM:    return "nomem";
+	case CF_ERR_INTERNAL: return "internal";
+	default:              return cf_err_reason(code);
+	}
+}
+
 int
 cli_fail(const cf_err_t *err)
 {
 	fprintf(stderr, "certfleet: %s\n", err->msg);
+	cli_note_error(err_code_name(err->code), err->msg);
 	return cf_err_exit_code(err->code);
 }
 
 int
 cli_usage(const char *fmt, ...)
 {
+	char msg[CF_ERR_MSG_MAX];
 	va_list ap;
 
-	fputs("certfleet: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputs(" (see certfleet --help)\n", stderr);
+	fprintf(stderr, "certfleet: %s (see certfleet --help)\n", msg);
+	cli_note_error("usage", msg);
 	return CF_EXIT_USAGE;
+}
+
+/* getopt_long said '?': name the option and what is wrong with it. */
+static void
+bad_option(const struct option *lo, const char *shortopts, int argc,
+           char **argv, char *msg, size_t len)
+{
+	const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+	size_t n;
+
+	if (strncmp(arg, "--", 2) == 0) {
+		n = strcspn(arg + 2, "=");
+		for (; lo != NULL && lo->name != NULL; lo++) {
+			if (strlen(lo->name) != n ||
+			    strncmp(lo->name, arg + 2, n) != 0)
+				continue;
+			snprintf(msg, len, "--%s %s", lo->name,
+			         lo->has_arg == no_argument ? "takes no value"
+			                                    : "needs a value");
+			return;
+		}
+		snprintf(msg, len, "unknown option '%.*s'", (int)n + 2, arg);
+	} else if (optopt != 0 && strchr(shortopts, optopt) != NULL) {
+		snprintf(msg, len, "-%c needs a value", optopt);
+	} else {
+		snprintf(msg, len, "unknown option '-%c'", optopt ? optopt : '?');
+	}
+}
+
+static int
+global_option(struct cf_cli *cli, int c, int argc, char **argv, char *msg,
+              size_t len)
+{
+	static const struct option longopts[] = {CLI_GLOBAL_LONGOPTS,
+	                                         {NULL, 0, NULL, 0}};
+	char *end;
+	long v;
+
+	switch (c) {
+	case 'p': cli->playbook = optarg; return 0;
+	case 'q': cli->quiet = true; return 0;
+	case CLI_OPT_STATE_DIR: cli->state_dir = optarg; return 0;
+	case CLI_OPT_METRICS: cli->metrics = optarg; return 0;
+	case CLI_OPT_JSON: cli->json = true; return 0;
+	case CLI_OPT_WAIT:
+		if (optarg == NULL) {
+			cli->wait_s = -1;
+			return 0;
+		}
+		v = strtol(optarg, &end, 10);
+		if (*optarg == '\0' || *end != '\0' || v < 0 || v > 86400) {
+			snprintf(msg, len, "--wait takes seconds (0..86400)");
+			return -1;
+		}
+		cli->wait_s = (int)v;
+		return 0;
+	default:
+		bad_option(longopts, CLI_GLOBAL_SHORTOPTS, argc, argv, msg, len);
+		return -1;
+	}
+}
+
+int
+cli_global_option(struct cf_cli *cli, int c, int argc, char **argv, int *ex)
+{
+	char msg[CF_ERR_MSG_MAX];
+
+	if (global_option(cli, c, argc, argv, msg, sizeof(msg)) == 0)
+		return 0;
+	*ex = cli_usage("%s", msg);
+	return -1;
+}
+
+#define CLI_MAX_LONGOPTS 32
+
+int
+cli_getopt(struct cf_cli *cli, const struct cli_cmd *cmd, int argc,
+           char **argv, int *ex)
+{
+	static const struct option globals[] = {CLI_GLOBAL_LONGOPTS};
+	struct option lo[CLI_MAX_LONGOPTS];
+	char msg[CF_ERR_MSG_MAX - 80];
+	size_t n = 0, i;
+	int c;
+
+	for (i = 0; cmd->longopts != NULL && cmd->longopts[i].name != NULL &&
+	            n < CLI_MAX_LONGOPTS - 1; i++)
+		lo[n++] = cmd->longopts[i];
+	for (i = 0; i < sizeof(globals) / sizeof(globals[0]) &&
+	            n < CLI_MAX_LONGOPTS - 1; i++)
+		lo[n++] = globals[i];
+	memset(&lo[n], 0, sizeof(lo[n]));
+	for (;;) {
+		opterr = 0; /* our messages: named, and in --json documents */
+		c = getopt_long(argc, argv,
+		                cmd->permute ? CLI_GLOBAL_SHORTOPTS
+		                             : "+" CLI_GLOBAL_SHORTOPTS,
+		                lo, NULL);
+		switch (c) {
+		case 'h':
+			fputs(cmd->usage, stdout);
+			*ex = 0;
+			return CLI_OPT_EXIT;
+		case CLI_OPT_VERSION:
+			printf("certfleet %s\n", CERTFLEET_VERSION);
+			*ex = 0;
+			return CLI_OPT_EXIT;
+		case 'p':
+		case 'q':
+		case CLI_OPT_STATE_DIR:
+		case CLI_OPT_METRICS:
+		case CLI_OPT_JSON:
+		case CLI_OPT_WAIT:
+			if (global_option(cli, c, argc, argv, msg,
+			                  sizeof(msg)) < 0)
+				goto usage_error;
+			continue;
+		case '?':
+		case ':':
+			bad_option(lo, CLI_GLOBAL_SHORTOPTS, argc, argv, msg,
+			           sizeof(msg));
+			goto usage_error;
+		default:
+			return c;
+		}
+	}
+usage_error:
+	if (cmd->plugin) {
+		/* a plugin answers on stdout, one line, UNKNOWN */
+		if (!cli->json)
+			printf("CERTFLEET UNKNOWN - usage: %s: %s\n",
+			       cmd->name, msg);
+		cli_note_error("usage", msg);
+		*ex = 3;
+	} else {
+		*ex = cli_usage("%s: %s", cmd->name, msg);
+	}
+	return CLI_OPT_EXIT;
 }
 
 int

@@ -47,7 +47,7 @@ enum mode { MODE_DEPLOY, MODE_VERIFY, MODE_ROLLBACK };
 static int
 rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 {
-	static const struct option longopts[] = {
+	static const struct option deploy_opts[] = {
 	    {"cert", required_argument, NULL, 'c'},
 	    {"key", required_argument, NULL, 'k'},
 	    {"chain", required_argument, NULL, 'C'},
@@ -56,7 +56,14 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	    {"exclude", required_argument, NULL, 'x'},
 	    {"force", no_argument, NULL, 'f'},
 	    {"dry-run", no_argument, NULL, 'n'},
-	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	static const struct option verify_opts[] = {
+	    {"only", required_argument, NULL, 'o'},
+	    {"exclude", required_argument, NULL, 'x'},
+	    {NULL, 0, NULL, 0}};
+	static const struct option rollback_opts[] = {
+	    {"only", required_argument, NULL, 'o'},
+	    {"dry-run", no_argument, NULL, 'n'},
 	    {NULL, 0, NULL, 0}};
 	const char *verb = mode == MODE_DEPLOY   ? "deploy"
 	                   : mode == MODE_VERIFY ? "verify"
@@ -78,8 +85,22 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
 	memset(&res, 0, sizeof(res));
+	static const char *const usage[] = {
+	    "usage: certfleet [global options] -p PLAYBOOK deploy [--cert F "
+	    "--key F [--chain F] | --lineage DIR]\n"
+	    "       [--only N,..] [--exclude N,..] [--force] [--dry-run]\n",
+	    "usage: certfleet [global options] -p PLAYBOOK verify [--only N,..] "
+	    "[--exclude N,..]\n",
+	    "usage: certfleet [global options] -p PLAYBOOK rollback --only N,.. "
+	    "[--dry-run]\n"};
+	/* each command is offered only the options it takes */
+	const struct option *lo = mode == MODE_DEPLOY   ? deploy_opts
+	                          : mode == MODE_VERIFY ? verify_opts
+	                                                : rollback_opts;
+	struct cli_cmd cmd = {verb, usage[mode], false, false, lo};
+
 	optind = 0; /* full reinit of GNU getopt */
-	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		switch (c) {
 		case 'c': cert = optarg; break;
 		case 'k': key = optarg; break;
@@ -95,14 +116,7 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 			break;
 		case 'f': o.force = true; break;
 		case 'n': o.dry_run = true; break;
-		case 'h':
-			printf("usage: certfleet -p PLAYBOOK %s [--cert F --key F "
-			       "[--chain F] | --lineage DIR] [--only N,..] "
-			       "[--exclude N,..] [--force] [--dry-run]\n", verb);
-			ex = 0;
-			goto out_nosess;
-		default:
-			ex = CF_EXIT_USAGE;
+		default: /* CLI_OPT_EXIT: help printed, or a usage error */
 			goto out_nosess;
 		}
 	}

@@ -20,13 +20,15 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 	bool found = false;
 	int ex, i;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			cli->json = true;
-		else
-			return cli_usage("status: unexpected argument '%s'",
-			                 argv[i]);
-	}
+	struct cli_cmd cmd = {"status", "usage: certfleet [global options] -p "
+	    "PLAYBOOK status\n", false, false, NULL};
+
+	optind = 0; /* full reinit of GNU getopt */
+	if ((i = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1)
+		return ex;
+	if (optind < argc)
+		return cli_usage("status: unexpected argument '%s'",
+		                 argv[optind]);
 	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
 	/* read-only: no lock, every state file is replaced atomically */
@@ -67,23 +69,25 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 	int c, ex;
 	size_t i;
 
-	if (argc < 2)
-		return cli_usage("quarantine list | add NODE --reason TEXT | "
-		                 "release NODE");
-	sub = argv[1];
-	argc--;
-	argv++;
-	/* optind = 0 fully reinitializes GNU getopt (main already used it);
-	 * no '+': options may follow the node name */
+	/* no '+' (permute): options may follow the subcommand and node */
+	struct cli_cmd cmd = {"quarantine", "usage: certfleet [global options] "
+	    "-p PLAYBOOK quarantine list | add NODE --reason TEXT |\n"
+	    "       release NODE [--dry-run]\n", true, false, longopts};
+
+	/* optind = 0 fully reinitializes GNU getopt (main already used it) */
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		if (c == 'r')
 			reason = optarg;
 		else if (c == 'n')
 			dry = true;
 		else
-			return CF_EXIT_USAGE;
+			return ex; /* help, or usage error */
 	}
+	if (optind >= argc)
+		return cli_usage("quarantine list | add NODE --reason TEXT | "
+		                 "release NODE");
+	sub = argv[optind++];
 	if (optind < argc)
 		node = argv[optind++];
 	if (optind < argc)
@@ -185,8 +189,16 @@ cli_validate(struct cf_cli *cli, int argc, char **argv)
 	struct cf_playbook *pb = NULL;
 	cf_err_t err = {0};
 
-	if (argc > 1)
-		return cli_usage("validate: unexpected argument '%s'", argv[1]);
+	struct cli_cmd cmd = {"validate", "usage: certfleet [global options] "
+	    "-p PLAYBOOK validate\n", false, false, NULL};
+	int c, ex;
+
+	optind = 0; /* full reinit of GNU getopt */
+	if ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1)
+		return ex;
+	if (optind < argc)
+		return cli_usage("validate: unexpected argument '%s'",
+		                 argv[optind]);
 	if (cli->playbook == NULL)
 		return cli_usage("validate needs a playbook: -p FILE");
 	if (playbook_load(cli->playbook, &pb, &err) < 0)

@@ -157,8 +157,8 @@ find_state(const struct cf_node_states *ns, const char *name)
 	return NULL;
 }
 
-static void
-dump(FILE *f, json_t *root)
+void
+report_json_dump(FILE *f, json_t *root)
 {
 	json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	fputc('\n', f);
@@ -221,7 +221,7 @@ report_run_json(FILE *f, const char *command, int exit_code,
 		                    json_integer(res->duration_ms));
 	}
 	json_object_set_new(root, "nodes", nodes);
-	dump(f, root);
+	report_json_dump(f, root);
 }
 
 static void
@@ -268,7 +268,7 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 		root = json_pack("{s:i,s:s,s:o,s:o}", "format", 1, "name",
 		                 pb->cert.name, "certificate",
 		                 cert_json(version, ci), "nodes", nodes);
-		dump(f, root);
+		report_json_dump(f, root);
 		return;
 	}
 	if (ci == NULL) {
