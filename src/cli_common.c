@@ -208,11 +208,32 @@ session_open(struct cf_cli *cli, const char *what, int flags,
 		return cli_usage("%s needs a playbook: -p FILE", what);
 	if (playbook_load(cli->playbook, &s->pb, &err) < 0)
 		goto fail;
-	if (store_open(cli->state_dir, s->pb->cert.name, &s->st, &err) < 0)
+	/* Only the lock holder writes: without the lock the store is opened
+	 * read-only, so status, verify and dry runs never create or change
+	 * the state directory. */
+	if ((flags & CF_SESS_LOCK)
+	        ? store_open(cli->state_dir, s->pb->cert.name, &s->st, &err) < 0
+	        : store_open_ro(cli->state_dir, s->pb->cert.name, &s->st,
+	                        &err) < 0)
 		goto fail;
-	if ((flags & CF_SESS_LOCK) &&
-	    store_lock(s->st, what, cli->wait_s, &err) < 0)
-		goto fail;
+	if ((flags & CF_SESS_LOCK) && store_lock(s->st, what, 0, &err) < 0) {
+		char holder[700];
+
+		if (err.code != CF_ERR_LOCKED || cli->wait_s == 0)
+			goto fail;
+		/* --wait: say what we wait for, a silent hang looks dead */
+		store_lock_holder(s->st, holder, sizeof(holder));
+		if (cli->wait_s < 0)
+			fprintf(stderr, "certfleet: waiting for the lock on %s "
+			        "held by %s…\n", store_root(s->st), holder);
+		else
+			fprintf(stderr, "certfleet: waiting up to %d s for the "
+			        "lock on %s held by %s…\n", cli->wait_s,
+			        store_root(s->st), holder);
+		memset(&err, 0, sizeof(err));
+		if (store_lock(s->st, what, cli->wait_s, &err) < 0)
+			goto fail;
+	}
 	s->locked = (flags & CF_SESS_LOCK) != 0;
 	if ((flags & CF_SESS_NODES) && store_load_nodes(s->st, &s->ns, &err) < 0)
 		goto fail;
@@ -339,6 +360,50 @@ session_close(struct cf_session *s)
 	memset(s, 0, sizeof(*s));
 }
 
+static void
+observe(struct cf_node_state *st, const struct cf_node_result *r, int64_t now)
+{
+	if (r->after_sha256[0] == '\0')
+		return;
+	memcpy(st->serving_sha256, r->after_sha256, 65);
+	st->serving_not_after = r->after_not_after;
+	st->last_seen = now;
+}
+
+void
+session_observe(struct cf_session *s, const struct cf_rollout_result *res)
+{
+	int64_t now = cf_wall_now();
+	struct cf_node_state *st;
+	size_t i;
+
+	for (i = 0; i < res->n; i++) {
+		if (res->nodes[i].after_sha256[0] == '\0')
+			continue;
+		st = store_node(&s->ns, res->nodes[i].node->name);
+		if (st != NULL)
+			observe(st, &res->nodes[i], now);
+	}
+}
+
+size_t
+session_count_selected(const struct cf_session *s,
+                       const struct cf_rollout_opts *o)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < s->pb->n_nodes; i++) {
+		const char *name = s->pb->nodes[i].name;
+
+		if (o->only != NULL && !cf_strv_has(o->only, name))
+			continue;
+		if (cf_strv_has(o->exclude, name) || cf_strv_has(o->skip, name))
+			continue;
+		n++;
+	}
+	return n;
+}
+
 int
 session_record(struct cf_session *s, const struct cf_rollout_result *res,
                const struct cf_certinfo *current, cf_err_t *err)
@@ -356,11 +421,7 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 		st = store_node(&s->ns, r->node->name);
 		if (st == NULL)
 			return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
-		if (r->after_sha256[0] != '\0') {
-			memcpy(st->serving_sha256, r->after_sha256, 65);
-			st->serving_not_after = r->after_not_after;
-			st->last_seen = now;
-		}
+		observe(st, r, now);
 		if (r->touched && r->outcome == CF_OUT_DEPLOYED)
 			st->last_change = now;
 		if (r->outcome == CF_OUT_FAILED && st->quarantined &&
@@ -392,10 +453,20 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 		/* serving the current certificate, verified: release */
 		if (current != NULL &&
 		    strcmp(r->after_sha256, current->sha256_hex) == 0) {
-			if (st->quarantined)
+			if (st->quarantined) {
 				session_event(s, CF_EV_NODE_RELEASED, r->node->name,
 				              r->node->host, st->reason, NULL,
 				              st->attempts, 0);
+				/* its own line: the run's lines said only
+				 * "deployed" or "unchanged" */
+				if (!s->cli->quiet)
+					fprintf(stderr, "certfleet: %s released "
+					        "from quarantine (was: %s, %u "
+					        "attempt%s)\n", r->node->name,
+					        st->reason ? st->reason : "?",
+					        st->attempts,
+					        cf_plural(st->attempts));
+			}
 			st->last_success = now;
 			st->quarantined = false;
 			st->manual = false;

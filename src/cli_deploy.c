@@ -153,11 +153,13 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 		goto out_nosess;
 	}
 
-	flags = CF_SESS_SSH | CF_SESS_NODES;
+	/* verify only probes over TLS: no SSH identity, no lock, and
+	 * (like a dry run) nothing written to the state directory */
+	flags = CF_SESS_NODES;
+	if (mode != MODE_VERIFY)
+		flags |= CF_SESS_SSH;
 	if (!o.dry_run && mode != MODE_VERIFY)
 		flags |= CF_SESS_LOCK;
-	if (mode == MODE_VERIFY)
-		flags |= CF_SESS_LOCK; /* it records what nodes serve */
 	ex = session_open(cli, verb, flags, &s);
 	if (ex != 0)
 		goto out_nosess;
@@ -205,16 +207,24 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	rc_ctx.verb = verb;
 	o.progress = report_progress;
 	o.progress_arg = &rc_ctx;
-	if (!cli->quiet)
-		fprintf(stderr, "certfleet: %s%s %s (%.16s…) to %zu nodes\n",
+	if (!cli->quiet) {
+		size_t n_sel = session_count_selected(&s, &o);
+
+		fprintf(stderr, "certfleet: %s%s %s (%.16s…) %s %zu node%s\n",
 		        verb, o.dry_run ? " (dry run)" : "", s.pb->cert.name,
-		        ci.sha256_hex, s.pb->n_nodes);
+		        ci.sha256_hex, mode == MODE_VERIFY ? "on" : "to", n_sel,
+		        cf_plural(n_sel));
+	}
 	if (rollout_run(s.pb, s.ssh, &b, &ci, &o, &res, &err) < 0)
 		goto fail;
 	ex = rollout_exit_code(&res);
 	if (mode == MODE_VERIFY && res.n_failed > 0)
 		ex = CF_EXIT_PARTIAL;
-	if (!o.dry_run) {
+	if (mode == MODE_VERIFY) {
+		/* read-only: what nodes serve feeds --metrics and expiry
+		 * warnings of this run, and is not stored */
+		session_observe(&s, &res);
+	} else if (!o.dry_run) {
 		if (session_record(&s, &res, &ci, &err) < 0) {
 			ex = cli_fail(&err);
 		} else if (mode == MODE_ROLLBACK) {

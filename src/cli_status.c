@@ -97,6 +97,11 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 		ex = session_open(cli, "quarantine list", CF_SESS_NODES, &s);
 		if (ex != 0)
 			return ex;
+		if (cli->json) {
+			report_quarantine_json(stdout, s.pb, &s.ns);
+			session_close(&s);
+			return 0;
+		}
 		for (i = 0; i < s.ns.n; i++) {
 			char since[32];
 
@@ -104,9 +109,10 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 			if (!st->quarantined)
 				continue;
 			cf_fmt_time(st->quarantined_since, since, sizeof(since));
-			printf("%-16s %-16s since %s, %u attempts%s: %s\n",
+			printf("%-16s %-16s since %s, %u attempt%s%s: %s\n",
 			       st->name, st->reason ? st->reason : "?", since,
-			       st->attempts, st->manual ? " (manual)" : "",
+			       st->attempts, cf_plural(st->attempts),
+			       st->manual ? " (manual)" : "",
 			       st->detail ? st->detail : "");
 		}
 		session_close(&s);
@@ -146,9 +152,13 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 		st->reason = strdup("manual");
 		st->detail = strdup(reason);
 	} else {
-		if (!st->quarantined)
-			fprintf(stderr, "certfleet: %s was not quarantined\n",
-			        node);
+		if (!st->quarantined) {
+			/* nothing to release: say so once, change nothing */
+			fprintf(stderr, "certfleet: %s is not quarantined; "
+			        "nothing to release\n", node);
+			ex = 0;
+			goto out;
+		}
 		st->quarantined = st->manual = false;
 		st->attempts = 0;
 		st->quarantined_since = 0;
@@ -203,10 +213,14 @@ cli_validate(struct cf_cli *cli, int argc, char **argv)
 		return cli_usage("validate needs a playbook: -p FILE");
 	if (playbook_load(cli->playbook, &pb, &err) < 0)
 		return cli_fail(&err);
-	if (!cli->quiet)
-		printf("%s: ok: certificate %s (%zu domains), %zu files, "
-		       "%zu nodes\n", cli->playbook, pb->cert.name,
-		       pb->cert.n_domains, pb->deploy.n_files, pb->n_nodes);
+	if (cli->json)
+		report_validate_json(stdout, pb);
+	else if (!cli->quiet)
+		printf("%s: ok: certificate %s (%zu domain%s), %zu file%s, "
+		       "%zu node%s\n", cli->playbook, pb->cert.name,
+		       pb->cert.n_domains, cf_plural(pb->cert.n_domains),
+		       pb->deploy.n_files, cf_plural(pb->deploy.n_files),
+		       pb->n_nodes, cf_plural(pb->n_nodes));
 	playbook_free(pb);
 	return 0;
 }

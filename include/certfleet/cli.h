@@ -114,6 +114,13 @@ int cli_getopt(struct cf_cli *cli, const struct cli_cmd *cmd, int argc,
  * release on success) and save it. */
 int session_record(struct cf_session *s, const struct cf_rollout_result *res,
                    const struct cf_certinfo *current, cf_err_t *err);
+/* Only what a rollout saw nodes serve, in memory (verify: read-only). */
+void session_observe(struct cf_session *s,
+                     const struct cf_rollout_result *res);
+/* How many playbook nodes a rollout with o will look at (--only,
+ * --exclude and manual pins applied). */
+size_t session_count_selected(const struct cf_session *s,
+                              const struct cf_rollout_opts *o);
 /* Queue a notification (strings are copied). */
 void session_event(struct cf_session *s, cf_event_kind_t kind,
                    const char *node, const char *host, const char *reason,

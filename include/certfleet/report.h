@@ -44,4 +44,10 @@ void report_status(FILE *f, bool json, const struct cf_playbook *pb,
                    const char *version, const struct cf_certinfo *ci,
                    const struct cf_node_states *ns);
 
+/* `quarantine list --json`: the quarantined nodes. */
+void report_quarantine_json(FILE *f, const struct cf_playbook *pb,
+                            const struct cf_node_states *ns);
+/* `validate --json`: what the playbook describes. */
+void report_validate_json(FILE *f, const struct cf_playbook *pb);
+
 #endif
