@@ -41,8 +41,8 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 	}
 	report_status(stdout, cli->json, s.pb, version, found ? &ci : NULL,
 	              &s.ns);
+	/* read-only: no session_finish, so no metrics file either */
 	ex = 0;
-	session_finish(&s, "status", ex, found ? &ci : NULL);
 out:
 	crypto_bundle_free(&b);
 	crypto_certinfo_free(&ci);
