@@ -6,8 +6,9 @@
  * store says it was seen serving: the incident certfleet exists for was a
  * certificate renewed on paper and expiring on a server.
  *
- * Read-only: no lock (a check must work while a deploy runs), no state
- * written, no notifications, no metrics, nothing on stderr. */
+ * Read-only: no lock (a check must work while a deploy runs), no SSH
+ * identity (a TLS probe only), no state created or written, no
+ * notifications, no metrics, nothing on stderr.  --json: one document. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -171,9 +172,8 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	}
 	if (playbook_load(cli->playbook, &pb, &err) < 0)
 		goto unknown;
-	/* store_open would create a missing store; a check that creates
-	 * state directories (and then reports "no certificate") for a
-	 * mistyped --state-dir is worse than one that says so */
+	/* a read-only store reads a missing one as empty ("no certificate");
+	 * for a mistyped --state-dir saying so is more useful */
 	if (asprintf(&dir, "%s/%s", cli->state_dir, pb->cert.name) < 0) {
 		dir = NULL;
 		cf_err_set(&err, CF_ERR_NOMEM, "out of memory");
