@@ -6,8 +6,9 @@
  * store says it was seen serving: the incident certfleet exists for was a
  * certificate renewed on paper and expiring on a server.
  *
- * Read-only: no lock (a check must work while a deploy runs), no state
- * written, no notifications, no metrics, nothing on stderr. */
+ * Read-only: no lock (a check must work while a deploy runs), no SSH
+ * identity (a TLS probe only), no state created or written, no
+ * notifications, no metrics, nothing on stderr.  --json: one document. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -16,7 +17,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "certfleet/cli.h"
+#include "certfleet/report.h"
 #include "certfleet/util.h"
 
 #define CHECK_OK 0
@@ -29,17 +33,22 @@
 static const char *const check_state_name[] = {"OK", "WARNING", "CRITICAL",
                                                "UNKNOWN"};
 
+/* UNKNOWN: the plugin line, or with --json the error document main.c
+ * prints (exit_code 3, "error": {"code": "unknown", ...}). */
 static int
-check_unknown(const char *msg)
+check_unknown(const struct cf_cli *cli, const char *msg)
 {
-	printf("CERTFLEET UNKNOWN - %s\n", msg);
+	cli_note_error("unknown", msg);
+	if (!cli->json)
+		printf("CERTFLEET UNKNOWN - %s\n", msg);
 	return CHECK_UNKNOWN;
 }
 
 static int
-parse_num(const char *opt, const char *s, double lo, double hi,
-          const char *unit, double *out)
+parse_num(const struct cf_cli *cli, const char *opt, const char *s,
+          double lo, double hi, const char *unit, double *out)
 {
+	char msg[300];
 	char *end;
 	double v;
 
@@ -47,8 +56,9 @@ parse_num(const char *opt, const char *s, double lo, double hi,
 	v = strtod(s, &end);
 	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < lo ||
 	    v > hi) {
-		printf("CERTFLEET UNKNOWN - usage: %s takes %s (%g..%g), not "
-		       "'%s'\n", opt, unit, lo, hi, s);
+		snprintf(msg, sizeof(msg), "usage: %s takes %s (%g..%g), not "
+		         "'%.100s'", opt, unit, lo, hi, s);
+		check_unknown(cli, msg);
 		return -1;
 	}
 	*out = v;
@@ -91,11 +101,17 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	    {"warn", required_argument, NULL, 'w'},
 	    {"crit", required_argument, NULL, 'c'},
 	    {"timeout", required_argument, NULL, 't'},
-	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
+	const struct cli_cmd cmd = {
+	    "check",
+	    "usage: certfleet [global options] -p PLAYBOOK check [--warn DAYS] "
+	    "[--crit DAYS]\n"
+	    "       [--timeout SECONDS]\n"
+	    "Nagios plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (see "
+	    "certfleet(1)).\n",
+	    false, true, longopts};
 	struct cf_playbook *pb = NULL;
 	cf_store_t *st = NULL;
-	cf_ssh_ctx_t *ssh = NULL;
 	struct cf_node_states ns = {0};
 	struct cf_renewal_state rs;
 	struct cf_bundle b;
@@ -121,52 +137,43 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	memset(&res, 0, sizeof(res));
 	optind = 0; /* full reinit of GNU getopt */
-	opterr = 0; /* a plugin prints one line on stdout, nothing else */
-	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		switch (c) {
 		case 'w':
-			if (parse_num("--warn", optarg, 0, 36500, "days",
+			if (parse_num(cli, "--warn", optarg, 0, 36500, "days",
 			              &warn) < 0)
 				goto out;
 			break;
 		case 'c':
-			if (parse_num("--crit", optarg, 0, 36500, "days",
+			if (parse_num(cli, "--crit", optarg, 0, 36500, "days",
 			              &crit) < 0)
 				goto out;
 			break;
 		case 't':
-			if (parse_num("--timeout", optarg, 1, 3600, "seconds",
+			if (parse_num(cli, "--timeout", optarg, 1, 3600, "seconds",
 			              &tmo) < 0)
 				goto out;
 			break;
-		case 'h':
-			printf("usage: certfleet -p PLAYBOOK check [--warn DAYS] "
-			       "[--crit DAYS] [--timeout SECONDS]\n"
-			       "Nagios plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, "
-			       "3 UNKNOWN (see certfleet(1)).\n");
-			ex = CHECK_OK;
-			goto out;
-		default:
-			ex = check_unknown("usage: certfleet -p PLAYBOOK check "
-			                   "[--warn DAYS] [--crit DAYS] "
-			                   "[--timeout SECONDS]");
+		default: /* help printed (0), or a usage error (3) */
 			goto out;
 		}
 	}
 	if (optind < argc) {
-		printf("CERTFLEET UNKNOWN - usage: unexpected argument '%s'\n",
-		       argv[optind]);
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "usage: unexpected argument "
+		         "'%.100s'", argv[optind]);
+		check_unknown(cli, msg);
 		goto out;
 	}
 	if (cli->playbook == NULL) {
-		ex = check_unknown("no playbook: certfleet -p FILE check");
+		ex = check_unknown(cli, "no playbook: certfleet -p FILE check");
 		goto out;
 	}
 	if (playbook_load(cli->playbook, &pb, &err) < 0)
 		goto unknown;
-	/* store_open would create a missing store; a check that creates
-	 * state directories (and then reports "no certificate") for a
-	 * mistyped --state-dir is worse than one that says so */
+	/* a read-only store reads a missing one as empty ("no certificate");
+	 * for a mistyped --state-dir saying so is more useful */
 	if (asprintf(&dir, "%s/%s", cli->state_dir, pb->cert.name) < 0) {
 		dir = NULL;
 		cf_err_set(&err, CF_ERR_NOMEM, "out of memory");
@@ -178,7 +185,7 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 		           dir);
 		goto unknown;
 	}
-	if (store_open(cli->state_dir, pb->cert.name, &st, &err) < 0 ||
+	if (store_open_ro(cli->state_dir, pb->cert.name, &st, &err) < 0 ||
 	    store_load_nodes(st, &ns, &err) < 0 ||
 	    store_load_renewal(st, &rs, &err) < 0 ||
 	    store_get_current(st, &b, &ci, &version, &found, &err) < 0)
@@ -188,8 +195,6 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 		           "yet", pb->cert.name);
 		goto unknown;
 	}
-	if (ssh_ctx_new(pb->ssh.identity, pb->ssh.known_hosts, &ssh, &err) < 0)
-		goto unknown;
 	if (tmo > 0)
 		pb->ssh.connect_timeout = (unsigned)tmo; /* the probe deadline */
 
@@ -211,7 +216,8 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	 * answers still serves clients */
 	o.verify_only = true;
 	o.progress = NULL;
-	if (rollout_run(pb, ssh, &b, &ci, &o, &res, &err) < 0)
+	/* a TLS probe only: no SSH identity needed (nor loaded) */
+	if (rollout_run(pb, NULL, &b, &ci, &o, &res, &err) < 0)
 		goto unknown;
 	now = cf_wall_now();
 	for (i = 0; i < res.n; i++) {
@@ -291,11 +297,24 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 		cf_err_set(&err, CF_ERR_NOMEM, "out of memory");
 		goto unknown;
 	}
-	printf("%s\n", line.data);
+	if (cli->json)
+		report_json_dump(stdout, json_pack(
+		    "{s:i,s:s,s:i,s:s,s:s,s:s,s:f,s:s,s:f,s:f,s:i,s:i,s:i,s:i,"
+		    "s:i,s:i}",
+		    "format", 1, "command", "check", "exit_code", state, "state",
+		    check_state_name[state], "text", line.data, "name",
+		    pb->cert.name, "soonest_days", soonest_days, "soonest_node",
+		    soonest_who, "warn_days", warn, "crit_days", crit, "nodes",
+		    (int)pb->n_nodes, "serving_current", (int)n_current,
+		    "quarantined", (int)n_quar, "pinned", (int)n_pinned,
+		    "unreachable", (int)n_unreach, "renewal_failures",
+		    (int)rs.consecutive_failures));
+	else
+		printf("%s\n", line.data);
 	ex = state;
 	goto out;
 unknown:
-	ex = check_unknown(err.msg);
+	ex = check_unknown(cli, err.msg);
 out:
 	fflush(stdout);
 	rollout_result_free(&res);
@@ -303,7 +322,6 @@ out:
 	crypto_certinfo_free(&ci);
 	store_renewal_free(&rs);
 	store_nodes_free(&ns);
-	ssh_ctx_free(ssh);
 	store_close(st);
 	playbook_free(pb);
 	free(version);

@@ -9,24 +9,190 @@
 #include "certfleet/metrics.h"
 #include "certfleet/util.h"
 
+/* main.c keeps the first error for --json; programs linked without it
+ * (unit tests) get this no-op. */
+__attribute__((weak)) void
+cli_note_error(const char *code, const char *msg)
+{
+	(void)code;
+	(void)msg;
+}
+
+/* Stable token for the --json error document's "code" (docs/json.md). */
+static const char *
+err_code_name(cf_code_t code)
+{
+	switch (code) {
+	case CF_ERR_USAGE:    return "usage";
+	case CF_ERR_DATA:     return "data";
+	case CF_ERR_CONFIG:   return "config";
+	case CF_ERR_LOCKED:   return "locked";
+	case CF_ERR_IO:       return "io";
+	case CF_ERR_STATE:    return "state";
+	case CF_ERR_NOMEM:    return "nomem";
+	case CF_ERR_INTERNAL: return "internal";
+	default:              return cf_err_reason(code);
+	}
+}
+
 int
 cli_fail(const cf_err_t *err)
 {
 	fprintf(stderr, "certfleet: %s\n", err->msg);
+	cli_note_error(err_code_name(err->code), err->msg);
 	return cf_err_exit_code(err->code);
 }
 
 int
 cli_usage(const char *fmt, ...)
 {
+	char msg[CF_ERR_MSG_MAX];
 	va_list ap;
 
-	fputs("certfleet: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputs(" (see certfleet --help)\n", stderr);
+	fprintf(stderr, "certfleet: %s (see certfleet --help)\n", msg);
+	cli_note_error("usage", msg);
 	return CF_EXIT_USAGE;
+}
+
+/* getopt_long said '?': name the option and what is wrong with it. */
+static void
+bad_option(const struct option *lo, const char *shortopts, int argc,
+           char **argv, char *msg, size_t len)
+{
+	const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+	size_t n;
+
+	if (strncmp(arg, "--", 2) == 0) {
+		n = strcspn(arg + 2, "=");
+		for (; lo != NULL && lo->name != NULL; lo++) {
+			if (strlen(lo->name) != n ||
+			    strncmp(lo->name, arg + 2, n) != 0)
+				continue;
+			snprintf(msg, len, "--%s %s", lo->name,
+			         lo->has_arg == no_argument ? "takes no value"
+			                                    : "needs a value");
+			return;
+		}
+		snprintf(msg, len, "unknown option '%.*s'", (int)n + 2, arg);
+	} else if (optopt != 0 && strchr(shortopts, optopt) != NULL) {
+		snprintf(msg, len, "-%c needs a value", optopt);
+	} else {
+		snprintf(msg, len, "unknown option '-%c'", optopt ? optopt : '?');
+	}
+}
+
+static int
+global_option(struct cf_cli *cli, int c, int argc, char **argv, char *msg,
+              size_t len)
+{
+	static const struct option longopts[] = {CLI_GLOBAL_LONGOPTS,
+	                                         {NULL, 0, NULL, 0}};
+	char *end;
+	long v;
+
+	switch (c) {
+	case 'p': cli->playbook = optarg; return 0;
+	case 'q': cli->quiet = true; return 0;
+	case CLI_OPT_STATE_DIR: cli->state_dir = optarg; return 0;
+	case CLI_OPT_METRICS: cli->metrics = optarg; return 0;
+	case CLI_OPT_JSON: cli->json = true; return 0;
+	case CLI_OPT_WAIT:
+		if (optarg == NULL) {
+			cli->wait_s = -1;
+			return 0;
+		}
+		v = strtol(optarg, &end, 10);
+		if (*optarg == '\0' || *end != '\0' || v < 0 || v > 86400) {
+			snprintf(msg, len, "--wait takes seconds (0..86400)");
+			return -1;
+		}
+		cli->wait_s = (int)v;
+		return 0;
+	default:
+		bad_option(longopts, CLI_GLOBAL_SHORTOPTS, argc, argv, msg, len);
+		return -1;
+	}
+}
+
+int
+cli_global_option(struct cf_cli *cli, int c, int argc, char **argv, int *ex)
+{
+	char msg[CF_ERR_MSG_MAX];
+
+	if (global_option(cli, c, argc, argv, msg, sizeof(msg)) == 0)
+		return 0;
+	*ex = cli_usage("%s", msg);
+	return -1;
+}
+
+#define CLI_MAX_LONGOPTS 32
+
+int
+cli_getopt(struct cf_cli *cli, const struct cli_cmd *cmd, int argc,
+           char **argv, int *ex)
+{
+	static const struct option globals[] = {CLI_GLOBAL_LONGOPTS};
+	struct option lo[CLI_MAX_LONGOPTS];
+	char msg[CF_ERR_MSG_MAX - 80];
+	size_t n = 0, i;
+	int c;
+
+	for (i = 0; cmd->longopts != NULL && cmd->longopts[i].name != NULL &&
+	            n < CLI_MAX_LONGOPTS - 1; i++)
+		lo[n++] = cmd->longopts[i];
+	for (i = 0; i < sizeof(globals) / sizeof(globals[0]) &&
+	            n < CLI_MAX_LONGOPTS - 1; i++)
+		lo[n++] = globals[i];
+	memset(&lo[n], 0, sizeof(lo[n]));
+	for (;;) {
+		opterr = 0; /* our messages: named, and in --json documents */
+		c = getopt_long(argc, argv,
+		                cmd->permute ? CLI_GLOBAL_SHORTOPTS
+		                             : "+" CLI_GLOBAL_SHORTOPTS,
+		                lo, NULL);
+		switch (c) {
+		case 'h':
+			fputs(cmd->usage, stdout);
+			*ex = 0;
+			return CLI_OPT_EXIT;
+		case CLI_OPT_VERSION:
+			printf("certfleet %s\n", CERTFLEET_VERSION);
+			*ex = 0;
+			return CLI_OPT_EXIT;
+		case 'p':
+		case 'q':
+		case CLI_OPT_STATE_DIR:
+		case CLI_OPT_METRICS:
+		case CLI_OPT_JSON:
+		case CLI_OPT_WAIT:
+			if (global_option(cli, c, argc, argv, msg,
+			                  sizeof(msg)) < 0)
+				goto usage_error;
+			continue;
+		case '?':
+		case ':':
+			bad_option(lo, CLI_GLOBAL_SHORTOPTS, argc, argv, msg,
+			           sizeof(msg));
+			goto usage_error;
+		default:
+			return c;
+		}
+	}
+usage_error:
+	if (cmd->plugin) {
+		/* a plugin answers on stdout, one line, UNKNOWN */
+		if (!cli->json)
+			printf("CERTFLEET UNKNOWN - usage: %s: %s\n",
+			       cmd->name, msg);
+		cli_note_error("usage", msg);
+		*ex = 3;
+	} else {
+		*ex = cli_usage("%s: %s", cmd->name, msg);
+	}
+	return CLI_OPT_EXIT;
 }
 
 int
@@ -42,11 +208,32 @@ session_open(struct cf_cli *cli, const char *what, int flags,
 		return cli_usage("%s needs a playbook: -p FILE", what);
 	if (playbook_load(cli->playbook, &s->pb, &err) < 0)
 		goto fail;
-	if (store_open(cli->state_dir, s->pb->cert.name, &s->st, &err) < 0)
+	/* Only the lock holder writes: without the lock the store is opened
+	 * read-only, so status, verify and dry runs never create or change
+	 * the state directory. */
+	if ((flags & CF_SESS_LOCK)
+	        ? store_open(cli->state_dir, s->pb->cert.name, &s->st, &err) < 0
+	        : store_open_ro(cli->state_dir, s->pb->cert.name, &s->st,
+	                        &err) < 0)
 		goto fail;
-	if ((flags & CF_SESS_LOCK) &&
-	    store_lock(s->st, what, cli->wait_s, &err) < 0)
-		goto fail;
+	if ((flags & CF_SESS_LOCK) && store_lock(s->st, what, 0, &err) < 0) {
+		char holder[700];
+
+		if (err.code != CF_ERR_LOCKED || cli->wait_s == 0)
+			goto fail;
+		/* --wait: say what we wait for, a silent hang looks dead */
+		store_lock_holder(s->st, holder, sizeof(holder));
+		if (cli->wait_s < 0)
+			fprintf(stderr, "certfleet: waiting for the lock on %s "
+			        "held by %s…\n", store_root(s->st), holder);
+		else
+			fprintf(stderr, "certfleet: waiting up to %d s for the "
+			        "lock on %s held by %s…\n", cli->wait_s,
+			        store_root(s->st), holder);
+		memset(&err, 0, sizeof(err));
+		if (store_lock(s->st, what, cli->wait_s, &err) < 0)
+			goto fail;
+	}
 	s->locked = (flags & CF_SESS_LOCK) != 0;
 	if ((flags & CF_SESS_NODES) && store_load_nodes(s->st, &s->ns, &err) < 0)
 		goto fail;
@@ -173,6 +360,50 @@ session_close(struct cf_session *s)
 	memset(s, 0, sizeof(*s));
 }
 
+static void
+observe(struct cf_node_state *st, const struct cf_node_result *r, int64_t now)
+{
+	if (r->after_sha256[0] == '\0')
+		return;
+	memcpy(st->serving_sha256, r->after_sha256, 65);
+	st->serving_not_after = r->after_not_after;
+	st->last_seen = now;
+}
+
+void
+session_observe(struct cf_session *s, const struct cf_rollout_result *res)
+{
+	int64_t now = cf_wall_now();
+	struct cf_node_state *st;
+	size_t i;
+
+	for (i = 0; i < res->n; i++) {
+		if (res->nodes[i].after_sha256[0] == '\0')
+			continue;
+		st = store_node(&s->ns, res->nodes[i].node->name);
+		if (st != NULL)
+			observe(st, &res->nodes[i], now);
+	}
+}
+
+size_t
+session_count_selected(const struct cf_session *s,
+                       const struct cf_rollout_opts *o)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < s->pb->n_nodes; i++) {
+		const char *name = s->pb->nodes[i].name;
+
+		if (o->only != NULL && !cf_strv_has(o->only, name))
+			continue;
+		if (cf_strv_has(o->exclude, name) || cf_strv_has(o->skip, name))
+			continue;
+		n++;
+	}
+	return n;
+}
+
 int
 session_record(struct cf_session *s, const struct cf_rollout_result *res,
                const struct cf_certinfo *current, cf_err_t *err)
@@ -190,11 +421,7 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 		st = store_node(&s->ns, r->node->name);
 		if (st == NULL)
 			return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
-		if (r->after_sha256[0] != '\0') {
-			memcpy(st->serving_sha256, r->after_sha256, 65);
-			st->serving_not_after = r->after_not_after;
-			st->last_seen = now;
-		}
+		observe(st, r, now);
 		if (r->touched && r->outcome == CF_OUT_DEPLOYED)
 			st->last_change = now;
 		if (r->outcome == CF_OUT_FAILED && st->quarantined &&
@@ -226,10 +453,20 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 		/* serving the current certificate, verified: release */
 		if (current != NULL &&
 		    strcmp(r->after_sha256, current->sha256_hex) == 0) {
-			if (st->quarantined)
+			if (st->quarantined) {
 				session_event(s, CF_EV_NODE_RELEASED, r->node->name,
 				              r->node->host, st->reason, NULL,
 				              st->attempts, 0);
+				/* its own line: the run's lines said only
+				 * "deployed" or "unchanged" */
+				if (!s->cli->quiet)
+					fprintf(stderr, "certfleet: %s released "
+					        "from quarantine (was: %s, %u "
+					        "attempt%s)\n", r->node->name,
+					        st->reason ? st->reason : "?",
+					        st->attempts,
+					        cf_plural(st->attempts));
+			}
 			st->last_success = now;
 			st->quarantined = false;
 			st->manual = false;

@@ -47,7 +47,7 @@ enum mode { MODE_DEPLOY, MODE_VERIFY, MODE_ROLLBACK };
 static int
 rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 {
-	static const struct option longopts[] = {
+	static const struct option deploy_opts[] = {
 	    {"cert", required_argument, NULL, 'c'},
 	    {"key", required_argument, NULL, 'k'},
 	    {"chain", required_argument, NULL, 'C'},
@@ -56,7 +56,14 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	    {"exclude", required_argument, NULL, 'x'},
 	    {"force", no_argument, NULL, 'f'},
 	    {"dry-run", no_argument, NULL, 'n'},
-	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	static const struct option verify_opts[] = {
+	    {"only", required_argument, NULL, 'o'},
+	    {"exclude", required_argument, NULL, 'x'},
+	    {NULL, 0, NULL, 0}};
+	static const struct option rollback_opts[] = {
+	    {"only", required_argument, NULL, 'o'},
+	    {"dry-run", no_argument, NULL, 'n'},
 	    {NULL, 0, NULL, 0}};
 	const char *verb = mode == MODE_DEPLOY   ? "deploy"
 	                   : mode == MODE_VERIFY ? "verify"
@@ -78,8 +85,22 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
 	memset(&res, 0, sizeof(res));
+	static const char *const usage[] = {
+	    "usage: certfleet [global options] -p PLAYBOOK deploy [--cert F "
+	    "--key F [--chain F] | --lineage DIR]\n"
+	    "       [--only N,..] [--exclude N,..] [--force] [--dry-run]\n",
+	    "usage: certfleet [global options] -p PLAYBOOK verify [--only N,..] "
+	    "[--exclude N,..]\n",
+	    "usage: certfleet [global options] -p PLAYBOOK rollback --only N,.. "
+	    "[--dry-run]\n"};
+	/* each command is offered only the options it takes */
+	const struct option *lo = mode == MODE_DEPLOY   ? deploy_opts
+	                          : mode == MODE_VERIFY ? verify_opts
+	                                                : rollback_opts;
+	struct cli_cmd cmd = {verb, usage[mode], false, false, lo};
+
 	optind = 0; /* full reinit of GNU getopt */
-	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		switch (c) {
 		case 'c': cert = optarg; break;
 		case 'k': key = optarg; break;
@@ -95,14 +116,7 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 			break;
 		case 'f': o.force = true; break;
 		case 'n': o.dry_run = true; break;
-		case 'h':
-			printf("usage: certfleet -p PLAYBOOK %s [--cert F --key F "
-			       "[--chain F] | --lineage DIR] [--only N,..] "
-			       "[--exclude N,..] [--force] [--dry-run]\n", verb);
-			ex = 0;
-			goto out_nosess;
-		default:
-			ex = CF_EXIT_USAGE;
+		default: /* CLI_OPT_EXIT: help printed, or a usage error */
 			goto out_nosess;
 		}
 	}
@@ -139,11 +153,13 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 		goto out_nosess;
 	}
 
-	flags = CF_SESS_SSH | CF_SESS_NODES;
+	/* verify only probes over TLS: no SSH identity, no lock, and
+	 * (like a dry run) nothing written to the state directory */
+	flags = CF_SESS_NODES;
+	if (mode != MODE_VERIFY)
+		flags |= CF_SESS_SSH;
 	if (!o.dry_run && mode != MODE_VERIFY)
 		flags |= CF_SESS_LOCK;
-	if (mode == MODE_VERIFY)
-		flags |= CF_SESS_LOCK; /* it records what nodes serve */
 	ex = session_open(cli, verb, flags, &s);
 	if (ex != 0)
 		goto out_nosess;
@@ -192,16 +208,24 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	rc_ctx.verb = verb;
 	o.progress = report_progress;
 	o.progress_arg = &rc_ctx;
-	if (!cli->quiet)
-		fprintf(stderr, "certfleet: %s%s %s (%.16s…) to %zu nodes\n",
+	if (!cli->quiet) {
+		size_t n_sel = session_count_selected(&s, &o);
+
+		fprintf(stderr, "certfleet: %s%s %s (%.16s…) %s %zu node%s\n",
 		        verb, o.dry_run ? " (dry run)" : "", s.pb->cert.name,
-		        ci.sha256_hex, s.pb->n_nodes);
+		        ci.sha256_hex, mode == MODE_VERIFY ? "on" : "to", n_sel,
+		        cf_plural(n_sel));
+	}
 	if (rollout_run(s.pb, s.ssh, &b, &ci, &o, &res, &err) < 0)
 		goto fail;
 	ex = rollout_exit_code(&res);
 	if (mode == MODE_VERIFY && res.n_failed > 0)
 		ex = CF_EXIT_PARTIAL;
-	if (!o.dry_run) {
+	if (mode == MODE_VERIFY) {
+		/* read-only: what nodes serve feeds --metrics and expiry
+		 * warnings of this run, and is not stored */
+		session_observe(&s, &res);
+	} else if (!o.dry_run) {
 		if (session_record(&s, &res, &ci, &err) < 0) {
 			ex = cli_fail(&err);
 		} else if (mode == MODE_ROLLBACK) {

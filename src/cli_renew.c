@@ -529,15 +529,19 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	memset(&h, 0, sizeof(h));
 	memset(&o, 0, sizeof(o));
 	memset(&res, 0, sizeof(res));
+	struct cli_cmd cmd = {"renew", "usage: certfleet [global options] -p "
+	    "PLAYBOOK renew [--force] [--dry-run] [--no-deploy]\n"
+	    "       [--only N,..] [--exclude N,..]\n", false, false, longopts};
+
 	optind = 0; /* full reinit of GNU getopt */
-	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		switch (c) {
 		case 'f': force = true; break;
 		case 'n': dry = true; break;
 		case 'D': no_deploy = true; break;
 		case 'o': cf_strv_free(o.only); o.only = cf_strv_split(optarg, ','); break;
 		case 'x': cf_strv_free(o.exclude); o.exclude = cf_strv_split(optarg, ','); break;
-		default: ex = CF_EXIT_USAGE; goto out_nosess;
+		default: goto out_nosess; /* help, or usage error: ex is set */
 		}
 	}
 	if (optind < argc) {
@@ -739,8 +743,12 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 
 	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
+	struct cli_cmd cmd = {"revoke", "usage: certfleet [global options] -p "
+	    "PLAYBOOK revoke [--reason CODE] [--dry-run]\n", false, false,
+	    longopts};
+
 	optind = 0; /* full reinit of GNU getopt */
-	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		if (c == 'n') {
 			dry = true;
 		} else if (c == 'r') {
@@ -761,9 +769,12 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 				reason = (int)v;
 			}
 		} else {
-			return CF_EXIT_USAGE;
+			return ex; /* help, or usage error */
 		}
 	}
+	if (optind < argc)
+		return cli_usage("revoke: unexpected argument '%s'",
+		                 argv[optind]);
 	ex = session_open(cli, "revoke", dry ? 0 : CF_SESS_LOCK, &s);
 	if (ex != 0)
 		return ex;

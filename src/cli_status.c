@@ -20,13 +20,15 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 	bool found = false;
 	int ex, i;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			cli->json = true;
-		else
-			return cli_usage("status: unexpected argument '%s'",
-			                 argv[i]);
-	}
+	struct cli_cmd cmd = {"status", "usage: certfleet [global options] -p "
+	    "PLAYBOOK status\n", false, false, NULL};
+
+	optind = 0; /* full reinit of GNU getopt */
+	if ((i = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1)
+		return ex;
+	if (optind < argc)
+		return cli_usage("status: unexpected argument '%s'",
+		                 argv[optind]);
 	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
 	/* read-only: no lock, every state file is replaced atomically */
@@ -39,8 +41,8 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 	}
 	report_status(stdout, cli->json, s.pb, version, found ? &ci : NULL,
 	              &s.ns);
+	/* read-only: no session_finish, so no metrics file either */
 	ex = 0;
-	session_finish(&s, "status", ex, found ? &ci : NULL);
 out:
 	crypto_bundle_free(&b);
 	crypto_certinfo_free(&ci);
@@ -67,23 +69,25 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 	int c, ex;
 	size_t i;
 
-	if (argc < 2)
-		return cli_usage("quarantine list | add NODE --reason TEXT | "
-		                 "release NODE");
-	sub = argv[1];
-	argc--;
-	argv++;
-	/* optind = 0 fully reinitializes GNU getopt (main already used it);
-	 * no '+': options may follow the node name */
+	/* no '+' (permute): options may follow the subcommand and node */
+	struct cli_cmd cmd = {"quarantine", "usage: certfleet [global options] "
+	    "-p PLAYBOOK quarantine list | add NODE --reason TEXT |\n"
+	    "       release NODE [--dry-run]\n", true, false, longopts};
+
+	/* optind = 0 fully reinitializes GNU getopt (main already used it) */
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		if (c == 'r')
 			reason = optarg;
 		else if (c == 'n')
 			dry = true;
 		else
-			return CF_EXIT_USAGE;
+			return ex; /* help, or usage error */
 	}
+	if (optind >= argc)
+		return cli_usage("quarantine list | add NODE --reason TEXT | "
+		                 "release NODE");
+	sub = argv[optind++];
 	if (optind < argc)
 		node = argv[optind++];
 	if (optind < argc)
@@ -93,6 +97,11 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 		ex = session_open(cli, "quarantine list", CF_SESS_NODES, &s);
 		if (ex != 0)
 			return ex;
+		if (cli->json) {
+			report_quarantine_json(stdout, s.pb, &s.ns);
+			session_close(&s);
+			return 0;
+		}
 		for (i = 0; i < s.ns.n; i++) {
 			char since[32];
 
@@ -100,9 +109,10 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 			if (!st->quarantined)
 				continue;
 			cf_fmt_time(st->quarantined_since, since, sizeof(since));
-			printf("%-16s %-16s since %s, %u attempts%s: %s\n",
+			printf("%-16s %-16s since %s, %u attempt%s%s: %s\n",
 			       st->name, st->reason ? st->reason : "?", since,
-			       st->attempts, st->manual ? " (manual)" : "",
+			       st->attempts, cf_plural(st->attempts),
+			       st->manual ? " (manual)" : "",
 			       st->detail ? st->detail : "");
 		}
 		session_close(&s);
@@ -142,9 +152,13 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 		st->reason = strdup("manual");
 		st->detail = strdup(reason);
 	} else {
-		if (!st->quarantined)
-			fprintf(stderr, "certfleet: %s was not quarantined\n",
-			        node);
+		if (!st->quarantined) {
+			/* nothing to release: say so once, change nothing */
+			fprintf(stderr, "certfleet: %s is not quarantined; "
+			        "nothing to release\n", node);
+			ex = 0;
+			goto out;
+		}
 		st->quarantined = st->manual = false;
 		st->attempts = 0;
 		st->quarantined_since = 0;
@@ -185,16 +199,28 @@ cli_validate(struct cf_cli *cli, int argc, char **argv)
 	struct cf_playbook *pb = NULL;
 	cf_err_t err = {0};
 
-	if (argc > 1)
-		return cli_usage("validate: unexpected argument '%s'", argv[1]);
+	struct cli_cmd cmd = {"validate", "usage: certfleet [global options] "
+	    "-p PLAYBOOK validate\n", false, false, NULL};
+	int c, ex;
+
+	optind = 0; /* full reinit of GNU getopt */
+	if ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1)
+		return ex;
+	if (optind < argc)
+		return cli_usage("validate: unexpected argument '%s'",
+		                 argv[optind]);
 	if (cli->playbook == NULL)
 		return cli_usage("validate needs a playbook: -p FILE");
 	if (playbook_load(cli->playbook, &pb, &err) < 0)
 		return cli_fail(&err);
-	if (!cli->quiet)
-		printf("%s: ok: certificate %s (%zu domains), %zu files, "
-		       "%zu nodes\n", cli->playbook, pb->cert.name,
-		       pb->cert.n_domains, pb->deploy.n_files, pb->n_nodes);
+	if (cli->json)
+		report_validate_json(stdout, pb);
+	else if (!cli->quiet)
+		printf("%s: ok: certificate %s (%zu domain%s), %zu file%s, "
+		       "%zu node%s\n", cli->playbook, pb->cert.name,
+		       pb->cert.n_domains, cf_plural(pb->cert.n_domains),
+		       pb->deploy.n_files, cf_plural(pb->deploy.n_files),
+		       pb->n_nodes, cf_plural(pb->n_nodes));
 	playbook_free(pb);
 	return 0;
 }

@@ -504,3 +504,26 @@ jsonpos_key_path_at(const char *text, size_t len, size_t offset, char *buf,
 	}
 	return false;
 }
+
+const char *
+jsonpos_syntax_hint(const char *text, size_t len, size_t offset)
+{
+	size_t i;
+	char c;
+
+	if (offset == 0 || offset > len)
+		return "";
+	c = text[offset - 1];
+	/* outside a string, '/' and '#' can only start a comment */
+	if (c == '/' || c == '#')
+		return " (JSON allows no comments)";
+	if (c != '}' && c != ']')
+		return "";
+	for (i = offset - 1; i > 0; i--) {
+		c = text[i - 1];
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		return c == ',' ? " (JSON allows no trailing commas)" : "";
+	}
+	return "";
+}

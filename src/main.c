@@ -1,5 +1,7 @@
 /* main.c - global options and dispatch.  The only file with process-wide
- * setup (libssh2/libcurl init, SIGPIPE). */
+ * setup (libssh2/libcurl init, SIGPIPE) and the only one with global
+ * mutable state: the first error of the run, for the --json error
+ * document. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -7,14 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <libssh2.h>
 
 #include "certfleet/cli.h"
 #include "certfleet/http.h"
-
-#ifndef CERTFLEET_VERSION
-#define CERTFLEET_VERSION "0.1.0"
-#endif
+#include "certfleet/report.h"
 
 static const char usage_text[] =
     "usage: certfleet [global options] -p PLAYBOOK COMMAND [options]\n"
@@ -23,12 +23,14 @@ static const char usage_text[] =
     "  deploy [--cert F --key F [--chain F] | --lineage DIR] [--only N,..]\n"
     "         [--exclude N,..] [--force] [--dry-run]\n"
     "                      push the certificate to every node, verify, quarantine failures\n"
-    "  verify              check over TLS that every node serves the current certificate\n"
-    "  status [--json]     current certificate and what each node serves\n"
-    "  quarantine list | add NODE --reason TEXT | release NODE\n"
+    "  verify [--only N,..] [--exclude N,..]\n"
+    "                      check over TLS that every node serves the current\n"
+    "                      certificate (read-only)\n"
+    "  status              current certificate and what each node serves\n"
+    "  quarantine list | add NODE --reason TEXT | release NODE [--dry-run]\n"
     "  rollback --only N,.. [--dry-run]\n"
     "                      put the previous certificate back on nodes (and pin them)\n"
-    "  renew [--force] [--dry-run] [--no-deploy]\n"
+    "  renew [--force] [--dry-run] [--no-deploy] [--only N,..] [--exclude N,..]\n"
     "                      obtain a new certificate from the ACME CA when due, then deploy\n"
     "  revoke [--reason CODE] [--dry-run]\n"
     "                      revoke the current certificate at the CA\n"
@@ -36,7 +38,7 @@ static const char usage_text[] =
     "                      Nagios/Icinga plugin: live probe, soonest expiry, quarantines\n"
     "  validate            check the playbook, touch nothing\n"
     "\n"
-    "global options:\n"
+    "global options (before or after the command):\n"
     "  -p, --playbook FILE   playbook (JSON)\n"
     "  --state-dir DIR       state directory (default $CERTFLEET_STATE_DIR or\n"
     "                        /var/lib/certfleet)\n"
@@ -63,24 +65,70 @@ static const struct command commands[] = {
     {"check", cli_check},
 };
 
+/* The first error reported through cli_fail/cli_usage: with --json it
+ * becomes the "error" member of what stdout gets. */
+static struct {
+	bool set;
+	char code[32];
+	char msg[CF_ERR_MSG_MAX];
+} first_error;
+
+void
+cli_note_error(const char *code, const char *msg)
+{
+	if (first_error.set)
+		return;
+	first_error.set = true;
+	snprintf(first_error.code, sizeof(first_error.code), "%s", code);
+	snprintf(first_error.msg, sizeof(first_error.msg), "%s", msg);
+}
+
+/* --json: exactly one document on stdout, whatever happened.  What the
+ * command printed is passed through; a failure adds "error" to it, and a
+ * command that printed nothing (a usage error, a playbook error, a
+ * command without a report of its own) gets the minimal document. */
+static void
+json_finish(FILE *out, const char *buf, size_t len, const char *command,
+            int ex)
+{
+	json_t *root = NULL;
+
+	if (len > 0) {
+		root = json_loadb(buf, len, 0, NULL);
+		if (root == NULL || !json_is_object(root)) {
+			/* not ours to rewrite: pass it through untouched */
+			json_decref(root);
+			fwrite(buf, 1, len, out);
+			return;
+		}
+	} else {
+		root = json_pack("{s:i,s:o,s:i}", "format", 1, "command",
+		                 command ? json_string(command) : json_null(),
+		                 "exit_code", ex);
+	}
+	if (root == NULL)
+		return;
+	if (ex != 0 && first_error.set && json_object_get(root, "error") == NULL)
+		json_object_set_new(root, "error",
+		                    json_pack("{s:s,s:s}", "code", first_error.code,
+		                              "message", first_error.msg));
+	report_json_dump(out, root);
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"playbook", required_argument, NULL, 'p'},
-	    {"state-dir", required_argument, NULL, 'S'},
-	    {"metrics", required_argument, NULL, 'M'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"wait", optional_argument, NULL, 'w'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
+	    CLI_GLOBAL_LONGOPTS,
 	    {NULL, 0, NULL, 0}};
 	struct cf_cli cli;
 	cf_err_t err = {0};
-	const char *env;
-	size_t i;
-	int c, ex;
+	const char *env, *command = NULL;
+	FILE *real_stdout = stdout, *mem = NULL;
+	char *buf = NULL;
+	size_t i, len = 0;
+	int c, ex = -1;
+	bool initialized = false;
 
 	memset(&cli, 0, sizeof(cli));
 	env = getenv("CERTFLEET_STATE_DIR");
@@ -90,54 +138,69 @@ main(int argc, char **argv)
 		cli.playbook = env;
 	cli.tty = isatty(STDERR_FILENO);
 
-	while ((c = getopt_long(argc, argv, "+p:qhj", longopts, NULL)) != -1) {
+	/* --json anywhere decides the shape of every answer, usage errors
+	 * included, so look for it before anything can fail */
+	for (i = 1; i < (size_t)argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--json") == 0)
+			cli.json = true;
+
+	opterr = 0; /* our own messages, also in the --json error document */
+	while (ex < 0 &&
+	       (c = getopt_long(argc, argv, "+" CLI_GLOBAL_SHORTOPTS, longopts,
+	                        NULL)) != -1) {
 		switch (c) {
-		case 'p': cli.playbook = optarg; break;
-		case 'S': cli.state_dir = optarg; break;
-		case 'M': cli.metrics = optarg; break;
-		case 'j': cli.json = true; break;
-		case 'q': cli.quiet = true; break;
-		case 'w':
-			if (optarg == NULL) {
-				cli.wait_s = -1;
-			} else {
-				char *end;
-				long v = strtol(optarg, &end, 10);
-
-				if (*end != '\0' || v < 0 || v > 86400)
-					return cli_usage("--wait takes seconds "
-					                 "(0..86400)");
-				cli.wait_s = (int)v;
-			}
-			break;
 		case 'h': fputs(usage_text, stdout); return 0;
-		case 'V': printf("certfleet %s\n", CERTFLEET_VERSION); return 0;
-		default: return CF_EXIT_USAGE;
+		case CLI_OPT_VERSION:
+			printf("certfleet %s\n", CERTFLEET_VERSION);
+			return 0;
+		default:
+			if (cli_global_option(&cli, c, argc, argv, &ex) < 0)
+				break;
 		}
 	}
-	if (optind >= argc)
-		return cli_usage("no command given");
-
-	/* A peer closing a socket must be an error return, not a kill. */
-	signal(SIGPIPE, SIG_IGN);
-	if (libssh2_init(0) != 0) {
-		fputs("certfleet: libssh2_init failed\n", stderr);
-		return 1;
+	if (ex < 0 && optind >= argc)
+		ex = cli_usage("no command given");
+	if (ex < 0) {
+		command = argv[optind];
+		for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+			if (strcmp(command, commands[i].name) == 0)
+				break;
+		if (i == sizeof(commands) / sizeof(commands[0])) {
+			ex = cli_usage("unknown command '%s'", command);
+			command = NULL;
+		}
 	}
-	if (http_global_init(&err) < 0) {
-		libssh2_exit();
-		return cli_fail(&err);
+	if (cli.json) {
+		/* the command's document is held until we know whether it
+		 * needs an "error" member */
+		fflush(stdout);
+		mem = open_memstream(&buf, &len);
+		if (mem != NULL)
+			stdout = mem;
 	}
-	ex = -1;
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (strcmp(argv[optind], commands[i].name) == 0) {
+	if (ex < 0) {
+		/* A peer closing a socket must be an error return, not a kill. */
+		signal(SIGPIPE, SIG_IGN);
+		if (libssh2_init(0) != 0) {
+			cf_err_set(&err, CF_ERR_INTERNAL, "libssh2_init failed");
+			ex = cli_fail(&err);
+		} else if (http_global_init(&err) < 0) {
+			libssh2_exit();
+			ex = cli_fail(&err);
+		} else {
+			initialized = true;
 			ex = commands[i].fn(&cli, argc - optind, argv + optind);
-			break;
 		}
 	}
-	if (ex < 0)
-		ex = cli_usage("unknown command '%s'", argv[optind]);
-	http_global_cleanup();
-	libssh2_exit();
+	if (mem != NULL) {
+		fclose(mem); /* sets buf and len */
+		stdout = real_stdout;
+		json_finish(stdout, buf, len, command, ex);
+		free(buf);
+	}
+	if (initialized) {
+		http_global_cleanup();
+		libssh2_exit();
+	}
 	return ex;
 }

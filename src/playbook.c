@@ -1538,9 +1538,13 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 			           jerr.line, jerr.column, where);
 		else
 			cf_err_set(c->err, CF_ERR_CONFIG,
-			           "%s:%d:%d: invalid JSON: %s", c->name,
+			           "%s:%d:%d: invalid JSON: %s%s", c->name,
 			           jerr.line > 0 ? jerr.line : 1,
-			           jerr.column > 0 ? jerr.column : 1, jerr.text);
+			           jerr.column > 0 ? jerr.column : 1, jerr.text,
+			           jerr.position > 0
+			               ? jsonpos_syntax_hint(c->text, c->len,
+			                                     (size_t)jerr.position)
+			               : "");
 		if (c->err != NULL)
 			sanitize(c->err->msg);
 		goto out;

@@ -63,6 +63,8 @@ void
 report_summary(FILE *f, const char *verb, const struct cf_rollout_result *res,
                int exit_code)
 {
+	unsigned looked = (unsigned)res->n - res->n_skipped;
+
 	if (res->stopped)
 		fprintf(f, "certfleet: %s\n", res->stop_reason);
 	else if (res->n_canary_failed > 0)
@@ -74,13 +76,30 @@ report_summary(FILE *f, const char *verb, const struct cf_rollout_result *res,
 		        res->n_canary_failed == 1 ? "canary" : "canaries",
 		        res->canary_failed,
 		        res->n_canary_failed == 1 ? "that node" : "those nodes");
+	if (strcmp(verb, "verify") == 0) {
+		/* verify changes nothing: say what nodes serve */
+		fprintf(f, "certfleet: verify: %u of %u node%s serve%s the current "
+		        "certificate", res->n_unchanged, looked, cf_plural(looked),
+		        looked == 1 ? "s" : "");
+		if (res->n_failed > 0)
+			fprintf(f, ", %u do%s not", res->n_failed,
+			        res->n_failed == 1 ? "es" : "");
+		if (res->n_skipped > 0)
+			fprintf(f, ", %u skipped", res->n_skipped);
+		fprintf(f, " in %.2fs (exit %d)\n",
+		        (double)res->duration_ms / 1000.0, exit_code);
+		fflush(f);
+		return;
+	}
+	fprintf(f, "certfleet: %s: ", verb);
+	if (res->n_dryrun > 0)
+		fprintf(f, "%u would deploy (dry run), ", res->n_dryrun);
 	fprintf(f,
-	        "certfleet: %s: %u deployed, %u unchanged, %u failed "
-	        "(quarantined), %u skipped, %u stopped%s in %.2fs (exit %d)\n",
-	        verb, res->n_deployed, res->n_unchanged, res->n_failed,
-	        res->n_skipped, res->n_stopped,
-	        res->n_dryrun ? ", dry run" : "",
-	        (double)res->duration_ms / 1000.0, exit_code);
+	        "%u deployed, %u unchanged, %u failed (quarantined), %u skipped, "
+	        "%u stopped in %.2fs (exit %d)\n",
+	        res->n_deployed, res->n_unchanged, res->n_failed, res->n_skipped,
+	        res->n_stopped, (double)res->duration_ms / 1000.0, exit_code);
+	fflush(f);
 }
 
 static json_t *
@@ -167,8 +186,8 @@ find_state(const struct cf_node_states *ns, const char *name)
 	return NULL;
 }
 
-static void
-dump(FILE *f, json_t *root)
+void
+report_json_dump(FILE *f, json_t *root)
 {
 	json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	fputc('\n', f);
@@ -203,8 +222,10 @@ report_run_json(FILE *f, const char *command, int exit_code,
 		    (json_int_t)r->duration_ms);
 		const struct cf_node_state *st = find_state(ns, r->node->name);
 
+		/* verify is read-only: a failure there quarantines nothing */
 		json_object_set_new(o, "quarantined",
-		                    json_boolean(failed ||
+		                    json_boolean((failed &&
+		                                  strcmp(command, "verify") != 0) ||
 		                                 (st != NULL && st->quarantined)));
 		json_object_set_new(o, "serving_current",
 		                    json_boolean(ci != NULL &&
@@ -233,7 +254,7 @@ report_run_json(FILE *f, const char *command, int exit_code,
 		                    json_integer(res->duration_ms));
 	}
 	json_object_set_new(root, "nodes", nodes);
-	dump(f, root);
+	report_json_dump(f, root);
 }
 
 static void
@@ -280,7 +301,7 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 		root = json_pack("{s:i,s:s,s:o,s:o}", "format", 1, "name",
 		                 pb->cert.name, "certificate",
 		                 cert_json(version, ci), "nodes", nodes);
-		dump(f, root);
+		report_json_dump(f, root);
 		return;
 	}
 	if (ci == NULL) {
@@ -311,10 +332,55 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 		fprintf(f, "%-16s %-15s %-9s %-7s %-20s %-20s ", n->name,
 		        n->host, serves, d, t1, t2);
 		if (st != NULL && st->quarantined)
-			fprintf(f, "%s (%u attempts): %s\n",
+			fprintf(f, "%s (%u attempt%s): %s\n",
 			        st->reason ? st->reason : "?", st->attempts,
+			        cf_plural(st->attempts),
 			        st->detail ? st->detail : "");
 		else
 			fprintf(f, "-\n");
 	}
+}
+
+void
+report_quarantine_json(FILE *f, const struct cf_playbook *pb,
+                       const struct cf_node_states *ns)
+{
+	json_t *nodes = json_array();
+	size_t i;
+
+	for (i = 0; i < ns->n; i++) {
+		const struct cf_node_state *st = &ns->v[i];
+		const struct cf_node *n = playbook_node(pb, st->name);
+		json_t *o;
+
+		if (!st->quarantined)
+			continue;
+		o = json_pack("{s:s,s:o}", "name", st->name, "host",
+		              n != NULL ? json_string(n->host) : json_null());
+		node_state_fields(o, st);
+		json_array_append_new(nodes, o);
+	}
+	report_json_dump(f, json_pack("{s:i,s:s,s:i,s:s,s:o}", "format", 1,
+	                              "command", "quarantine", "exit_code", 0,
+	                              "name", pb->cert.name, "nodes", nodes));
+}
+
+void
+report_validate_json(FILE *f, const struct cf_playbook *pb)
+{
+	json_t *names = json_array(), *nodes = json_array();
+	size_t i;
+
+	for (i = 0; i < pb->cert.n_domains; i++)
+		json_array_append_new(names, json_string(pb->cert.domains[i]));
+	for (i = 0; i < pb->n_nodes; i++)
+		json_array_append_new(nodes, json_pack("{s:s,s:s,s:i}", "name",
+		                      pb->nodes[i].name, "host", pb->nodes[i].host,
+		                      "port", pb->nodes[i].port));
+	report_json_dump(f, json_pack("{s:i,s:s,s:i,s:s,s:s,s:o,s:i,s:o}",
+	                              "format", 1, "command", "validate",
+	                              "exit_code", 0, "playbook", pb->path,
+	                              "name", pb->cert.name, "domains", names,
+	                              "files", (int)pb->deploy.n_files,
+	                              "nodes", nodes));
 }

@@ -324,10 +324,22 @@ identity_load(const char *path, char **out, size_t *out_len,
 	/* As ssh(1) does: a key others can read is no longer a secret, and
 	 * silently using it would hide that. */
 	if ((st.st_mode & 077) != 0) {
+		/* name who can get at it: 0640 is a group, not the world */
+		const char *who =
+		    (st.st_mode & 070) && (st.st_mode & 007)
+		        ? ((st.st_mode & 044) ? "group- and world-readable"
+		                              : "accessible by its group and others")
+		    : (st.st_mode & 070)
+		        ? ((st.st_mode & 040) ? "group-readable"
+		                              : "accessible by its group")
+		        : ((st.st_mode & 004) ? "world-readable"
+		                              : "accessible by others");
+
 		cf_err_set(err, CF_ERR_CONFIG,
-		           "UNPROTECTED PRIVATE KEY FILE: %s is mode %04o, must not "
-		           "be accessible by others",
-		           path, (unsigned)(st.st_mode & 07777));
+		           "UNPROTECTED PRIVATE KEY FILE: %s is mode %04o (%s); "
+		           "a private key must be readable by its owner only "
+		           "(chmod 600 %s)",
+		           path, (unsigned)(st.st_mode & 07777), who, path);
 		goto out;
 	}
 	if (st.st_size <= 0 || st.st_size > IDENTITY_MAX) {

@@ -34,6 +34,7 @@ struct cf_store {
 	char *dir;      /* STATE/CERTNAME */
 	char *versions; /* STATE/CERTNAME/versions */
 	int lock_fd;    /* -1 until store_lock succeeds */
+	bool readonly;  /* store_open_ro: never creates or writes anything */
 };
 
 static const char *const bundle_files[] = {
@@ -54,6 +55,17 @@ static int
 nomem(cf_err_t *err)
 {
 	return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+}
+
+/* A read-only command reaching a write is a bug; fail it loudly rather
+ * than change state behind "read-only" in the documentation. */
+static int
+check_writable(const cf_store_t *st, const char *what, cf_err_t *err)
+{
+	if (!st->readonly)
+		return 0;
+	return cf_err_set(err, CF_ERR_INTERNAL, "%s: store %s was opened "
+	                  "read-only", what, st->dir);
 }
 
 /* Like mkdir, but an existing directory is fine.  Never chmods an existing
@@ -122,10 +134,11 @@ open_root(const char *root, cf_err_t *err)
 	return 0;
 }
 
-int
-store_open(const char *state_dir, const char *cert_name, cf_store_t **out,
-           cf_err_t *err)
+static int
+open_store(const char *state_dir, const char *cert_name, bool readonly,
+           cf_store_t **out, cf_err_t *err)
 {
+	struct stat sb;
 	cf_store_t *st = NULL;
 	size_t len;
 	int rc = -1;
@@ -142,6 +155,7 @@ store_open(const char *state_dir, const char *cert_name, cf_store_t **out,
 	if (st == NULL)
 		return nomem(err);
 	st->lock_fd = -1;
+	st->readonly = readonly;
 	st->root = strdup(state_dir);
 	if (st->root == NULL) {
 		nomem(err);
@@ -157,15 +171,36 @@ store_open(const char *state_dir, const char *cert_name, cf_store_t **out,
 		nomem(err);
 		goto out;
 	}
-	if (open_root(st->root, err) < 0 || mkdir_private(st->dir, err) < 0 ||
-	    mkdir_private(st->versions, err) < 0)
+	if (readonly) {
+		/* a missing state dir is an empty store: every reader finds
+		 * no file and says "none yet" */
+		if (stat(st->root, &sb) == 0 && open_root(st->root, err) < 0)
+			goto out;
+	} else if (open_root(st->root, err) < 0 ||
+	           mkdir_private(st->dir, err) < 0 ||
+	           mkdir_private(st->versions, err) < 0) {
 		goto out;
+	}
 	*out = st;
 	st = NULL;
 	rc = 0;
 out:
 	store_close(st);
 	return rc;
+}
+
+int
+store_open(const char *state_dir, const char *cert_name, cf_store_t **out,
+           cf_err_t *err)
+{
+	return open_store(state_dir, cert_name, false, out, err);
+}
+
+int
+store_open_ro(const char *state_dir, const char *cert_name, cf_store_t **out,
+              cf_err_t *err)
+{
+	return open_store(state_dir, cert_name, true, out, err);
 }
 
 void
@@ -273,6 +308,22 @@ remove_stale_temps(cf_store_t *st)
 	closedir(d);
 }
 
+void
+store_lock_holder(const cf_store_t *st, char *out, size_t outlen)
+{
+	char *path = path_join(st->root, "lock");
+	int fd = path != NULL ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+	                      : -1;
+
+	if (fd < 0) {
+		snprintf(out, outlen, "another run");
+	} else {
+		describe_holder(fd, out, outlen);
+		close(fd);
+	}
+	free(path);
+}
+
 int
 store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err)
 {
@@ -282,6 +333,8 @@ store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err)
 
 	if (st->lock_fd >= 0)
 		return 0;
+	if (check_writable(st, "lock", err) < 0)
+		return -1;
 	path = path_join(st->root, "lock");
 	if (path == NULL)
 		return nomem(err);
@@ -708,6 +761,8 @@ store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
 	time_t now;
 	int rc = -1;
 
+	if (check_writable(st, "store_put_bundle", err) < 0)
+		goto out;
 	if (b->cert == NULL || b->fullchain == NULL || b->privkey == NULL) {
 		cf_err_set(err, CF_ERR_INTERNAL, "store_put_bundle: incomplete bundle");
 		goto out;
@@ -1170,7 +1225,8 @@ store_save_nodes(cf_store_t *st, const struct cf_node_states *ns,
 	size_t i;
 	int rc = -1;
 
-	if ((path = state_path(st, "nodes.json", err)) == NULL)
+	if (check_writable(st, "store_save_nodes", err) < 0 ||
+	    (path = state_path(st, "nodes.json", err)) == NULL)
 		goto out;
 	root = json_object();
 	/* json_object_set_new takes the value's reference even on failure */
@@ -1292,7 +1348,8 @@ store_save_renewal(cf_store_t *st, const struct cf_renewal_state *r,
 	char *path = NULL;
 	int rc = -1;
 
-	if ((path = state_path(st, "renewal.json", err)) == NULL)
+	if (check_writable(st, "store_save_renewal", err) < 0 ||
+	    (path = state_path(st, "renewal.json", err)) == NULL)
 		goto out;
 	root = json_object();
 	if (root == NULL ||
@@ -1353,8 +1410,10 @@ store_account_key_path(cf_store_t *st, const char *directory_url)
 	cf_hex(sha, 8, hex);
 	accounts = path_join(st->root, "accounts");
 	dir = accounts != NULL ? path_join(accounts, hex) : NULL;
-	if (dir == NULL || mkdir_private(accounts, &ignored) < 0 ||
-	    mkdir_private(dir, &ignored) < 0)
+	/* read-only: the path, for reading an existing key; nothing made */
+	if (dir == NULL ||
+	    (!st->readonly && (mkdir_private(accounts, &ignored) < 0 ||
+	                       mkdir_private(dir, &ignored) < 0)))
 		goto out;
 	path = path_join(dir, "account.key");
 out:

@@ -4,6 +4,7 @@
 #ifndef CERTFLEET_CLI_H
 #define CERTFLEET_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 
 #include "certfleet/err.h"
@@ -20,6 +21,10 @@
 #define CF_EXIT_DATA 65
 #define CF_EXIT_LOCKED 75
 #define CF_EXIT_CONFIG 78
+
+#ifndef CERTFLEET_VERSION
+#define CERTFLEET_VERSION "0.1.0"
+#endif
 
 struct cf_cli {
 	const char *playbook;   /* -p; NULL for commands that need none */
@@ -58,11 +63,64 @@ void session_close(struct cf_session *s);
 /* Print "certfleet: MSG" on stderr and return the exit code for err. */
 int cli_fail(const cf_err_t *err);
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Remember the run's first error for the --json error document (main.c;
+ * cli_fail and cli_usage call it). */
+void cli_note_error(const char *code, const char *msg);
+
+/* Global options, accepted before the command and after it (`certfleet
+ * deploy --json`, `certfleet status -p x.json`): main.c and cli_getopt
+ * parse them with the same table and cli_global_option. */
+enum {
+	CLI_OPT_STATE_DIR = 0x100,
+	CLI_OPT_METRICS,
+	CLI_OPT_JSON,
+	CLI_OPT_WAIT,
+	CLI_OPT_VERSION,
+	CLI_OPT_EXIT, /* cli_getopt: stop, the exit code is in *ex */
+};
+#define CLI_GLOBAL_SHORTOPTS "p:qh"
+#define CLI_GLOBAL_LONGOPTS                                              \
+	{"playbook", required_argument, NULL, 'p'},                      \
+	{"state-dir", required_argument, NULL, CLI_OPT_STATE_DIR},       \
+	{"metrics", required_argument, NULL, CLI_OPT_METRICS},           \
+	{"json", no_argument, NULL, CLI_OPT_JSON},                       \
+	{"wait", optional_argument, NULL, CLI_OPT_WAIT},                 \
+	{"quiet", no_argument, NULL, 'q'},                               \
+	{"help", no_argument, NULL, 'h'},                                \
+	{"version", no_argument, NULL, CLI_OPT_VERSION}
+/* Apply global option c (from getopt_long over CLI_GLOBAL_LONGOPTS):
+ * 0, or -1 with the usage error printed and *ex set.  Also turns getopt's
+ * '?' into a message naming the option. */
+int cli_global_option(struct cf_cli *cli, int c, int argc, char **argv,
+                      int *ex);
+
+/* One command's options for cli_getopt.  Option values must not be 'p',
+ * 'q', 'h' or >= 0x100 (the global ones). */
+struct cli_cmd {
+	const char *name;   /* "deploy", for messages */
+	const char *usage;  /* printed on stdout by -h / --help */
+	bool permute;       /* options may follow operands (quarantine NODE) */
+	bool plugin;        /* check: usage errors as a plugin line, exit 3 */
+	const struct option *longopts; /* the command's own, or NULL */
+};
+/* getopt_long over the command's options and the global ones, which it
+ * applies itself.  The caller sets optind = 0 before the first call.
+ * Returns the command's option value, -1 at the end of options, or
+ * CLI_OPT_EXIT with *ex set (help printed: 0; usage error printed: 64). */
+int cli_getopt(struct cf_cli *cli, const struct cli_cmd *cmd, int argc,
+               char **argv, int *ex);
 
 /* Fold a rollout's results into the per-node state (quarantine on failure,
  * release on success) and save it. */
 int session_record(struct cf_session *s, const struct cf_rollout_result *res,
                    const struct cf_certinfo *current, cf_err_t *err);
+/* Only what a rollout saw nodes serve, in memory (verify: read-only). */
+void session_observe(struct cf_session *s,
+                     const struct cf_rollout_result *res);
+/* How many playbook nodes a rollout with o will look at (--only,
+ * --exclude and manual pins applied). */
+size_t session_count_selected(const struct cf_session *s,
+                              const struct cf_rollout_opts *o);
 /* Queue a notification (strings are copied). */
 void session_event(struct cf_session *s, cf_event_kind_t kind,
                    const char *node, const char *host, const char *reason,

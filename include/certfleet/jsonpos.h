@@ -41,6 +41,12 @@ bool jsonpos_too_deep(const char *text, size_t len, unsigned max_depth,
 bool jsonpos_key_path_at(const char *text, size_t len, size_t offset,
                          char *buf, size_t buflen);
 
+/* What people used to other config formats write and JSON lacks, judged
+ * from the byte jansson stopped at (its error position counts the bytes
+ * consumed, so the offending one is offset - 1): " (JSON allows no
+ * comments)", " (JSON allows no trailing commas)", or "". */
+const char *jsonpos_syntax_hint(const char *text, size_t len, size_t offset);
+
 /* Render a path as "a.b[3].c" into buf (truncated with "..." if needed). */
 void jsonpos_format_path(const struct jsonpos_elem *path, size_t n,
                          char *buf, size_t buflen);

@@ -23,6 +23,11 @@ void report_progress(void *arg, const struct cf_node_result *r, size_t done,
 
 const char *report_outcome_name(cf_outcome_t o);
 
+/* Print a JSON document (indented, keys in insertion order, newline) and
+ * release it: the one way every --json document is written. */
+typedef struct json_t json_t;
+void report_json_dump(FILE *f, json_t *root);
+
 /* Summary line(s) on stderr. */
 void report_summary(FILE *f, const char *verb,
                     const struct cf_rollout_result *res, int exit_code);
@@ -38,5 +43,11 @@ struct cf_playbook;
 void report_status(FILE *f, bool json, const struct cf_playbook *pb,
                    const char *version, const struct cf_certinfo *ci,
                    const struct cf_node_states *ns);
+
+/* `quarantine list --json`: the quarantined nodes. */
+void report_quarantine_json(FILE *f, const struct cf_playbook *pb,
+                            const struct cf_node_states *ns);
+/* `validate --json`: what the playbook describes. */
+void report_validate_json(FILE *f, const struct cf_playbook *pb);
 
 #endif

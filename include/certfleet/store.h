@@ -29,6 +29,12 @@ typedef struct cf_store cf_store_t;
 /* Open (creating 0700 if needed) the state dir for certificate `name`. */
 int store_open(const char *state_dir, const char *cert_name,
                cf_store_t **out, cf_err_t *err);
+/* The same without creating or writing anything, for read-only commands
+ * (status, verify, check, dry runs): a missing state dir reads as an
+ * empty store, and store_lock and every store_save_* / store_put_* fail
+ * with CF_ERR_INTERNAL. */
+int store_open_ro(const char *state_dir, const char *cert_name,
+                  cf_store_t **out, cf_err_t *err);
 void store_close(cf_store_t *st);
 const char *store_dir(const cf_store_t *st); /* STATE/CERTNAME, borrowed */
 const char *store_root(const cf_store_t *st); /* STATE, borrowed */
@@ -38,6 +44,9 @@ const char *store_root(const cf_store_t *st); /* STATE, borrowed */
  * 'deploy'"); > 0: wait up to that many seconds.  A lock left by a killed
  * run is free (flock dies with its holder). Released by store_close. */
 int store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err);
+/* Who holds the lock now, as in store_lock's message ("pid 123 on host
+ * since ... (deploy)"), or "another run". */
+void store_lock_holder(const cf_store_t *st, char *out, size_t outlen);
 
 /* Certificate versions. */
 int store_put_bundle(cf_store_t *st, const struct cf_bundle *b,

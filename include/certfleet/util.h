@@ -62,4 +62,11 @@ char **cf_strv_split(const char *s, char sep);
 void cf_strv_free(char **v);
 bool cf_strv_has(char *const *v, const char *s);
 
+/* "s" unless n is 1: "1 node", "2 nodes", "0 attempts". */
+static inline const char *
+cf_plural(unsigned long n)
+{
+	return n == 1 ? "" : "s";
+}
+
 #endif
