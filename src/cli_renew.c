@@ -462,8 +462,13 @@ renewal_due(struct cf_session *s, const struct cf_acme_params *p,
 		rs->ari_window_start = ari.start;
 		rs->ari_window_end = ari.end;
 		rs->ari_chosen = acme_ari_pick(&ari, rnd);
+		/* a CA's Retry-After: at least a minute, at most a week (an
+		 * absurd value must neither overflow nor silence ARI) */
 		rs->ari_retry_after =
-		    now + (ari.retry_after > 0 ? ari.retry_after : 6 * 3600);
+		    now + (ari.retry_after <= 0 ? 6 * 3600
+		           : ari.retry_after < 60 ? 60
+		           : ari.retry_after > 7 * 86400 ? 7 * 86400
+		                                         : (int64_t)ari.retry_after);
 		rs->ari_explanation = ari.explanation_url
 		                          ? strdup(ari.explanation_url)
 		                          : NULL;

@@ -97,6 +97,12 @@ int64_t acme_ari_pick(const struct cf_ari *a, double rnd);
 int acme_ari_fetch(const struct cf_acme_params *p, const char *cert_id,
                    struct cf_ari *out, bool *supported, cf_err_t *err);
 
+/* How long to wait before asking again: Retry-After (seconds, -1 when
+ * absent) clamped to [floor_ms, one day], else fallback_ms (not below
+ * floor_ms).  Never negative, never overflows.  Pure, for unit tests. */
+int64_t acme_wait_ms(long retry_after_s, int64_t fallback_ms,
+                     int64_t floor_ms);
+
 /* ---- protocol object parsers (pure; exposed for unit tests) ---- */
 
 /* One line from an RFC 7807 problem document (RFC 8555 section 6.7):
