@@ -1605,9 +1605,10 @@ acme_result_free(struct cf_acme_result *r)
 	if (!r)
 		return;
 	free(r->fullchain_pem);
+	free(r->order_url);
 	if (r->privkey_pem)
 		cf_free_secret(r->privkey_pem, strlen(r->privkey_pem));
-	r->fullchain_pem = r->privkey_pem = NULL;
+	r->fullchain_pem = r->privkey_pem = r->order_url = NULL;
 }
 
 int
@@ -1635,6 +1636,10 @@ acme_issue(const struct cf_acme_params *p,
 	    account_ensure(&a, key_is_new, true, err) < 0 ||
 	    order_new(&a, &order_url, &order, err) < 0)
 		goto out;
+	/* the order's URL is the CA's handle on this attempt: the caller
+	 * reports it whatever happens next */
+	free(out->order_url);
+	out->order_url = strdup(order_url);
 	if (strcmp(order.status, "invalid") == 0) {
 		order_failed(&a, &order, err);
 		goto out;

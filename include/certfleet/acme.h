@@ -53,6 +53,8 @@ struct cf_acme_params {
 struct cf_acme_result {
 	char *fullchain_pem;         /* leaf + chain as served by the CA */
 	char *privkey_pem;           /* secret: cf_free_secret */
+	char *order_url;             /* set once the CA created the order,
+	                                also when the issuance then fails */
 };
 void acme_result_free(struct cf_acme_result *r);
 
