@@ -238,7 +238,15 @@ http01_name_missing(const struct cf_rollout_result *prov, cf_err_t *err)
 		return;
 	http01_missing(prov, &list);
 	if (list.data != NULL) {
+		/* the node list must survive: cut the CA's detail instead */
+		int room = (int)sizeof(msg) - (int)list.len - 32;
+
 		snprintf(msg, sizeof(msg), "%s", err->msg);
+		if (room < 64)
+			room = 64;
+		if ((int)strlen(msg) > room)
+			snprintf(msg + room - 3, sizeof(msg) - (size_t)room + 3,
+			         "...");
 		cf_err_set(err, err->code, "%s (challenge file not on %s)", msg,
 		           list.data);
 	}
