@@ -667,6 +667,9 @@ backoff(struct acme *a, const char *what, const struct cf_http_resp *r,
 			              r->retry_after > ACME_RETRY_AFTER_MAX_S
 			                  ? "more than " : "",
 			              ms / 1000);
+		else
+			cf_err_prefix(err, "gave up retrying within the deadline "
+			              "(acme.timeout): ");
 		return -1;
 	}
 	return 0;
