@@ -62,7 +62,7 @@ assert_node "$T_STATUS" n3 detail "kept on the old certificate"
 
 # ---------------------------------------------------------------------------
 t_step "(b) n1, n2 blackholed; pinned n3 the only reachable node: still validates"
-tb_blackhole 1 && tb_blackhole 2 || t_fatal "tb_blackhole"
+{ tb_blackhole 1 && tb_blackhole 2; } || t_fatal "tb_blackhole"
 N=$(grep -c 'POST /order-plz' "$PEBBLE_DIR/pebble.log")
 cf_run 1 --json -p "$PB" renew --force
 J=$T_OUT

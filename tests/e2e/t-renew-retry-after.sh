@@ -47,7 +47,13 @@ echo 0 >"$CA/mode"
 : >"$CA/log"
 python3 "$CA/ca.py" "$CA/mode" "$CA/log" "$CA/cert.pem" "$CA/key.pem" >"$CA/port" 2>"$CA/err" &
 CAPID=$!
-trap 'rc=$?; kill $CAPID 2>/dev/null; (exit $rc); t_cleanup' EXIT
+ca_cleanup() {
+	local rc=$?
+	kill "$CAPID" 2>/dev/null
+	(exit $rc)
+	t_cleanup
+}
+trap ca_cleanup EXIT
 for _ in $(seq 50); do [ -s "$CA/port" ] && break; sleep 0.1; done
 PORT=$(cat "$CA/port")
 [ -n "$PORT" ] || t_fatal "fake CA did not start: $(cat "$CA/err")"

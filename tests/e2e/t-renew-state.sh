@@ -35,7 +35,6 @@ acme_playbook "$PBH" http-01 a.node.test -- verify.server_name=a.node.test \
 TB_SNI=a.node.test
 R=$TB/state/web/renewal.json
 NJ=$TB/state/web/nodes.json
-OLD_SHA=$(tb_cert_sha256 "$TB/certs/old/fullchain.pem")
 orders() { grep -c 'POST /order-plz' "$PEBBLE_DIR/pebble.log"; }
 iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 
@@ -117,8 +116,8 @@ assert_file_match "$T_ERR" 'Read-only file system' "whole store read-only: the c
 assert_eq "$(orders)" "$N" "whole store read-only: no order at Pebble"
 mount -o remount,rw "$TB/state" || t_fatal "remount rw"
 
-mount --bind "$TB/state/web/versions" "$TB/state/web/versions" &&
-    mount -o remount,bind,ro "$TB/state/web/versions" || t_fatal "ro bind"
+{ mount --bind "$TB/state/web/versions" "$TB/state/web/versions" &&
+    mount -o remount,bind,ro "$TB/state/web/versions"; } || t_fatal "ro bind"
 cf_run 1 --json -p "$PB" renew --force
 assert_file_match "$T_ERR" "not ordering a certificate the store could not keep: cannot create a directory in $TB/state/web/versions: Read-only file system" \
     "versions/ read-only: one line naming the directory and the cause"

@@ -50,8 +50,8 @@ vg 1 --json -p "$PB" renew --force
 tb_start_sshd 2 || t_fatal "tb_start_sshd"
 
 t_step "versions/ read-only: nothing ordered"
-mount --bind "$TB/state/web/versions" "$TB/state/web/versions" &&
-    mount -o remount,bind,ro "$TB/state/web/versions" || t_fatal "ro bind"
+{ mount --bind "$TB/state/web/versions" "$TB/state/web/versions" &&
+    mount -o remount,bind,ro "$TB/state/web/versions"; } || t_fatal "ro bind"
 vg 1 --json -p "$PB" renew --force
 umount "$TB/state/web/versions"
 
