@@ -23,7 +23,10 @@ status_renewal(struct cf_session *s, const struct cf_certinfo *ci,
 
 	memset(rv, 0, sizeof(*rv));
 	rv->acme = s->pb->acme.directory != NULL;
-	if (store_load_renewal(s->st, rs, rerr) < 0)
+	/* no store at all (never run): nothing attempted yet */
+	if (s->st == NULL)
+		rv->rs = NULL;
+	else if (store_load_renewal(s->st, rs, rerr) < 0)
 		rv->state_error = rerr->msg;
 	else
 		rv->rs = rs;
