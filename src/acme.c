@@ -39,7 +39,13 @@
  * to 2 s, so a slow CA costs a handful of requests, not hundreds. */
 #define ACME_POLL_FIRST_MS 100
 #define ACME_POLL_MAX_MS 2000
-#define ACME_WAIT_MAX_MS 60000   /* cap for one Retry-After wait */
+/* A Retry-After beyond this is treated as this (it then fails the
+ * issuance at once: no acme.timeout is that long).  Clamping before the
+ * seconds become milliseconds keeps a hostile 2^63 from overflowing into
+ * a negative wait, i.e. a busy loop against the CA. */
+#define ACME_RETRY_AFTER_MAX_S (24 * 3600)
+/* A 429/5xx is never retried sooner than this, even with Retry-After: 0 */
+#define ACME_BACKOFF_MIN_MS 1000
 #define ACME_DEFAULT_BUDGET_MS (10 * 60 * 1000)
 #define ACME_KEY_MAX (64 * 1024)
 
@@ -563,15 +569,34 @@ acme_ari_pick(const struct cf_ari *a, double rnd)
 
 /* ------------------------------------------------------------ transport */
 
-/* Sleep ms, unless that would cross the deadline: then -1 (the caller
- * names what it was waiting for). */
+int64_t
+acme_wait_ms(long retry_after_s, int64_t fallback_ms, int64_t floor_ms)
+{
+	int64_t ms;
+
+	if (retry_after_s < 0)
+		ms = fallback_ms;
+	else if (retry_after_s > ACME_RETRY_AFTER_MAX_S)
+		ms = (int64_t)ACME_RETRY_AFTER_MAX_S * 1000;
+	else
+		ms = (int64_t)retry_after_s * 1000;
+	if (ms > (int64_t)ACME_RETRY_AFTER_MAX_S * 1000)
+		ms = (int64_t)ACME_RETRY_AFTER_MAX_S * 1000;
+	if (ms < floor_ms)
+		ms = floor_ms;
+	return ms < 0 ? 0 : ms;
+}
+
+/* Sleep ms, unless that would cross the deadline: then -1 at once (the
+ * caller names what it was waiting for).  A wait the CA asked for is
+ * never cut short: coming back early only earns another 429. */
 static int
 acme_sleep(struct acme *a, int64_t ms)
 {
 	struct timespec ts;
 
-	if (ms > ACME_WAIT_MAX_MS)
-		ms = ACME_WAIT_MAX_MS;
+	if (ms < 0)
+		ms = 0;
 	if (ms >= cf_ms_left(a->deadline))
 		return -1;
 	ts.tv_sec = ms / 1000;
@@ -627,16 +652,24 @@ static int
 backoff(struct acme *a, const char *what, const struct cf_http_resp *r,
         int attempt, cf_err_t *err)
 {
-	int64_t ms = r->retry_after >= 0 ? (int64_t)r->retry_after * 1000
-	                                 : (int64_t)1000 << attempt;
+	int64_t exp = attempt < 5 ? (int64_t)1000 << attempt
+	                          : ACME_BACKOFF_MAX_MS;
+	int64_t ms = acme_wait_ms(r->retry_after,
+	                          exp > ACME_BACKOFF_MAX_MS ? ACME_BACKOFF_MAX_MS
+	                                                    : exp,
+	                          ACME_BACKOFF_MIN_MS);
 
-	if (ms > ACME_BACKOFF_MAX_MS && r->retry_after < 0)
-		ms = ACME_BACKOFF_MAX_MS;
 	if (acme_sleep(a, ms) < 0) {
 		fail_status(what, r, err);
 		if (r->retry_after >= 0)
-			cf_err_prefix(err, "retry after %ld s would pass the deadline: ",
-			              r->retry_after);
+			cf_err_prefix(err, "the CA asks to retry after %s%" PRId64
+			              " s, past the deadline (acme.timeout): ",
+			              r->retry_after > ACME_RETRY_AFTER_MAX_S
+			                  ? "more than " : "",
+			              ms / 1000);
+		else
+			cf_err_prefix(err, "gave up retrying within the deadline "
+			              "(acme.timeout): ");
 		return -1;
 	}
 	return 0;
@@ -1228,9 +1261,8 @@ authz_poll(struct acme *a, struct pending *pd, size_t n, cf_err_t *err)
 		}
 		if (left == 0)
 			return 0;
-		if (acme_sleep(a, ra >= 0 ? (ra * 1000 > ACME_POLL_FIRST_MS
-		                             ? ra * 1000 : ACME_POLL_FIRST_MS)
-		                          : interval) < 0) {
+		if (acme_sleep(a, acme_wait_ms(ra, interval,
+		                               ACME_POLL_FIRST_MS)) < 0) {
 			size_t i = 0;
 
 			while (i + 1 < n && pd[i].done)
@@ -1413,10 +1445,8 @@ order_wait(struct acme *a, const char *url, struct cf_acme_order *o,
 	int64_t interval = ACME_POLL_FIRST_MS;
 
 	while (order_in_flight(o, finalized)) {
-		int64_t ms = ra >= 0 ? ra * 1000 : interval;
+		int64_t ms = acme_wait_ms(ra, interval, ACME_POLL_FIRST_MS);
 
-		if (ms < ACME_POLL_FIRST_MS)
-			ms = ACME_POLL_FIRST_MS;
 		if (acme_sleep(a, ms) < 0)
 			return cf_err_set(err, CF_ERR_TIMEOUT, "order stuck in %s for "
 			                  "%" PRId64 " s", o->status, elapsed_s(a));
@@ -1578,9 +1608,10 @@ acme_result_free(struct cf_acme_result *r)
 	if (!r)
 		return;
 	free(r->fullchain_pem);
+	free(r->order_url);
 	if (r->privkey_pem)
 		cf_free_secret(r->privkey_pem, strlen(r->privkey_pem));
-	r->fullchain_pem = r->privkey_pem = NULL;
+	r->fullchain_pem = r->privkey_pem = r->order_url = NULL;
 }
 
 int
@@ -1608,6 +1639,10 @@ acme_issue(const struct cf_acme_params *p,
 	    account_ensure(&a, key_is_new, true, err) < 0 ||
 	    order_new(&a, &order_url, &order, err) < 0)
 		goto out;
+	/* the order's URL is the CA's handle on this attempt: the caller
+	 * reports it whatever happens next */
+	free(out->order_url);
+	out->order_url = strdup(order_url);
 	if (strcmp(order.status, "invalid") == 0) {
 		order_failed(&a, &order, err);
 		goto out;

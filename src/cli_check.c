@@ -21,6 +21,7 @@
 
 #include "certfleet/cli.h"
 #include "certfleet/report.h"
+#include "certfleet/renewal.h"
 #include "certfleet/util.h"
 
 #define CHECK_OK 0
@@ -203,10 +204,10 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	 * renewal window (renewal is overdue), CRITICAL halfway through it,
 	 * i.e. lifetime/4 and lifetime/6: 22.5 and 15 days for 90-day
 	 * certificates, 1.5 and 1 day for 6-day ones. */
-	due_days = (double)(ci.not_after - ci.not_before) / 86400.0 / 3.0;
-	if (pb->acme.renew_before_days > 0 &&
-	    pb->acme.renew_before_days < due_days * 3.0)
-		due_days = pb->acme.renew_before_days;
+	due_days = (double)renewal_before(pb->acme.renew_before_days, &ci) /
+	           86400.0;
+	if (due_days * 86400.0 >= (double)(ci.not_after - ci.not_before))
+		due_days = (double)renewal_before(0, &ci) / 86400.0;
 	if (warn < 0)
 		warn = due_days * 0.75;
 	if (crit < 0)

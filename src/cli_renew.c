@@ -16,6 +16,7 @@
 #include "certfleet/challenge.h"
 #include "certfleet/cli.h"
 #include "certfleet/http.h"
+#include "certfleet/renewal.h"
 #include "certfleet/report.h"
 #include "certfleet/util.h"
 
@@ -154,6 +155,23 @@ http01_del(void *arg, const struct cf_node *node, cf_ssh_t *s, cf_err_t *err)
 	return 0;
 }
 
+/* "n2: timeout, n3: write": the nodes that could not take the challenge
+ * files, with the reason token (b empty when every node took them). */
+static void
+http01_missing(const struct cf_rollout_result *prov, cf_buf_t *b)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < prov->n; i++) {
+		const struct cf_node_result *r = &prov->nodes[i];
+
+		if (r->outcome != CF_OUT_FAILED)
+			continue;
+		(void)cf_buf_printf(b, "%s%s: %s", k++ ? ", " : "",
+		                    r->node->name, cf_err_reason(r->err.code));
+	}
+}
+
 static int
 http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
                  cf_err_t *err)
@@ -161,7 +179,9 @@ http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
 	struct http01 *h = arg;
 	struct cf_rollout_opts o;
 	const struct cf_node_result *first = NULL;
+	cf_buf_t list = {0};
 	size_t i, ok = 0, failed = 0;
+	int rc;
 
 	for (i = 0; i < n; i++)
 		if (!token_ok(c[i].token))
@@ -197,10 +217,40 @@ http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
 		return cf_err_set(err, CF_ERR_HOOK, "http-01 for %s: no node "
 		                  "could serve the challenge files (every node "
 		                  "skipped)", c[0].domain);
-	return cf_err_set(err, CF_ERR_HOOK, "http-01 for %s: no node could "
-	                  "serve the challenge files (%zu failed; %s: %s)",
-	                  c[0].domain, failed, first->node->name,
-	                  first->err.msg);
+	http01_missing(&h->prov, &list);
+	rc = cf_err_set(err, CF_ERR_HOOK, "http-01 for %s: no node could "
+	                "serve the challenge files (%s; %s: %s)", c[0].domain,
+	                list.data ? list.data : "?", first->node->name,
+	                first->err.msg);
+	cf_buf_free(&list);
+	return rc;
+}
+
+/* A name failed validation while some nodes lacked the challenge file:
+ * the CA may have been routed to one of them, so say which (and why). */
+static void
+http01_name_missing(const struct cf_rollout_result *prov, cf_err_t *err)
+{
+	cf_buf_t list = {0};
+	char msg[CF_ERR_MSG_MAX];
+
+	if (err->code == CF_ERR_HOOK) /* http01_provision's own, has them */
+		return;
+	http01_missing(prov, &list);
+	if (list.data != NULL) {
+		/* the node list must survive: cut the CA's detail instead */
+		int room = (int)sizeof(msg) - (int)list.len - 32;
+
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		if (room < 64)
+			room = 64;
+		if ((int)strlen(msg) > room)
+			snprintf(msg + room - 3, sizeof(msg) - (size_t)room + 3,
+			         "...");
+		cf_err_set(err, err->code, "%s (challenge file not on %s)", msg,
+		           list.data);
+	}
+	cf_buf_free(&list);
 }
 
 static void
@@ -256,6 +306,7 @@ http01_record(struct cf_session *s, const struct cf_rollout_result *prov,
 	struct cf_rollout_result left;
 	cf_err_t err = {0};
 	size_t i, j;
+	bool pinned;
 
 	if (prov->n == 0)
 		return;
@@ -271,6 +322,13 @@ http01_record(struct cf_session *s, const struct cf_rollout_result *prov,
 		bool seen = false;
 
 		if (p->outcome != CF_OUT_FAILED)
+			continue;
+		/* a pinned node stays pinned (manual): recording it would turn
+		 * the operator's quarantine into one the next run lifts */
+		for (j = 0, pinned = false; j < s->ns.n && !pinned; j++)
+			pinned = strcmp(s->ns.v[j].name, p->node->name) == 0 &&
+			         s->ns.v[j].quarantined && s->ns.v[j].manual;
+		if (pinned)
 			continue;
 		for (j = 0; j < res->n && !seen; j++)
 			seen = res->nodes[j].node == p->node &&
@@ -327,7 +385,7 @@ http01_unreachable(const struct cf_rollout_result *prov, char **skips)
  * with the http-01 step's cause, and count them in the exit code. */
 static void
 http01_carry_failures(const struct cf_rollout_result *prov,
-                      const struct cf_rollout_opts *o,
+                      const struct cf_rollout_opts *o, char *const *pinned,
                       struct cf_rollout_result *res)
 {
 	size_t i, j;
@@ -340,7 +398,10 @@ http01_carry_failures(const struct cf_rollout_result *prov,
 		for (j = 0; j < res->n; j++) {
 			struct cf_node_result *r = &res->nodes[j];
 
+			/* a pinned node stays skipped: the operator took it
+			 * out of rollouts; it only got a token file */
 			if (r->node != p->node || r->outcome != CF_OUT_SKIPPED ||
+			    cf_strv_has(pinned, r->node->name) ||
 			    (o->only != NULL &&
 			     !cf_strv_has(o->only, r->node->name)) ||
 			    cf_strv_has(o->exclude, r->node->name))
@@ -382,111 +443,159 @@ acme_params(const struct cf_session *s, const char *account_key,
 	p->deadline = cf_now_ms() + (int64_t)pb->acme.timeout * 1000;
 }
 
-static bool
-names_cover(const struct cf_playbook *pb, const struct cf_certinfo *ci)
+/* The CA's ARI answer for this certificate (RFC 9773), kept in rs: asked
+ * again only after its Retry-After.  Its absence or garbage leaves the
+ * lifetime rule alone. */
+static void
+ari_refresh(const struct cf_acme_params *p, const char *ari_id,
+            struct cf_renewal_state *rs)
 {
-	size_t i, j;
-
-	for (i = 0; i < pb->cert.n_domains; i++) {
-		bool hit = false;
-
-		for (j = 0; j < ci->n_names && !hit; j++)
-			hit = strcasecmp(pb->cert.domains[i], ci->names[j]) == 0;
-		if (!hit)
-			return false;
-	}
-	return true;
-}
-
-/* Decide whether the current certificate is due; explains why in `why`. */
-static bool
-renewal_due(struct cf_session *s, const struct cf_acme_params *p,
-            const struct cf_certinfo *ci, struct cf_renewal_state *rs,
-            char **ari_id, char *why, size_t whylen)
-{
-	const struct cf_playbook *pb = s->pb;
-	int64_t now = cf_wall_now(), lifetime, before;
+	int64_t now = cf_wall_now();
 	struct cf_ari ari;
 	bool supported = false;
 	cf_err_t err = {0};
-	char t[32];
+	unsigned char r[4];
+	double rnd = 0.5;
 
-	if (ci == NULL) {
-		snprintf(why, whylen, "no certificate in the store yet");
-		return true;
-	}
-	if (!names_cover(pb, ci)) {
-		snprintf(why, whylen, "the playbook's domains changed");
-		return true;
-	}
-	lifetime = ci->not_after - ci->not_before;
-	before = pb->acme.renew_before_days > 0
-	             ? (int64_t)(pb->acme.renew_before_days * 86400.0)
-	             : lifetime / 3;
-	if (ci->not_after - now < before) {
-		cf_fmt_time(ci->not_after, t, sizeof(t));
-		snprintf(why, whylen, "expires %s, less than %.1f days left",
-		         t, (double)before / 86400.0);
-		return true;
-	}
-	/* ARI (RFC 9773): the CA may ask for an early renewal (e.g. before
-	 * a mass revocation).  Its absence or garbage falls back to the
-	 * lifetime rule above. */
-	if (ci->aki != NULL && ci->serial != NULL)
-		*ari_id = acme_ari_cert_id(ci->aki, ci->aki_len, ci->serial,
-		                           ci->serial_len);
-	if (*ari_id == NULL)
-		goto not_due;
-	if (rs->ari_cert_id != NULL && strcmp(rs->ari_cert_id, *ari_id) == 0 &&
+	if (rs->ari_cert_id != NULL && strcmp(rs->ari_cert_id, ari_id) == 0 &&
 	    now < rs->ari_retry_after && rs->ari_chosen > 0)
-		goto decide;
+		return;
 	memset(&ari, 0, sizeof(ari));
-	if (acme_ari_fetch(p, *ari_id, &ari, &supported, &err) < 0) {
+	if (acme_ari_fetch(p, ari_id, &ari, &supported, &err) < 0) {
 		fprintf(stderr, "certfleet: ARI unavailable (%s); using the "
 		        "lifetime rule\n", err.msg);
-		goto not_due;
+		return;
 	}
 	if (!supported)
-		goto not_due;
-	{
-		unsigned char r[4];
-		double rnd = 0.5;
+		return;
+	if (RAND_bytes(r, 4) == 1)
+		rnd = (double)((uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 |
+		               (uint32_t)r[2] << 8 | r[3]) /
+		      4294967296.0;
+	free(rs->ari_cert_id);
+	free(rs->ari_explanation);
+	rs->ari_cert_id = strdup(ari_id);
+	rs->ari_window_start = ari.start;
+	rs->ari_window_end = ari.end;
+	rs->ari_chosen = acme_ari_pick(&ari, rnd);
+	/* a CA's Retry-After: at least a minute, at most a week (an absurd
+	 * value must neither overflow nor silence ARI) */
+	rs->ari_retry_after =
+	    now + (ari.retry_after <= 0 ? 6 * 3600
+	           : ari.retry_after < 60 ? 60
+	           : ari.retry_after > 7 * 86400 ? 7 * 86400
+	                                         : (int64_t)ari.retry_after);
+	rs->ari_explanation = ari.explanation_url ? strdup(ari.explanation_url)
+	                                          : NULL;
+	acme_ari_free(&ari);
+}
 
-		if (RAND_bytes(r, 4) == 1)
-			rnd = (double)((uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 |
-			               (uint32_t)r[2] << 8 | r[3]) /
-			      4294967296.0;
-		free(rs->ari_cert_id);
-		free(rs->ari_explanation);
-		rs->ari_cert_id = strdup(*ari_id);
-		rs->ari_window_start = ari.start;
-		rs->ari_window_end = ari.end;
-		rs->ari_chosen = acme_ari_pick(&ari, rnd);
-		rs->ari_retry_after =
-		    now + (ari.retry_after > 0 ? ari.retry_after : 6 * 3600);
-		rs->ari_explanation = ari.explanation_url
-		                          ? strdup(ari.explanation_url)
-		                          : NULL;
-		acme_ari_free(&ari);
+static void
+decide(const struct cf_session *s, const struct cf_certinfo *ci,
+       const struct cf_renewal_state *rs, const char *ari_id,
+       struct cf_renewal_due *d)
+{
+	renewal_due(s->pb->cert.domains, s->pb->cert.n_domains,
+	            s->pb->acme.renew_before_days, ci, rs, ari_id,
+	            cf_wall_now(), d);
+}
+
+/* The certificate is due: obtain and store it.  Fills rr; 0 stored,
+ * -1 with err when the store cannot keep one (nothing ordered, nothing
+ * counted), 1 when the CA part failed (counted in rs). */
+static int
+renew_obtain(struct cf_session *s, struct cf_acme_params *p,
+             const char *why, struct cf_bundle *cur, struct cf_certinfo *ci,
+             bool *found, char **version, const char *ari_id,
+             struct cf_renewal_state *rs, const cf_err_t *ssh_err,
+             struct http01 *h, struct cf_acme_result *ar, cf_err_t *err)
+{
+	struct cf_acme_challenge_ops ops;
+	struct cf_dns_hook dh;
+	struct cf_bundle nb;
+	struct cf_certinfo nci;
+	char *new_version = NULL;
+	int64_t t0 = cf_now_ms();
+	bool http01 = strcmp(s->pb->acme.challenge, "dns-01") != 0;
+	int rc = 1;
+
+	memset(&nb, 0, sizeof(nb));
+	memset(&nci, 0, sizeof(nci));
+	memset(&ops, 0, sizeof(ops));
+	/* Prove the store can keep what we order: a timer that orders twice a
+	 * day and then cannot store spends Let's Encrypt's 5 duplicate
+	 * certificates a week in 3 days. */
+	if (store_check_writable(s->st, err) < 0) {
+		cf_err_prefix(err, "renew: not ordering a certificate the store "
+		              "could not keep: ");
+		return -1;
 	}
-decide:
-	if (now >= rs->ari_chosen) {
-		cf_fmt_time(rs->ari_window_start, t, sizeof(t));
-		snprintf(why, whylen, "the CA's renewal window (ARI) opened %s%s%s",
-		         t, rs->ari_explanation ? ": see " : "",
-		         rs->ari_explanation ? rs->ari_explanation : "");
-		return true;
+	fprintf(stderr, "certfleet: renew: ordering a certificate for %zu names "
+	        "from %s: %s\n", s->pb->cert.n_domains, s->pb->acme.directory,
+	        why);
+	if (s->pb->acme.reuse_key && *found)
+		p->reuse_key_pem = cur->privkey;
+	if (*found && ari_id != NULL && rs->ari_cert_id != NULL)
+		p->replaces = ari_id;
+	rs->last_attempt = cf_wall_now();
+	if (http01 && s->ssh == NULL) {
+		/* http-01 places files on the nodes over SSH; no order at the
+		 * CA that could not be validated */
+		cf_err_set(err, CF_ERR_CONFIG, "http-01 needs SSH to the nodes: "
+		           "%s", ssh_err->msg);
+		goto failed;
 	}
-not_due:
-	cf_fmt_time(ci->not_after - before, t, sizeof(t));
-	snprintf(why, whylen, "not due before %s", t);
-	if (rs->ari_chosen > 0 && rs->ari_cert_id && *ari_id &&
-	    strcmp(rs->ari_cert_id, *ari_id) == 0 &&
-	    rs->ari_chosen < ci->not_after - before) {
-		cf_fmt_time(rs->ari_chosen, t, sizeof(t));
-		snprintf(why, whylen, "not due before %s (ARI)", t);
+	if (!http01) {
+		memset(&dh, 0, sizeof(dh));
+		dh.hook = s->pb->acme.dns_hook;
+		dh.deadline = p->deadline;
+		challenge_dns_ops(&dh, &ops);
+	} else {
+		h->s = s;
+		/* every node, pinned and quarantined ones too: a token file is
+		 * harmless and the CA may be routed to any of them */
+		h->skip = NULL;
+		ops.arg = h;
+		ops.provision = http01_provision;
+		ops.cleanup = http01_cleanup;
 	}
-	return false;
+	if (acme_issue(p, &ops, ar, err) < 0) {
+		if (http01)
+			http01_name_missing(&h->prov, err);
+		goto failed;
+	}
+	if (crypto_bundle_from_pem(ar->fullchain_pem, NULL, ar->privkey_pem,
+	                           s->pb->cert.domains, s->pb->cert.n_domains,
+	                           cf_wall_now(), &nb, &nci, err) < 0 ||
+	    store_put_bundle(s->st, &nb, &new_version, err) < 0)
+		goto failed;
+	free(*version);
+	*version = new_version;
+	rs->last_success = cf_wall_now();
+	rs->consecutive_failures = 0;
+	free(rs->last_error);
+	rs->last_error = NULL;
+	fprintf(stderr, "certfleet: renew: stored version %s (sha256 %.16s…, "
+	        "expires in %.1f days) in %.2fs\n", *version, nci.sha256_hex,
+	        (double)(nci.not_after - cf_wall_now()) / 86400.0,
+	        (double)(cf_now_ms() - t0) / 1000.0);
+	crypto_bundle_free(cur);
+	crypto_certinfo_free(ci);
+	*cur = nb;
+	*ci = nci;
+	*found = true;
+	return 0;
+failed:
+	crypto_bundle_free(&nb);
+	crypto_certinfo_free(&nci);
+	rs->consecutive_failures++;
+	free(rs->last_error);
+	rs->last_error = strdup(err->msg);
+	fprintf(stderr, "certfleet: renew FAILED (%u in a row): %s\n",
+	        rs->consecutive_failures, err->msg);
+	session_event(s, CF_EV_RENEWAL_FAILED, NULL, NULL, NULL, err->msg,
+	              rs->consecutive_failures, 0);
+	return rc;
 }
 
 int
@@ -500,31 +609,32 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	    {"exclude", required_argument, NULL, 'x'},
 	    {NULL, 0, NULL, 0}};
 	struct cf_session s;
-	struct cf_bundle cur, nb;
-	struct cf_certinfo ci, nci;
+	struct cf_bundle cur;
+	struct cf_certinfo ci;
 	struct cf_renewal_state rs;
+	struct cf_renewal_due d;
+	struct cf_renewal_report rr;
 	struct cf_acme_params p;
-	struct cf_acme_challenge_ops ops;
 	struct cf_acme_result ar;
-	struct cf_dns_hook dh;
 	struct http01 h;
 	struct cf_rollout_opts o;
 	struct cf_rollout_result res;
 	struct cf_report_ctx rctx;
-	cf_err_t err = {0};
+	cf_err_t err = {0}, nodes_err = {0}, ssh_err = {0};
 	char *version = NULL, *ari_id = NULL, *acct = NULL, **skips = NULL;
 	char **suspects = NULL;
 	char **dead = NULL;
-	char why[CF_ERR_MSG_MAX];
+	char why[CF_ERR_MSG_MAX], rerr[CF_ERR_MSG_MAX];
+	char deploy_err[CF_ERR_MSG_MAX + 64];
 	bool force = false, dry = false, no_deploy = false, found = false;
-	bool ca_failed = false, due;
-	int c, ex;
+	bool nodes_ok = false, ca_failed = false, due;
+	int c, ex, got;
 
+	memset(&s, 0, sizeof(s));
 	memset(&cur, 0, sizeof(cur));
-	memset(&nb, 0, sizeof(nb));
 	memset(&ci, 0, sizeof(ci));
-	memset(&nci, 0, sizeof(nci));
 	memset(&rs, 0, sizeof(rs));
+	memset(&rr, 0, sizeof(rr));
 	memset(&ar, 0, sizeof(ar));
 	memset(&h, 0, sizeof(h));
 	memset(&o, 0, sizeof(o));
@@ -533,6 +643,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	    "PLAYBOOK renew [--force] [--dry-run] [--no-deploy]\n"
 	    "       [--only N,..] [--exclude N,..]\n", false, false, longopts};
 
+	rerr[0] = deploy_err[0] = '\0';
 	optind = 0; /* full reinit of GNU getopt */
 	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		switch (c) {
@@ -548,10 +659,17 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 		ex = cli_usage("renew: unexpected argument '%s'", argv[optind]);
 		goto out_nosess;
 	}
-	ex = session_open(cli, "renew", CF_SESS_SSH | CF_SESS_NODES |
-	                  (dry ? 0 : CF_SESS_LOCK), &s);
+	/* Obtaining a certificate must not depend on the fleet: node state
+	 * and the SSH identity are the deploy's (and http-01's) business, so
+	 * a corrupt nodes.json or an unreadable identity cannot stop the
+	 * renewal, only the deploy that follows it. */
+	ex = session_open(cli, "renew", dry ? 0 : CF_SESS_LOCK, &s);
 	if (ex != 0)
 		goto out_nosess;
+	nodes_ok = store_load_nodes(s.st, &s.ns, &nodes_err) == 0;
+	if (ssh_ctx_new(s.pb->ssh.identity, s.pb->ssh.known_hosts, &s.ssh,
+	                &ssh_err) < 0)
+		s.ssh = NULL;
 	if ((ex = session_check_names(&s, o.only, "--only")) != 0 ||
 	    (ex = session_check_names(&s, o.exclude, "--exclude")) != 0)
 		goto out;
@@ -570,102 +688,89 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 		goto fail;
 	}
 	acme_params(&s, acct, &p);
-	if (force) {
-		/* no ARI round trip: the answer would not change anything,
-		 * but the cert ID is still needed for `replaces` */
-		due = true;
-		snprintf(why, sizeof(why), "forced (--force)");
-		if (found && ci.aki != NULL && ci.serial != NULL)
-			ari_id = acme_ari_cert_id(ci.aki, ci.aki_len, ci.serial,
-			                          ci.serial_len);
-	} else {
-		due = renewal_due(&s, &p, found ? &ci : NULL, &rs, &ari_id,
-		                  why, sizeof(why));
+	if (found && ci.aki != NULL && ci.serial != NULL)
+		ari_id = acme_ari_cert_id(ci.aki, ci.aki_len, ci.serial,
+		                          ci.serial_len);
+	decide(&s, found ? &ci : NULL, &rs, ari_id, &d);
+	/* --force: no ARI round trip, the answer would change nothing (the
+	 * cert ID is still sent as `replaces`) */
+	if (!force && !d.due && ari_id != NULL) {
+		ari_refresh(&p, ari_id, &rs);
+		decide(&s, &ci, &rs, ari_id, &d);
 	}
-	skips = session_manual_skips(&s, o.only);
+	due = force || d.due;
+	snprintf(why, sizeof(why), "%s", force ? "forced (--force)" : d.why);
+	rr.reason = why;
+	rr.next_due = d.next_due;
 
-	if ((due || force) && dry) {
+	if (due && dry) {
+		rr.action = "dry-run";
 		fprintf(stderr, "certfleet: renew: due: %s (dry run: not "
 		        "ordering)\n", why);
-	} else if (due || force) {
-		int64_t t0 = cf_now_ms();
-		char *new_version = NULL;
-
-		fprintf(stderr, "certfleet: renew: ordering a certificate for "
-		        "%zu names from %s: %s\n", s.pb->cert.n_domains,
-		        s.pb->acme.directory, why);
-		if (s.pb->acme.reuse_key && found)
-			p.reuse_key_pem = cur.privkey;
-		if (found && ari_id != NULL && rs.ari_cert_id != NULL)
-			p.replaces = ari_id;
-		if (strcmp(s.pb->acme.challenge, "dns-01") == 0) {
-			memset(&dh, 0, sizeof(dh));
-			dh.hook = s.pb->acme.dns_hook;
-			dh.deadline = p.deadline;
-			challenge_dns_ops(&dh, &ops);
-		} else {
-			h.s = &s;
-			h.skip = skips;
-			ops.arg = &h;
-			ops.provision = http01_provision;
-			ops.cleanup = http01_cleanup;
+	} else if (due) {
+		got = renew_obtain(&s, &p, why, &cur, &ci, &found, &version,
+		                   ari_id, &rs, &ssh_err, &h, &ar, &err);
+		if (got < 0) {
+			rr.action = "failed";
+			rr.error = err.msg;
+			rr.consecutive_failures = rs.consecutive_failures;
+			goto fail;
 		}
-		rs.last_attempt = cf_wall_now();
-		if (acme_issue(&p, &ops, &ar, &err) == 0 &&
-		    crypto_bundle_from_pem(ar.fullchain_pem, NULL, ar.privkey_pem,
-		                           s.pb->cert.domains, s.pb->cert.n_domains,
-		                           cf_wall_now(), &nb, &nci, &err) == 0 &&
-		    store_put_bundle(s.st, &nb, &new_version, &err) == 0) {
-			/* version held the previous current id */
-			free(version);
-			version = new_version;
-			rs.last_success = cf_wall_now();
-			rs.consecutive_failures = 0;
-			free(rs.last_error);
-			rs.last_error = NULL;
-			fprintf(stderr, "certfleet: renew: stored version %s "
-			        "(sha256 %.16s…, expires in %.1f days) in %.2fs\n",
-			        version, nci.sha256_hex,
-			        (double)(nci.not_after - cf_wall_now()) / 86400.0,
-			        (double)(cf_now_ms() - t0) / 1000.0);
-			crypto_bundle_free(&cur);
-			crypto_certinfo_free(&ci);
-			cur = nb;
-			ci = nci;
-			memset(&nb, 0, sizeof(nb));
-			memset(&nci, 0, sizeof(nci));
-			found = true;
+		rr.order = ar.order_url;
+		if (got == 0) {
+			rr.action = "issued";
+			rr.version = version;
+			decide(&s, &ci, &rs, NULL, &d);
+			rr.next_due = d.next_due;
 		} else {
 			ca_failed = true;
-			rs.consecutive_failures++;
-			free(rs.last_error);
-			rs.last_error = strdup(err.msg);
-			fprintf(stderr, "certfleet: renew FAILED (%u in a row): %s\n",
-			        rs.consecutive_failures, err.msg);
-			session_event(&s, CF_EV_RENEWAL_FAILED, NULL, NULL, NULL,
-			              err.msg, rs.consecutive_failures, 0);
+			rr.action = "failed";
+			snprintf(rerr, sizeof(rerr), "%s", err.msg);
+			rr.error = rerr;
 		}
 		if (store_save_renewal(s.st, &rs, &err) < 0)
 			goto fail;
 	} else {
+		rr.action = "not-due";
 		fprintf(stderr, "certfleet: renew: not due (%s)\n", why);
 		if (!dry && store_save_renewal(s.st, &rs, &err) < 0)
 			goto fail;
 	}
+	rr.consecutive_failures = rs.consecutive_failures;
 
 	if (no_deploy || !found) {
 		ex = ca_failed || !found ? CF_EXIT_FAILED : CF_EXIT_OK;
-		http01_record(&s, &h.prov, &res);
+		if (nodes_ok)
+			http01_record(&s, &h.prov, &res);
 		if (!dry)
 			session_finish(&s, "renew", ex, found ? &ci : NULL);
 		if (cli->json)
-			report_run_json(stdout, "renew", ex, version,
-			                found ? &ci : NULL, NULL, NULL);
+			report_renew_json(stdout, ex, version, found ? &ci : NULL,
+			                  NULL, NULL, &rr);
+		goto out;
+	}
+	if (!nodes_ok || s.ssh == NULL) {
+		/* the certificate is stored; the deploy needs what is broken.
+		 * Without nodes.json we do not know which nodes are pinned: no
+		 * node is touched.  The next run converges once it is fixed. */
+		snprintf(deploy_err, sizeof(deploy_err), "deploy not run: %s",
+		         !nodes_ok ? nodes_err.msg : ssh_err.msg);
+		fprintf(stderr, "certfleet: %s\n", deploy_err);
+		rr.deploy_error = deploy_err;
+		ex = CF_EXIT_FAILED;
+		if (nodes_ok)
+			http01_record(&s, &h.prov, &res);
+		if (!dry)
+			session_finish(&s, "renew", ex, &ci);
+		if (cli->json)
+			report_renew_json(stdout, ex, version, &ci, NULL, NULL,
+			                  &rr);
 		goto out;
 	}
 	/* converge: every node that does not serve the current cert gets it.
 	 * Nodes the http-01 step could not even reach are not dialled again:
 	 * a blackholed node would cost a second connect_timeout. */
+	skips = session_manual_skips(&s, o.only);
 	dead = http01_unreachable(&h.prov, skips);
 	o.skip = dead != NULL ? dead : skips;
 	o.suspect = suspects = session_suspects(&s);
@@ -678,7 +783,7 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	o.progress_arg = &rctx;
 	if (rollout_run(s.pb, s.ssh, &cur, &ci, &o, &res, &err) < 0)
 		goto fail;
-	http01_carry_failures(&h.prov, &o, &res);
+	http01_carry_failures(&h.prov, &o, skips, &res);
 	ex = rollout_exit_code(&res);
 	if (ca_failed)
 		ex = CF_EXIT_FAILED;
@@ -692,13 +797,17 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	if (!dry)
 		session_finish(&s, "renew", ex, &ci);
 	if (cli->json)
-		report_run_json(stdout, "renew", ex, version, &ci, &res, &s.ns);
+		report_renew_json(stdout, ex, version, &ci, &res, &s.ns, &rr);
 	goto out;
 fail:
 	ex = cli_fail(&err);
-	http01_record(&s, &h.prov, &res);
+	if (nodes_ok)
+		http01_record(&s, &h.prov, &res);
 	if (!dry && s.pb != NULL)
 		session_finish(&s, "renew", ex, found ? &ci : NULL);
+	if (cli->json && rr.action != NULL)
+		report_renew_json(stdout, ex, version, found ? &ci : NULL, NULL,
+		                  NULL, &rr);
 out:
 	session_close(&s);
 out_nosess:
@@ -707,9 +816,7 @@ out_nosess:
 	free(dead);
 	acme_result_free(&ar);
 	crypto_bundle_free(&cur);
-	crypto_bundle_free(&nb);
 	crypto_certinfo_free(&ci);
-	crypto_certinfo_free(&nci);
 	store_renewal_free(&rs);
 	free(version);
 	free(ari_id);

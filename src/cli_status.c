@@ -5,13 +5,51 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "certfleet/acme.h"
 #include "certfleet/cli.h"
+#include "certfleet/renewal.h"
 #include "certfleet/report.h"
 #include "certfleet/util.h"
+
+/* Renewal as the store knows it: due or not by the same rule `renew`
+ * applies (renewal.h; the ARI time `renew` last picked, no CA asked) and
+ * the last attempts.  An unreadable renewal.json is shown, not fatal. */
+static void
+status_renewal(struct cf_session *s, const struct cf_certinfo *ci,
+               struct cf_renewal_state *rs, struct cf_renewal_due *due,
+               struct cf_renewal_view *rv, cf_err_t *rerr)
+{
+	char *ari_id = NULL;
+
+	memset(rv, 0, sizeof(*rv));
+	rv->acme = s->pb->acme.directory != NULL;
+	/* no store at all (never run): nothing attempted yet */
+	if (s->st == NULL)
+		rv->rs = NULL;
+	else if (store_load_renewal(s->st, rs, rerr) < 0)
+		rv->state_error = rerr->msg;
+	else
+		rv->rs = rs;
+	if (ci != NULL && ci->aki != NULL && ci->serial != NULL)
+		ari_id = acme_ari_cert_id(ci->aki, ci->aki_len, ci->serial,
+		                          ci->serial_len);
+	renewal_due(s->pb->cert.domains, s->pb->cert.n_domains,
+	            s->pb->acme.renew_before_days, ci, rv->rs, ari_id,
+	            cf_wall_now(), due);
+	free(ari_id);
+	rv->due = due->due;
+	rv->next_due = due->next_due;
+	rv->basis = due->basis;
+	rv->why = due->why;
+}
 
 int
 cli_status(struct cf_cli *cli, int argc, char **argv)
 {
+	struct cf_renewal_state rs;
+	struct cf_renewal_due due;
+	struct cf_renewal_view rv;
+	cf_err_t rerr = {0};
 	struct cf_session s;
 	struct cf_bundle b;
 	struct cf_certinfo ci;
@@ -31,6 +69,7 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 		                 argv[optind]);
 	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
+	memset(&rs, 0, sizeof(rs));
 	/* read-only: no lock, every state file is replaced atomically */
 	ex = session_open(cli, "status", CF_SESS_NODES, &s);
 	if (ex != 0)
@@ -39,13 +78,15 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 		ex = cli_fail(&err);
 		goto out;
 	}
+	status_renewal(&s, found ? &ci : NULL, &rs, &due, &rv, &rerr);
 	report_status(stdout, cli->json, s.pb, version, found ? &ci : NULL,
-	              &s.ns);
+	              &s.ns, &rv);
 	/* read-only: no session_finish, so no metrics file either */
 	ex = 0;
 out:
 	crypto_bundle_free(&b);
 	crypto_certinfo_free(&ci);
+	store_renewal_free(&rs);
 	free(version);
 	session_close(&s);
 	return ex;

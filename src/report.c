@@ -195,11 +195,53 @@ report_json_dump(FILE *f, json_t *root)
 	json_decref(root);
 }
 
+static json_t *run_doc(const char *command, int exit_code,
+                       const char *version, const struct cf_certinfo *ci,
+                       const struct cf_rollout_result *res,
+                       const struct cf_node_states *ns);
+
 void
 report_run_json(FILE *f, const char *command, int exit_code,
                 const char *version, const struct cf_certinfo *ci,
                 const struct cf_rollout_result *res,
                 const struct cf_node_states *ns)
+{
+	report_json_dump(f, run_doc(command, exit_code, version, ci, res, ns));
+}
+
+static json_t *
+epoch_or_null(int64_t t)
+{
+	return t > 0 ? json_integer((json_int_t)t) : json_null();
+}
+
+void
+report_renew_json(FILE *f, int exit_code, const char *version,
+                  const struct cf_certinfo *ci,
+                  const struct cf_rollout_result *res,
+                  const struct cf_node_states *ns,
+                  const struct cf_renewal_report *rr)
+{
+	json_t *root = run_doc("renew", exit_code, version, ci, res, ns);
+
+	json_object_set_new(
+	    root, "renewal",
+	    json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:i}", "action", rr->action,
+	              "reason", str_or_null(rr->reason), "error",
+	              str_or_null(rr->error), "order", str_or_null(rr->order),
+	              "version", str_or_null(rr->version), "next_due",
+	              time_or_null(rr->next_due), "next_due_epoch",
+	              epoch_or_null(rr->next_due), "consecutive_failures",
+	              (int)rr->consecutive_failures));
+	json_object_set_new(root, "deploy_error",
+	                    str_or_null(rr->deploy_error));
+	report_json_dump(f, root);
+}
+
+static json_t *
+run_doc(const char *command, int exit_code, const char *version,
+        const struct cf_certinfo *ci, const struct cf_rollout_result *res,
+        const struct cf_node_states *ns)
 {
 	json_t *root, *nodes;
 	size_t i;
@@ -254,7 +296,7 @@ report_run_json(FILE *f, const char *command, int exit_code,
 		                    json_integer(res->duration_ms));
 	}
 	json_object_set_new(root, "nodes", nodes);
-	report_json_dump(f, root);
+	return root;
 }
 
 static void
@@ -267,10 +309,63 @@ days_left(int64_t not_after, char *buf, size_t len)
 		         (double)(not_after - cf_wall_now()) / 86400.0);
 }
 
+static json_t *
+renewal_json(const struct cf_renewal_view *rv)
+{
+	const struct cf_renewal_state *rs = rv->rs;
+
+	if (!rv->acme)
+		return json_null();
+	return json_pack(
+	    "{s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o,s:o}", "due", rv->due,
+	    "basis", str_or_null(rv->basis), "reason", str_or_null(rv->why),
+	    "next_due", time_or_null(rv->next_due), "next_due_epoch",
+	    epoch_or_null(rv->next_due), "last_attempt",
+	    time_or_null(rs ? rs->last_attempt : 0), "last_success",
+	    time_or_null(rs ? rs->last_success : 0), "consecutive_failures",
+	    (int)(rs ? rs->consecutive_failures : 0), "last_error",
+	    str_or_null(rs ? rs->last_error : NULL), "state_error",
+	    str_or_null(rv->state_error));
+}
+
+/* "renewal: ..." under the certificate line of `status` */
+static void
+renewal_line(FILE *f, const struct cf_renewal_view *rv)
+{
+	const struct cf_renewal_state *rs = rv->rs;
+	char t[32];
+
+	if (!rv->acme) {
+		fprintf(f, "renewal: not by certfleet (no acme.directory)\n");
+		return;
+	}
+	if (rv->state_error != NULL) {
+		fprintf(f, "renewal: state unreadable: %s\n", rv->state_error);
+		return;
+	}
+	if (rv->due)
+		fprintf(f, "renewal: DUE now: %s", rv->why ? rv->why : "");
+	else
+		fprintf(f, "renewal: %s", rv->why ? rv->why : "");
+	if (rs != NULL && rs->last_success > 0) {
+		cf_fmt_time(rs->last_success, t, sizeof(t));
+		fprintf(f, "; last success %s", t);
+	}
+	if (rs != NULL && rs->consecutive_failures > 0) {
+		cf_fmt_time(rs->last_attempt, t, sizeof(t));
+		fprintf(f, "; FAILED %u time%s in a row (last %s): %s",
+		        rs->consecutive_failures,
+		        rs->consecutive_failures == 1 ? "" : "s", t,
+		        rs->last_error ? rs->last_error : "?");
+	}
+	fputc('\n', f);
+}
+
 void
 report_status(FILE *f, bool json, const struct cf_playbook *pb,
               const char *version, const struct cf_certinfo *ci,
-              const struct cf_node_states *ns)
+              const struct cf_node_states *ns,
+              const struct cf_renewal_view *rv)
 {
 	size_t i;
 	char t1[32], t2[32], d[16];
@@ -301,6 +396,8 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 		root = json_pack("{s:i,s:s,s:o,s:o}", "format", 1, "name",
 		                 pb->cert.name, "certificate",
 		                 cert_json(version, ci), "nodes", nodes);
+		if (rv != NULL)
+			json_object_set_new(root, "renewal", renewal_json(rv));
 		report_json_dump(f, root);
 		return;
 	}
@@ -314,6 +411,8 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 		        "%s (%s days)\n", pb->cert.name, version ? version : "-",
 		        ci->sha256_hex, t1, d);
 	}
+	if (rv != NULL)
+		renewal_line(f, rv);
 	fprintf(f, "%-16s %-15s %-9s %-7s %-20s %-20s %s\n", "NODE", "HOST",
 	        "SERVES", "DAYS", "LAST SUCCESS", "SEEN", "QUARANTINE");
 	for (i = 0; i < pb->n_nodes; i++) {

@@ -28,6 +28,9 @@
 #define MAX_PEM (1024 * 1024)      /* a chain is a few KiB; cap hostile input */
 #define MAX_STATE_JSON (64 * 1024 * 1024)
 #define LOCK_POLL_MS 100
+/* store_check_writable's test write: more than a version's four PEM files
+ * (a 4096-bit RSA key and a long chain are ~12 KiB) */
+#define STORE_PROBE_BYTES (32 * 1024)
 
 struct cf_store {
 	char *root;     /* STATE */
@@ -818,6 +821,97 @@ out:
 	crypto_certinfo_free(&ci);
 	free(cur);
 	free(id);
+	return rc;
+}
+
+/* One test file of `len` bytes: created, written, fsynced, closed and
+ * removed.  A full or read-only filesystem fails at one of these. */
+static int
+probe_file(const char *dir, char *tmpl, size_t len, cf_err_t *err)
+{
+	char buf[4096];
+	size_t off = 0;
+	ssize_t n;
+	int fd, rc = -1;
+
+	memset(buf, 'x', sizeof(buf));
+	fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0)
+		return cf_err_set(err, CF_ERR_IO, "cannot create a file in %s: %s",
+		                  dir, strerror(errno));
+	while (off < len) {
+		size_t want = len - off < sizeof(buf) ? len - off : sizeof(buf);
+
+		n = write(fd, buf, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			cf_err_set(err, CF_ERR_IO, "cannot write to %s: %s",
+			           dir,
+			           n < 0 ? strerror(errno) : "short write");
+			goto out;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) < 0) {
+		cf_err_set(err, CF_ERR_IO, "cannot write to %s: fsync: %s",
+		           dir, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (close(fd) < 0 && rc == 0)
+		rc = cf_err_set(err, CF_ERR_IO, "cannot write to %s: close: %s",
+		                dir, strerror(errno));
+	(void)unlink(tmpl);
+	return rc;
+}
+
+int
+store_check_writable(cf_store_t *st, cf_err_t *err)
+{
+	char *dir = NULL, *file = NULL;
+	int rc = -1;
+
+	/* a version as store_put_bundle writes one: a temp directory in
+	 * versions/ (swept as "*.tmp*" by the next scan if we die here) with
+	 * a file the size of a bundle in it */
+	if (asprintf(&dir, "%s/probe.tmpXXXXXX", st->versions) < 0) {
+		dir = NULL;
+		nomem(err);
+		goto out;
+	}
+	if (mkdtemp(dir) == NULL) {
+		cf_err_set(err, CF_ERR_IO, "cannot create a directory in %s: %s",
+		           st->versions, strerror(errno));
+		free(dir);
+		dir = NULL;
+		goto out;
+	}
+	if (asprintf(&file, "%s/fullchain.pem.XXXXXX", dir) < 0) {
+		file = NULL;
+		nomem(err);
+		goto out;
+	}
+	if (probe_file(st->versions, file, STORE_PROBE_BYTES, err) < 0)
+		goto out;
+	free(file);
+	/* and current / renewal.json next to it ("current.tmp." temps are
+	 * swept by the next lock holder) */
+	if (asprintf(&file, "%s/current.tmp.XXXXXX", st->dir) < 0) {
+		file = NULL;
+		nomem(err);
+		goto out;
+	}
+	if (probe_file(st->dir, file, 64, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	if (dir != NULL && rmdir(dir) < 0 && rc == 0)
+		rc = cf_err_set(err, CF_ERR_IO, "cannot remove %s: %s", dir,
+		                strerror(errno));
+	free(dir);
+	free(file);
 	return rc;
 }
 

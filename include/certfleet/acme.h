@@ -53,6 +53,8 @@ struct cf_acme_params {
 struct cf_acme_result {
 	char *fullchain_pem;         /* leaf + chain as served by the CA */
 	char *privkey_pem;           /* secret: cf_free_secret */
+	char *order_url;             /* set once the CA created the order,
+	                                also when the issuance then fails */
 };
 void acme_result_free(struct cf_acme_result *r);
 
@@ -96,6 +98,12 @@ int64_t acme_ari_pick(const struct cf_ari *a, double rnd);
  * directory has no renewalInfo. */
 int acme_ari_fetch(const struct cf_acme_params *p, const char *cert_id,
                    struct cf_ari *out, bool *supported, cf_err_t *err);
+
+/* How long to wait before asking again: Retry-After (seconds, -1 when
+ * absent) clamped to [floor_ms, one day], else fallback_ms (not below
+ * floor_ms).  Never negative, never overflows.  Pure, for unit tests. */
+int64_t acme_wait_ms(long retry_after_s, int64_t fallback_ms,
+                     int64_t floor_ms);
 
 /* ---- protocol object parsers (pure; exposed for unit tests) ---- */
 

@@ -5,6 +5,7 @@
 #define CERTFLEET_REPORT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "certfleet/crypto.h"
@@ -38,11 +39,42 @@ void report_run_json(FILE *f, const char *command, int exit_code,
                      const struct cf_rollout_result *res,
                      const struct cf_node_states *ns);
 
-/* `status`: table on f, or JSON. ci/version may be NULL (no certificate). */
+/* What `renew`'s renewal step did: the "renewal" object of its run
+ * report (docs/json.md).  Strings borrowed. */
+struct cf_renewal_report {
+	const char *action;      /* "issued", "not-due", "failed", "dry-run" */
+	const char *reason;      /* why it was (not) due */
+	const char *error;       /* "failed": the first cause */
+	const char *order;       /* the CA's order URL, if one was created */
+	const char *version;     /* "issued": the stored version */
+	int64_t next_due;        /* when the current certificate is due */
+	unsigned consecutive_failures;
+	const char *deploy_error;/* the deploy could not run at all: why */
+};
+void report_renew_json(FILE *f, int exit_code, const char *version,
+                       const struct cf_certinfo *ci,
+                       const struct cf_rollout_result *res,
+                       const struct cf_node_states *ns,
+                       const struct cf_renewal_report *rr);
+
+/* Renewal as `status` shows it (borrowed). */
+struct cf_renewal_view {
+	bool acme;               /* the playbook has acme.directory */
+	bool due;
+	int64_t next_due;        /* 0: now, no date (no certificate...) */
+	const char *basis;       /* renewal.h's cf_renewal_due.basis */
+	const char *why;
+	const struct cf_renewal_state *rs; /* NULL if unreadable */
+	const char *state_error; /* renewal.json unreadable: why */
+};
+
+/* `status`: table on f, or JSON. ci/version may be NULL (no certificate);
+ * rv NULL leaves renewal out. */
 struct cf_playbook;
 void report_status(FILE *f, bool json, const struct cf_playbook *pb,
                    const char *version, const struct cf_certinfo *ci,
-                   const struct cf_node_states *ns);
+                   const struct cf_node_states *ns,
+                   const struct cf_renewal_view *rv);
 
 /* `quarantine list --json`: the quarantined nodes. */
 void report_quarantine_json(FILE *f, const struct cf_playbook *pb,

@@ -51,6 +51,13 @@ void store_lock_holder(const cf_store_t *st, char *out, size_t outlen);
 /* Certificate versions. */
 int store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
                      char **version_out, cf_err_t *err); /* and make current */
+/* Prove a new version could be stored now: a real test write (a temp
+ * directory in versions/ holding a bundle-sized file, fsynced, and a small
+ * file next to `current`), removed again.  CF_ERR_IO naming the directory
+ * and the cause (full, read-only...).  `renew` calls it before ordering:
+ * a certificate the store cannot keep would only spend the CA's rate
+ * limits. */
+int store_check_writable(cf_store_t *st, cf_err_t *err);
 /* Current bundle: returns 0 with *found=false if the store has none. */
 int store_get_current(cf_store_t *st, struct cf_bundle *b,
                       struct cf_certinfo *info, char **version, bool *found,

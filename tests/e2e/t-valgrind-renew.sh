@@ -1,8 +1,9 @@
 #!/bin/bash
 # certfleet renew under valgrind memcheck against a real Pebble: the whole
 # ACME path (account, order, http-01 on every node over SSH, finalize,
-# download, store) and the rollout after it, then a not-due run and a run
-# with the CA down.  Every run: the expected exit code, no memcheck error,
+# download, store) and the rollout after it, then a not-due run, a run with
+# nodes.json corrupt, status, a failing validation, a read-only versions/
+# and a run with the CA down.  Every run: the expected exit code, no memcheck error,
 # no definite or indirect leak (suppressions: tests/valgrind.supp).
 . "$(dirname "$0")/../lib/common.sh"
 . "$T_ROOT/tests/lib/acme_helpers.sh"
@@ -30,6 +31,29 @@ for i in 1 2; do assert_served "$i" "$SHA" "n$i serves the issued certificate"; 
 
 t_step "renew again: not due, nothing ordered"
 vg 0 -p "$PB" renew
+
+t_step "renew --json --force with nodes.json corrupt: issued, deploy not run"
+cp "$TB/state/web/nodes.json" "$T_TMP/nodes.good"
+echo '{"version": 1, "nodes": [' >"$TB/state/web/nodes.json"
+vg 1 --json -p "$PB" renew --force
+cp "$T_TMP/nodes.good" "$TB/state/web/nodes.json"
+
+t_step "status --json and human: renewal fields"
+vg 0 --json -p "$PB" status
+vg 0 -p "$PB" status
+
+t_step "the name resolves to no node with the file: validation fails naming nodes"
+tb_stop_sshd 2 || t_fatal "tb_stop_sshd"
+curl -fsS -X POST -d '{"host":"a.node.test"}' "$CHALLTESTSRV_URL/clear-a" >/dev/null
+pebble_add_a a.node.test "$(tb_ip 2)" || t_fatal "pebble_add_a"
+vg 1 --json -p "$PB" renew --force
+tb_start_sshd 2 || t_fatal "tb_start_sshd"
+
+t_step "versions/ read-only: nothing ordered"
+{ mount --bind "$TB/state/web/versions" "$TB/state/web/versions" &&
+    mount -o remount,bind,ro "$TB/state/web/versions"; } || t_fatal "ro bind"
+vg 1 --json -p "$PB" renew --force
+umount "$TB/state/web/versions"
 
 t_step "CA down: renew --force fails cleanly"
 pebble_down

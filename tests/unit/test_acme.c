@@ -4,6 +4,7 @@
  * are the RFCs' own examples where there is one, else what Pebble sends.
  * The protocol flow itself is proven against a real Pebble (tests/e2e). */
 #include <libgen.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -761,6 +762,31 @@ test_jws_key_load_bad(void **state)
 	jws_key_free(NULL);
 }
 
+/* Retry-After from a hostile or broken CA: never negative, never an
+ * overflowed product, never more than a day (which then fails the
+ * issuance against its deadline instead of sleeping). */
+static void
+test_wait_clamp(void **state)
+{
+	(void)state;
+	/* absent: the caller's fallback, not below the floor */
+	assert_int_equal(acme_wait_ms(-1, 400, 100), 400);
+	assert_int_equal(acme_wait_ms(-1, 10, 100), 100);
+	assert_int_equal(acme_wait_ms(-1000000, 250, 100), 250);
+	/* honoured as given */
+	assert_int_equal(acme_wait_ms(3, 400, 100), 3000);
+	assert_int_equal(acme_wait_ms(0, 400, 1000), 1000);
+	/* huge: one day, no overflow into a negative (busy) wait */
+	assert_int_equal(acme_wait_ms(86400, 400, 100), 86400000);
+	assert_int_equal(acme_wait_ms(86401, 400, 100), 86400000);
+	assert_int_equal(acme_wait_ms(LONG_MAX, 400, 100), 86400000);
+	assert_int_equal(acme_wait_ms(LONG_MAX / 1000 + 1, 400, 100), 86400000);
+	assert_int_equal(acme_wait_ms(LONG_MIN, 400, 100), 400);
+	/* a silly fallback is clamped too */
+	assert_int_equal(acme_wait_ms(-1, INT64_MAX, 100), 86400000);
+	assert_int_equal(acme_wait_ms(-1, -5, 0), 0);
+}
+
 static void
 find_srcdir(const char *argv0)
 {
@@ -807,6 +833,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_jws_post_as_get),
 		cmocka_unit_test(test_jws_eab),
 		cmocka_unit_test(test_jws_key_load_bad),
+		cmocka_unit_test(test_wait_clamp),
 	};
 
 	(void)argc;
