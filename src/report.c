@@ -43,12 +43,13 @@ report_progress(void *arg, const struct cf_node_result *r, size_t done,
 			what = "unchanged (already serves it)";
 		else if (r->outcome == CF_OUT_DRYRUN)
 			what = "would deploy (dry run: reachable, "
-			       "host key and login ok)";
+			       "host key, login and preflight ok)";
 		else if (r->outcome == CF_OUT_STOPPED)
 			what = "not touched (rollout stopped)";
-		fprintf(stderr, "certfleet: %-16s %-15s %s%s in %.2fs\n",
+		fprintf(stderr, "certfleet: %-16s %-15s %s%s in %.2fs%s%s\n",
 		        r->node->name, r->node->host, what,
-		        r->canary ? " (canary)" : "", secs);
+		        r->canary ? " (canary)" : "", secs,
+		        r->note[0] ? ": note: " : "", r->note);
 	}
 	if (c->tty)
 		fprintf(stderr, "certfleet: %s %zu/%zu nodes done", c->verb,
@@ -66,8 +67,9 @@ report_summary(FILE *f, const char *verb, const struct cf_rollout_result *res,
 		fprintf(f, "certfleet: %s\n", res->stop_reason);
 	fprintf(f,
 	        "certfleet: %s: %u deployed, %u unchanged, %u failed "
-	        "(quarantined), %u skipped, %u stopped%s in %.2fs (exit %d)\n",
+	        "%s, %u skipped, %u stopped%s in %.2fs (exit %d)\n",
 	        verb, res->n_deployed, res->n_unchanged, res->n_failed,
+	        res->dry_run ? "(preflight)" : "(quarantined)",
 	        res->n_skipped, res->n_stopped,
 	        res->n_dryrun ? ", dry run" : "",
 	        (double)res->duration_ms / 1000.0, exit_code);
@@ -193,8 +195,11 @@ report_run_json(FILE *f, const char *command, int exit_code,
 		    (json_int_t)r->duration_ms);
 		const struct cf_node_state *st = find_state(ns, r->node->name);
 
+		if (r->note[0])
+			json_object_set_new(o, "note", json_string(r->note));
+		/* a dry run records nothing: its failures quarantine no one */
 		json_object_set_new(o, "quarantined",
-		                    json_boolean(failed ||
+		                    json_boolean((failed && !res->dry_run) ||
 		                                 (st != NULL && st->quarantined)));
 		json_object_set_new(o, "serving_current",
 		                    json_boolean(ci != NULL &&
