@@ -771,7 +771,7 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 	const struct cf_playbook *pb = r->pb;
 	char *out = NULL;
 	int status = -1, rc = -1;
-	char why[300], detail[300];
+	char why[CF_ERR_MSG_MAX], detail[300];
 	bool restored;
 
 	/* the script writes the files: from here on the node may have
