@@ -520,7 +520,8 @@ rollout_exit_code(const struct cf_rollout_result *res)
 		return CF_EXIT_FAILED;
 	if (res->n_failed == 0)
 		return CF_EXIT_OK;
-	if (res->n_deployed + res->n_unchanged == 0)
+	/* a dry run's "would deploy" is that node done, as far as it goes */
+	if (res->n_deployed + res->n_unchanged + res->n_dryrun == 0)
 		return CF_EXIT_FAILED;
 	return CF_EXIT_PARTIAL;
 }

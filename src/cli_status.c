@@ -254,6 +254,11 @@ cli_validate(struct cf_cli *cli, int argc, char **argv)
 		return cli_usage("validate needs a playbook: -p FILE");
 	if (playbook_load(cli->playbook, &pb, &err) < 0)
 		return cli_fail(&err);
+	/* a wrong directory would otherwise pass here and fail every node */
+	if (ssh_check_files(pb->ssh.identity, pb->ssh.known_hosts, &err) < 0) {
+		playbook_free(pb);
+		return cli_fail(&err);
+	}
 	if (cli->json)
 		report_validate_json(stdout, pb);
 	else if (!cli->quiet)

@@ -44,12 +44,13 @@ report_progress(void *arg, const struct cf_node_result *r, size_t done,
 			what = "unchanged (already serves it)";
 		else if (r->outcome == CF_OUT_DRYRUN)
 			what = "would deploy (dry run: reachable, "
-			       "host key and login ok)";
+			       "host key, login and preflight ok)";
 		else if (r->outcome == CF_OUT_STOPPED)
 			what = "not touched (rollout stopped)";
-		fprintf(stderr, "certfleet: %-16s %-15s %s%s in %.2fs\n",
+		fprintf(stderr, "certfleet: %-16s %-15s %s%s in %.2fs%s%s\n",
 		        r->node->name, r->node->host, what,
-		        r->canary ? " (canary)" : "", secs);
+		        r->canary ? " (canary)" : "", secs,
+		        r->note[0] ? ": note: " : "", r->note);
 	}
 	if (c->tty)
 		fprintf(stderr, "certfleet: %s %zu/%zu nodes done", c->verb,
@@ -95,9 +96,10 @@ report_summary(FILE *f, const char *verb, const struct cf_rollout_result *res,
 	if (res->n_dryrun > 0)
 		fprintf(f, "%u would deploy (dry run), ", res->n_dryrun);
 	fprintf(f,
-	        "%u deployed, %u unchanged, %u failed (quarantined), %u skipped, "
+	        "%u deployed, %u unchanged, %u failed %s, %u skipped, "
 	        "%u stopped in %.2fs (exit %d)\n",
-	        res->n_deployed, res->n_unchanged, res->n_failed, res->n_skipped,
+	        res->n_deployed, res->n_unchanged, res->n_failed,
+	        res->dry_run ? "(preflight)" : "(quarantined)", res->n_skipped,
 	        res->n_stopped, (double)res->duration_ms / 1000.0, exit_code);
 	fflush(f);
 }
@@ -264,9 +266,12 @@ run_doc(const char *command, int exit_code, const char *version,
 		    (json_int_t)r->duration_ms);
 		const struct cf_node_state *st = find_state(ns, r->node->name);
 
-		/* verify is read-only: a failure there quarantines nothing */
+		if (r->note[0])
+			json_object_set_new(o, "note", json_string(r->note));
+		/* verify is read-only and a dry run records nothing: their
+		 * failures quarantine no one */
 		json_object_set_new(o, "quarantined",
-		                    json_boolean((failed &&
+		                    json_boolean((failed && !res->dry_run &&
 		                                  strcmp(command, "verify") != 0) ||
 		                                 (st != NULL && st->quarantined)));
 		json_object_set_new(o, "serving_current",

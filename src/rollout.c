@@ -54,6 +54,7 @@ struct run {
 	char *stage_script;         /* identical for every node; secret */
 	size_t stage_script_cap;
 	char *rollback_script;
+	char *preflight_script;     /* dry run: what would fail; no secrets */
 
 	size_t *queue;              /* indices of nodes to process */
 	size_t n_queue;
@@ -117,6 +118,90 @@ shquote_len(const char *s, size_t len)
 	return n;
 }
 
+/* The webroot a renew writes http-01 files to, "" when it writes none. */
+static const char *
+http01_webroot(const struct cf_playbook *pb)
+{
+	if (pb->acme.directory == NULL || pb->deploy.webroot == NULL ||
+	    (pb->acme.challenge != NULL &&
+	     strcmp(pb->acme.challenge, "http-01") != 0))
+		return "";
+	return pb->deploy.webroot;
+}
+
+/* The dry run's preflight: what the stage script (and a renew's http-01
+ * step) would need, checked without writing anything, so that a node whose
+ * first real run would fail says why beforehand.  One "certfleet: ..." line
+ * per problem, "certfleet-note: ..." for what works differently than one
+ * would guess; exits with the stage code of the first problem.  check and
+ * reload themselves never run: `sudo -n -l CMD` asks sudo whether CMD
+ * would run without a password. */
+static const char preflight_body[] =
+    "nl='\n'\n"
+    "get() { eval \"$1=\\${$2$3}\"; }\n"
+    "cause() { why=${1%\"$nl\"}; why=${why##*\"$nl\"}; why=${why##*: }; }\n"
+    "rc=0; bad=\n"
+    "prob() { if [ $rc -eq 0 ]; then rc=$1; fi; shift; echo \"certfleet: $*\"; }\n"
+    "me=$(id -un 2>/dev/null || id -u)\n"
+    "ph=0; if [ -r /proc/sys/fs/protected_hardlinks ]; then read -r ph </proc/sys/fs/protected_hardlinks; fi\n"
+    /* why directory $1 is not writable */
+    "unwritable() {\n"
+    "  case \",$(findmnt -n -o OPTIONS -T \"$1\" 2>/dev/null),\" in\n"
+    "  *,ro,*) prob 11 \"$1 is on a read-only file system\" ;;\n"
+    "  *) prob 11 \"$1 is not writable by $me: Permission denied (the login user $me needs write access to $1; see README: Preparing a node)\" ;;\n"
+    "  esac\n"
+    "}\n"
+    "sudo_ok() {\n"
+    "  what=$1; code=$2; cmd=$3\n"
+    "  set -f; set -- $cmd; set +f\n"
+    /* a command the login's PATH does not have fails every real run */
+    "  case ${1:-} in ''|*=*|'('*|'{'*|'!') return 0 ;; sudo) ;; *) command -v \"$1\" >/dev/null 2>&1 || prob $code \"$what \\`$cmd\\`: $1: not found in $me's PATH\"; return 0 ;; esac\n"
+    "  shift\n"
+    "  while [ $# -gt 0 ]; do case $1 in -u|-g|-C|-h|-p|-r|-t|-U|-D) shift; [ $# -gt 0 ] && shift ;; --) shift; break ;; -*) shift ;; *) break ;; esac; done\n"
+    /* the command sudo runs ends at the first shell operator */
+    "  k=0; for w in \"$@\"; do case $w in '&&'|'||'|'|'|';'|'&'|*';') break ;; esac; k=$((k+1)); done\n"
+    "  m=$#; j=0; while [ $j -lt $m ]; do if [ $j -lt $k ]; then set -- \"$@\" \"$1\"; fi; shift; j=$((j+1)); done\n"
+    "  [ $# -gt 0 ] || return 0\n"
+    "  if ! out=$(sudo -n -l \"$@\" </dev/null 2>&1); then\n"
+    "    cause \"$out\"; [ -n \"$why\" ] || why=\"not allowed by sudoers\"\n"
+    "    prob $code \"$what \\`$cmd\\` would not run unattended (sudo -n -l: $why): $me needs a NOPASSWD sudoers rule for it, see README: Preparing a node\"\n"
+    "  fi\n"
+    "}\n"
+    "main() {\n"
+    "i=0; while [ $i -lt $N ]; do\n"
+    "  get t T $i; get d D $i; get sz SZ $i; get og OG $i\n"
+    /* one report per directory; a file in one we cannot write has
+     * nothing more to say */
+    "  case \"$nl$bad$nl\" in *\"$nl$d$nl\"*) i=$((i+1)); continue ;; esac\n"
+    "  if ! [ -d \"$d\" ]; then prob 11 \"directory $d does not exist\"; bad=\"$bad$nl$d\"; i=$((i+1)); continue\n"
+    "  elif ! [ -w \"$d\" ] || ! [ -x \"$d\" ]; then unwritable \"$d\"; bad=\"$bad$nl$d\"; i=$((i+1)); continue\n"
+    "  else\n"
+    "    avail=$(df -Pk -- \"$d\" 2>/dev/null | { read -r _; read -r _ _ _ a _; echo \"${a:-}\"; })\n"
+    "    need=$((sz / 1024 + 4))\n"
+    "    case $avail in ''|*[!0-9]*) ;; *) if [ \"$avail\" -lt \"$need\" ]; then prob 11 \"$d has $avail KiB free, the new $t needs about $need KiB: No space left on device\"; fi ;; esac\n"
+    "  fi\n"
+    "  if [ -L \"$t\" ]; then prob 10 \"$t is a symbolic link: refusing to replace it\"\n"
+    "  elif [ -e \"$t\" ] && ! [ -f \"$t\" ]; then prob 10 \"$t exists and is not a regular file\"\n"
+    "  elif [ -f \"$t\" ] && ! [ -O \"$t\" ] && [ \"$ph\" = 1 ] && ! { [ -r \"$t\" ] && [ -w \"$t\" ]; }; then\n"
+    /* what the stage script's backup step will meet */
+    "    if [ -r \"$t\" ]; then echo \"certfleet-note: $t is not $me's and fs.protected_hardlinks=1 refuses a hard link: its previous version will be kept as a copy\"\n"
+    "    else prob 11 \"cannot keep previous version of $t: it is not $me's, fs.protected_hardlinks=1 refuses a hard link and $me cannot read it to copy it: make $me its owner once (chown $me $t; see README: Preparing a node)\"; fi\n"
+    "  fi\n"
+    "  if [ -n \"$og\" ] && [ \"$(id -u)\" != 0 ]; then prob 11 \"owner/group for $t need a login that may chown (root); $me may not\"; fi\n"
+    "  i=$((i+1)); done\n"
+    "if [ -n \"$WEBROOT\" ]; then\n"
+    "  w=\"$WEBROOT/.well-known/acme-challenge\"\n"
+    "  while ! [ -e \"$w\" ] && [ \"$w\" != \"$WEBROOT\" ]; do w=${w%/*}; done\n"
+    "  if ! [ -d \"$w\" ]; then prob 11 \"http-01 webroot $WEBROOT does not exist\"\n"
+    "  elif ! [ -w \"$w\" ] || ! [ -x \"$w\" ]; then unwritable \"$w\"; fi\n"
+    "fi\n"
+    "sudo_ok check 12 \"$CHECK\"\n"
+    "sudo_ok reload 13 \"$RELOAD\"\n"
+    "echo certfleet-preflight-done\n"
+    "exit $rc\n"
+    "}\n"
+    "main\n";
+
 /* The stage script: refuse unsafe targets, write the new files, back up,
  * swap, check, reload, and restore on any failure.  Prints
  * "certfleet-prev I" for every file that got a backup this run (the
@@ -140,7 +225,7 @@ static int
 build_scripts(struct run *r, const char *token, cf_err_t *err)
 {
 	const struct cf_playbook *pb = r->pb;
-	cf_buf_t s = {0}, rb = {0}, dir = {0};
+	cf_buf_t s = {0}, rb = {0}, pf = {0}, dir = {0};
 	size_t i, n = pb->deploy.n_files, secret = 0;
 	char mode[8], umask_s[8], hex[65];
 	unsigned char md[32];
@@ -183,7 +268,12 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 		    add_var(&s, "G", i, f->group ? f->group : "") < 0 ||
 		    add_var(&rb, "T", i, f->path) < 0 ||
 		    add_var(&rb, "D", i, dir.data) < 0 ||
-		    add_var(&rb, "B", i, base) < 0)
+		    add_var(&rb, "B", i, base) < 0 ||
+		    add_var(&pf, "T", i, f->path) < 0 ||
+		    add_var(&pf, "D", i, dir.data) < 0 ||
+		    cf_buf_printf(&pf, "SZ%zu=%zu\nOG%zu=%s\n", i,
+		                  r->payloads[i].len, i,
+		                  f->owner || f->group ? "1" : "") < 0)
 			goto nomem;
 		secret += 24 + shquote_len(r->payloads[i].data,
 		                           r->payloads[i].len);
@@ -194,7 +284,14 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    cf_buf_shquote(&s, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
 	    cf_buf_append(&rb, "RELOAD=", 7) < 0 ||
 	    cf_buf_shquote(&rb, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
-	    cf_buf_printf(&rb, "\nN=%zu\n", n) < 0)
+	    cf_buf_printf(&rb, "\nN=%zu\n", n) < 0 ||
+	    cf_buf_printf(&pf, "N=%zu\nCHECK=", n) < 0 ||
+	    cf_buf_shquote(&pf, pb->deploy.check ? pb->deploy.check : "") < 0 ||
+	    cf_buf_append(&pf, "\nRELOAD=", 8) < 0 ||
+	    cf_buf_shquote(&pf, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
+	    cf_buf_append(&pf, "\nWEBROOT=", 9) < 0 ||
+	    cf_buf_shquote(&pf, http01_webroot(pb)) < 0 ||
+	    cf_buf_append(&pf, "\n", 1) < 0)
 		goto nomem;
 	/* check and reload together get half the node's deadline: one that
 	 * hangs is killed on the node and the old files come back even after
@@ -209,22 +306,46 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	 * evaluated (they are expanded inside double quotes). */
 	static const char stage_body[] =
 	    "\n"
+	    "nl='\n'\n"
 	    "get() { eval \"$1=\\${$2$3}\"; }\n"
 	    "run() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 \"$LIMIT\" sh -c \"$@\"; else sh -c \"$@\"; fi; }\n"
 	    /* check, then a marker, then reload: one process for both */
 	    "CR='if [ -n \"$1\" ]; then (eval \"$1\") || exit $?; fi; echo certfleet-checked; if [ -n \"$2\" ]; then (eval \"$2\") || exit $?; fi'\n"
+	    /* the cause from a failed command's stderr: its last line after the
+	     * last ": ", i.e. strerror's text ("Permission denied") */
+	    "cause() { why=${1%\"$nl\"}; why=${why##*\"$nl\"}; why=${why##*: }; [ -n \"$why\" ] || why=\"failed\"; }\n"
+	    /* what the operator can do about a cause, for directory $1 */
+	    "hint() { case $why in\n"
+	    "  *'ermission denied'*|*'ot permitted'*) hint=\" (the login user $(id -un 2>/dev/null) needs write access to $1; see README: Preparing a node)\" ;;\n"
+	    "  *'ead-only file system'*) hint=\" ($1 is on a read-only file system)\" ;;\n"
+	    "  *'o space left'*|*'uota exceeded'*) hint=\" (the file system of $1 is full)\" ;;\n"
+	    "  *) hint= ;; esac; }\n"
 	    "cleanup_tmp() { i=0; while [ $i -lt $N ]; do eval \"z=\\${Z$i:-}\"; if [ -n \"$z\" ]; then get n N $i; rm -f -- \"$n\"; fi; i=$((i+1)); done; }\n"
+	    /* $1 -> $2 (a temp name in the same directory): a hard link (same
+	     * bytes, mode, owner), or, when fs.protected_hardlinks refuses to
+	     * link a file the login does not own, a copy of its bytes and mode
+	     * created exclusively (umask 077 until cp -p sets the mode) */
+	    "keep() { rm -f -- \"$2\"; lerr=$(ln -- \"$1\" \"$2\" 2>&1) && return 0; rm -f -- \"$2\"; cerr=$(cp -p -- \"$1\" \"$2\" 2>&1) && return 0; rm -f -- \"$2\"; return 1; }\n"
 	    "restore() {\n"
 	    "  i=0; while [ $i -lt $N ]; do\n"
 	    "    get t T $i; get d D $i; get b B $i; eval \"p=\\${P$i:-}\"; eval \"w=\\${W$i:-}\"\n"
 	    "    if [ -n \"$w\" ]; then\n"
-	    "      eval \"e=\\${E$i:-}\"\n"
-	    "      if [ -n \"$p\" ]; then ln -f -- \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\";\n"
+	    "      eval \"e=\\${E$i:-}\"; restored=1\n"
+	    "      if [ -n \"$p\" ]; then keep \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\";\n"
 	    "      elif [ -z \"$e\" ]; then rm -f -- \"$t\"; fi\n"
 	    "    fi\n"
 	    "    i=$((i+1)); done\n"
+	    "  if [ -n \"${restored:-}\" ]; then echo certfleet-restored; fi\n"
 	    "}\n"
 	    "fail() { code=$1; shift; umask 077; set +C; echo \"certfleet: $*\" >&2; cleanup_tmp; exit $code; }\n"
+	    /* the write of $1 (temp of $3, in dir $2) failed with stderr $4:
+	     * dash's printf says only "I/O error", so a bounded write of zeros
+	     * to the same (doomed) temp file names the errno */
+	    "wfail() {\n"
+	    "  cause \"$4\"\n"
+	    "  case $why in *'I/O error'*) e2=$( { head -c \"${#c}\" /dev/zero >>\"$1\"; } 2>&1 ) || cause \"$e2\" ;; esac\n"
+	    "  c=; hint \"$2\"; fail 11 \"cannot write $3: $why$hint\"\n"
+	    "}\n"
 	    "main() {\n"
 	    /* an external printf would carry a key in its argv */
 	    "case $(command -V printf 2>/dev/null) in *builtin*) ;; *) fail 11 \"printf is not a builtin of this node's sh: refusing to pass key bytes in an argv\" ;; esac\n"
@@ -243,29 +364,41 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    /* 2. which targets already hold the new bytes */
 	    "sums=\n"
 	    "if [ $# -gt 0 ]; then sums=$(sha256sum -- \"$@\" 2>/dev/null) || sums=; fi\n"
-	    "nl='\n'\n"
-	    /* 3. write the changed files: O_EXCL temp files, exact mode */
+	    /* 3. write the changed files: O_EXCL temp files, exact mode; the
+	     *    subshell keeps the write's error text for the message */
 	    "set --\n"
 	    "i=0; while [ $i -lt $N ]; do\n"
 	    "  get t T $i; get n N $i; get h H $i\n"
 	    "  case \"$nl$sums$nl\" in *\"$nl$h  $t$nl\"*) eval \"S$i=1\"; i=$((i+1)); continue ;; esac\n"
-	    "  get u U $i; get x X $i; get m M $i; get o O $i; get g G $i; get c C $i\n"
+	    "  get d D $i; get u U $i; get x X $i; get m M $i; get o O $i; get g G $i; get c C $i\n"
 	    "  set -C; umask \"$u\"\n"
-	    "  if ! printf '%s' \"$c\" >\"$n\"; then eval \"Z$i=1\"; fail 11 \"cannot write $n\"; fi\n"
+	    "  if ! err=$( { printf '%s' \"$c\" >\"$n\"; } 2>&1 ); then eval \"Z$i=1\"; wfail \"$n\" \"$d\" \"$t\" \"$err\"; fi\n"
 	    "  c=; umask 077; set +C; eval \"Z$i=1\"; set -- \"$@\" \"$n\"\n"
-	    "  if [ -n \"$x\" ]; then chmod \"$m\" \"$n\" || fail 11 \"chmod $m $n failed\"; fi\n"
-	    "  if [ -n \"$o$g\" ]; then chown -- \"$o${g:+:$g}\" \"$n\" || fail 11 \"chown $o${g:+:$g} $t failed\"; fi\n"
+	    "  if [ -n \"$x\" ]; then err=$(chmod \"$m\" \"$n\" 2>&1) || { cause \"$err\"; fail 11 \"chmod $m $t failed: $why\"; }; fi\n"
+	    "  if [ -n \"$o$g\" ]; then err=$(chown -- \"$o${g:+:$g}\" \"$n\" 2>&1) || { cause \"$err\"; fail 11 \"chown $o${g:+:$g} $t failed: $why (owner and group need a login that may chown, i.e. root)\"; }; fi\n"
 	    "  i=$((i+1)); done\n"
 	    "i=0; while [ $i -lt $N ]; do unset \"C$i\"; i=$((i+1)); done\n"
 	    /* the new bytes on disk before any rename makes them the file */
 	    "if [ $# -gt 0 ]; then sync -- \"$@\" 2>/dev/null || sync; fi\n"
-	    /* 4. keep the previous version (hard link: same bytes, mode, owner);
-	     *    -ef: after a rollback target and backup are one inode */
+	    /* 4. keep the previous version (hard link, or a copy when the link
+	     *    is refused); -ef: after a rollback target and backup are one
+	     *    inode.  Nothing has been swapped yet: a failure here leaves
+	     *    every target as it was. */
 	    "i=0; while [ $i -lt $N ]; do\n"
 	    "  get t T $i; get d D $i; get b B $i; eval \"e=\\${E$i:-}\"; eval \"sm=\\${S$i:-}\"\n"
 	    "  if [ -n \"$e\" ] && [ -z \"$sm\" ]; then\n"
 	    "    if ! [ \"$t\" -ef \"$d/.$b.certfleet-prev\" ]; then\n"
-	    "      ln -f -- \"$t\" \"$d/.$b.certfleet-prev\" || fail 11 \"cannot keep previous version of $t\"\n"
+	    "      if ! lerr=$(ln -f -- \"$t\" \"$d/.$b.certfleet-prev\" 2>&1); then\n"
+	    "        k=\"$d/.certfleet.$b.prev.tmp\"\n"
+	    "        if ! { rm -f -- \"$k\"; cerr=$(cp -p -- \"$t\" \"$k\" 2>&1); }; then\n"
+	    "          rm -f -- \"$k\"; cause \"$lerr\"; lwhy=$why; cause \"$cerr\"\n"
+	    "          ph=0; if [ -r /proc/sys/fs/protected_hardlinks ]; then read -r ph </proc/sys/fs/protected_hardlinks; fi\n"
+	    "          case $lwhy in *'ot permitted'*) if [ \"$ph\" = 1 ]; then lwhy=\"$lwhy: fs.protected_hardlinks=1 lets a login hard-link only files it owns\"; fi ;; esac\n"
+	    "          me=$(id -un 2>/dev/null)\n"
+	    "          fail 11 \"cannot keep previous version of $t: hard link refused ($lwhy) and cannot copy it ($why): make the login user $me its owner once (chown $me $t; see README: Preparing a node)\"\n"
+	    "        fi\n"
+	    "        err=$(mv -f -- \"$k\" \"$d/.$b.certfleet-prev\" 2>&1) || { rm -f -- \"$k\"; cause \"$err\"; hint \"$d\"; fail 11 \"cannot keep previous version of $t: $why$hint\"; }\n"
+	    "      fi\n"
 	    "    fi\n"
 	    "    eval \"P$i=1\"; echo \"certfleet-prev $i\"\n"
 	    "  fi\n"
@@ -274,8 +407,8 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    "i=0; while [ $i -lt $N ]; do\n"
 	    "  eval \"sm=\\${S$i:-}\"\n"
 	    "  if [ -z \"$sm\" ]; then\n"
-	    "    get t T $i; get n N $i\n"
-	    "    if ! mv -f -- \"$n\" \"$t\"; then restore; fail 11 \"cannot move new file into place at $t\"; fi\n"
+	    "    get t T $i; get n N $i; get d D $i\n"
+	    "    if ! err=$(mv -f -- \"$n\" \"$t\" 2>&1); then cause \"$err\"; hint \"$d\"; restore; fail 11 \"cannot move new file into place at $t: $why$hint\"; fi\n"
 	    "    eval \"W$i=1\"; eval \"Z$i=\"\n"
 	    "  fi\n"
 	    "  i=$((i+1)); done\n"
@@ -322,7 +455,10 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    "for i in \"$@\"; do\n"
 	    "  get t T $i; get d D $i; get b B $i\n"
 	    "  [ \"$t\" -ef \"$d/.$b.certfleet-prev\" ] && continue\n"
-	    "  ln -f -- \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\" || rc=11\n"
+	    /* a copy when fs.protected_hardlinks refuses the link (a backup
+	     * that is still another user's file) */
+	    "  k=\"$d/.certfleet.$b.rb.tmp\"; rm -f -- \"$k\"\n"
+	    "  { ln -- \"$d/.$b.certfleet-prev\" \"$k\" 2>/dev/null || { rm -f -- \"$k\"; cp -p -- \"$d/.$b.certfleet-prev\" \"$k\"; }; } && mv -f -- \"$k\" \"$t\" || { rm -f -- \"$k\"; rc=11; }\n"
 	    "done\n"
 	    "if [ -n \"$RELOAD\" ]; then run \"$RELOAD\" </dev/null 2>&1 || rc=13; fi\n"
 	    "exit $rc\n"
@@ -336,6 +472,10 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	s.data = NULL;
 	r->rollback_script = rb.data;
 	rb.data = NULL;
+	if (cf_buf_append(&pf, preflight_body, sizeof(preflight_body) - 1) < 0)
+		goto nomem;
+	r->preflight_script = pf.data;
+	pf.data = NULL;
 	rc = 0;
 	goto out;
 nomem:
@@ -343,6 +483,7 @@ nomem:
 out:
 	cf_buf_free_secret(&s);
 	cf_buf_free(&rb);
+	cf_buf_free(&pf);
 	cf_buf_free(&dir);
 	return rc;
 }
@@ -687,7 +828,8 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 	const struct cf_playbook *pb = r->pb;
 	char *out = NULL;
 	int status = -1, rc = -1;
-	char why[300], detail[300];
+	char why[CF_ERR_MSG_MAX], detail[300];
+	bool restored;
 
 	/* the script writes the files: from here on the node may have
 	 * changed until the script says otherwise */
@@ -707,6 +849,7 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 	if (strncmp(why, "certfleet: ", 11) == 0)
 		memmove(why, why + 11, strlen(why + 11) + 1);
 	summarize_output(out, detail, sizeof(detail));
+	restored = out != NULL && strstr(out, "certfleet-restored\n") != NULL;
 	switch (status) {
 	case STAGE_OK:
 		rc = 0;
@@ -716,18 +859,23 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 		cf_err_set(err, CF_ERR_UNSAFE_PATH, "%s", why);
 		break;
 	case STAGE_WRITE:
-		nr->rolled_back = true;
+		/* a failure before any swap (temp file, backup) changed no
+		 * target: the script removed its temp files, restored nothing */
+		nr->rolled_back = restored;
+		nr->touched = restored;
 		cf_err_set(err, CF_ERR_WRITE, "%s", why);
 		break;
 	case STAGE_CHECK:
-		nr->rolled_back = true;
-		cf_err_set(err, CF_ERR_CHECK, "check `%s` failed, previous files "
-		           "restored: %s", pb->deploy.check, detail);
+		nr->rolled_back = restored;
+		cf_err_set(err, CF_ERR_CHECK, "check `%s` failed, %s: %s",
+		           pb->deploy.check, restored ? "previous files restored"
+		           : "no file had changed", detail);
 		break;
 	case STAGE_RELOAD:
-		nr->rolled_back = true;
-		cf_err_set(err, CF_ERR_RELOAD, "reload `%s` failed, previous "
-		           "files restored: %s", pb->deploy.reload, detail);
+		nr->rolled_back = restored;
+		cf_err_set(err, CF_ERR_RELOAD, "reload `%s` failed, %s: %s",
+		           pb->deploy.reload, restored ? "previous files restored"
+		           : "no file had changed", detail);
 		break;
 	default:
 		cf_err_set(err, CF_ERR_WRITE, "stage script exited %d on %s: %s",
@@ -735,6 +883,65 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 		break;
 	}
 out:
+	free(out);
+	return rc;
+}
+
+/* Dry run: what would fail on this node, from the preflight script.
+ * Nothing is written (nr->touched stays false); problems become the node's
+ * error, all of them, joined; notes (e.g. backups by copy) go to nr->note. */
+static int
+preflight(struct run *r, cf_ssh_t *s, struct cf_node_result *nr,
+          cf_err_t *err)
+{
+	char *out = NULL;
+	int status = -1, rc = -1;
+	cf_buf_t probs = {0}, notes = {0};
+	const char *p, *nl;
+	cf_code_t code;
+
+	if (ssh_exec(s, "sh -s", r->preflight_script,
+	             strlen(r->preflight_script), &status, &out, err) < 0)
+		goto out;
+	for (p = out; p != NULL && *p; p = nl ? nl + 1 : NULL) {
+		nl = strchr(p, '\n');
+		int l = (int)(nl ? (size_t)(nl - p) : strlen(p));
+
+		if (strncmp(p, "certfleet: ", 11) == 0)
+			cf_buf_printf(&probs, "%s%.*s", probs.len ? "; " : "",
+			              l - 11, p + 11);
+		else if (strncmp(p, "certfleet-note: ", 16) == 0)
+			cf_buf_printf(&notes, "%s%.*s", notes.len ? "; " : "",
+			              l - 16, p + 16);
+	}
+	if (notes.len > 0) {
+		cf_err_t tmp = {0};
+
+		/* through the sanitizer: this text comes from the node */
+		cf_err_set(&tmp, CF_OK, "%s", notes.data);
+		memcpy(nr->note, tmp.msg, sizeof(nr->note));
+	}
+	if (status == 0 && probs.len == 0) {
+		rc = 0;
+		goto out;
+	}
+	if (out == NULL || strstr(out, "certfleet-preflight-done") == NULL) {
+		char last[300];
+
+		last_line(out, last, sizeof(last));
+		cf_err_set(err, CF_ERR_WRITE, "preflight script exited %d: %s",
+		           status, last);
+		goto out;
+	}
+	code = status == STAGE_UNSAFE   ? CF_ERR_UNSAFE_PATH
+	       : status == STAGE_CHECK  ? CF_ERR_CHECK
+	       : status == STAGE_RELOAD ? CF_ERR_RELOAD
+	                                : CF_ERR_WRITE;
+	cf_err_set(err, code, "preflight: %s",
+	           probs.data ? probs.data : "failed");
+out:
+	cf_buf_free(&probs);
+	cf_buf_free(&notes);
 	free(out);
 	return rc;
 }
@@ -828,7 +1035,10 @@ node_pipeline(struct run *r, size_t pos)
 	}
 	trace(r, node, t0, "ssh connected+authenticated");
 	if (o->dry_run) {
-		nr->outcome = CF_OUT_DRYRUN;
+		/* read-only checks of what the real run would need */
+		ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
+		nr->outcome = preflight(r, s, nr, &nr->err) == 0 ? CF_OUT_DRYRUN
+		                                                : CF_OUT_FAILED;
 		goto done;
 	}
 
@@ -1061,6 +1271,7 @@ run_free(struct run *r)
 	cf_free_secret(r->combined, r->combined_len);
 	cf_free_secret(r->stage_script, r->stage_script_cap);
 	free(r->rollback_script);
+	free(r->preflight_script);
 	tlsprobe_ctx_free(r->tls);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
@@ -1099,6 +1310,7 @@ rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 		goto out;
 	if (run_all(&r, err) < 0)
 		goto out;
+	res.dry_run = opts->dry_run;
 	*out = res;
 	rc = 0;
 out:

@@ -408,6 +408,55 @@ out:
 }
 
 int
+ssh_check_files(const char *identity_path, const char *known_hosts_path,
+                cf_err_t *err)
+{
+	struct identity_info ii;
+	struct stat st;
+	char *key = NULL;
+	size_t key_len = 0;
+	int fd, rc = -1;
+
+	memset(&ii, 0, sizeof(ii));
+	if (identity_load(identity_path, &key, &key_len, &ii, err) < 0)
+		goto out;
+	/* ssh_ctx_new takes a missing known_hosts as empty (every host is
+	 * then refused with its fingerprint); before a run it is a mistake */
+	fd = open(known_hosts_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		cf_err_set(err, CF_ERR_CONFIG, "known_hosts %s: %s%s",
+		           known_hosts_path, strerror(errno),
+		           errno == ENOENT ? " (add every node's host key: "
+		           "ssh-keyscan -t ed25519 HOST >> FILE, then check "
+		           "the fingerprints)" : "");
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		cf_err_set(err, CF_ERR_CONFIG, "known_hosts %s is not a regular "
+		           "file", known_hosts_path);
+		close(fd);
+		goto out;
+	}
+	close(fd);
+	/* whoever may write it may vouch for any host key */
+	if ((st.st_mode & 022) != 0) {
+		cf_err_set(err, CF_ERR_CONFIG, "known_hosts %s is mode %04o "
+		           "(%s-writable): anyone who can write it can vouch for "
+		           "a host key (chmod 644 %s)", known_hosts_path,
+		           (unsigned)(st.st_mode & 07777),
+		           (st.st_mode & 002) ? "world" : "group",
+		           known_hosts_path);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (key != NULL)
+		cf_free_secret(key, key_len + 1);
+	free(ii.pub);
+	return rc;
+}
+
+int
 ssh_ctx_new(const char *identity_path, const char *known_hosts_path,
             cf_ssh_ctx_t **out, cf_err_t *err)
 {

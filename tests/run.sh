@@ -93,13 +93,22 @@ for t in "$BUILD"/tests/test_*; do
 	run "$name" 120 "$t"
 done
 
-# 2. Every example playbook must validate.
+# 2. Every example playbook must validate.  validate also checks that the
+# identity and known_hosts files exist with safe modes: the examples name
+# /etc/certfleet/..., so each is validated as a copy pointing at a key and
+# a known_hosts made here.
 for p in "$ROOT"/playbooks/*.json; do
 	[ -f "$p" ] && [ $have_bin = 1 ] || continue
 	name=playbook/${p##*/}
 	selected "$name" || continue
 	state=$(mktemp -d /tmp/cft-validate.XXXX)
-	run "$name" 30 "$CERTFLEET" --state-dir "$state" -p "$p" validate
+	ssh-keygen -q -t ed25519 -N '' -f "$state/id" && : >"$state/known_hosts" &&
+	    python3 -c 'import json, sys
+pb = json.load(open(sys.argv[1]))
+pb["ssh"]["identity"] = sys.argv[2] + "/id"
+pb["ssh"]["known_hosts"] = sys.argv[2] + "/known_hosts"
+json.dump(pb, open(sys.argv[2] + "/" + sys.argv[3], "w"))' "$p" "$state" "${p##*/}"
+	run "$name" 30 "$CERTFLEET" --state-dir "$state" -p "$state/${p##*/}" validate
 	rm -rf "$state"
 done
 

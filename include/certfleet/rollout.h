@@ -48,12 +48,14 @@ struct cf_node_result {
 	char after_sha256[65];        /* served at the end ("" unknown) */
 	int64_t after_not_after;      /* not_after of what it serves at the end */
 	int64_t duration_ms;
+	char note[CF_ERR_MSG_MAX];    /* dry run: e.g. "backup by copy" */
 };
 
 struct cf_rollout_result {
 	struct cf_node_result *nodes; /* one per playbook node, playbook order */
 	size_t n;
 	bool stopped;                 /* canaries or failure budget stopped it */
+	bool dry_run;                 /* nothing written, nothing quarantined */
 	char stop_reason[CF_ERR_MSG_MAX];
 	unsigned n_canary_failed;     /* canaries failed at check/reload/verify */
 	char canary_failed[CF_ERR_MSG_MAX / 2]; /* their names, ", "-joined */

@@ -39,6 +39,14 @@ int ssh_ctx_new(const char *identity_path, const char *known_hosts_path,
                 cf_ssh_ctx_t **out, cf_err_t *err);
 void ssh_ctx_free(cf_ssh_ctx_t *ctx);
 
+/* `validate`'s local checks, the same ones ssh_ctx_new makes on the
+ * identity (exists, regular, mode 0600 or stricter, a usable key format)
+ * plus: known_hosts exists, is readable, a regular file and not writable
+ * by group or others.  CF_ERR_CONFIG naming the file.  Needs no
+ * libssh2_init. */
+int ssh_check_files(const char *identity_path, const char *known_hosts_path,
+                    cf_err_t *err);
+
 typedef struct cf_ssh cf_ssh_t;
 
 /* TCP connect, SSH handshake and host key check, all bounded by

@@ -6,7 +6,7 @@
 # gets current lists while a prepared one never touches the network.
 set -eu
 
-PKGS="build-essential clang pkg-config libssh2-1-dev libssl-dev
+PKGS="build-essential clang pkg-config sudo libssh2-1-dev libssl-dev
 libcurl4-openssl-dev libjansson-dev libcmocka-dev openssh-server
 openssh-client nginx-light pebble certbot iproute2 iptables openssl curl
 procps psmisc util-linux python3 dnsutils faketime valgrind libjose-dev libclang-rt-14-dev

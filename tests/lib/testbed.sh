@@ -736,6 +736,38 @@ tb_fix_reload() {
 	printf '#!/bin/sh\nexec nginx -s reload -c /srv/nginx.conf\n' >"$(tb_dir "$1")/reload.sh"
 }
 
+# --- users on a node -----------------------------------------------------
+
+# Give node I its own users: a copy of the machine's /etc (passwd, group,
+# shadow, sudoers) and an empty /home, bind-mounted in the node's mount
+# namespace, so `useradd`, `install -o USER` and /etc/sudoers.d there change
+# that node only (by default nodes share the machine's /etc).  sshd is
+# restarted reading ~/.ssh/authorized_keys as well as /srv/authorized_keys,
+# with StrictModes on, as a stock sshd does: a login set up as README's
+# "Preparing a node" says must work here exactly as it says.
+# The copies live in $TB/priv/nI (outside /srv: tb_snapshot ignores them).
+tb_own_users() {
+	local i=$1 d
+	d=$TB/priv/n$i
+	mkdir -p "$d/home" && cp -a /etc "$d/etc" || return 1
+	# shellcheck disable=SC2016
+	tb_exec "$i" sh -c 'mount --bind "$1/etc" /etc && mount --bind "$1/home" /home' \
+	    own-users "$d" || return 1
+	sed -i -e 's|^AuthorizedKeysFile .*|AuthorizedKeysFile /srv/authorized_keys .ssh/authorized_keys|' \
+	    -e 's|^StrictModes .*|StrictModes yes|' "$(tb_dir "$i")/sshd_config"
+	tb_stop_sshd "$i"
+	tb_start_sshd "$i"
+}
+
+# ssh to node I as USER (tests' own checks, e.g. what that login may do).
+tb_ssh_as() {
+	local i=$1 u=$2
+	shift 2
+	ssh -q -i "$TB/id_ed25519" -o UserKnownHostsFile="$TB/known_hosts" \
+	    -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=5 \
+	    -o GlobalKnownHostsFile=/dev/null "$u@$(tb_ip "$i")" "$@"
+}
+
 # --- inspection (from outside certfleet) ---------------------------------
 
 # sha256 of the DER leaf node I serves for SNI $TB_SNI; empty if none.
