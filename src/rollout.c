@@ -1089,20 +1089,27 @@ node_pipeline(struct run *r, size_t pos)
 
 done:
 	trace(r, node, t0, report_outcome_name_local(nr->outcome));
+	nr->duration_ms = cf_now_ms() - t0;
+	/* Reported before the gate hears of it: a canary's failure must be
+	 * told before the lines of the nodes it stopped. */
+	pthread_mutex_lock(&r->mu);
+	r->done++;
+	if (o->progress != NULL)
+		o->progress(o->progress_arg, nr, r->done, r->n_queue);
+	pthread_mutex_unlock(&r->mu);
 	if (gated && g != GATE_STOPPED)
 		gate_leave(r, g, nr);
 	else if (!gated)
 		gate_skip(r, pos, nr);
 	ssh_close(s);
 	cf_buf_free(&prev_idx);
-	nr->duration_ms = cf_now_ms() - t0;
 }
 
 static void *
 worker(void *arg)
 {
 	struct run *r = arg;
-	size_t i, pos;
+	size_t pos;
 
 	for (;;) {
 		pthread_mutex_lock(&r->mu);
@@ -1111,17 +1118,9 @@ worker(void *arg)
 			break;
 		}
 		pos = r->next++;
-		i = r->queue[pos];
 		pthread_mutex_unlock(&r->mu);
 
 		node_pipeline(r, pos);
-
-		pthread_mutex_lock(&r->mu);
-		r->done++;
-		if (r->opts->progress != NULL)
-			r->opts->progress(r->opts->progress_arg,
-			                  &r->res->nodes[i], r->done, r->n_queue);
-		pthread_mutex_unlock(&r->mu);
 	}
 	return NULL;
 }

@@ -62,6 +62,11 @@ cf_run 1 --json -p "$PB" deploy --cert "$NEW/fullchain.pem" --key "$NEW/privkey.
 check_stopped "$T_OUT" check-failed 1 2
 assert_file_match "$T_ERR" 'canaries n1, n2 failed \(check-failed\): rollout stopped' \
     "the summary says two canaries failed the same way"
+# lines in the order things happened: the canaries failed, then the rest
+# was stopped
+L_CAN=$(grep -n 'n2 .*FAILED (canary)' "$T_ERR" | cut -d: -f1)
+L_STOP=$(grep -n 'not touched (rollout stopped)' "$T_ERR" | head -1 | cut -d: -f1)
+assert_le "${L_CAN:-999}" "${L_STOP:-0}" "the second canary's failure is told before the nodes it stopped"
 
 t_step "the next run (recipe still bad) picks fresh canaries, stops again"
 cf_run 1 --json -p "$PB" deploy
