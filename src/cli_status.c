@@ -191,6 +191,10 @@ cli_validate(struct cf_cli *cli, int argc, char **argv)
 		return cli_usage("validate needs a playbook: -p FILE");
 	if (playbook_load(cli->playbook, &pb, &err) < 0)
 		return cli_fail(&err);
+	if (playbook_load_secrets(pb, &err) < 0) {
+		playbook_free(pb);
+		return cli_fail(&err);
+	}
 	if (!cli->quiet)
 		printf("%s: ok: certificate %s (%zu domains), %zu files, "
 		       "%zu nodes\n", cli->playbook, pb->cert.name,

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -87,7 +88,8 @@ static const char *const acme_keys[] = {
 	"renew_before_days", "preferred_chain", "profile", "reuse_key", "eab",
 	"timeout", NULL,
 };
-static const char *const eab_keys[] = {"kid", "hmac_key", NULL};
+static const char *const eab_keys[] = {"kid", "hmac_key", "hmac_key_file",
+					NULL};
 static const char *const ssh_keys[] = {
 	"user", "port", "identity", "known_hosts", "connect_timeout", "timeout",
 	NULL,
@@ -812,6 +814,8 @@ get_string(struct pctx *c, json_t *obj, const char *key, bool required,
 	if ((s = strdup(json_string_value(v))) == NULL)
 		return nomem(c);
 	if (!check(s, why, sizeof(why))) {
+		/* a rejected value may be a secret (acme.eab.hmac_key) */
+		explicit_bzero(s, strlen(s));
 		free(s);
 		return bad(c, "%s", why);
 	}
@@ -1113,25 +1117,46 @@ parse_certificate(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	return 0;
 }
 
+/* The HMAC key binds a new ACME account to a CA customer: whoever reads
+ * it can open accounts in the operator's name.  Inline (hmac_key) or in a
+ * file of its own (hmac_key_file, read only when talking to the CA, see
+ * playbook_load_secrets); never both, so there is one truth. */
 static int
 parse_eab(struct pctx *c, json_t *acme, struct cf_playbook *pb)
 {
+	bool inline_key, key_file;
 	json_t *o, *v;
 
 	if (enter_object(c, acme, "eab", false, eab_keys, &o) < 0)
 		return -1;
 	if (o != NULL) {
+		inline_key = json_object_get(o, "hmac_key") != NULL;
+		key_file = json_object_get(o, "hmac_key_file") != NULL;
 		if (get_string(c, o, "kid", true, check_kid,
-		               &pb->acme.eab_kid) < 0 ||
-		    get_string(c, o, "hmac_key", true, check_hmac_key,
-		               &pb->acme.eab_hmac_key) < 0)
+		               &pb->acme.eab_kid) < 0)
+			return -1;
+		if (inline_key && key_file) {
+			push_key(c, "hmac_key_file");
+			return bad(c, "give acme.eab.hmac_key or "
+			           "acme.eab.hmac_key_file, not both");
+		}
+		if (!inline_key && !key_file) {
+			push_key(c, "hmac_key");
+			return bad(c, "missing required key (or give "
+			           "acme.eab.hmac_key_file)");
+		}
+		if (get_string(c, o, "hmac_key", false, check_hmac_key,
+		               &pb->acme.eab_hmac_key) < 0 ||
+		    get_string(c, o, "hmac_key_file", false, check_path,
+		               &pb->acme.eab_hmac_key_file) < 0)
 			return -1;
 		/* The copy we keep is wiped in playbook_free; wipe jansson's
 		 * too (its buffer is plain heap memory we may overwrite) so
 		 * the key does not linger after json_decref. */
 		v = json_object_get(o, "hmac_key");
-		explicit_bzero((char *)json_string_value(v),
-		               json_string_length(v));
+		if (v != NULL && json_is_string(v))
+			explicit_bzero((char *)json_string_value(v),
+			               json_string_length(v));
 	}
 	pop(c);
 	return 0;
@@ -1603,6 +1628,112 @@ playbook_load_buf(const char *name, const char *buf, size_t len,
 	return parse_document(&c, out);
 }
 
+/* A playbook that holds acme.eab.hmac_key is a secret file: refused when
+ * group or others may access it, as ssh(1) refuses a loose identity. */
+static int
+check_secret_holder(int fd, const char *path, cf_err_t *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return cf_err_set(err, CF_ERR_CONFIG, "%s: %s", path,
+		                  strerror(errno));
+	if ((st.st_mode & 077) == 0)
+		return 0;
+	return cf_err_set(err, CF_ERR_CONFIG,
+	                  "%s: mode %04o: the playbook holds acme.eab.hmac_key "
+	                  "and is %s by group or others; chmod 600 it or use "
+	                  "acme.eab.hmac_key_file", path,
+	                  (unsigned)(st.st_mode & 07777),
+	                  (st.st_mode & 044) != 0 ? "readable" : "accessible");
+}
+
+/* Longest key file we read: a base64url HMAC key of 1024 characters plus
+ * a line end (check_hmac_key's limit). */
+#define EAB_KEY_FILE_MAX 1100
+
+int
+playbook_load_secrets(struct cf_playbook *pb, cf_err_t *err)
+{
+	const char *kf = pb->acme.eab_hmac_key_file;
+	char why[256], *buf = NULL;
+	size_t len = 0;
+	struct stat st;
+	int fd, rc = -1;
+
+	if (kf == NULL || pb->acme.eab_hmac_key != NULL)
+		return 0;
+	/* O_NONBLOCK: a FIFO at the path must not hang the run; it is
+	 * refused below as not a regular file. */
+	fd = open(kf, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return cf_err_set(err, CF_ERR_CONFIG,
+		                  "%s: acme.eab.hmac_key_file %s: %s", pb->path,
+		                  kf, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "%s", pb->path, kf, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "not a regular file", pb->path, kf);
+		goto out;
+	}
+	if ((st.st_mode & 077) != 0) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "mode %04o: the EAB HMAC key is %s by group or "
+		           "others; chmod 600 it", pb->path, kf,
+		           (unsigned)(st.st_mode & 07777),
+		           (st.st_mode & 044) != 0 ? "readable" : "accessible");
+		goto out;
+	}
+	if (st.st_size > EAB_KEY_FILE_MAX) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "larger than %d bytes, not an HMAC key", pb->path, kf,
+		           EAB_KEY_FILE_MAX);
+		goto out;
+	}
+	if ((buf = malloc(EAB_KEY_FILE_MAX + 2)) == NULL) {
+		cf_err_set(err, CF_ERR_NOMEM, "%s: out of memory", kf);
+		goto out;
+	}
+	while (len <= EAB_KEY_FILE_MAX) {
+		ssize_t n = read(fd, buf + len, EAB_KEY_FILE_MAX + 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file "
+			           "%s: %s", pb->path, kf, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	/* "echo KEY > file" leaves a line end */
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+	                   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		buf[--len] = '\0';
+	if (!check_hmac_key(buf, why, sizeof(why))) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "%s", pb->path, kf, why);
+		goto out;
+	}
+	pb->acme.eab_hmac_key = buf;
+	buf = NULL;
+	rc = 0;
+out:
+	if (buf != NULL) {
+		explicit_bzero(buf, EAB_KEY_FILE_MAX + 2);
+		free(buf);
+	}
+	close(fd);
+	return rc;
+}
+
 int
 playbook_load(const char *path, struct cf_playbook **out, cf_err_t *err)
 {
@@ -1636,6 +1767,12 @@ playbook_load(const char *path, struct cf_playbook **out, cf_err_t *err)
 		len += (size_t)n;
 	}
 	rc = playbook_load_buf(path, buf, len, out, err);
+	if (rc == 0 && (*out)->acme.eab_hmac_key != NULL &&
+	    check_secret_holder(fd, path, err) < 0) {
+		playbook_free(*out);
+		*out = NULL;
+		rc = -1;
+	}
 out:
 	/* The text may hold an EAB HMAC key. */
 	if (buf != NULL) {
@@ -1685,6 +1822,7 @@ playbook_free(struct cf_playbook *pb)
 	free(pb->acme.preferred_chain);
 	free(pb->acme.profile);
 	free(pb->acme.eab_kid);
+	free(pb->acme.eab_hmac_key_file);
 	if (pb->acme.eab_hmac_key != NULL) {
 		explicit_bzero(pb->acme.eab_hmac_key,
 		               strlen(pb->acme.eab_hmac_key));
