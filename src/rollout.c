@@ -1094,8 +1094,12 @@ rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 		goto out;
 	}
 	cf_hex(rnd, sizeof(rnd), token);
-	if (tlsprobe_ctx_new(&r.tls, err) < 0 || build_payloads(&r, err) < 0 ||
-	    build_scripts(&r, token, err) < 0)
+	if (tlsprobe_ctx_new(&r.tls, err) < 0)
+		goto out;
+	/* verify/check only probe: no key-bearing script is ever built
+	 * (their bundle holds no key: store_get_current_cert) */
+	if (!opts->verify_only &&
+	    (build_payloads(&r, err) < 0 || build_scripts(&r, token, err) < 0))
 		goto out;
 	if (run_all(&r, err) < 0)
 		goto out;

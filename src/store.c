@@ -398,7 +398,8 @@ out:
 	return rc;
 }
 
-/* Load versions/ID into b and info (either may be NULL). Every failure is
+/* Load versions/ID into b and info (either may be NULL; b == NULL reads
+ * cert.pem alone, never the private key). Every failure is
  * CF_ERR_STATE naming the file: the store wrote it, so it is the store's
  * state that is broken, not the operator's input. */
 static int
@@ -422,7 +423,9 @@ load_version(cf_store_t *st, const char *id, struct cf_bundle *b,
 		           id, vdir);
 		goto out;
 	}
-	for (i = 0; i < 4; i++) {
+	/* Without a bundle to fill, only cert.pem is read: status, verify
+	 * and check run as a monitoring user who has no access to keys. */
+	for (i = 0; i < (b != NULL ? 4u : 1u); i++) {
 		free(path);
 		path = path_join(vdir, bundle_files[i]);
 		if (path == NULL) {
@@ -804,6 +807,13 @@ store_get_current(cf_store_t *st, struct cf_bundle *b,
 out:
 	free(cur);
 	return rc;
+}
+
+int
+store_get_current_cert(cf_store_t *st, struct cf_certinfo *info,
+                       char **version, bool *found, cf_err_t *err)
+{
+	return store_get_current(st, NULL, info, version, found, err);
 }
 
 int

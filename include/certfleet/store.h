@@ -42,10 +42,16 @@ int store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err);
 /* Certificate versions. */
 int store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
                      char **version_out, cf_err_t *err); /* and make current */
-/* Current bundle: returns 0 with *found=false if the store has none. */
+/* Current bundle: returns 0 with *found=false if the store has none.
+ * b == NULL: the certificate's info only, the key is not read. */
 int store_get_current(cf_store_t *st, struct cf_bundle *b,
                       struct cf_certinfo *info, char **version, bool *found,
                       cf_err_t *err);
+/* The current certificate's info alone (b == NULL above means the same):
+ * reads cert.pem, never privkey.pem, so status, verify and check work for
+ * a user who cannot read keys. */
+int store_get_current_cert(cf_store_t *st, struct cf_certinfo *info,
+                           char **version, bool *found, cf_err_t *err);
 /* Version before the current one (for rollback), same contract. */
 int store_get_previous(cf_store_t *st, struct cf_bundle *b,
                        struct cf_certinfo *info, char **version, bool *found,
