@@ -44,6 +44,7 @@ session_open(struct cf_cli *cli, const char *what, int flags,
 		goto fail;
 	if (store_open(cli->state_dir, s->pb->cert.name, &s->st, &err) < 0)
 		goto fail;
+	store_set_keep_versions(s->st, s->pb->store.keep_versions);
 	if ((flags & CF_SESS_LOCK) &&
 	    store_lock(s->st, what, cli->wait_s, &err) < 0)
 		goto fail;

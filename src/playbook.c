@@ -80,7 +80,7 @@ static const char *const challenge_names[] = {"http-01", "dns-01", NULL};
 
 static const char *const top_keys[] = {
 	"description", "certificate", "acme", "ssh", "deploy", "verify",
-	"rollout", "notify", "nodes", NULL,
+	"rollout", "notify", "store", "nodes", NULL,
 };
 static const char *const cert_keys[] = {"name", "domains", "key_type", NULL};
 static const char *const acme_keys[] = {
@@ -106,6 +106,7 @@ static const char *const verify_keys[] = {
 static const char *const rollout_keys[] = {
 	"concurrency", "canary", "canary_failures", "max_failures", NULL,
 };
+static const char *const store_keys[] = {"keep_versions", NULL};
 static const char *const notify_keys[] = {
 	"webhooks", "command", "warn_days", NULL,
 };
@@ -1387,6 +1388,21 @@ parse_rollout(struct pctx *c, json_t *root, struct cf_playbook *pb)
 }
 
 static int
+parse_store(struct pctx *c, json_t *root, struct cf_playbook *pb)
+{
+	json_t *o;
+
+	if (enter_object(c, root, "store", false, store_keys, &o) < 0)
+		return -1;
+	/* at least 2: the current version and the one rollback deploys */
+	if (o != NULL && get_uint(c, o, "keep_versions", 2, 1000,
+	                          &pb->store.keep_versions) < 0)
+		return -1;
+	pop(c);
+	return 0;
+}
+
+static int
 parse_notify(struct pctx *c, json_t *root, struct cf_playbook *pb)
 {
 	json_t *o;
@@ -1598,6 +1614,7 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 	pb->rollout.canary = 1;
 	pb->rollout.canary_failures = 2;
 	pb->acme.timeout = 300;
+	pb->store.keep_versions = 3;
 	if ((pb->path = strdup(c->name)) == NULL) {
 		nomem(c);
 		goto out;
@@ -1605,7 +1622,8 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 	if (parse_certificate(c, root, pb) < 0 || parse_acme(c, root, pb) < 0 ||
 	    parse_ssh(c, root, pb) < 0 || parse_deploy(c, root, pb) < 0 ||
 	    parse_verify(c, root, pb) < 0 || parse_rollout(c, root, pb) < 0 ||
-	    parse_notify(c, root, pb) < 0 || parse_nodes(c, root, pb) < 0)
+	    parse_notify(c, root, pb) < 0 || parse_store(c, root, pb) < 0 ||
+	    parse_nodes(c, root, pb) < 0)
 		goto out;
 	c->depth = 0;
 	if (check_cross(c, pb) < 0)

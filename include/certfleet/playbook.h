@@ -90,6 +90,12 @@ struct cf_playbook {
 	} rollout;
 
 	struct {
+		unsigned keep_versions; /* newest stored versions that keep
+		                           their private key; default 3, 2..1000
+		                           (rollback needs the previous one) */
+	} store;
+
+	struct {
 		char *directory;       /* https URL; NULL = no ACME (deploy only) */
 		char **contact;        /* "mailto:..." URIs, NULL-terminated or NULL */
 		size_t n_contact;

@@ -6,7 +6,10 @@
  *       current                    version id of the current certificate
  *       versions/ID/               ID = 20261125T064359Z-<sha256[0:8]>
  *         cert.pem chain.pem fullchain.pem   0644
- *         privkey.pem                        0600
+ *         privkey.pem                        0600; only in the newest
+ *                                            keep_versions versions (and
+ *                                            current and the one before
+ *                                            it); older ones are wiped
  *       nodes.json                 per-node state (below)
  *       renewal.json               ACME renewal state
  *     accounts/HASH/account.key    0600, HASH = sha256(directory URL)[0:16]
@@ -39,9 +42,17 @@ const char *store_root(const cf_store_t *st); /* STATE, borrowed */
  * run is free (flock dies with its holder). Released by store_close. */
 int store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err);
 
-/* Certificate versions. */
+/* How many of the newest versions keep their private key (default 3,
+ * at least 2: rollback deploys the previous one).  Playbook
+ * store.keep_versions. */
+void store_set_keep_versions(cf_store_t *st, unsigned n);
+
+/* Certificate versions.  Store b as a new version (or reuse the version
+ * holding its leaf) and make it current; then wipe (overwrite, unlink)
+ * privkey.pem of versions older than the newest keep_versions, never of
+ * the current version or the one before it. */
 int store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
-                     char **version_out, cf_err_t *err); /* and make current */
+                     char **version_out, cf_err_t *err);
 /* Current bundle: returns 0 with *found=false if the store has none.
  * b == NULL: the certificate's info only, the key is not read. */
 int store_get_current(cf_store_t *st, struct cf_bundle *b,

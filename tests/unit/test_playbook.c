@@ -374,6 +374,7 @@ test_valid_minimal(void **state)
 	assert_false(pb->acme.reuse_key);
 	assert_null(pb->acme.eab_kid);
 	assert_null(pb->acme.eab_hmac_key);
+	assert_int_equal(pb->store.keep_versions, 3);
 	assert_int_equal(pb->acme.timeout, 300);
 	assert_string_equal(pb->ssh.user, "root");
 	assert_int_equal(pb->ssh.port, 22);
@@ -705,6 +706,12 @@ static const struct bad_case bad_cases[] = {
 	 "\"hmac_key_file\": \"eab.key\"}},\n" SSH DEPLOY NODES TAIL,
 	 "t.json:3: acme.eab.hmac_key_file: must be an absolute path (start "
 	 "with '/')"},
+	{"store_keep_one",
+	 HEAD CERT SSH DEPLOY "  \"store\": {\"keep_versions\": 1},\n" NODES TAIL,
+	 "t.json:5: store.keep_versions: must be between 2 and 1000, got 1"},
+	{"store_typo",
+	 HEAD CERT SSH DEPLOY "  \"store\": {\"keep_version\": 5},\n" NODES TAIL,
+	 "t.json:5: store.keep_version: unknown key, did you mean keep_versions?"},
 	{"eab_bad_key_not_echoed",
 	 HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", \"hmac_key\": \"s3cr3t!!\"}},\n"
 	 SSH DEPLOY NODES TAIL,
