@@ -95,7 +95,7 @@ static const char *const ssh_keys[] = {
 	NULL,
 };
 static const char *const deploy_keys[] = {
-	"files", "check", "reload", "webroot", NULL,
+	"files", "check", "reload", "webroot", "keep_previous", NULL,
 };
 static const char *const file_keys[] = {
 	"path", "content", "mode", "owner", "group", NULL,
@@ -1340,7 +1340,8 @@ parse_deploy(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	    get_string(c, o, "reload", false, check_command,
 	               &pb->deploy.reload) < 0 ||
 	    get_string(c, o, "webroot", false, check_path,
-	               &pb->deploy.webroot) < 0)
+	               &pb->deploy.webroot) < 0 ||
+	    get_bool(c, o, "keep_previous", &pb->deploy.keep_previous) < 0)
 		goto out;
 	pop(c);
 	rc = 0;
@@ -1615,6 +1616,7 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 	pb->rollout.canary_failures = 2;
 	pb->acme.timeout = 300;
 	pb->store.keep_versions = 3;
+	pb->deploy.keep_previous = true;
 	if ((pb->path = strdup(c->name)) == NULL) {
 		nomem(c);
 		goto out;

@@ -70,6 +70,9 @@ struct cf_playbook {
 		char *check;         /* shell command run on the node; NULL = none */
 		char *reload;        /* shell command; NULL = none */
 		char *webroot;       /* absolute dir for http-01 files; NULL = none */
+		bool keep_previous;  /* default true; false: a verified node's
+		                        .NAME.certfleet-prev backups of key files
+		                        are removed */
 	} deploy;
 
 	struct {

@@ -90,7 +90,8 @@ for i in 1 2; do
 	    "$(tb_cert_sha256 "$TB/state/web/versions/$V/fullchain.pem")" \
 	    "n$i serves the new certificate"
 done
-assert_eq "$(grep -rlF "$HMAC" "$TB/state" "$T_TMP"/out.* "$T_TMP"/err.* 2>/dev/null | wc -l)" 0 \
+printf '%s\n' "$HMAC" >"$T_TMP/needle"
+assert_eq "$(grep -rlF -f "$T_TMP/needle" "$TB/state" "$T_TMP"/out.* "$T_TMP"/err.* 2>/dev/null | wc -l)" 0 \
     "the HMAC key is in no state file and no output"
 
 t_step "without EAB the same Pebble refuses a new account (the binding mattered)"
