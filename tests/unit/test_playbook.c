@@ -375,6 +375,7 @@ test_valid_minimal(void **state)
 	assert_null(pb->acme.eab_kid);
 	assert_null(pb->acme.eab_hmac_key);
 	assert_int_equal(pb->store.keep_versions, 3);
+	assert_true(pb->deploy.keep_previous);
 	assert_int_equal(pb->acme.timeout, 300);
 	assert_string_equal(pb->ssh.user, "root");
 	assert_int_equal(pb->ssh.port, 22);
@@ -706,6 +707,10 @@ static const struct bad_case bad_cases[] = {
 	 "\"hmac_key_file\": \"eab.key\"}},\n" SSH DEPLOY NODES TAIL,
 	 "t.json:3: acme.eab.hmac_key_file: must be an absolute path (start "
 	 "with '/')"},
+	{"keep_previous_not_bool",
+	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+	 "\"content\": \"cert\"}], \"keep_previous\": \"no\"},\n" NODES TAIL,
+	 "t.json:4: deploy.keep_previous: expected a boolean, got string"},
 	{"store_keep_one",
 	 HEAD CERT SSH DEPLOY "  \"store\": {\"keep_versions\": 1},\n" NODES TAIL,
 	 "t.json:5: store.keep_versions: must be between 2 and 1000, got 1"},
