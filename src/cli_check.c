@@ -189,7 +189,7 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	if (store_open_ro(cli->state_dir, pb->cert.name, &st, &err) < 0 ||
 	    store_load_nodes(st, &ns, &err) < 0 ||
 	    store_load_renewal(st, &rs, &err) < 0 ||
-	    store_get_current(st, &b, &ci, &version, &found, &err) < 0)
+	    store_get_current_cert(st, &ci, &version, &found, &err) < 0)
 		goto unknown;
 	if (!found) {
 		cf_err_set(&err, CF_ERR_STATE, "%s: no certificate in the store "

@@ -216,6 +216,7 @@ session_open(struct cf_cli *cli, const char *what, int flags,
 	        : store_open_ro(cli->state_dir, s->pb->cert.name, &s->st,
 	                        &err) < 0)
 		goto fail;
+	store_set_keep_versions(s->st, s->pb->store.keep_versions);
 	if ((flags & CF_SESS_LOCK) && store_lock(s->st, what, 0, &err) < 0) {
 		char holder[700];
 

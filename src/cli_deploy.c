@@ -186,7 +186,9 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 		o.force = true;
 		o.no_canary = true;
 	} else {
-		if (store_get_current(s.st, &b, &ci, &version, &found, &err) < 0)
+		/* verify reads the certificate only: no key in memory */
+		if (store_get_current(s.st, mode == MODE_VERIFY ? NULL : &b,
+		                      &ci, &version, &found, &err) < 0)
 			goto fail;
 		if (!found) {
 			cf_err_set(&err, CF_ERR_STATE,

@@ -707,6 +707,8 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 		           "an ACME directory URL", s.pb->path);
 		goto fail;
 	}
+	if (playbook_load_secrets(s.pb, &err) < 0)
+		goto fail;
 	if (store_get_current(s.st, &cur, &ci, &version, &found, &err) < 0 ||
 	    store_load_renewal(s.st, &rs, &err) < 0)
 		goto fail;

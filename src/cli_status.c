@@ -74,7 +74,7 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 	ex = session_open(cli, "status", CF_SESS_NODES, &s);
 	if (ex != 0)
 		return ex;
-	if (store_get_current(s.st, &b, &ci, &version, &found, &err) < 0) {
+	if (store_get_current_cert(s.st, &ci, &version, &found, &err) < 0) {
 		ex = cli_fail(&err);
 		goto out;
 	}
@@ -223,7 +223,7 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 	 * certificate its expiry series (and alerts on them) would vanish */
 	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
-	if (store_get_current(s.st, &b, &ci, &version, &found, NULL) < 0)
+	if (store_get_current_cert(s.st, &ci, &version, &found, NULL) < 0)
 		found = false;
 	session_finish(&s, "quarantine", ex, found ? &ci : NULL);
 	crypto_bundle_free(&b);
@@ -254,6 +254,10 @@ cli_validate(struct cf_cli *cli, int argc, char **argv)
 		return cli_usage("validate needs a playbook: -p FILE");
 	if (playbook_load(cli->playbook, &pb, &err) < 0)
 		return cli_fail(&err);
+	if (playbook_load_secrets(pb, &err) < 0) {
+		playbook_free(pb);
+		return cli_fail(&err);
+	}
 	/* a wrong directory would otherwise pass here and fail every node */
 	if (ssh_check_files(pb->ssh.identity, pb->ssh.known_hosts, &err) < 0) {
 		playbook_free(pb);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -79,7 +80,7 @@ static const char *const challenge_names[] = {"http-01", "dns-01", NULL};
 
 static const char *const top_keys[] = {
 	"description", "certificate", "acme", "ssh", "deploy", "verify",
-	"rollout", "notify", "nodes", NULL,
+	"rollout", "notify", "store", "nodes", NULL,
 };
 static const char *const cert_keys[] = {"name", "domains", "key_type", NULL};
 static const char *const acme_keys[] = {
@@ -87,13 +88,14 @@ static const char *const acme_keys[] = {
 	"renew_before_days", "preferred_chain", "profile", "reuse_key", "eab",
 	"timeout", NULL,
 };
-static const char *const eab_keys[] = {"kid", "hmac_key", NULL};
+static const char *const eab_keys[] = {"kid", "hmac_key", "hmac_key_file",
+					NULL};
 static const char *const ssh_keys[] = {
 	"user", "port", "identity", "known_hosts", "connect_timeout", "timeout",
 	NULL,
 };
 static const char *const deploy_keys[] = {
-	"files", "check", "reload", "webroot", NULL,
+	"files", "check", "reload", "webroot", "keep_previous", NULL,
 };
 static const char *const file_keys[] = {
 	"path", "content", "mode", "owner", "group", NULL,
@@ -104,6 +106,7 @@ static const char *const verify_keys[] = {
 static const char *const rollout_keys[] = {
 	"concurrency", "canary", "canary_failures", "max_failures", NULL,
 };
+static const char *const store_keys[] = {"keep_versions", NULL};
 static const char *const notify_keys[] = {
 	"webhooks", "command", "warn_days", NULL,
 };
@@ -812,6 +815,8 @@ get_string(struct pctx *c, json_t *obj, const char *key, bool required,
 	if ((s = strdup(json_string_value(v))) == NULL)
 		return nomem(c);
 	if (!check(s, why, sizeof(why))) {
+		/* a rejected value may be a secret (acme.eab.hmac_key) */
+		explicit_bzero(s, strlen(s));
 		free(s);
 		return bad(c, "%s", why);
 	}
@@ -1113,25 +1118,46 @@ parse_certificate(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	return 0;
 }
 
+/* The HMAC key binds a new ACME account to a CA customer: whoever reads
+ * it can open accounts in the operator's name.  Inline (hmac_key) or in a
+ * file of its own (hmac_key_file, read only when talking to the CA, see
+ * playbook_load_secrets); never both, so there is one truth. */
 static int
 parse_eab(struct pctx *c, json_t *acme, struct cf_playbook *pb)
 {
+	bool inline_key, key_file;
 	json_t *o, *v;
 
 	if (enter_object(c, acme, "eab", false, eab_keys, &o) < 0)
 		return -1;
 	if (o != NULL) {
+		inline_key = json_object_get(o, "hmac_key") != NULL;
+		key_file = json_object_get(o, "hmac_key_file") != NULL;
 		if (get_string(c, o, "kid", true, check_kid,
-		               &pb->acme.eab_kid) < 0 ||
-		    get_string(c, o, "hmac_key", true, check_hmac_key,
-		               &pb->acme.eab_hmac_key) < 0)
+		               &pb->acme.eab_kid) < 0)
+			return -1;
+		if (inline_key && key_file) {
+			push_key(c, "hmac_key_file");
+			return bad(c, "give acme.eab.hmac_key or "
+			           "acme.eab.hmac_key_file, not both");
+		}
+		if (!inline_key && !key_file) {
+			push_key(c, "hmac_key");
+			return bad(c, "missing required key (or give "
+			           "acme.eab.hmac_key_file)");
+		}
+		if (get_string(c, o, "hmac_key", false, check_hmac_key,
+		               &pb->acme.eab_hmac_key) < 0 ||
+		    get_string(c, o, "hmac_key_file", false, check_path,
+		               &pb->acme.eab_hmac_key_file) < 0)
 			return -1;
 		/* The copy we keep is wiped in playbook_free; wipe jansson's
 		 * too (its buffer is plain heap memory we may overwrite) so
 		 * the key does not linger after json_decref. */
 		v = json_object_get(o, "hmac_key");
-		explicit_bzero((char *)json_string_value(v),
-		               json_string_length(v));
+		if (v != NULL && json_is_string(v))
+			explicit_bzero((char *)json_string_value(v),
+			               json_string_length(v));
 	}
 	pop(c);
 	return 0;
@@ -1314,7 +1340,8 @@ parse_deploy(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	    get_string(c, o, "reload", false, check_command,
 	               &pb->deploy.reload) < 0 ||
 	    get_string(c, o, "webroot", false, check_path,
-	               &pb->deploy.webroot) < 0)
+	               &pb->deploy.webroot) < 0 ||
+	    get_bool(c, o, "keep_previous", &pb->deploy.keep_previous) < 0)
 		goto out;
 	pop(c);
 	rc = 0;
@@ -1356,6 +1383,21 @@ parse_rollout(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	              &pb->rollout.canary_failures) < 0 ||
 	     get_uint(c, o, "max_failures", 0, 1000000,
 	              &pb->rollout.max_failures) < 0))
+		return -1;
+	pop(c);
+	return 0;
+}
+
+static int
+parse_store(struct pctx *c, json_t *root, struct cf_playbook *pb)
+{
+	json_t *o;
+
+	if (enter_object(c, root, "store", false, store_keys, &o) < 0)
+		return -1;
+	/* at least 2: the current version and the one rollback deploys */
+	if (o != NULL && get_uint(c, o, "keep_versions", 2, 1000,
+	                          &pb->store.keep_versions) < 0)
 		return -1;
 	pop(c);
 	return 0;
@@ -1577,6 +1619,8 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 	pb->rollout.canary = 1;
 	pb->rollout.canary_failures = 2;
 	pb->acme.timeout = 300;
+	pb->store.keep_versions = 3;
+	pb->deploy.keep_previous = true;
 	if ((pb->path = strdup(c->name)) == NULL) {
 		nomem(c);
 		goto out;
@@ -1584,7 +1628,8 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 	if (parse_certificate(c, root, pb) < 0 || parse_acme(c, root, pb) < 0 ||
 	    parse_ssh(c, root, pb) < 0 || parse_deploy(c, root, pb) < 0 ||
 	    parse_verify(c, root, pb) < 0 || parse_rollout(c, root, pb) < 0 ||
-	    parse_notify(c, root, pb) < 0 || parse_nodes(c, root, pb) < 0)
+	    parse_notify(c, root, pb) < 0 || parse_store(c, root, pb) < 0 ||
+	    parse_nodes(c, root, pb) < 0)
 		goto out;
 	c->depth = 0;
 	if (check_cross(c, pb) < 0)
@@ -1605,6 +1650,112 @@ playbook_load_buf(const char *name, const char *buf, size_t len,
 	struct pctx c = {.name = name, .text = buf, .len = len, .err = err};
 
 	return parse_document(&c, out);
+}
+
+/* A playbook that holds acme.eab.hmac_key is a secret file: refused when
+ * group or others may access it, as ssh(1) refuses a loose identity. */
+static int
+check_secret_holder(int fd, const char *path, cf_err_t *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return cf_err_set(err, CF_ERR_CONFIG, "%s: %s", path,
+		                  strerror(errno));
+	if ((st.st_mode & 077) == 0)
+		return 0;
+	return cf_err_set(err, CF_ERR_CONFIG,
+	                  "%s: mode %04o: the playbook holds acme.eab.hmac_key "
+	                  "and is %s by group or others; chmod 600 it or use "
+	                  "acme.eab.hmac_key_file", path,
+	                  (unsigned)(st.st_mode & 07777),
+	                  (st.st_mode & 044) != 0 ? "readable" : "accessible");
+}
+
+/* Longest key file we read: a base64url HMAC key of 1024 characters plus
+ * a line end (check_hmac_key's limit). */
+#define EAB_KEY_FILE_MAX 1100
+
+int
+playbook_load_secrets(struct cf_playbook *pb, cf_err_t *err)
+{
+	const char *kf = pb->acme.eab_hmac_key_file;
+	char why[256], *buf = NULL;
+	size_t len = 0;
+	struct stat st;
+	int fd, rc = -1;
+
+	if (kf == NULL || pb->acme.eab_hmac_key != NULL)
+		return 0;
+	/* O_NONBLOCK: a FIFO at the path must not hang the run; it is
+	 * refused below as not a regular file. */
+	fd = open(kf, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return cf_err_set(err, CF_ERR_CONFIG,
+		                  "%s: acme.eab.hmac_key_file %s: %s", pb->path,
+		                  kf, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "%s", pb->path, kf, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "not a regular file", pb->path, kf);
+		goto out;
+	}
+	if ((st.st_mode & 077) != 0) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "mode %04o: the EAB HMAC key is %s by group or "
+		           "others; chmod 600 it", pb->path, kf,
+		           (unsigned)(st.st_mode & 07777),
+		           (st.st_mode & 044) != 0 ? "readable" : "accessible");
+		goto out;
+	}
+	if (st.st_size > EAB_KEY_FILE_MAX) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "larger than %d bytes, not an HMAC key", pb->path, kf,
+		           EAB_KEY_FILE_MAX);
+		goto out;
+	}
+	if ((buf = malloc(EAB_KEY_FILE_MAX + 2)) == NULL) {
+		cf_err_set(err, CF_ERR_NOMEM, "%s: out of memory", kf);
+		goto out;
+	}
+	while (len <= EAB_KEY_FILE_MAX) {
+		ssize_t n = read(fd, buf + len, EAB_KEY_FILE_MAX + 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file "
+			           "%s: %s", pb->path, kf, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	/* "echo KEY > file" leaves a line end */
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+	                   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		buf[--len] = '\0';
+	if (!check_hmac_key(buf, why, sizeof(why))) {
+		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		           "%s", pb->path, kf, why);
+		goto out;
+	}
+	pb->acme.eab_hmac_key = buf;
+	buf = NULL;
+	rc = 0;
+out:
+	if (buf != NULL) {
+		explicit_bzero(buf, EAB_KEY_FILE_MAX + 2);
+		free(buf);
+	}
+	close(fd);
+	return rc;
 }
 
 int
@@ -1640,6 +1791,12 @@ playbook_load(const char *path, struct cf_playbook **out, cf_err_t *err)
 		len += (size_t)n;
 	}
 	rc = playbook_load_buf(path, buf, len, out, err);
+	if (rc == 0 && (*out)->acme.eab_hmac_key != NULL &&
+	    check_secret_holder(fd, path, err) < 0) {
+		playbook_free(*out);
+		*out = NULL;
+		rc = -1;
+	}
 out:
 	/* The text may hold an EAB HMAC key. */
 	if (buf != NULL) {
@@ -1689,6 +1846,7 @@ playbook_free(struct cf_playbook *pb)
 	free(pb->acme.preferred_chain);
 	free(pb->acme.profile);
 	free(pb->acme.eab_kid);
+	free(pb->acme.eab_hmac_key_file);
 	if (pb->acme.eab_hmac_key != NULL) {
 		explicit_bzero(pb->acme.eab_hmac_key,
 		               strlen(pb->acme.eab_hmac_key));

@@ -967,6 +967,54 @@ out:
 	cf_buf_free(&cmd);
 }
 
+/* deploy.keep_previous false: once the node is verified on the new
+ * certificate, the backups of its old key files (.NAME.certfleet-prev, made
+ * by the stage script for its own restore) go, so an old key does not
+ * outlive its deployment on the node.  A separate small command after
+ * verify: never part of the stage script, and a failure here leaves a
+ * backup, never a broken node, so it does not fail the node. */
+static void
+drop_key_backups(struct run *r, cf_ssh_t *s, const struct cf_node *node,
+                 int64_t t0)
+{
+	const struct cf_playbook *pb = r->pb;
+	cf_buf_t cmd = {0};
+	cf_err_t e = {0};
+	int status = -1;
+	size_t i, n = 0;
+
+	if (cf_buf_printf(&cmd, "rm -f --") < 0)
+		goto out;
+	for (i = 0; i < pb->deploy.n_files; i++) {
+		const struct cf_file_spec *f = &pb->deploy.files[i];
+		const char *slash = strrchr(f->path, '/');
+		char *bak = NULL;
+		int ok;
+
+		if (f->content != CF_CONTENT_PRIVKEY &&
+		    f->content != CF_CONTENT_COMBINED)
+			continue;
+		if (asprintf(&bak, "%.*s/.%s.certfleet-prev",
+		             (int)(slash - f->path), f->path, slash + 1) < 0)
+			goto out;
+		ok = cf_buf_printf(&cmd, " ") == 0 &&
+		     cf_buf_shquote(&cmd, bak) == 0;
+		free(bak);
+		if (!ok)
+			goto out;
+		n++;
+	}
+	if (n == 0)
+		goto out;
+	ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
+	if (ssh_exec(s, cmd.data, NULL, 0, &status, NULL, &e) < 0 || status != 0)
+		trace(r, node, t0, "could not remove key backups");
+	else
+		trace(r, node, t0, "key backups removed");
+out:
+	cf_buf_free(&cmd);
+}
+
 static const char *
 report_outcome_name_local(cf_outcome_t o)
 {
@@ -1076,6 +1124,8 @@ node_pipeline(struct run *r, size_t pos)
 
 		if (verify_loop(r, node, vdl, nr, &nr->err) == 0) {
 			nr->outcome = CF_OUT_DEPLOYED;
+			if (!pb->deploy.keep_previous)
+				drop_key_backups(r, s, node, t0);
 			goto done;
 		}
 	}
@@ -1304,8 +1354,12 @@ rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 		goto out;
 	}
 	cf_hex(rnd, sizeof(rnd), token);
-	if (tlsprobe_ctx_new(&r.tls, err) < 0 || build_payloads(&r, err) < 0 ||
-	    build_scripts(&r, token, err) < 0)
+	if (tlsprobe_ctx_new(&r.tls, err) < 0)
+		goto out;
+	/* verify/check only probe: no key-bearing script is ever built
+	 * (their bundle holds no key: store_get_current_cert) */
+	if (!opts->verify_only &&
+	    (build_payloads(&r, err) < 0 || build_scripts(&r, token, err) < 0))
 		goto out;
 	if (run_all(&r, err) < 0)
 		goto out;

@@ -31,6 +31,7 @@
 /* store_check_writable's test write: more than a version's four PEM files
  * (a 4096-bit RSA key and a long chain are ~12 KiB) */
 #define STORE_PROBE_BYTES (32 * 1024)
+#define KEEP_VERSIONS_DEFAULT 3
 
 struct cf_store {
 	char *root;     /* STATE */
@@ -38,6 +39,7 @@ struct cf_store {
 	char *versions; /* STATE/CERTNAME/versions */
 	int lock_fd;    /* -1 until store_lock succeeds */
 	bool readonly;  /* store_open_ro: never creates or writes anything */
+	unsigned keep_versions; /* newest versions that keep their key */
 };
 
 static const char *const bundle_files[] = {
@@ -159,6 +161,7 @@ open_store(const char *state_dir, const char *cert_name, bool readonly,
 		return nomem(err);
 	st->lock_fd = -1;
 	st->readonly = readonly;
+	st->keep_versions = KEEP_VERSIONS_DEFAULT;
 	st->root = strdup(state_dir);
 	if (st->root == NULL) {
 		nomem(err);
@@ -454,7 +457,8 @@ out:
 	return rc;
 }
 
-/* Load versions/ID into b and info (either may be NULL). Every failure is
+/* Load versions/ID into b and info (either may be NULL; b == NULL reads
+ * cert.pem alone, never the private key). Every failure is
  * CF_ERR_STATE naming the file: the store wrote it, so it is the store's
  * state that is broken, not the operator's input. */
 static int
@@ -478,7 +482,9 @@ load_version(cf_store_t *st, const char *id, struct cf_bundle *b,
 		           id, vdir);
 		goto out;
 	}
-	for (i = 0; i < 4; i++) {
+	/* Without a bundle to fill, only cert.pem is read: status, verify
+	 * and check run as a monitoring user who has no access to keys. */
+	for (i = 0; i < (b != NULL ? 4u : 1u); i++) {
 		free(path);
 		path = path_join(vdir, bundle_files[i]);
 		if (path == NULL) {
@@ -738,6 +744,153 @@ out:
 	return rc;
 }
 
+/* Overwrite a key file with zeros, sync, then unlink it.  Best effort
+ * against reading it back off the disk (journals and SSD remapping may
+ * keep copies); the point is that the state directory, or a backup of
+ * it, no longer holds keys nobody will deploy again. */
+static int
+wipe_file(const char *path, cf_err_t *err)
+{
+	static const char zeros[4096];
+	struct stat sb;
+	off_t left;
+	int fd, rc = -1;
+
+	fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return cf_err_set(err, CF_ERR_IO, "cannot wipe %s: %s", path,
+		                  strerror(errno));
+	}
+	if (fstat(fd, &sb) < 0) {
+		cf_err_set(err, CF_ERR_IO, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	for (left = S_ISREG(sb.st_mode) ? sb.st_size : 0; left > 0;) {
+		size_t n = left < (off_t)sizeof(zeros) ? (size_t)left
+		                                       : sizeof(zeros);
+		ssize_t w = write(fd, zeros, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			cf_err_set(err, CF_ERR_IO, "cannot wipe %s: %s", path,
+			           strerror(errno));
+			goto out;
+		}
+		left -= w;
+	}
+	if (fsync(fd) < 0) {
+		cf_err_set(err, CF_ERR_IO, "%s: fsync: %s", path, strerror(errno));
+		goto out;
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		cf_err_set(err, CF_ERR_IO, "cannot remove %s: %s", path,
+		           strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+static int
+cmp_id_desc(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+/* Old keys do not pile up: only the newest keep_versions versions keep
+ * their privkey.pem; older ones keep their certificates (history) and
+ * lose the key (wiped).  The current version and the one before it (what
+ * `rollback` deploys, see store_get_previous) always keep theirs, even
+ * when `current` names an older version. */
+static int
+prune_old_keys(cf_store_t *st, const char *cur, cf_err_t *err)
+{
+	char **ids = NULL, *path = NULL;
+	const char *prev = NULL;
+	size_t n = 0, cap = 0, i;
+	struct dirent *de;
+	DIR *d;
+	int rc = -1;
+
+	d = opendir(st->versions);
+	if (d == NULL)
+		return cf_err_set(err, CF_ERR_IO, "%s: %s", st->versions,
+		                  strerror(errno));
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (!is_version_id(de->d_name))
+			continue;
+		if (n == cap) {
+			char **v;
+
+			cap = cap ? cap * 2 : 16;
+			v = realloc(ids, cap * sizeof(*ids));
+			if (v == NULL) {
+				nomem(err);
+				goto out;
+			}
+			ids = v;
+		}
+		if ((ids[n] = strdup(de->d_name)) == NULL) {
+			nomem(err);
+			goto out;
+		}
+		n++;
+	}
+	if (errno != 0) {
+		cf_err_set(err, CF_ERR_IO, "%s: readdir: %s", st->versions,
+		           strerror(errno));
+		goto out;
+	}
+	if (n <= st->keep_versions) {
+		rc = 0;
+		goto out;
+	}
+	qsort(ids, n, sizeof(*ids), cmp_id_desc);
+	for (i = 0; i < n && prev == NULL; i++)
+		if (strcmp(ids[i], cur) < 0)
+			prev = ids[i];
+	for (i = st->keep_versions; i < n; i++) {
+		if (strcmp(ids[i], cur) == 0 ||
+		    (prev != NULL && strcmp(ids[i], prev) == 0))
+			continue;
+		free(path);
+		if (asprintf(&path, "%s/%s/%s", st->versions, ids[i],
+		             bundle_files[3]) < 0) {
+			path = NULL;
+			nomem(err);
+			goto out;
+		}
+		if (access(path, F_OK) < 0)
+			continue;
+		if (wipe_file(path, err) < 0)
+			goto out;
+		/* the unlink is durable before we report success */
+		*strrchr(path, '/') = '\0';
+		if (fsync_path(path, err) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	for (i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	free(path);
+	closedir(d);
+	return rc;
+}
+
+void
+store_set_keep_versions(cf_store_t *st, unsigned n)
+{
+	/* rollback needs the previous version's key */
+	st->keep_versions = n < 2 ? 2 : n;
+}
+
 static int
 write_current(cf_store_t *st, const char *id, cf_err_t *err)
 {
@@ -812,6 +965,11 @@ store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
 	if (write_current(st, id, err) < 0)
 		goto out;
 done:
+	if (prune_old_keys(st, id, err) < 0) {
+		cf_err_prefix(err, "stored version %s, but removing old keys "
+		              "failed: ", id);
+		goto out;
+	}
 	if (version_out != NULL) {
 		*version_out = id;
 		id = NULL;
@@ -953,6 +1111,13 @@ store_get_current(cf_store_t *st, struct cf_bundle *b,
 out:
 	free(cur);
 	return rc;
+}
+
+int
+store_get_current_cert(cf_store_t *st, struct cf_certinfo *info,
+                       char **version, bool *found, cf_err_t *err)
+{
+	return store_get_current(st, NULL, info, version, found, err);
 }
 
 int

@@ -70,6 +70,9 @@ struct cf_playbook {
 		char *check;         /* shell command run on the node; NULL = none */
 		char *reload;        /* shell command; NULL = none */
 		char *webroot;       /* absolute dir for http-01 files; NULL = none */
+		bool keep_previous;  /* default true; false: a verified node's
+		                        .NAME.certfleet-prev backups of key files
+		                        are removed */
 	} deploy;
 
 	struct {
@@ -90,6 +93,12 @@ struct cf_playbook {
 	} rollout;
 
 	struct {
+		unsigned keep_versions; /* newest stored versions that keep
+		                           their private key; default 3, 2..1000
+		                           (rollback needs the previous one) */
+	} store;
+
+	struct {
 		char *directory;       /* https URL; NULL = no ACME (deploy only) */
 		char **contact;        /* "mailto:..." URIs, NULL-terminated or NULL */
 		size_t n_contact;
@@ -101,7 +110,11 @@ struct cf_playbook {
 		char *profile;         /* NULL = CA default */
 		bool reuse_key;        /* default false */
 		char *eab_kid;         /* both or neither */
-		char *eab_hmac_key;    /* base64url */
+		char *eab_hmac_key;    /* base64url; secret, wiped on free.
+		                          From acme.eab.hmac_key, or from
+		                          hmac_key_file once
+		                          playbook_load_secrets ran */
+		char *eab_hmac_key_file; /* absolute path or NULL */
 		unsigned timeout;      /* seconds for a whole issuance, default 300 */
 	} acme;
 
@@ -116,12 +129,21 @@ struct cf_playbook {
 	size_t n_nodes;
 };
 
-/* Parse and validate. *out owned by caller (playbook_free). */
+/* Parse and validate. *out owned by caller (playbook_free).  A playbook
+ * holding acme.eab.hmac_key that group or others may access is refused
+ * (CF_ERR_CONFIG naming the file and its mode). */
 int playbook_load(const char *path, struct cf_playbook **out, cf_err_t *err);
 /* Same, from memory; `name` is used in messages in place of a path. */
 int playbook_load_buf(const char *name, const char *buf, size_t len,
                       struct cf_playbook **out, cf_err_t *err);
 void playbook_free(struct cf_playbook *pb);
+/* Read the secrets a playbook names by path (acme.eab.hmac_key_file) into
+ * the playbook.  Only commands that talk to the CA (renew) and validate
+ * call it, so status, verify and check never need access to a secret.
+ * The file must be a regular file only its owner may access (as ssh(1)
+ * treats an identity): CF_ERR_CONFIG naming the file and its mode
+ * otherwise.  No-op without a key file. */
+int playbook_load_secrets(struct cf_playbook *pb, cf_err_t *err);
 
 const char *playbook_content_name(cf_content_t c);
 const char *playbook_key_type_name(cf_key_type_t k);

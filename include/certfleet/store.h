@@ -6,7 +6,10 @@
  *       current                    version id of the current certificate
  *       versions/ID/               ID = 20261125T064359Z-<sha256[0:8]>
  *         cert.pem chain.pem fullchain.pem   0644
- *         privkey.pem                        0600
+ *         privkey.pem                        0600; only in the newest
+ *                                            keep_versions versions (and
+ *                                            current and the one before
+ *                                            it); older ones are wiped
  *       nodes.json                 per-node state (below)
  *       renewal.json               ACME renewal state
  *     accounts/HASH/account.key    0600, HASH = sha256(directory URL)[0:16]
@@ -48,7 +51,15 @@ int store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err);
  * since ... (deploy)"), or "another run". */
 void store_lock_holder(const cf_store_t *st, char *out, size_t outlen);
 
-/* Certificate versions. */
+/* How many of the newest versions keep their private key (default 3,
+ * at least 2: rollback deploys the previous one).  Playbook
+ * store.keep_versions. */
+void store_set_keep_versions(cf_store_t *st, unsigned n);
+
+/* Certificate versions.  Store b as a new version (or reuse the version
+ * holding its leaf) and make it current; then wipe (overwrite, unlink)
+ * privkey.pem of versions older than the newest keep_versions, never of
+ * the current version or the one before it. */
 int store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
                      char **version_out, cf_err_t *err); /* and make current */
 /* Prove a new version could be stored now: a real test write (a temp
@@ -58,10 +69,16 @@ int store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
  * a certificate the store cannot keep would only spend the CA's rate
  * limits. */
 int store_check_writable(cf_store_t *st, cf_err_t *err);
-/* Current bundle: returns 0 with *found=false if the store has none. */
+/* Current bundle: returns 0 with *found=false if the store has none.
+ * b == NULL: the certificate's info only, the key is not read. */
 int store_get_current(cf_store_t *st, struct cf_bundle *b,
                       struct cf_certinfo *info, char **version, bool *found,
                       cf_err_t *err);
+/* The current certificate's info alone (b == NULL above means the same):
+ * reads cert.pem, never privkey.pem, so status, verify and check work for
+ * a user who cannot read keys. */
+int store_get_current_cert(cf_store_t *st, struct cf_certinfo *info,
+                           char **version, bool *found, cf_err_t *err);
 /* Version before the current one (for rollback), same contract. */
 int store_get_previous(cf_store_t *st, struct cf_bundle *b,
                        struct cf_certinfo *info, char **version, bool *found,

@@ -374,6 +374,8 @@ test_valid_minimal(void **state)
 	assert_false(pb->acme.reuse_key);
 	assert_null(pb->acme.eab_kid);
 	assert_null(pb->acme.eab_hmac_key);
+	assert_int_equal(pb->store.keep_versions, 3);
+	assert_true(pb->deploy.keep_previous);
 	assert_int_equal(pb->acme.timeout, 300);
 	assert_string_equal(pb->ssh.user, "root");
 	assert_int_equal(pb->ssh.port, 22);
@@ -693,7 +695,28 @@ static const struct bad_case bad_cases[] = {
 	 "t.json:5: verify.server_name: must not be a wildcard"},
 	{"eab_half",
 	 HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\"}},\n" SSH DEPLOY NODES TAIL,
-	 "t.json:3: acme.eab.hmac_key: missing required key"},
+	 "t.json:3: acme.eab.hmac_key: missing required key (or give "
+	 "acme.eab.hmac_key_file)"},
+	{"eab_key_and_key_file",
+	 HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", \"hmac_key\": \"c2Vj\",\n"
+	 "    \"hmac_key_file\": \"/etc/certfleet/eab.key\"}},\n" SSH DEPLOY NODES TAIL,
+	 "t.json:4: acme.eab.hmac_key_file: give acme.eab.hmac_key or "
+	 "acme.eab.hmac_key_file, not both"},
+	{"eab_key_file_relative",
+	 HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", "
+	 "\"hmac_key_file\": \"eab.key\"}},\n" SSH DEPLOY NODES TAIL,
+	 "t.json:3: acme.eab.hmac_key_file: must be an absolute path (start "
+	 "with '/')"},
+	{"keep_previous_not_bool",
+	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+	 "\"content\": \"cert\"}], \"keep_previous\": \"no\"},\n" NODES TAIL,
+	 "t.json:4: deploy.keep_previous: expected a boolean, got string"},
+	{"store_keep_one",
+	 HEAD CERT SSH DEPLOY "  \"store\": {\"keep_versions\": 1},\n" NODES TAIL,
+	 "t.json:5: store.keep_versions: must be between 2 and 1000, got 1"},
+	{"store_typo",
+	 HEAD CERT SSH DEPLOY "  \"store\": {\"keep_version\": 5},\n" NODES TAIL,
+	 "t.json:5: store.keep_version: unknown key, did you mean keep_versions?"},
 	{"eab_bad_key_not_echoed",
 	 HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", \"hmac_key\": \"s3cr3t!!\"}},\n"
 	 SSH DEPLOY NODES TAIL,
@@ -824,6 +847,130 @@ test_huge(void **state)
 	playbook_free(pb);
 	unlink(tmpl);
 	free(text);
+}
+
+/* Write text to a new temp file (mkstemp on tmpl) of the given mode. */
+static void
+write_temp(char *tmpl, const char *text, mode_t mode)
+{
+	int fd = mkstemp(tmpl);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+#define EAB_INLINE \
+	HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", " \
+	"\"hmac_key\": \"c2VjcmV0LWtleQ\"}},\n" SSH DEPLOY NODES TAIL
+
+/* A playbook holding the EAB HMAC key is a secret file: refused when
+ * group or others may read it, naming the file and its mode. */
+static void
+test_eab_inline_mode(void **state)
+{
+	(void)state;
+	char tmpl[] = "/tmp/test_playbook.XXXXXX", msg[CF_ERR_MSG_MAX];
+	struct cf_playbook *pb = NULL;
+	cf_err_t err = {0};
+
+	write_temp(tmpl, EAB_INLINE, 0644);
+	assert_int_equal(playbook_load(tmpl, &pb, &err), -1);
+	assert_null(pb);
+	assert_int_equal(err.code, CF_ERR_CONFIG);
+	snprintf(msg, sizeof(msg), "%s: mode 0644: the playbook holds "
+	         "acme.eab.hmac_key and is readable by group or others; chmod "
+	         "600 it or use acme.eab.hmac_key_file", tmpl);
+	assert_string_equal(err.msg, msg);
+	assert_int_equal(chmod(tmpl, 0640), 0);
+	assert_int_equal(playbook_load(tmpl, &pb, &err), -1);
+	assert_non_null(strstr(err.msg, ": mode 0640: "));
+	assert_int_equal(chmod(tmpl, 0600), 0);
+	if (playbook_load(tmpl, &pb, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_string_equal(pb->acme.eab_hmac_key, "c2VjcmV0LWtleQ");
+	assert_null(pb->acme.eab_hmac_key_file);
+	/* nothing to read: a no-op */
+	assert_int_equal(playbook_load_secrets(pb, &err), 0);
+	playbook_free(pb);
+	unlink(tmpl);
+}
+
+static void
+test_eab_key_file(void **state)
+{
+	(void)state;
+	char keyf[] = "/tmp/test_eab_key.XXXXXX";
+	char pbf[] = "/tmp/test_playbook.XXXXXX";
+	char text[2048], msg[CF_ERR_MSG_MAX];
+	struct cf_playbook *pb = NULL;
+	cf_err_t err = {0};
+
+	write_temp(keyf, "c2VjcmV0LWtleQ\n", 0640);
+	snprintf(text, sizeof(text), HEAD CERT "  \"acme\": {\"eab\": "
+	         "{\"kid\": \"k\", \"hmac_key_file\": \"%s\"}},\n" SSH DEPLOY
+	         NODES TAIL, keyf);
+	/* the playbook itself holds no secret: 0644 is fine */
+	write_temp(pbf, text, 0644);
+	if (playbook_load(pbf, &pb, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_string_equal(pb->acme.eab_hmac_key_file, keyf);
+	/* not read at load: status/verify/check never touch it */
+	assert_null(pb->acme.eab_hmac_key);
+
+	/* 0640: refused, naming the file and its mode */
+	assert_int_equal(playbook_load_secrets(pb, &err), -1);
+	assert_int_equal(err.code, CF_ERR_CONFIG);
+	snprintf(msg, sizeof(msg), "%s: acme.eab.hmac_key_file %s: mode 0640: "
+	         "the EAB HMAC key is readable by group or others; chmod 600 it",
+	         pbf, keyf);
+	assert_string_equal(err.msg, msg);
+	assert_null(pb->acme.eab_hmac_key);
+
+	/* 0600: read, line end trimmed */
+	assert_int_equal(chmod(keyf, 0600), 0);
+	if (playbook_load_secrets(pb, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_string_equal(pb->acme.eab_hmac_key, "c2VjcmV0LWtleQ");
+	playbook_free(pb);
+	pb = NULL;
+
+	/* not base64url: refused, the bytes never echoed */
+	unlink(keyf);
+	strcpy(keyf, "/tmp/test_eab_key.XXXXXX");
+	write_temp(keyf, "s3cr3t!!", 0600);
+	snprintf(text, sizeof(text), HEAD CERT "  \"acme\": {\"eab\": "
+	         "{\"kid\": \"k\", \"hmac_key_file\": \"%s\"}},\n" SSH DEPLOY
+	         NODES TAIL, keyf);
+	assert_int_equal(playbook_load_buf("t.json", text, strlen(text), &pb,
+	                                   &err), 0);
+	assert_int_equal(playbook_load_secrets(pb, &err), -1);
+	snprintf(msg, sizeof(msg), "t.json: acme.eab.hmac_key_file %s: must be "
+	         "base64url (A-Z a-z 0-9 - _)", keyf);
+	assert_string_equal(err.msg, msg);
+	assert_null(strstr(err.msg, "s3cr3t"));
+
+	/* missing: refused, naming the file */
+	unlink(keyf);
+	assert_int_equal(playbook_load_secrets(pb, &err), -1);
+	snprintf(msg, sizeof(msg), "t.json: acme.eab.hmac_key_file %s: No such "
+	         "file or directory", keyf);
+	assert_string_equal(err.msg, msg);
+
+	/* a directory is not a key file */
+	playbook_free(pb);
+	pb = NULL;
+	snprintf(text, sizeof(text), HEAD CERT "  \"acme\": {\"eab\": "
+	         "{\"kid\": \"k\", \"hmac_key_file\": \"/tmp\"}},\n" SSH DEPLOY
+	         NODES TAIL);
+	assert_int_equal(playbook_load_buf("t.json", text, strlen(text), &pb,
+	                                   &err), 0);
+	assert_int_equal(playbook_load_secrets(pb, &err), -1);
+	assert_string_equal(err.msg, "t.json: acme.eab.hmac_key_file /tmp: not a "
+	                             "regular file");
+	playbook_free(pb);
+	unlink(pbf);
 }
 
 static void
@@ -964,6 +1111,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_too_deep),
 		cmocka_unit_test(test_huge),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_eab_inline_mode),
+		cmocka_unit_test(test_eab_key_file),
 		cmocka_unit_test(test_fixture_files),
 		cmocka_unit_test(test_shipped_playbooks),
 		cmocka_unit_test(test_names),

@@ -490,6 +490,94 @@ test_previous_and_reuse(void **state)
 	store_close(st);
 }
 
+static bool
+has_key(struct fixture *f, const char *id)
+{
+	char path[1024];
+
+	snprintf(path, sizeof(path), "%s/web/versions/%s/privkey.pem", f->state,
+	         id);
+	return access(path, F_OK) == 0;
+}
+
+static bool
+has_cert(struct fixture *f, const char *id)
+{
+	char path[1024];
+
+	snprintf(path, sizeof(path), "%s/web/versions/%s/cert.pem", f->state,
+	         id);
+	return access(path, F_OK) == 0;
+}
+
+/* Only the newest keep_versions versions keep their key; the current one
+ * and the one before it (rollback's) always do; certificates stay. */
+static void
+test_keep_versions(void **state)
+{
+	struct fixture *f = *state;
+	cf_store_t *st = open_ok(f);
+	struct cf_bundle b[5], got = {0};
+	char *id[5] = {NULL}, *again = NULL, *ver = NULL;
+	static const char *const cn[5] = {"k1.test", "k2.test", "k3.test",
+	                                  "k4.test", "k5.test"};
+	cf_err_t err = {0};
+	bool found = false;
+	int i;
+
+	for (i = 0; i < 5; i++) {
+		make_bundle(f->base, cn[i], &b[i]);
+		if (store_put_bundle(st, &b[i], &id[i], &err) < 0)
+			fail_msg("put %d: %s", i, err.msg);
+	}
+	/* default 3: the two oldest lost their keys, kept their certs */
+	assert_false(has_key(f, id[0]));
+	assert_false(has_key(f, id[1]));
+	for (i = 2; i < 5; i++)
+		assert_true(has_key(f, id[i]));
+	for (i = 0; i < 5; i++)
+		assert_true(has_cert(f, id[i]));
+	/* rollback's version is whole */
+	if (store_get_previous(st, &got, NULL, &ver, &found, &err) < 0)
+		fail_msg("previous: %s", err.msg);
+	assert_string_equal(ver, id[3]);
+	assert_string_equal(got.privkey, b[3].privkey);
+	crypto_bundle_free(&got);
+	free(ver);
+	ver = NULL;
+	/* a keyless version is not reused: storing that leaf again makes a
+	 * new, whole version */
+	assert_int_equal(store_put_bundle(st, &b[0], &again, &err), 0);
+	assert_true(strcmp(again, id[4]) > 0);
+	assert_true(has_key(f, again));
+	assert_false(has_key(f, id[2])); /* now 4th newest */
+	free(again);
+	again = NULL;
+
+	/* current pointing at an older version: it and its predecessor keep
+	 * their keys even outside the newest keep_versions */
+	store_set_keep_versions(st, 2);
+	assert_int_equal(store_put_bundle(st, &b[3], &again, &err), 0);
+	assert_string_equal(again, id[3]);       /* reused, now current */
+	assert_true(has_key(f, id[3]));
+	assert_false(has_key(f, id[2]));
+	free(again);
+	again = NULL;
+	/* keep_versions below 2 means 2 */
+	store_set_keep_versions(st, 0);
+	assert_int_equal(store_put_bundle(st, &b[4], &again, &err), 0);
+	assert_string_equal(again, id[4]);
+	assert_true(has_key(f, id[4]));
+	assert_true(has_key(f, id[3]));
+	free(again);
+
+	for (i = 0; i < 5; i++) {
+		free(id[i]);
+		crypto_bundle_free(&b[i]);
+	}
+	store_close(st);
+}
+
 static void
 test_leftover_tmp_removed(void **state)
 {
@@ -936,6 +1024,7 @@ main(void)
 		T(test_lock_free_after_holder_killed),
 		T(test_bundle_round_trip),
 		T(test_previous_and_reuse),
+		T(test_keep_versions),
 		T(test_leftover_tmp_removed),
 		T(test_current_broken),
 		T(test_killed_put),
