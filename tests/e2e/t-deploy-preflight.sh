@@ -51,8 +51,8 @@ for i in 1 2 3 4 5; do t_snap "$i" before; done
 rm -rf "$TB/state"
 
 t_step "deploy --dry-run: each node's problems, nothing changed"
-# exit 1: no node deployed (rollout_exit_code counts no dry-run as done)
-cf_run 1 --json -p "$PB" deploy --cert "$NEW/fullchain.pem" --key "$NEW/privkey.pem" --dry-run
+# exit 2: partial, n1 would deploy, the others would fail
+cf_run 2 --json -p "$PB" deploy --cert "$NEW/fullchain.pem" --key "$NEW/privkey.pem" --dry-run
 J=$T_OUT
 assert_node "$J" n1 outcome dry-run
 assert_nodes "$J" outcome failed n2 n3 n4 n5
@@ -130,7 +130,7 @@ cf_run 78 -p "$T_TMP/v.json" validate
 assert_match "$(cat "$T_ERR")" "^certfleet: UNPROTECTED PRIVATE KEY FILE: $T_TMP/id is mode 0640 \(group-readable\)" "0640 identity: group-readable"
 chmod 0604 "$ID"
 cf_run 78 -p "$T_TMP/v.json" validate
-assert_match "$(cat "$T_ERR")" "$T_TMP/id is mode 0604 \(accessible by others\)" "0604 identity: accessible by others"
+assert_match "$(cat "$T_ERR")" "$T_TMP/id is mode 0604 \(world-readable\)" "0604 identity: world-readable"
 chmod 0600 "$ID"
 vpb "$ID" "$T_TMP/nope/known_hosts"
 cf_run 78 -p "$T_TMP/v.json" validate
