@@ -115,6 +115,8 @@ assert_eq "$bad" "" "none of the $((LINES - 1)) prefixes of the script changed n
 assert_unchanged 2 before "n2: nothing under /srv changed (contents too)"
 tb_exec 2 sh -s <"$T_TMP/stage.sh" >/dev/null 2>&1
 assert_eq $? 0 "the whole script runs to the end"
+# nginx -s reload only signals the master: the new workers come later
+t_wait_serves 2 "$(tb_cert_sha256 "$NEWEST/fullchain.pem")" 10 "n2 serves newest (after its reload)"
 assert_node_has 2 "$NEWEST"
 
 t_done
