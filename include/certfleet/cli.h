@@ -68,7 +68,10 @@ void session_event(struct cf_session *s, cf_event_kind_t kind,
                    const char *node, const char *host, const char *reason,
                    const char *detail, unsigned count, int64_t not_after);
 /* End of a command: expiry warnings for what nodes serve, notifications,
- * and the --metrics file.  Never changes the exit code. */
+ * and the --metrics file, always under the run lock: a session that does
+ * not hold it takes it without waiting (and writes from the state as it
+ * is then) or, while a run holds it, leaves the file to that run and says
+ * so on stderr.  Never changes the exit code. */
 void session_finish(struct cf_session *s, const char *command, int exit_code,
                     const struct cf_certinfo *current);
 
