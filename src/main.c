@@ -1,10 +1,12 @@
 /* main.c - global options and dispatch.  The only file with process-wide
- * setup (libssh2/libcurl init, SIGPIPE). */
+ * setup (libssh2/libcurl init, SIGPIPE, no core dumps). */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <libssh2.h>
@@ -63,6 +65,18 @@ static const struct command commands[] = {
     {"check", cli_check},
 };
 
+/* The process holds private keys (the certificate's, the SSH identity,
+ * the ACME account's): a crash must not write them into a core file, and
+ * no same-user process may ptrace them out or read /proc/PID/mem. */
+static void
+no_core_dumps(void)
+{
+	struct rlimit none = {0, 0};
+
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)setrlimit(RLIMIT_CORE, &none);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -82,6 +96,7 @@ main(int argc, char **argv)
 	size_t i;
 	int c, ex;
 
+	no_core_dumps();
 	memset(&cli, 0, sizeof(cli));
 	env = getenv("CERTFLEET_STATE_DIR");
 	cli.state_dir = env != NULL && *env ? env : "/var/lib/certfleet";
