@@ -173,11 +173,13 @@ assert_exit() {
 t_wait_for() {
 	local limit=$1 end now
 	shift
-	end=$(awk -v n="$EPOCHREALTIME" -v l="$limit" 'BEGIN { printf "%d", (n + l) * 1000 }')
+	# microseconds, in bash's 64-bit arithmetic (mawk's %d stops at 2^31)
+	now=${EPOCHREALTIME/[.,]/}
+	end=$((now + $(awk -v l="$limit" 'BEGIN { printf "%.0f", l * 1000000 }')))
 	while :; do
 		"$@" && return 0
 		now=${EPOCHREALTIME/[.,]/}
-		[ $((now / 1000)) -ge "$end" ] && return 1
+		[ "$now" -ge "$end" ] && return 1
 		sleep 0.1
 	done
 }
