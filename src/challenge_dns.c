@@ -6,10 +6,7 @@
  * its own process group, so a timeout kills it and whatever it started
  * (nsupdate, curl). */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

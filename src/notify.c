@@ -11,9 +11,7 @@
  * Webhook URLs often carry a secret token in the path (Slack, Mattermost,
  * Teams): they are never printed whole, only scheme://host/… */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
