@@ -1,14 +1,12 @@
 /* challenge_dns.c - dns-01 through a hook executable.
  *
- * The hook is fork/execve'd directly (no sh -c): domain and value become
+ * The hook is execve'd directly (no sh -c): domain and value become
  * argv and env entries, so nothing the CA or the playbook supplies can be
- * parsed as shell.  The hook runs in its own process group so a timeout
- * kills it and whatever it started (nsupdate, curl). */
+ * parsed as shell.  proc_run starts it with default signal dispositions in
+ * its own process group, so a timeout kills it and whatever it started
+ * (nsupdate, curl). */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +16,7 @@
 #include <unistd.h>
 
 #include "certfleet/challenge.h"
+#include "certfleet/proc.h"
 #include "certfleet/util.h"
 
 #define HOOK_DEFAULT_TIMEOUT_MS 60000
@@ -125,13 +124,11 @@ challenge_dns_run(const struct cf_dns_hook *h, const char *action,
 {
 	int64_t timeout = h->timeout_ms > 0 ? h->timeout_ms
 	                                    : HOOK_DEFAULT_TIMEOUT_MS;
-	int64_t deadline;
 	char *fqdn = NULL, **envp = NULL, summary[HOOK_MSG_MAX];
 	char *argv[5];
-	int pfd[2] = {-1, -1}, devnull = -1, status = 0, rc = -1;
-	bool exited = false, timed_out = false, eof = false;
-	cf_buf_t out = {0};
-	pid_t pid = -1;
+	int rc = -1;
+	struct cf_proc_spec spec = {0};
+	struct cf_proc_result res = {0};
 
 	if (!h->hook || !*h->hook)
 		return cf_err_set(err, CF_ERR_CONFIG, "dns-01 without a hook");
@@ -176,110 +173,45 @@ challenge_dns_run(const struct cf_dns_hook *h, const char *action,
 		           "before it could run", h->hook, action, fqdn);
 		goto out;
 	}
-	deadline = cf_now_ms() + timeout;
-
-	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (devnull < 0 || pipe2(pfd, O_CLOEXEC) < 0) {
-		cf_err_set(err, CF_ERR_IO, "dns hook %s: %s", h->hook,
-		           strerror(errno));
+	spec.path = h->hook;
+	spec.argv = argv;
+	spec.envp = envp;
+	spec.capture = true;
+	spec.out_max = HOOK_OUTPUT_MAX;
+	spec.timeout_ms = timeout;
+	if (proc_run(&spec, &res, err) < 0) {
+		cf_err_prefix(err, "dns hook %s %s %s: ", h->hook, action, fqdn);
 		goto out;
 	}
-	pid = fork();
-	if (pid < 0) {
-		cf_err_set(err, CF_ERR_IO, "dns hook %s: fork: %s", h->hook,
-		           strerror(errno));
+	output_summary(&res.out, summary, sizeof(summary));
+	if (res.exec_errno != 0) {
+		cf_err_set(err, CF_ERR_HOOK, "dns hook %s %s %s: cannot execute "
+		           "it: %s", h->hook, action, fqdn,
+		           strerror(res.exec_errno));
 		goto out;
 	}
-	if (pid == 0) {
-		/* child: async-signal-safe calls only (we may have threads) */
-		setpgid(0, 0);
-		dup2(devnull, 0);
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		execve(h->hook, argv, envp);
-		{
-			static const char msg[] = "exec failed\n";
-			ssize_t w = write(2, msg, sizeof(msg) - 1);
-			(void)w;
-		}
-		_exit(127);
-	}
-	setpgid(pid, pid); /* both sides, whichever runs first */
-	close(pfd[1]);
-	pfd[1] = -1;
-
-	/* Read output until the hook exits (not merely until EOF: a hook that
-	 * leaves a daemon holding the pipe must not eat the timeout). */
-	while (!exited) {
-		struct pollfd pp = {.fd = pfd[0], .events = POLLIN};
-		int64_t left = cf_ms_left(deadline);
-		int prc;
-
-		if (left <= 0) {
-			timed_out = true;
-			break;
-		}
-		prc = eof ? 0 : poll(&pp, 1, left > 100 ? 100 : (int)left);
-		if (prc > 0) {
-			char buf[1024];
-			ssize_t r = read(pfd[0], buf, sizeof(buf));
-
-			if (r > 0 && out.len < HOOK_OUTPUT_MAX)
-				cf_buf_append(&out, buf, (size_t)r);
-			else if (r == 0)
-				eof = true;
-		} else if (eof) {
-			struct timespec ts = {0, 2 * 1000000L};
-
-			nanosleep(&ts, NULL);
-		}
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			exited = true;
-	}
-	if (timed_out) {
-		kill(-pid, SIGKILL);
-		waitpid(pid, &status, 0);
-		output_summary(&out, summary, sizeof(summary));
+	if (res.timed_out) {
 		cf_err_set(err, CF_ERR_HOOK, "dns hook %s %s %s: killed after %"
 		           PRId64 ".%01" PRId64 " s without finishing: %s", h->hook,
 		           action, fqdn, timeout / 1000, timeout % 1000 / 100,
 		           summary);
 		goto out;
 	}
-	/* whatever is still buffered in the pipe */
-	for (;;) {
-		char buf[1024];
-		ssize_t r;
-		struct pollfd pp = {.fd = pfd[0], .events = POLLIN};
-
-		if (eof || poll(&pp, 1, 0) <= 0)
-			break;
-		r = read(pfd[0], buf, sizeof(buf));
-		if (r <= 0)
-			break;
-		if (out.len < HOOK_OUTPUT_MAX)
-			cf_buf_append(&out, buf, (size_t)r);
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+	if (WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0) {
 		rc = 0;
 		goto out;
 	}
-	output_summary(&out, summary, sizeof(summary));
-	if (WIFEXITED(status))
+	if (WIFEXITED(res.status))
 		cf_err_set(err, CF_ERR_HOOK, "dns hook %s %s %s: exit %d: %s",
-		           h->hook, action, fqdn, WEXITSTATUS(status), summary);
+		           h->hook, action, fqdn, WEXITSTATUS(res.status),
+		           summary);
 	else
 		cf_err_set(err, CF_ERR_HOOK, "dns hook %s %s %s: killed by signal "
 		           "%d: %s", h->hook, action, fqdn,
-		           WIFSIGNALED(status) ? WTERMSIG(status) : 0, summary);
+		           WIFSIGNALED(res.status) ? WTERMSIG(res.status) : 0,
+		           summary);
 out:
-	if (pfd[0] >= 0)
-		close(pfd[0]);
-	if (pfd[1] >= 0)
-		close(pfd[1]);
-	if (devnull >= 0)
-		close(devnull);
-	cf_buf_free(&out);
+	proc_result_free(&res);
 	hook_envp_free(envp);
 	free(fqdn);
 	return rc;

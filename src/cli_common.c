@@ -295,12 +295,46 @@ session_finish(struct cf_session *s, const char *command, int exit_code,
 {
 	struct cf_metrics_input mi;
 	struct cf_renewal_state rs;
+	struct cf_bundle b;
+	struct cf_certinfo ci;
 	cf_err_t err = {0};
+	char *version = NULL;
+	bool found = false, metrics = s->cli->metrics != NULL;
 	int64_t now = cf_wall_now(), warn, last_ok = 0;
 	size_t i;
 
 	if (s->pb == NULL)
 		return;
+	memset(&b, 0, sizeof(b));
+	memset(&ci, 0, sizeof(ci));
+	/* The metrics file is written under the run lock, from the state as
+	 * it is then: a command that read the state without the lock
+	 * (status, a dry-run quarantine) could otherwise replace the file a
+	 * run wrote moments ago with numbers from before that run.  While a
+	 * run holds the lock it writes the file itself; we leave it alone. */
+	if (s->cli->metrics != NULL && !s->locked) {
+		if (store_lock(s->st, command, 0, &err) < 0) {
+			fprintf(stderr, "certfleet: metrics: %s not written: %s\n",
+			        s->cli->metrics, err.msg);
+			metrics = false;
+		} else {
+			s->locked = true;
+			/* what this run saw is newer than the disk; otherwise
+			 * read the state as the last run left it */
+			if (!s->observed) {
+				store_nodes_free(&s->ns);
+				if (store_load_nodes(s->st, &s->ns, &err) < 0)
+					metrics = false;
+			}
+			if (!metrics)
+				fprintf(stderr, "certfleet: metrics: %s not "
+				        "written: %s\n", s->cli->metrics, err.msg);
+			else if (store_get_current_cert(s->st, &ci, &version,
+			                                  &found, NULL) == 0) {
+				current = found ? &ci : NULL;
+			}
+		}
+	}
 	memset(&rs, 0, sizeof(rs));
 	(void)store_load_renewal(s->st, &rs, NULL);
 	/* Early warning on what nodes actually serve, not on what the store
@@ -329,7 +363,7 @@ session_finish(struct cf_session *s, const char *command, int exit_code,
 	}
 	if (s->n_ev > 0)
 		(void)notify_send(s->pb, s->ev, s->n_ev);
-	if (s->cli->metrics != NULL) {
+	if (metrics) {
 		memset(&mi, 0, sizeof(mi));
 		mi.pb = s->pb;
 		mi.current = current;
@@ -343,6 +377,9 @@ session_finish(struct cf_session *s, const char *command, int exit_code,
 			fprintf(stderr, "certfleet: metrics: %s\n", err.msg);
 	}
 	store_renewal_free(&rs);
+	crypto_bundle_free(&b);
+	crypto_certinfo_free(&ci);
+	free(version);
 }
 
 void
@@ -378,6 +415,7 @@ session_observe(struct cf_session *s, const struct cf_rollout_result *res)
 	struct cf_node_state *st;
 	size_t i;
 
+	s->observed = true;
 	for (i = 0; i < res->n; i++) {
 		if (res->nodes[i].after_sha256[0] == '\0')
 			continue;

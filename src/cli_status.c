@@ -81,8 +81,11 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 	status_renewal(&s, found ? &ci : NULL, &rs, &due, &rv, &rerr);
 	report_status(stdout, cli->json, s.pb, version, found ? &ci : NULL,
 	              &s.ns, &rv);
-	/* read-only: no session_finish, so no metrics file either */
 	ex = 0;
+	/* read-only: session_finish only for --metrics, which writes that
+	 * file under the run lock and nothing in the state dir */
+	if (cli->metrics != NULL)
+		session_finish(&s, "status", ex, found ? &ci : NULL);
 out:
 	crypto_bundle_free(&b);
 	crypto_certinfo_free(&ci);

@@ -1,12 +1,14 @@
 /* main.c - global options and dispatch.  The only file with process-wide
- * setup (libssh2/libcurl init, SIGPIPE) and the only one with global
- * mutable state: the first error of the run, for the --json error
- * document. */
+ * setup (libssh2/libcurl init, SIGPIPE, no core dumps) and the only one
+ * with global mutable state: the first error of the run, for the --json
+ * error document. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -115,6 +117,18 @@ json_finish(FILE *out, const char *buf, size_t len, const char *command,
 	report_json_dump(out, root);
 }
 
+/* The process holds private keys (the certificate's, the SSH identity,
+ * the ACME account's): a crash must not write them into a core file, and
+ * no same-user process may ptrace them out or read /proc/PID/mem. */
+static void
+no_core_dumps(void)
+{
+	struct rlimit none = {0, 0};
+
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)setrlimit(RLIMIT_CORE, &none);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -130,6 +144,7 @@ main(int argc, char **argv)
 	int c, ex = -1;
 	bool initialized = false;
 
+	no_core_dumps();
 	memset(&cli, 0, sizeof(cli));
 	env = getenv("CERTFLEET_STATE_DIR");
 	cli.state_dir = env != NULL && *env ? env : "/var/lib/certfleet";

@@ -11,9 +11,7 @@
  * Webhook URLs often carry a secret token in the path (Slack, Mattermost,
  * Teams): they are never printed whole, only scheme://host/… */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +25,7 @@
 
 #include "certfleet/http.h"
 #include "certfleet/notify.h"
+#include "certfleet/proc.h"
 #include "certfleet/util.h"
 
 #define NOTIFY_WEBHOOK_MS 10000  /* per webhook and event, tries included */
@@ -454,125 +453,42 @@ command_env(const char *cert, const struct cf_event *ev, const char *text)
 
 /* Run cmd EVENT with json on stdin and env; its stdout goes to our
  * stderr (our stdout may carry --json).  Killed (its whole process
- * group) after NOTIFY_CMD_MS.  Returns 0 on exit status 0. */
+ * group: SIGTERM, then SIGKILL) after NOTIFY_CMD_MS.  Returns 0 on exit
+ * status 0. */
 static int
 run_command(const char *cmd, const char *event, const char *json,
             size_t len, char **env, char *why, size_t whylen,
             bool *timed_out)
 {
 	char *argv[3] = {(char *)cmd, (char *)event, NULL};
-	int fds[2] = {-1, -1}, errp[2] = {-1, -1}, status = 0, rc = -1;
-	int exec_errno = 0;
-	int64_t deadline, kill_at = 0;
-	ssize_t w;
-	pid_t pid;
+	struct cf_proc_spec spec = {
+	    .path = cmd, .argv = argv, .envp = env, .input = json,
+	    .input_len = len, .capture = false,
+	    .timeout_ms = NOTIFY_CMD_MS, .term_grace_ms = NOTIFY_KILL_GRACE_MS,
+	};
+	struct cf_proc_result res;
+	cf_err_t err = {0};
+	int rc = -1;
 
 	*timed_out = false;
-	if (pipe2(fds, O_CLOEXEC) < 0) {
-		snprintf(why, whylen, "pipe: %s", strerror(errno));
+	if (proc_run(&spec, &res, &err) < 0) {
+		snprintf(why, whylen, "%s", err.msg);
 		return -1;
 	}
-	/* The whole document goes into the pipe before the child exists:
-	 * it is small, a child that never reads cannot block us, and one
-	 * that exits early cannot SIGPIPE us. */
-	(void)fcntl(fds[1], F_SETFL, O_NONBLOCK);
-	w = write(fds[1], json, len);
-	close(fds[1]);
-	fds[1] = -1;
-	if (w < 0 || (size_t)w != len) {
-		snprintf(why, whylen, "event too large for a pipe");
-		goto out;
-	}
-	/* the child reports a failed execve here; a successful one closes
-	 * it (O_CLOEXEC), so "cannot execute: ENOENT" is told apart from a
-	 * command that itself exits 127 */
-	if (pipe2(errp, O_CLOEXEC) < 0) {
-		snprintf(why, whylen, "pipe: %s", strerror(errno));
-		goto out;
-	}
-	pid = fork();
-	if (pid < 0) {
-		snprintf(why, whylen, "fork: %s", strerror(errno));
-		goto out;
-	}
-	if (pid == 0) {
-		struct sigaction sa;
-		sigset_t none;
-
-		/* only async-signal-safe calls until execve */
-		setpgid(0, 0);
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = SIG_DFL;
-		sigaction(SIGPIPE, &sa, NULL); /* main ignores it; exec keeps that */
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (dup2(fds[0], STDIN_FILENO) < 0 ||
-		    dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
-			_exit(126);
-		execve(cmd, argv, env);
-		exec_errno = errno;
-		(void)!write(errp[1], &exec_errno, sizeof(exec_errno));
-		_exit(127);
-	}
-	(void)setpgid(pid, pid); /* either side may win the race */
-	close(fds[0]);
-	fds[0] = -1;
-	close(errp[1]);
-	errp[1] = -1;
-	while ((w = read(errp[0], &exec_errno, sizeof(exec_errno))) < 0 &&
-	       errno == EINTR)
-		;
-	if (w != (ssize_t)sizeof(exec_errno))
-		exec_errno = 0;
-	deadline = cf_now_ms() + NOTIFY_CMD_MS;
-	for (;;) {
-		siginfo_t si;
-
-		/* WNOWAIT: the exited child stays a zombie, so its pid (our
-		 * process group id) cannot be reused before we are done
-		 * killing what it left in the group */
-		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)pid, &si,
-		           WEXITED | WNOHANG | WNOWAIT) < 0 &&
-		    errno != EINTR) {
-			snprintf(why, whylen, "waitid: %s", strerror(errno));
-			kill(-pid, SIGKILL);
-			break;
-		}
-		if (si.si_pid == pid)
-			break;
-		if (kill_at == 0 && cf_ms_left(deadline) == 0) {
-			*timed_out = true;
-			kill(-pid, SIGTERM);
-			kill_at = cf_now_ms() + NOTIFY_KILL_GRACE_MS;
-		} else if (kill_at != 0 && cf_ms_left(kill_at) == 0) {
-			kill(-pid, SIGKILL);
-			kill_at = INT64_MAX;
-		}
-		sleep_ms(10);
-	}
-	if (*timed_out)
-		kill(-pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (exec_errno != 0) {
-		snprintf(why, whylen, "cannot execute: %s", strerror(exec_errno));
-	} else if (*timed_out) {
+	*timed_out = res.timed_out;
+	if (res.exec_errno != 0)
+		snprintf(why, whylen, "cannot execute: %s",
+		         strerror(res.exec_errno));
+	else if (res.timed_out)
 		snprintf(why, whylen, "killed after %d s", NOTIFY_CMD_MS / 1000);
-	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+	else if (WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0)
 		rc = 0;
-	} else if (WIFEXITED(status)) {
-		snprintf(why, whylen, "exited %d", WEXITSTATUS(status));
-	} else if (WIFSIGNALED(status)) {
-		snprintf(why, whylen, "killed by signal %d", WTERMSIG(status));
-	}
-out:
-	if (fds[0] >= 0)
-		close(fds[0]);
-	if (errp[0] >= 0)
-		close(errp[0]);
-	if (errp[1] >= 0)
-		close(errp[1]);
+	else if (WIFEXITED(res.status))
+		snprintf(why, whylen, "exited %d", WEXITSTATUS(res.status));
+	else if (WIFSIGNALED(res.status))
+		snprintf(why, whylen, "killed by signal %d",
+		         WTERMSIG(res.status));
+	proc_result_free(&res);
 	return rc;
 }
 

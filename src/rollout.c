@@ -33,6 +33,7 @@
 #define STAGE_WRITE 11
 #define STAGE_CHECK 12
 #define STAGE_RELOAD 13
+#define STAGE_NO_MARKER (-2) /* status 0 without "certfleet-ok" */
 
 struct payload {
 	const char *data;
@@ -461,6 +462,7 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	    "  { ln -- \"$d/.$b.certfleet-prev\" \"$k\" 2>/dev/null || { rm -f -- \"$k\"; cp -p -- \"$d/.$b.certfleet-prev\" \"$k\"; }; } && mv -f -- \"$k\" \"$t\" || { rm -f -- \"$k\"; rc=11; }\n"
 	    "done\n"
 	    "if [ -n \"$RELOAD\" ]; then run \"$RELOAD\" </dev/null 2>&1 || rc=13; fi\n"
+	    "if [ $rc -eq 0 ]; then echo certfleet-rolled-back; fi\n"
 	    "exit $rc\n"
 	    "}\n"
 	    "main \"$@\"\n";
@@ -792,6 +794,23 @@ last_line(const char *out, char *buf, size_t len)
 	snprintf(buf, len, "%.*s", (int)(end - start), start);
 }
 
+/* out has `marker` as a whole line.  Exit status 0 alone proves nothing:
+ * libssh2 reports 0 when no exit-status message came back, and a forced
+ * command (authorized_keys command=, ForceCommand) exits 0 without ever
+ * running our script. */
+static bool
+has_marker(const char *out, const char *marker)
+{
+	size_t ml = strlen(marker);
+
+	for (const char *p = out; p != NULL && (p = strstr(p, marker)) != NULL;
+	     p += ml)
+		if ((p == out || p[-1] == '\n') &&
+		    (p[ml] == '\n' || p[ml] == '\r' || p[ml] == '\0'))
+			return true;
+	return false;
+}
+
 /* Lines of stage output that are not our markers, joined, for messages. */
 static void
 summarize_output(const char *out, char *buf, size_t len)
@@ -850,9 +869,17 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 		memmove(why, why + 11, strlen(why + 11) + 1);
 	summarize_output(out, detail, sizeof(detail));
 	restored = out != NULL && strstr(out, "certfleet-restored\n") != NULL;
+	if (status == STAGE_OK && !has_marker(out, "certfleet-ok"))
+		status = STAGE_NO_MARKER;
 	switch (status) {
 	case STAGE_OK:
 		rc = 0;
+		break;
+	case STAGE_NO_MARKER:
+		cf_err_set(err, CF_ERR_WRITE, "stage script on %s ended with "
+		           "status 0 but without its completion marker: the node "
+		           "did not run it to the end (a forced command?): %s",
+		           node->name, detail[0] ? detail : "(no output)");
 		break;
 	case STAGE_UNSAFE:
 		nr->touched = false;
@@ -951,6 +978,7 @@ rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
               struct cf_node_result *nr)
 {
 	cf_buf_t cmd = {0};
+	char *out = NULL;
 	int status = -1;
 	cf_err_t e = {0};
 
@@ -960,10 +988,11 @@ rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
 	 * seconds so a slow verify cannot leave the node on a bad cert */
 	ssh_set_deadline(s, cf_now_ms() + (int64_t)r->pb->ssh.timeout * 1000);
 	if (ssh_exec(s, cmd.data, r->rollback_script,
-	             strlen(r->rollback_script), &status, NULL, &e) == 0 &&
-	    status == 0)
+	             strlen(r->rollback_script), &status, &out, &e) == 0 &&
+	    status == 0 && has_marker(out, "certfleet-rolled-back"))
 		nr->rolled_back = true;
 out:
+	free(out);
 	cf_buf_free(&cmd);
 }
 

@@ -339,12 +339,22 @@ store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err)
 
 	if (st->lock_fd >= 0)
 		return 0;
-	if (check_writable(st, "lock", err) < 0)
+	/* A read-only store may hold the lock to keep runs out while it
+	 * writes something outside the state dir (the metrics file), but
+	 * changes nothing in it: no lock file created, no holder line.  No
+	 * lock file means no run ever used this state dir. */
+	if (!st->readonly && check_writable(st, "lock", err) < 0)
 		return -1;
 	path = path_join(st->root, "lock");
 	if (path == NULL)
 		return nomem(err);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	fd = st->readonly
+	         ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+	         : open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 && st->readonly && errno == ENOENT) {
+		rc = 0;
+		goto out;
+	}
 	if (fd < 0) {
 		cf_err_set(err, CF_ERR_IO, "%s: %s", path, strerror(errno));
 		goto out;
@@ -381,8 +391,10 @@ store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err)
 		nanosleep(&ts, NULL);
 	}
 	/* a killed holder's line is still there: ours replaces it */
-	write_holder(fd, what);
-	remove_stale_temps(st);
+	if (!st->readonly) {
+		write_holder(fd, what);
+		remove_stale_temps(st);
+	}
 	st->lock_fd = fd;
 	fd = -1;
 	rc = 0;

@@ -7,13 +7,17 @@
 # validate` on every playbooks/*.json, and every tests/e2e/t-*.sh (each in
 # its own process, with a time limit).  One line per test:
 #   PASS name (Ns) | FAIL name (Ns) + the end of its log | SKIP name (why)
-# and last a line "N passed, N failed[, N skipped]".  Exit status 1 if
-# anything failed.  PATTERN (substrings, space-separated: any may match)
+# and last a line "N passed, N failed, N skipped".  Exit status 1 if
+# anything failed or was skipped: a skipped test proves nothing, and a run
+# that skipped every end-to-end test (not root, a missing tool) must not
+# read as a pass.  T_ALLOW_SKIP accepts skips (the closing line still
+# counts them).  PATTERN (substrings, space-separated: any may match)
 # selects tests by name, e.g.
 # `tests/run.sh deploy` or `tests/run.sh unit/`.  Logs: $BUILD/test-logs/.
 #
 # Env: BUILD (default build), T_TIMEOUT (seconds per e2e test, default 300),
-# TB_KEEP=1 (leave a failing e2e test's nodes up, see tests/README.md).
+# T_ALLOW_SKIP=1 (skips do not fail the run) or T_ALLOW_SKIP="t-a t-b"
+# (these may skip), TB_KEEP=1 (leave a failing e2e test's nodes up, see tests/README.md).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +34,7 @@ passed=0
 failed=0
 skipped=0
 failed_names=""
+skipped_names=""
 
 selected() {
 	[ -z "$PATTERN" ] && return 0
@@ -49,6 +54,7 @@ record() {
 		;;
 	77)
 		skipped=$((skipped + 1))
+		skipped_names="$skipped_names $1"
 		echo "SKIP $1 ($(grep -m1 '^SKIP' "$4" | sed 's/^SKIP - //'))"
 		;;
 	*)
@@ -119,6 +125,7 @@ for t in "$ROOT"/tests/e2e/t-*.sh; do
 	selected "$name" || continue
 	if [ "$(id -u)" -ne 0 ]; then
 		skipped=$((skipped + 1))
+		skipped_names="$skipped_names $name"
 		echo "SKIP $name (needs root: network namespaces, sshd, nginx)"
 		continue
 	fi
@@ -128,9 +135,30 @@ done
 if [ "$failed" -gt 0 ]; then
 	echo "failed:$failed_names"
 fi
+# skip_allowed NAME: T_ALLOW_SKIP is 1 (any) or lists NAME (e2e/t-x or t-x)
+skip_allowed() {
+	[ "${T_ALLOW_SKIP:-0}" = 1 ] && return 0
+	for _a in ${T_ALLOW_SKIP:-}; do
+		[ "$_a" = "$1" ] || [ "e2e/$_a" = "$1" ] && return 0
+	done
+	return 1
+}
+bad_skips=""
+for _n in $skipped_names; do
+	skip_allowed "$_n" || bad_skips="$bad_skips $_n"
+done
 if [ "$skipped" -gt 0 ]; then
-	echo "$passed passed, $failed failed, $skipped skipped"
-else
-	echo "$passed passed, $failed failed"
+	echo "skipped:$skipped_names"
+	if [ -n "$bad_skips" ]; then
+		echo "skipped tests fail the run (they proved nothing; T_ALLOW_SKIP=1 or T_ALLOW_SKIP=\"NAME...\" accepts them):$bad_skips"
+	else
+		echo "(T_ALLOW_SKIP: these skips do not fail the run)"
+	fi
 fi
-[ "$failed" -eq 0 ]
+if [ $((passed + failed + skipped)) -eq 0 ]; then
+	# a pattern that matches nothing must not read as a pass
+	echo "no test matched '$PATTERN'"
+	failed=1
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ -z "$bad_skips" ]

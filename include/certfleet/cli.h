@@ -44,6 +44,7 @@ struct cf_session {
 	cf_ssh_ctx_t *ssh;
 	struct cf_node_states ns;
 	bool locked;
+	bool observed;           /* ns holds what this run saw (verify) */
 	int64_t started_ms;      /* for certfleet_run_duration_seconds */
 	struct cf_event *ev;     /* events to notify at session_finish */
 	size_t n_ev;
@@ -126,7 +127,10 @@ void session_event(struct cf_session *s, cf_event_kind_t kind,
                    const char *node, const char *host, const char *reason,
                    const char *detail, unsigned count, int64_t not_after);
 /* End of a command: expiry warnings for what nodes serve, notifications,
- * and the --metrics file.  Never changes the exit code. */
+ * and the --metrics file, always under the run lock: a session that does
+ * not hold it takes it without waiting (and writes from the state as it
+ * is then) or, while a run holds it, leaves the file to that run and says
+ * so on stderr.  Never changes the exit code. */
 void session_finish(struct cf_session *s, const char *command, int exit_code,
                     const struct cf_certinfo *current);
 

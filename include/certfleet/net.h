@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+struct addrinfo;
+
 #include "certfleet/err.h"
 
 /* Non-blocking connect to host:port, trying every address getaddrinfo
@@ -12,6 +14,14 @@
  * Errors: CF_ERR_TIMEOUT, CF_ERR_REFUSED, CF_ERR_UNREACHABLE. */
 int net_connect(const char *host, unsigned port, int64_t deadline, int *fd,
                 cf_err_t *err);
+
+/* getaddrinfo(host, port) (AF_UNSPEC, SOCK_STREAM) bounded by the
+ * absolute deadline: a resolver that does not answer in time gives
+ * CF_ERR_TIMEOUT (the lookup finishes in the background and is freed
+ * there); a name that does not resolve CF_ERR_UNREACHABLE.  Address
+ * literals are converted without a resolver.  *out: freeaddrinfo. */
+int net_resolve(const char *host, unsigned port, int64_t deadline,
+                struct addrinfo **out, cf_err_t *err);
 
 /* poll() fd for `events` until deadline.  Returns 1 ready, 0 timed out,
  * -1 error (errno set).  Restarts on EINTR. */

@@ -34,8 +34,9 @@ int store_open(const char *state_dir, const char *cert_name,
                cf_store_t **out, cf_err_t *err);
 /* The same without creating or writing anything, for read-only commands
  * (status, verify, check, dry runs): a missing state dir reads as an
- * empty store, and store_lock and every store_save_* / store_put_* fail
- * with CF_ERR_INTERNAL. */
+ * empty store, and every store_save_* / store_put_* fails with
+ * CF_ERR_INTERNAL.  store_lock on it keeps runs out (for writing the
+ * metrics file) without creating or writing the lock file. */
 int store_open_ro(const char *state_dir, const char *cert_name,
                   cf_store_t **out, cf_err_t *err);
 void store_close(cf_store_t *st);

@@ -203,7 +203,13 @@ cp "$D2/sshd_config.orig" "$D2/sshd_config"
 tb_stop_sshd 2
 tb_start_sshd 2 || t_fatal "n2: sshd did not restart"
 printf 'exec nginx -t -q -c /srv/nginx.conf\n' >"$(tb_dir 5)/check.sh"
-sleep 0.5
+# the resumed sessions find their client gone and end; a deploy racing a
+# resumed half-script would test the race, not convergence
+gone() { for p in "$@"; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+L3=$(tb_sshd_pid 3)
+# shellcheck disable=SC2046
+t_wait_for 10 gone $(awk -v l="$L3" '$1 != l { print $1 }' "$T_TMP/n3.stopped") ${p1:-} ${p2:-} ||
+    t_log "(resumed session processes still alive after 10 s)"
 cf_run 0 --json -p "$PB" deploy
 for i in 1 2 3 4 5; do assert_node_has "$i" "$NEW"; done
 t_status

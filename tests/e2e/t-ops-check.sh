@@ -49,7 +49,7 @@ t_step "check works while another run holds the lock (no lock taken)"
 # releases the lock
 (exec 9<"$TB/state/lock" && flock 9 && exec sleep 30) &
 HOLDER=$!
-sleep 0.3
+t_wait_locked "$TB/state/lock"
 cf_run 0 -p "$PB" check
 cf_run 75 -p "$PB" deploy
 kill "$HOLDER" 2>/dev/null
@@ -94,17 +94,14 @@ cp "$D1/tls/fullchain.pem" "$T_TMP/n1.fullchain" && cp "$D1/tls/privkey.pem" "$T
 cp "$TB/certs/expired/fullchain.pem" "$D1/tls/fullchain.pem"
 cp "$TB/certs/expired/privkey.pem" "$D1/tls/privkey.pem"
 tb_exec 1 nginx -s reload -c /srv/nginx.conf
-for _ in $(seq 50); do
-	[ "$(tb_served_sha256 1)" = "$(tb_cert_sha256 "$TB/certs/expired/fullchain.pem")" ] && break
-	sleep 0.1
-done
+t_wait_serves 1 "$(tb_cert_sha256 "$TB/certs/expired/fullchain.pem")" 10 "n1 serves the expired certificate (after its reload)"
 cf_run 2 -p "$PB" check
 check_line
 assert_file_match "$T_OUT" '^CERTFLEET CRITICAL - web: EXPIRED [23]\.[0-9] days ago \(n1\), 2/3 nodes serve current \(n1: serves another certificate\)' \
     "CRITICAL names the node serving an expired certificate"
 cp "$T_TMP/n1.fullchain" "$D1/tls/fullchain.pem" && cp "$T_TMP/n1.privkey" "$D1/tls/privkey.pem"
 tb_exec 1 nginx -s reload -c /srv/nginx.conf
-sleep 0.3
+t_wait_serves 1 "$(tb_cert_sha256 "$T_TMP/n1.fullchain")" 10 "n1 serves its certificate again (after its reload)"
 cf_run 0 -p "$PB" check
 
 t_step "renewal failing: WARNING after 1 failure, CRITICAL after 3 in a row"

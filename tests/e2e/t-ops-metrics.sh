@@ -220,4 +220,26 @@ m 'certfleet_nodes_serving_current{certificate="web"} 3'
 cf_run 0 --metrics "$M" -p "$PB" quarantine release n2
 m "certfleet_certificate_not_after_seconds{certificate=\"web\"} $NOT_AFTER"
 m 'certfleet_node_quarantined{certificate="web",node="n2",reason=""} 0'
+
+t_step "status --metrics while a run holds the lock: status works, the file is the run's"
+# A run in progress writes the file when it ends; a status that read the
+# state before could otherwise put older numbers over the run's.
+cp "$M" "$T_TMP/run.prom"
+(exec 9<"$TB/state/lock" && flock 9 && exec sleep 30) &
+HOLDER=$!
+t_wait_locked "$TB/state/lock"
+cf_run 0 --metrics "$M" -p "$PB" status
+assert_le "$T_SECS" 2 "status does not wait for the lock"
+assert_match "$(cat "$T_OUT")" "^certificate web: version " "status printed its report"
+assert_file_match "$T_ERR" 'metrics: .* not written: .*lock' "stderr says the metrics file was left to the lock holder"
+assert_eq "$(cmp -s "$M" "$T_TMP/run.prom" && echo same)" same "the metrics file is untouched"
+cf_run 0 --metrics "$M" -p "$PB" quarantine add n2 --reason x --dry-run
+assert_eq "$(cmp -s "$M" "$T_TMP/run.prom" && echo same)" same "quarantine --dry-run left it untouched too"
+kill "$HOLDER" 2>/dev/null
+wait "$HOLDER" 2>/dev/null
+t_step "lock free: status --metrics writes it"
+cf_run 0 --metrics "$M" -p "$PB" status
+assert_exit 0 promtool check metrics <"$M"
+m 'certfleet_run_exit_code{certificate="web",command="status"} 0'
+m "certfleet_certificate_not_after_seconds{certificate=\"web\"} $NOT_AFTER"
 t_done

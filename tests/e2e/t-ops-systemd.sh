@@ -146,7 +146,9 @@ exec_argv alert 2
 assert_exit 0 env MONITOR_UNIT=certfleet-renew@web.service "${ARGV[@]}"
 assert_eq "$(cat "$T_TMP/alert.out" 2>/dev/null)" "alert for web (certfleet-renew@web.service)" \
     "the alert script got the instance name and systemd's MONITOR_* env"
-rm "$T_TMP/alert"
+rm "$T_TMP/alert" "$T_TMP/alert.out"
 assert_exit 0 "${ARGV[@]}"
-t_ok "without an alert script the line succeeds quietly"
+assert_eq "$(cat "$T_OUT" "$T_ERR")" "" "without an alert script the line prints nothing"
+assert_eq "$(ls "$T_TMP/alert.out" 2>&1 >/dev/null | grep -c 'No such file')" 1 \
+    "without an alert script nothing ran"
 t_done

@@ -17,8 +17,14 @@ tb_up 3
 acme_up || t_fatal "pebble did not start"
 ROOT=$T_TMP/pebble-root.pem
 PB=$TB/pb.json
+# The shipped hook, behind a wrapper that records the signal state the
+# hook starts with: certfleet ignores SIGPIPE, its hooks must not.
+WRAP=$T_TMP/hook-wrapper
+printf '#!/bin/sh\ngrep -E "^Sig(Ign|Blk):" /proc/self/status >>"%s"\nexec "%s" "$@"\n' \
+    "$T_TMP/hook.sig" "$HOOK" >"$WRAP"
+chmod 755 "$WRAP"
 acme_playbook "$PB" dns-01 '*.node.test' node.test -- \
-    acme.dns_hook="$HOOK" verify.server_name=node.test
+    acme.dns_hook="$WRAP" verify.server_name=node.test
 TB_SNI=node.test
 OLD_SHA=$(tb_cert_sha256 "$TB/certs/old/fullchain.pem")
 
@@ -56,6 +62,11 @@ else
 fi
 assert_eq "$(stat -c %a "$CUR_DIR/privkey.pem")" 600 "store: privkey.pem is 0600"
 assert_eq "$(txt_records)" "" "no _acme-challenge TXT record left behind"
+
+t_step "the hook ran with every signal at its default, none blocked"
+assert_ne "$(grep -c . "$T_TMP/hook.sig" 2>/dev/null)" 0 "the hook wrapper recorded its signal state"
+assert_eq "$(sort -u "$T_TMP/hook.sig" 2>/dev/null | tr '\t' ' ' | tr '\n' ';')" \
+    "SigBlk: 0000000000000000;SigIgn: 0000000000000000;" "no signal ignored or blocked in the hook (SIGPIPE included)"
 
 t_step "every node serves it (SNI node.test and a name under the wildcard)"
 ACME_ROOT=$ROOT

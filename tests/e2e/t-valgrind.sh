@@ -72,7 +72,7 @@ vg 65 -p "$PB" deploy --cert "$NEW/fullchain.pem" --key "$TB/certs/other/privkey
 ) 9>>"$TB/state/lock" &
 HOLD=$!
 BG="$BG $HOLD"
-sleep 0.3
+t_wait_locked "$TB/state/lock"
 vg 75 -p "$PB" deploy
 kill "$HOLD" 2>/dev/null
 wait "$HOLD" 2>/dev/null

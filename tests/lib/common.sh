@@ -163,6 +163,52 @@ assert_exit() {
 	fi
 }
 
+# --- waiting for something asynchronous ----------------------------------
+# A reload, a kill, a process started with & take effect some time later:
+# never assert right after them, and never sleep a fixed time first (too
+# short on a loaded machine, too long on a quiet one).  Poll, bounded.
+
+# t_wait_for SECONDS CMD [ARGS...]: run CMD every 0.1 s until it succeeds
+# (status 0) or SECONDS (may be decimal) have passed (status 1).
+t_wait_for() {
+	local limit=$1 end now
+	shift
+	# microseconds, in bash's 64-bit arithmetic (mawk's %d stops at 2^31)
+	now=${EPOCHREALTIME/[.,]/}
+	end=$((now + $(awk -v l="$limit" 'BEGIN { printf "%.0f", l * 1000000 }')))
+	while :; do
+		"$@" && return 0
+		now=${EPOCHREALTIME/[.,]/}
+		[ "$now" -ge "$end" ] && return 1
+		sleep 0.1
+	done
+}
+
+_t_serves() { [ "$(tb_served_sha256 "$1")" = "$2" ]; }
+
+# t_wait_serves I SHA [SECONDS [WHAT]]: assert that node I serves SHA over
+# TLS within SECONDS (default 10) -- after anything that reloads a node
+# outside certfleet (certfleet's own runs verify before they report).
+t_wait_serves() {
+	local i=$1 want=$2 limit=${3:-10} what=${4:-"n$1 serves ${2:0:12}"}
+	if t_wait_for "$limit" _t_serves "$i" "$want"; then
+		t_ok "$what"
+	else
+		t_notok "$what (waited ${limit}s)" "expected: '$want'" \
+		    "got:      '$(tb_served_sha256 "$i")'"
+	fi
+}
+
+# Someone holds the flock on FILE (flock(1) here cannot take it).
+t_lock_held() { ! flock -n -x "$1" true 2>/dev/null; }
+
+# t_wait_locked FILE [SECONDS]: a lock holder started in the background
+# has the lock (default 10 s), or the test stops.
+t_wait_locked() {
+	t_wait_for "${2:-10}" t_lock_held "$1" ||
+	    t_fatal "nobody took the lock on $1 within ${2:-10}s"
+}
+
 # --- certfleet -----------------------------------------------------------
 
 # certfleet with this test bed's state directory.
