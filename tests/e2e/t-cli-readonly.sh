@@ -59,10 +59,20 @@ assert_exit 0 test -e "$M"
 t_log "(verify --metrics wrote the metrics file, as documented: only because it was asked)"
 rm -f "$M"
 [ -e "$T_TMP/nostate" ] && t_notok "verify --metrics created the state dir" || t_ok "verify --metrics: no state dir"
+ro 0 -p "$PB" status --metrics "$M"
+assert_exit 0 test -e "$M"
+rm -f "$M"
+[ -e "$T_TMP/nostate" ] && t_notok "status --metrics created the state dir" || t_ok "status --metrics: no state dir"
 
 t_step "a real store; then the identity goes bad"
 cf_run 0 -p "$PB" deploy --cert "$NEW/fullchain.pem" --key "$NEW/privkey.pem"
 t_state_snap ok
+LOCK_BEFORE=$(sha256sum <"$TB/state/lock")
+cf_run 0 -p "$PB" status --metrics "$T_TMP/status.prom"
+assert_eq "$(sha256sum <"$TB/state/lock")" "$LOCK_BEFORE" "status --metrics: the lock file not rewritten"
+assert_file_match "$T_TMP/status.prom" '^certfleet_run_exit_code\{certificate="web",command="status"\} 0' \
+    "status --metrics wrote the metrics file"
+assert_state_unchanged ok "status --metrics: the state dir unchanged"
 chmod 0644 "$TB/id_ed25519"
 cf_run 0 -p "$PB" verify
 assert_file_match "$T_ERR" 'verify: 2 of 2 nodes serve the current certificate' "verify: works with a 0644 identity"
