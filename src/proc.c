@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,6 +51,26 @@ drain(int fd, cf_buf_t *out, size_t max, bool *eof)
 			                        ? (size_t)r
 			                        : max - out->len);
 	}
+}
+
+/* The kernel's struct sigaction (x86_64, arm64 and the generic ABI: the
+ * restorer slot is there whenever SA_RESTORER exists), for the signals
+ * glibc's wrapper will not touch. */
+struct kernel_sigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	unsigned long mask;
+};
+
+static void
+reset_signal_raw(int sig)
+{
+	struct kernel_sigaction k;
+
+	memset(&k, 0, sizeof(k));
+	k.handler = SIG_DFL;
+	(void)syscall(SYS_rt_sigaction, sig, &k, NULL, sizeof(k.mask));
 }
 
 int
@@ -112,13 +133,17 @@ proc_run(const struct cf_proc_spec *spec, struct cf_proc_result *res,
 
 		setpgid(0, 0);
 		/* execve keeps SIG_IGN: our ignored SIGPIPE would be the
-		 * program's.  (glibc refuses its two internal signals here;
-		 * they are never ignored, so exec resets them anyway.) */
+		 * program's.  glibc's sigaction refuses the real-time signals
+		 * it keeps for itself, yet whoever started us may have left
+		 * them ignored (seen under a job runner): the kernel call
+		 * resets those too.  The child has one thread, no glibc
+		 * state to protect. */
 		memset(&dfl, 0, sizeof(dfl));
 		dfl.sa_handler = SIG_DFL;
 		for (int sig = 1; sig < NSIG; sig++)
-			if (sig != SIGKILL && sig != SIGSTOP)
-				(void)sigaction(sig, &dfl, NULL);
+			if (sig != SIGKILL && sig != SIGSTOP &&
+			    sigaction(sig, &dfl, NULL) < 0)
+				reset_signal_raw(sig);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (dup2(fd0, STDIN_FILENO) < 0 ||
