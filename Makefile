@@ -46,7 +46,7 @@ $(BUILD)/obj $(BUILD)/tests:
 
 unit: $(UNIT_BINS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(HDRS) | $(BUILD)/tests
+$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(HDRS) $(wildcard tests/unit/*.h) | $(BUILD)/tests
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LIBS) -lcmocka
 

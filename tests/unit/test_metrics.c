@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "proc_alive.h"
+
 #include "certfleet/metrics.h"
 #include "certfleet/notify.h"
 #include "certfleet/util.h"
@@ -693,25 +695,6 @@ test_notify_command_fails(void **state)
 	playbook_free(pb);
 }
 
-/* Running and not a zombie (a zombie answers kill(pid, 0), and a
- * container's pid 1 may never reap the orphans it inherits). */
-static bool
-alive(long pid)
-{
-	char path[64], buf[256], *p;
-	FILE *fp;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	fp = fopen(path, "r");
-	if (fp == NULL)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, fp);
-	fclose(fp);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
 
 /* A hanging command is killed after 10 s with everything it started
  * (its process group), and not run again for the run's next events. */

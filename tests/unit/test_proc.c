@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "proc_alive.h"
+
 #include "certfleet/proc.h"
 #include "certfleet/util.h"
 
@@ -43,29 +45,7 @@ exited_0(const struct cf_proc_result *res)
 	       WIFEXITED(res->status) && WEXITSTATUS(res->status) == 0;
 }
 
-/* Running and not a zombie (a container's pid 1 may never reap). */
-static bool
-alive(long pid)
-{
-	char path[64], buf[256], *p;
-	FILE *fp;
-	size_t n;
 
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	fp = fopen(path, "r");
-	if (fp == NULL)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, fp);
-	fclose(fp);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
-
-/* certfleet ignores SIGPIPE and may block signals in threads: a program
- * it starts must see neither.  With SIGPIPE ignored `yes | head -1`
- * makes yes complain "Broken pipe" (or spin, in a program that ignores
- * write errors). */
 static void
 ignore_raw(int sig)
 {
@@ -82,6 +62,10 @@ ignore_raw(int sig)
 	                 0);
 }
 
+/* certfleet ignores SIGPIPE and may block signals in threads: a program
+ * it starts must see neither.  With SIGPIPE ignored `yes | head -1`
+ * makes yes complain "Broken pipe" (or spin, in a program that ignores
+ * write errors). */
 static void
 test_signals_default(void **state)
 {
