@@ -996,6 +996,27 @@ out:
 	cf_buf_free(&cmd);
 }
 
+bool
+rollout_is_key_file(const struct cf_file_spec *f)
+{
+	return f->content == CF_CONTENT_PRIVKEY ||
+	       f->content == CF_CONTENT_COMBINED;
+}
+
+char *
+rollout_backup_path(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *bak;
+
+	/* the stage script's "$d/.$b.certfleet-prev" (paths are absolute) */
+	if (slash == NULL ||
+	    asprintf(&bak, "%.*s/.%s.certfleet-prev", (int)(slash - path), path,
+	             slash + 1) < 0)
+		return NULL;
+	return bak;
+}
+
 /* deploy.keep_previous false: once the node is verified on the new
  * certificate, the backups of its old key files (.NAME.certfleet-prev, made
  * by the stage script for its own restore) go, so an old key does not
@@ -1016,15 +1037,12 @@ drop_key_backups(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 		goto out;
 	for (i = 0; i < pb->deploy.n_files; i++) {
 		const struct cf_file_spec *f = &pb->deploy.files[i];
-		const char *slash = strrchr(f->path, '/');
-		char *bak = NULL;
+		char *bak;
 		int ok;
 
-		if (f->content != CF_CONTENT_PRIVKEY &&
-		    f->content != CF_CONTENT_COMBINED)
+		if (!rollout_is_key_file(f))
 			continue;
-		if (asprintf(&bak, "%.*s/.%s.certfleet-prev",
-		             (int)(slash - f->path), f->path, slash + 1) < 0)
+		if ((bak = rollout_backup_path(f->path)) == NULL)
 			goto out;
 		ok = cf_buf_printf(&cmd, " ") == 0 &&
 		     cf_buf_shquote(&cmd, bak) == 0;

@@ -469,6 +469,20 @@ out:
 	return rc;
 }
 
+/* versions/ID/revoked.json exists (revoke --reason keyCompromise). */
+static bool
+version_key_revoked(cf_store_t *st, const char *id)
+{
+	char *path = NULL;
+	bool yes;
+
+	if (asprintf(&path, "%s/%s/revoked.json", st->versions, id) < 0)
+		return false;
+	yes = access(path, F_OK) == 0;
+	free(path);
+	return yes;
+}
+
 /* Load versions/ID into b and info (either may be NULL; b == NULL reads
  * cert.pem alone, never the private key). Every failure is
  * CF_ERR_STATE naming the file: the store wrote it, so it is the store's
@@ -501,6 +515,15 @@ load_version(cf_store_t *st, const char *id, struct cf_bundle *b,
 		path = path_join(vdir, bundle_files[i]);
 		if (path == NULL) {
 			nomem(err);
+			goto out;
+		}
+		if (i == 3 && access(path, F_OK) < 0 && errno == ENOENT &&
+		    version_key_revoked(st, id)) {
+			/* revoke --reason keyCompromise wiped it: never deploy
+			 * (or roll back to) a compromised key */
+			cf_err_set(err, CF_ERR_STATE, "version %s was revoked "
+			           "(keyCompromise) and its key wiped: run `renew "
+			           "--force` (or deploy a new certificate)", id);
 			goto out;
 		}
 		if (cf_read_file(path, MAX_PEM, &data[i], &lens[i], err) < 0) {
@@ -1691,4 +1714,349 @@ out:
 	free(accounts);
 	free(dir);
 	return path;
+}
+
+/* ---- revocation (revoke --reason keyCompromise) ------------------------ */
+
+int
+store_current_id(cf_store_t *st, char **id, cf_err_t *err)
+{
+	return read_current_id(st, id, err);
+}
+
+int
+store_get_version_cert(cf_store_t *st, const char *id,
+                       struct cf_certinfo *info, cf_err_t *err)
+{
+	char *vdir;
+	struct stat sb;
+	int rc;
+
+	if (!is_version_id(id))
+		return cf_err_set(err, CF_ERR_STATE, "'%s' is not a version id "
+		                  "(YYYYMMDDTHHMMSSZ-xxxxxxxx, see %s)", id,
+		                  st->versions);
+	vdir = path_join(st->versions, id);
+	if (vdir == NULL)
+		return nomem(err);
+	rc = stat(vdir, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -1;
+	if (rc < 0)
+		cf_err_set(err, CF_ERR_STATE, "no version %s in %s", id,
+		           st->versions);
+	free(vdir);
+	if (rc < 0)
+		return -1;
+	return load_version(st, id, NULL, info, err);
+}
+
+/* sha256 hex of versions/ID/NAME's bytes; *present false if it is gone. */
+static int
+hash_version_file(cf_store_t *st, const char *id, const char *name,
+                  unsigned char sha[32], bool *present, cf_err_t *err)
+{
+	char *path = NULL, *data = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	if (asprintf(&path, "%s/%s/%s", st->versions, id, name) < 0)
+		return nomem(err);
+	if (access(path, F_OK) < 0 && errno == ENOENT) {
+		*present = false;
+		rc = 0;
+		goto out;
+	}
+	if (cf_read_file(path, MAX_PEM, &data, &len, err) < 0)
+		goto out;
+	crypto_sha256(data, len, sha);
+	*present = true;
+	rc = 0;
+out:
+	cf_free_secret(data, len);
+	free(path);
+	return rc;
+}
+
+int
+store_version_key_hashes(cf_store_t *st, const char *id, char key_hex[65],
+                         char combined_hex[65], bool *present, cf_err_t *err)
+{
+	char *kpath = NULL, *fpath = NULL, *key = NULL, *full = NULL;
+	size_t klen = 0, flen = 0;
+	unsigned char sha[32];
+	char *both = NULL;
+	int rc = -1;
+
+	*present = false;
+	if (asprintf(&kpath, "%s/%s/%s", st->versions, id, bundle_files[3]) < 0 ||
+	    asprintf(&fpath, "%s/%s/%s", st->versions, id, bundle_files[2]) < 0) {
+		nomem(err);
+		goto out;
+	}
+	if (access(kpath, F_OK) < 0 && errno == ENOENT) {
+		rc = 0;
+		goto out;
+	}
+	if (cf_read_file(kpath, MAX_PEM, &key, &klen, err) < 0 ||
+	    cf_read_file(fpath, MAX_PEM, &full, &flen, err) < 0)
+		goto out;
+	crypto_sha256(key, klen, sha);
+	cf_hex(sha, 32, key_hex);
+	/* a "combined" file on a node is fullchain.pem then privkey.pem,
+	 * byte for byte (rollout.c build_payloads) */
+	both = malloc(flen + klen + 1);
+	if (both == NULL) {
+		nomem(err);
+		goto out;
+	}
+	memcpy(both, full, flen);
+	memcpy(both + flen, key, klen);
+	crypto_sha256(both, flen + klen, sha);
+	cf_hex(sha, 32, combined_hex);
+	*present = true;
+	rc = 0;
+out:
+	cf_free_secret(both, both != NULL ? flen + klen : 0);
+	cf_free_secret(key, klen);
+	free(full);
+	free(kpath);
+	free(fpath);
+	return rc;
+}
+
+int
+store_wipe_key(cf_store_t *st, const char *key_sha256, char ***wiped,
+               cf_err_t *err)
+{
+	char **ids = NULL, *path = NULL, hex[65];
+	size_t n = 0;
+	unsigned char sha[32];
+	struct dirent *de;
+	bool present = false;
+	DIR *d;
+	int rc = -1;
+
+	*wiped = NULL;
+	if (check_writable(st, "store_wipe_key", err) < 0)
+		return -1;
+	ids = calloc(1, sizeof(*ids));
+	if (ids == NULL)
+		return nomem(err);
+	d = opendir(st->versions);
+	if (d == NULL) {
+		free(ids);
+		return cf_err_set(err, CF_ERR_IO, "%s: %s", st->versions,
+		                  strerror(errno));
+	}
+	/* every copy: with acme.reuse_key several versions hold one key */
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		char **v;
+
+		if (!is_version_id(de->d_name))
+			continue;
+		if (hash_version_file(st, de->d_name, bundle_files[3], sha,
+		                      &present, err) < 0)
+			goto out;
+		if (!present)
+			continue;
+		cf_hex(sha, 32, hex);
+		if (strcmp(hex, key_sha256) != 0)
+			continue;
+		free(path);
+		if (asprintf(&path, "%s/%s/%s", st->versions, de->d_name,
+		             bundle_files[3]) < 0) {
+			path = NULL;
+			nomem(err);
+			goto out;
+		}
+		if (wipe_file(path, err) < 0)
+			goto out;
+		*strrchr(path, '/') = '\0';
+		if (fsync_path(path, err) < 0)
+			goto out;
+		v = realloc(ids, (n + 2) * sizeof(*ids));
+		if (v == NULL) {
+			nomem(err);
+			goto out;
+		}
+		ids = v;
+		if ((ids[n] = strdup(de->d_name)) == NULL) {
+			nomem(err);
+			goto out;
+		}
+		ids[++n] = NULL;
+	}
+	if (errno != 0) {
+		cf_err_set(err, CF_ERR_IO, "%s: readdir: %s", st->versions,
+		           strerror(errno));
+		goto out;
+	}
+	*wiped = ids;
+	ids = NULL;
+	rc = 0;
+out:
+	cf_strv_free(ids);
+	free(path);
+	closedir(d);
+	return rc;
+}
+
+static char *
+revocation_path(cf_store_t *st, const char *id, cf_err_t *err)
+{
+	char *path;
+
+	if (!is_version_id(id)) {
+		cf_err_set(err, CF_ERR_INTERNAL, "bad version id");
+		return NULL;
+	}
+	if (asprintf(&path, "%s/%s/revoked.json", st->versions, id) < 0) {
+		nomem(err);
+		return NULL;
+	}
+	return path;
+}
+
+static bool
+is_hex64_or_empty(const char *s)
+{
+	size_t i;
+
+	if (s == NULL || *s == '\0')
+		return true;
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return i == 64;
+}
+
+int
+store_load_revocation(cf_store_t *st, const char *id,
+                      struct cf_revocation *out, cf_err_t *err)
+{
+	struct cf_revocation r;
+	char *path = NULL, *key = NULL, *comb = NULL, why[300];
+	json_t *root = NULL, *pend;
+	int64_t reason = 0;
+	bool oom = false;
+	int rc = -1;
+
+	memset(&r, 0, sizeof(r));
+	if ((path = revocation_path(st, id, err)) == NULL)
+		goto out;
+	if (load_json(path, &root, err) < 0)
+		goto out;
+	if (root == NULL)
+		goto done;
+	if (!get_i64(root, "revoked_at", &r.revoked_at, why, sizeof(why)) ||
+	    !get_i64(root, "reason", &reason, why, sizeof(why)) ||
+	    !get_str(root, "key_sha256", &key, &oom, why, sizeof(why)) ||
+	    !get_str(root, "combined_sha256", &comb, &oom, why, sizeof(why))) {
+		if (oom)
+			nomem(err);
+		else
+			corrupt(err, path, why);
+		goto out;
+	}
+	if (!is_hex64_or_empty(key) || !is_hex64_or_empty(comb)) {
+		corrupt(err, path, "key_sha256: not a SHA-256");
+		goto out;
+	}
+	r.reason = (int)reason;
+	snprintf(r.key_sha256, sizeof(r.key_sha256), "%s", key ? key : "");
+	snprintf(r.combined_sha256, sizeof(r.combined_sha256), "%s",
+	         comb ? comb : "");
+	pend = json_object_get(root, "cleanup_pending");
+	if (pend != NULL && !json_is_null(pend)) {
+		size_t i, n;
+
+		if (!json_is_array(pend)) {
+			corrupt(err, path, "cleanup_pending: expected an array");
+			goto out;
+		}
+		n = json_array_size(pend);
+		r.pending = calloc(n + 1, sizeof(*r.pending));
+		if (r.pending == NULL) {
+			nomem(err);
+			goto out;
+		}
+		for (i = 0; i < n; i++) {
+			json_t *e = json_array_get(pend, i);
+
+			if (!json_is_string(e)) {
+				corrupt(err, path, "cleanup_pending: expected "
+				        "node names");
+				goto out;
+			}
+			if ((r.pending[i] = strdup(json_string_value(e))) == NULL) {
+				nomem(err);
+				goto out;
+			}
+		}
+	}
+done:
+	*out = r;
+	memset(&r, 0, sizeof(r));
+	rc = 0;
+out:
+	store_revocation_free(&r);
+	json_decref(root);
+	free(key);
+	free(comb);
+	free(path);
+	return rc;
+}
+
+int
+store_save_revocation(cf_store_t *st, const char *id,
+                      const struct cf_revocation *r, cf_err_t *err)
+{
+	json_t *root = NULL, *pend = NULL;
+	char *path = NULL;
+	size_t i;
+	int rc = -1;
+
+	if (check_writable(st, "store_save_revocation", err) < 0 ||
+	    (path = revocation_path(st, id, err)) == NULL)
+		goto out;
+	root = json_object();
+	pend = json_array();
+	if (root == NULL || pend == NULL)
+		goto oom;
+	for (i = 0; r->pending != NULL && r->pending[i] != NULL; i++)
+		if (json_array_append_new(pend, json_string(r->pending[i])) < 0)
+			goto oom;
+	if (json_object_set_new(root, "version",
+	                        json_integer(STATE_FORMAT_VERSION)) < 0 ||
+	    json_object_set_new(root, "revoked_at",
+	                        json_integer(r->revoked_at)) < 0 ||
+	    json_object_set_new(root, "reason", json_integer(r->reason)) < 0 ||
+	    json_object_set_new(root, "key_sha256",
+	                        str_or_null(r->key_sha256[0] ? r->key_sha256
+	                                                     : NULL)) < 0 ||
+	    json_object_set_new(root, "combined_sha256",
+	                        str_or_null(r->combined_sha256[0]
+	                                        ? r->combined_sha256
+	                                        : NULL)) < 0)
+		goto oom;
+	rc = json_object_set(root, "cleanup_pending", pend);
+	if (rc < 0)
+		goto oom;
+	rc = save_json(path, root, err);
+	goto out;
+oom:
+	rc = nomem(err);
+out:
+	json_decref(pend);
+	json_decref(root);
+	free(path);
+	return rc;
+}
+
+void
+store_revocation_free(struct cf_revocation *r)
+{
+	if (r == NULL)
+		return;
+	cf_strv_free(r->pending);
+	memset(r, 0, sizeof(*r));
 }

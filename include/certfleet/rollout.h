@@ -99,4 +99,11 @@ int rollout_each(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
                  const struct cf_rollout_opts *opts, cf_node_fn fn, void *arg,
                  struct cf_rollout_result *out, cf_err_t *err);
 
+/* The previous version of a deployed file that the stage script keeps on
+ * the node (for its own restore and `rollback`): DIR/.BASENAME.certfleet-prev.
+ * Caller frees; NULL when out of memory. */
+char *rollout_backup_path(const char *path);
+/* A deploy.files entry holding a private key ("privkey", "combined"). */
+bool rollout_is_key_file(const struct cf_file_spec *f);
+
 #endif

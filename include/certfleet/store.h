@@ -10,6 +10,9 @@
  *                                            keep_versions versions (and
  *                                            current and the one before
  *                                            it); older ones are wiped
+ *         revoked.json                       revoked for keyCompromise:
+ *                                            key hashes, nodes still to
+ *                                            clean (privkey.pem wiped)
  *       nodes.json                 per-node state (below)
  *       renewal.json               ACME renewal state
  *     accounts/HASH/account.key    0600, HASH = sha256(directory URL)[0:16]
@@ -84,6 +87,44 @@ int store_get_current_cert(cf_store_t *st, struct cf_certinfo *info,
 int store_get_previous(cf_store_t *st, struct cf_bundle *b,
                        struct cf_certinfo *info, char **version, bool *found,
                        cf_err_t *err);
+
+/* Revocation for keyCompromise (`revoke`).  The certificate stays as
+ * history; its key goes from the store, and the node backups holding it
+ * are found by hash (the key itself never leaves the coordinator).
+ * versions/ID/revoked.json keeps the hashes, so nodes that were down can
+ * be cleaned later without the key, and the nodes still to clean. */
+struct cf_revocation {
+	int64_t revoked_at;          /* 0: no record (not revoked for
+	                                keyCompromise by certfleet) */
+	int reason;                  /* RFC 5280 CRLReason code */
+	char key_sha256[65];         /* of privkey.pem's bytes; "" unknown */
+	char combined_sha256[65];    /* of fullchain.pem + privkey.pem, what a
+	                                "combined" file holds; "" unknown */
+	char **pending;              /* NULL-terminated node names whose
+	                                backups could not be checked; NULL */
+};
+/* Id in `current` (*id NULL when there is none).  Caller frees. */
+int store_current_id(cf_store_t *st, char **id, cf_err_t *err);
+/* versions/ID's certificate info alone (never reads the key).
+ * CF_ERR_STATE naming the id when there is no such version. */
+int store_get_version_cert(cf_store_t *st, const char *id,
+                           struct cf_certinfo *info, cf_err_t *err);
+/* SHA-256 (hex) of versions/ID/privkey.pem and of fullchain.pem +
+ * privkey.pem; *present false (hashes untouched) when the key is gone. */
+int store_version_key_hashes(cf_store_t *st, const char *id, char key_hex[65],
+                             char combined_hex[65], bool *present,
+                             cf_err_t *err);
+/* Wipe (overwrite, unlink, fsync the directory) privkey.pem in every
+ * version whose key has this SHA-256 (with acme.reuse_key several do).
+ * *wiped: the version ids wiped, NULL-terminated (cf_strv_free). */
+int store_wipe_key(cf_store_t *st, const char *key_sha256, char ***wiped,
+                   cf_err_t *err);
+/* versions/ID/revoked.json; a missing file reads as revoked_at 0. */
+int store_load_revocation(cf_store_t *st, const char *id,
+                          struct cf_revocation *out, cf_err_t *err);
+int store_save_revocation(cf_store_t *st, const char *id,
+                          const struct cf_revocation *r, cf_err_t *err);
+void store_revocation_free(struct cf_revocation *r);
 
 /* Per-node state. */
 struct cf_node_state {
