@@ -16,6 +16,7 @@
 #include "certfleet/challenge.h"
 #include "certfleet/cli.h"
 #include "certfleet/http.h"
+#include "certfleet/keyclean.h"
 #include "certfleet/renewal.h"
 #include "certfleet/report.h"
 #include "certfleet/util.h"
@@ -443,6 +444,40 @@ acme_params(const struct cf_session *s, const char *account_key,
 	p->deadline = cf_now_ms() + (int64_t)pb->acme.timeout * 1000;
 }
 
+/* The current version, key included.  One that `revoke --reason
+ * keyCompromise` revoked has no key any more: its certificate alone, and
+ * renewal is forced (the fleet serves a revoked certificate); nothing is
+ * deployed until a new one is stored (cur->privkey stays NULL). */
+static int
+renew_load_current(struct cf_session *s, struct cf_bundle *cur,
+                   struct cf_certinfo *ci, char **version, bool *found,
+                   bool *force, cf_err_t *err)
+{
+	struct cf_revocation rev;
+	char *id = NULL;
+	int rc = -1;
+
+	memset(&rev, 0, sizeof(rev));
+	if (store_current_id(s->st, &id, err) < 0)
+		goto out;
+	if (id != NULL && store_load_revocation(s->st, id, &rev, err) < 0)
+		goto out;
+	if (id == NULL || rev.revoked_at == 0) {
+		rc = store_get_current(s->st, cur, ci, version, found, err);
+		goto out;
+	}
+	if (store_get_current_cert(s->st, ci, version, found, err) < 0)
+		goto out;
+	fprintf(stderr, "certfleet: renew: current version %s was revoked "
+	        "(keyCompromise): replacing it\n", id);
+	*force = true;
+	rc = 0;
+out:
+	store_revocation_free(&rev);
+	free(id);
+	return rc;
+}
+
 /* The CA's ARI answer for this certificate (RFC 9773), kept in rs: asked
  * again only after its Retry-After.  Its absence or garbage leaves the
  * lifetime rule alone. */
@@ -709,7 +744,8 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	}
 	if (playbook_load_secrets(s.pb, &err) < 0)
 		goto fail;
-	if (store_get_current(s.st, &cur, &ci, &version, &found, &err) < 0 ||
+	if (renew_load_current(&s, &cur, &ci, &version, &found, &force,
+	                       &err) < 0 ||
 	    store_load_renewal(s.st, &rs, &err) < 0)
 		goto fail;
 	acct = store_account_key_path(s.st, s.pb->acme.directory);
@@ -775,8 +811,12 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	if (dry && !found && !no_deploy &&
 	    renew_standin_bundle(&cur, &ci, &err) < 0)
 		goto fail;
-	if (no_deploy || (!found && !dry)) {
-		ex = ca_failed || !found ? CF_EXIT_FAILED : CF_EXIT_OK;
+	/* a current version revoked for keyCompromise has no key left: only
+	 * a new certificate can go out (renew_load_current) */
+	if (no_deploy || (!found && !dry) || (found && cur.privkey == NULL)) {
+		ex = ca_failed || !found || (cur.privkey == NULL && !dry)
+		         ? CF_EXIT_FAILED
+		         : CF_EXIT_OK;
 		if (nodes_ok)
 			http01_record(&s, &h.prov, &res);
 		if (!dry)
@@ -866,36 +906,202 @@ out_nosess:
 	return ex;
 }
 
+/* ---- revoke ---- */
+
+struct revoke_ctx {
+	struct cf_session *s;
+	const char *id;             /* the revoked version */
+	struct cf_revocation rev;   /* its keyCompromise record */
+	char **wiped;               /* versions whose key was wiped now */
+	struct cf_keyclean_result kc;
+	bool kc_ran;
+};
+
+/* Nodes whose cleanup could not be done, NULL-terminated (cf_strv_free);
+ * every node when the cleanup did not run. */
+static char **
+revoke_pending(const struct revoke_ctx *rc)
+{
+	const struct cf_playbook *pb = rc->s->pb;
+	char **v = calloc(pb->n_nodes + 1, sizeof(*v));
+	size_t i, k = 0;
+
+	if (v == NULL)
+		return NULL;
+	for (i = 0; i < pb->n_nodes; i++) {
+		/* a node serving the key keeps a backup of it once a new
+		 * certificate is deployed: it needs another look then */
+		if (rc->kc_ran && (rc->kc.no_key_files ||
+		                   (rc->kc.nodes[i].attempted &&
+		                    rc->kc.nodes[i].ok &&
+		                    !rc->kc.nodes[i].live_compromised)))
+			continue;
+		if ((v[k++] = strdup(pb->nodes[i].name)) == NULL) {
+			cf_strv_free(v);
+			return NULL;
+		}
+	}
+	return v;
+}
+
+/* One line per node on stderr, then the summary.  Returns the exit code:
+ * 2 when a node could not be cleaned (README "Exit codes": done where
+ * reachable). */
+static int
+revoke_report_nodes(const struct revoke_ctx *rc)
+{
+	const struct cf_keyclean_result *kc = &rc->kc;
+	cf_buf_t failed = {0};
+	size_t i;
+	int ex;
+
+	if (kc->no_key_files) {
+		fprintf(stderr, "certfleet: revoke: deploy.files has no key "
+		        "file: nothing to clean on nodes\n");
+		return CF_EXIT_OK;
+	}
+	for (i = 0; i < kc->n; i++) {
+		const struct cf_keyclean_node *kn = &kc->nodes[i];
+		const struct cf_node *n = kn->node;
+
+		if (!kn->attempted)
+			continue;
+		if (!kn->ok) {
+			fprintf(stderr, "certfleet: %-16s %-15s NOT CLEANED %s: "
+			        "%s\n", n->name, n->host,
+			        cf_err_reason(kn->err.code), kn->err.msg);
+			(void)cf_buf_printf(&failed, "%s%s (%s)",
+			                    failed.len ? ", " : "", n->name,
+			                    cf_err_reason(kn->err.code));
+		} else if (kn->removed > 0) {
+			fprintf(stderr, "certfleet: %-16s %-15s removed %s\n",
+			        n->name, n->host, kn->removed_files);
+		} else {
+			fprintf(stderr, "certfleet: %-16s %-15s clean: no backup "
+			        "of the key%s\n", n->name, n->host,
+			        kn->kept_other ? " (a backup of another key is "
+			                         "kept)" : "");
+		}
+		if (kn->live_compromised)
+			fprintf(stderr, "certfleet: %-16s %-15s still serves the "
+			        "compromised key (%s): deploy a new "
+			        "certificate, then re-run this revoke to remove "
+			        "the backup that deploy keeps of it\n", n->name,
+			        n->host, kn->live_files);
+	}
+	ex = kc->n_failed > 0 ? CF_EXIT_PARTIAL : CF_EXIT_OK;
+	fprintf(stderr, "certfleet: revoke: key backups removed on %u nodes, "
+	        "%u had none, %u not cleaned%s%s%s (exit %d)\n", kc->n_cleaned,
+	        kc->n_clean, kc->n_failed, failed.len ? ": " : "",
+	        failed.len ? failed.data : "",
+	        failed.len ? "; re-run the same revoke once they are "
+	                     "reachable (the CA is not asked again)" : "",
+	        ex);
+	cf_buf_free(&failed);
+	return ex;
+}
+
+/* keyCompromise, once the CA accepted (or had accepted) the revocation:
+ * record the key's hashes, wipe every copy of the key in the store, then
+ * remove the nodes' backups of it.  The record comes first: it is what
+ * lets a node that is down now be cleaned later, when the key is gone. */
+static int
+revoke_cleanup(struct revoke_ctx *rc, cf_err_t *err)
+{
+	struct cf_session *s = rc->s;
+	char **pending = NULL;
+	cf_err_t e = {0};
+	int ex = CF_EXIT_FAILED;
+
+	if (rc->rev.revoked_at == 0)
+		rc->rev.revoked_at = cf_wall_now();
+	rc->rev.reason = 1;
+	cf_strv_free(rc->rev.pending);
+	rc->rev.pending = revoke_pending(rc); /* everything, until seen */
+	if (rc->rev.pending == NULL ||
+	    store_save_revocation(s->st, rc->id, &rc->rev, err) < 0)
+		goto fail;
+	if (rc->rev.key_sha256[0] != '\0') {
+		if (store_wipe_key(s->st, rc->rev.key_sha256, &rc->wiped,
+		                   err) < 0)
+			goto fail;
+		for (char **w = rc->wiped; w != NULL && *w != NULL; w++)
+			fprintf(stderr, "certfleet: revoke: key of version %s "
+			        "wiped from the store\n", *w);
+	}
+	if (rc->rev.key_sha256[0] == '\0') {
+		fprintf(stderr, "certfleet: revoke: the store no longer held "
+		        "the key of %s (older than store.keep_versions): its "
+		        "backups on nodes cannot be recognized, none removed\n",
+		        rc->id);
+		ex = CF_EXIT_OK;
+		goto out;
+	}
+	if (ssh_ctx_new(s->pb->ssh.identity, s->pb->ssh.known_hosts, &s->ssh,
+	                &e) < 0) {
+		*err = e;
+		cf_err_prefix(err, "revoked, key wiped from the store, but no "
+		              "node cleaned: ");
+		goto fail;
+	}
+	if (keyclean_run(s->pb, s->ssh, NULL, rc->rev.key_sha256,
+	                 rc->rev.combined_sha256, &rc->kc, err) < 0)
+		goto fail;
+	rc->kc_ran = true;
+	ex = revoke_report_nodes(rc);
+	pending = revoke_pending(rc);
+	if (pending == NULL) {
+		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	cf_strv_free(rc->rev.pending);
+	rc->rev.pending = pending;
+	if (store_save_revocation(s->st, rc->id, &rc->rev, err) < 0)
+		goto fail;
+	goto out;
+fail:
+	ex = -1;
+out:
+	return ex;
+}
+
 int
 cli_revoke(struct cf_cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"reason", required_argument, NULL, 'r'},
+	    {"version", required_argument, NULL, 'V'},
 	    {"dry-run", no_argument, NULL, 'n'},
 	    {NULL, 0, NULL, 0}};
 	static const struct { const char *name; int code; } reasons[] = {
 	    {"unspecified", 0}, {"keyCompromise", 1}, {"superseded", 4},
 	    {"cessationOfOperation", 5}};
 	struct cf_session s;
-	struct cf_bundle b;
 	struct cf_certinfo ci;
 	struct cf_acme_params p;
+	struct cf_revoke_report rr;
+	struct revoke_ctx rc;
 	cf_err_t err = {0};
-	char *version = NULL, *acct = NULL;
-	bool found = false, dry = false;
+	char *cur = NULL, *acct = NULL, *cert = NULL, *want = NULL;
+	bool dry = false, key_present = false;
 	int c, ex, reason = 0;
 	size_t i;
 
-	memset(&b, 0, sizeof(b));
 	memset(&ci, 0, sizeof(ci));
+	memset(&rr, 0, sizeof(rr));
+	memset(&rc, 0, sizeof(rc));
+	memset(&s, 0, sizeof(s));
 	struct cli_cmd cmd = {"revoke", "usage: certfleet [global options] -p "
-	    "PLAYBOOK revoke [--reason CODE] [--dry-run]\n", false, false,
-	    longopts};
+	    "PLAYBOOK revoke [--version ID] [--reason CODE] [--dry-run]\n",
+	    false, false, longopts};
 
 	optind = 0; /* full reinit of GNU getopt */
 	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
 		if (c == 'n') {
 			dry = true;
+		} else if (c == 'V') {
+			free(want);
+			want = strdup(optarg);
 		} else if (c == 'r') {
 			char *end;
 
@@ -907,32 +1113,61 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 				long v = strtol(optarg, &end, 10);
 
 				if (*end != '\0' || (v != 0 && v != 1 && v != 4 &&
-				                     v != 5))
+				                     v != 5)) {
+					free(want);
 					return cli_usage("--reason: unspecified, "
 					    "keyCompromise, superseded, "
 					    "cessationOfOperation (or 0,1,4,5)");
+				}
 				reason = (int)v;
 			}
 		} else {
+			free(want);
 			return ex; /* help, or usage error */
 		}
 	}
-	if (optind < argc)
+	if (optind < argc) {
+		free(want);
 		return cli_usage("revoke: unexpected argument '%s'",
 		                 argv[optind]);
+	}
 	ex = session_open(cli, "revoke", dry ? 0 : CF_SESS_LOCK, &s);
-	if (ex != 0)
+	if (ex != 0) {
+		free(want);
 		return ex;
+	}
+	rc.s = &s;
+	rr.reason_code = reason;
+	for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (reasons[i].code == reason)
+			rr.reason = reasons[i].name;
 	if (s.pb->acme.directory == NULL) {
 		cf_err_set(&err, CF_ERR_CONFIG, "%s: acme.directory: revoke needs "
 		           "an ACME directory URL", s.pb->path);
 		goto fail;
 	}
-	if (store_get_current(s.st, &b, &ci, &version, &found, &err) < 0)
+	if (store_current_id(s.st, &cur, &err) < 0)
 		goto fail;
-	if (!found) {
+	rc.id = want != NULL ? want : cur;
+	if (rc.id == NULL) {
 		cf_err_set(&err, CF_ERR_STATE, "no current certificate to revoke");
 		goto fail;
+	}
+	rr.version = rc.id;
+	rr.current = cur != NULL && strcmp(rc.id, cur) == 0;
+	if (store_get_version_cert(s.st, rc.id, &ci, &cert, &err) < 0)
+		goto fail;
+	rr.ci = &ci;
+	if (reason == 1) {
+		/* the hashes come from the key while the store has it, else
+		 * from the record an earlier revoke left */
+		if (store_load_revocation(s.st, rc.id, &rc.rev, &err) < 0 ||
+		    store_version_key_hashes(s.st, rc.id, rc.rev.key_sha256,
+		                             rc.rev.combined_sha256,
+		                             &key_present, &err) < 0)
+			goto fail;
+		(void)key_present;
+		rr.revoked_at = rc.rev.revoked_at;
 	}
 	acct = store_account_key_path(s.st, s.pb->acme.directory);
 	if (acct == NULL) {
@@ -942,22 +1177,65 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 	acme_params(&s, acct, &p);
 	if (dry) {
 		fprintf(stderr, "certfleet: dry run: would revoke %s (sha256 "
-		        "%.16s…) reason %d\n", version, ci.sha256_hex, reason);
+		        "%.16s…) reason %d\n", rc.id, ci.sha256_hex, reason);
+		if (reason == 1)
+			fprintf(stderr, "certfleet: dry run: would wipe its key "
+			        "from the store and remove the backups holding "
+			        "it from %zu nodes\n", s.pb->n_nodes);
+		rr.ca = "dry-run";
 		ex = 0;
 		goto out;
 	}
-	if (acme_revoke(&p, b.cert, reason, &err) < 0)
-		goto fail;
-	fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); run `renew "
-	        "--force` to replace it\n", version, ci.sha256_hex);
-	ex = 0;
+	if (reason == 1 && rc.rev.revoked_at != 0) {
+		/* a re-run to clean nodes that were down: the CA said yes
+		 * already, and it may be down now */
+		char when[32];
+
+		cf_fmt_time(rc.rev.revoked_at, when, sizeof(when));
+		fprintf(stderr, "certfleet: %s was revoked (keyCompromise) on "
+		        "%s: not asking the CA again, cleaning up\n", rc.id,
+		        when);
+		rr.ca = "already-revoked";
+	} else {
+		if (acme_revoke(&p, cert, reason, &err) < 0)
+			goto fail;
+		rr.ca = "revoked";
+		if (rr.current)
+			fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); "
+			        "run `renew --force` to replace it\n", rc.id,
+			        ci.sha256_hex);
+		else
+			fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); "
+			        "the current certificate %s is not affected\n",
+			        rc.id, ci.sha256_hex, cur ? cur : "(none)");
+	}
+	ex = CF_EXIT_OK;
+	if (reason == 1) {
+		ex = revoke_cleanup(&rc, &err);
+		rr.revoked_at = rc.rev.revoked_at;
+		rr.store_wiped = rc.wiped;
+		rr.kc = rc.kc_ran ? &rc.kc : NULL;
+		rr.pending = rc.rev.pending;
+		if (ex < 0)
+			goto fail;
+		if (rr.current)
+			fprintf(stderr, "certfleet: the fleet still serves the "
+			        "revoked certificate %s: run `renew --force` to "
+			        "replace it\n", rc.id);
+	}
 	goto out;
 fail:
 	ex = cli_fail(&err);
 out:
-	crypto_bundle_free(&b);
+	if (cli->json && s.pb != NULL)
+		report_revoke_json(stdout, ex, &rr);
 	crypto_certinfo_free(&ci);
-	free(version);
+	store_revocation_free(&rc.rev);
+	keyclean_result_free(&rc.kc);
+	cf_strv_free(rc.wiped);
+	free(cert);
+	free(cur);
+	free(want);
 	free(acct);
 	session_close(&s);
 	return ex;

@@ -1,9 +1,11 @@
 /* report.c - human lines, the TTY progress line and the --json documents.
  * Nothing here ever sees key material: it gets results and certinfo only. */
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "certfleet/keyclean.h"
 #include "certfleet/playbook.h"
 #include "certfleet/report.h"
 #include "certfleet/util.h"
@@ -487,4 +489,66 @@ report_validate_json(FILE *f, const struct cf_playbook *pb)
 	                              "name", pb->cert.name, "domains", names,
 	                              "files", (int)pb->deploy.n_files,
 	                              "nodes", nodes));
+}
+
+static json_t *
+strv_json(char *const *v)
+{
+	json_t *a = json_array();
+
+	for (; v != NULL && *v != NULL; v++)
+		json_array_append_new(a, json_string(*v));
+	return a;
+}
+
+void
+report_revoke_json(FILE *f, int exit_code, const struct cf_revoke_report *r)
+{
+	json_t *root, *nodes = json_array();
+	size_t i;
+
+	for (i = 0; r->kc != NULL && i < r->kc->n; i++) {
+		const struct cf_keyclean_node *kn = &r->kc->nodes[i];
+		const char *st = !kn->attempted ? "skipped"
+		                 : !kn->ok      ? "failed"
+		                 : kn->removed  ? "removed"
+		                                : "clean";
+		json_t *removed = json_array();
+		char *list = strdup(kn->removed_files), *save = NULL, *p;
+
+		for (p = list ? strtok_r(list, ",", &save) : NULL; p != NULL;
+		     p = strtok_r(NULL, ",", &save))
+			json_array_append_new(removed,
+			                      json_string(p + strspn(p, " ")));
+		free(list);
+		json_array_append_new(
+		    nodes,
+		    json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:i,s:b,s:I}", "name",
+		              kn->node->name, "host", kn->node->host, "cleanup",
+		              st, "reason",
+		              kn->attempted && !kn->ok
+		                  ? json_string(cf_err_reason(kn->err.code))
+		                  : json_null(),
+		              "error",
+		              kn->attempted && !kn->ok ? json_string(kn->err.msg)
+		                                       : json_null(),
+		              "removed", removed, "kept_other_key",
+		              (int)kn->kept_other, "serves_compromised_key",
+		              kn->live_compromised, "duration_ms",
+		              (json_int_t)kn->duration_ms));
+	}
+	root = json_pack("{s:i,s:s,s:i,s:o}", "format", 1, "command", "revoke",
+	                 "exit_code", exit_code, "certificate",
+	                 cert_json(r->version, r->ci));
+	json_object_set_new(
+	    root, "revocation",
+	    json_pack("{s:o,s:s,s:i,s:o,s:b,s:o,s:o,s:o}", "version",
+	              str_or_null(r->version), "reason", r->reason,
+	              "reason_code", r->reason_code, "ca", str_or_null(r->ca),
+	              "current", r->current, "revoked_at",
+	              time_or_null(r->revoked_at), "store_keys_wiped",
+	              strv_json(r->store_wiped), "cleanup_pending",
+	              strv_json(r->pending)));
+	json_object_set_new(root, "nodes", nodes);
+	report_json_dump(f, root);
 }

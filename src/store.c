@@ -1726,10 +1726,12 @@ store_current_id(cf_store_t *st, char **id, cf_err_t *err)
 
 int
 store_get_version_cert(cf_store_t *st, const char *id,
-                       struct cf_certinfo *info, cf_err_t *err)
+                       struct cf_certinfo *info, char **cert_pem,
+                       cf_err_t *err)
 {
-	char *vdir;
+	char *vdir, *path = NULL, *pem = NULL;
 	struct stat sb;
+	size_t len;
 	int rc;
 
 	if (!is_version_id(id))
@@ -1743,10 +1745,20 @@ store_get_version_cert(cf_store_t *st, const char *id,
 	if (rc < 0)
 		cf_err_set(err, CF_ERR_STATE, "no version %s in %s", id,
 		           st->versions);
+	if (rc == 0 && cert_pem != NULL) {
+		path = path_join(vdir, bundle_files[0]);
+		rc = path == NULL ? nomem(err)
+		                  : cf_read_file(path, MAX_PEM, &pem, &len, err);
+	}
+	free(path);
 	free(vdir);
-	if (rc < 0)
+	if (rc < 0 || load_version(st, id, NULL, info, err) < 0) {
+		free(pem);
 		return -1;
-	return load_version(st, id, NULL, info, err);
+	}
+	if (cert_pem != NULL)
+		*cert_pem = pem;
+	return 0;
 }
 
 /* sha256 hex of versions/ID/NAME's bytes; *present false if it is gone. */

@@ -82,4 +82,22 @@ void report_quarantine_json(FILE *f, const struct cf_playbook *pb,
 /* `validate --json`: what the playbook describes. */
 void report_validate_json(FILE *f, const struct cf_playbook *pb);
 
+/* What `revoke` did (docs/json.md "Revoke document").  Borrowed. */
+struct cf_keyclean_result;
+struct cf_revoke_report {
+	const char *version;             /* the revoked version */
+	const struct cf_certinfo *ci;    /* its certificate (NULL unknown) */
+	const char *reason;              /* "keyCompromise", ... */
+	int reason_code;                 /* RFC 5280 */
+	const char *ca;                  /* "revoked", "already-revoked",
+	                                    "dry-run", NULL: not revoked */
+	bool current;                    /* it is the current version */
+	int64_t revoked_at;              /* keyCompromise record, 0 none */
+	char *const *store_wiped;        /* versions whose key was wiped */
+	const struct cf_keyclean_result *kc; /* NULL: nodes not looked at */
+	char *const *pending;            /* nodes still to clean */
+};
+void report_revoke_json(FILE *f, int exit_code,
+                        const struct cf_revoke_report *r);
+
 #endif

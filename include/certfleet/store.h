@@ -105,10 +105,12 @@ struct cf_revocation {
 };
 /* Id in `current` (*id NULL when there is none).  Caller frees. */
 int store_current_id(cf_store_t *st, char **id, cf_err_t *err);
-/* versions/ID's certificate info alone (never reads the key).
- * CF_ERR_STATE naming the id when there is no such version. */
+/* versions/ID's certificate info, and cert.pem's text (caller frees;
+ * cert_pem may be NULL); never reads the key.  CF_ERR_STATE naming the id
+ * when there is no such version. */
 int store_get_version_cert(cf_store_t *st, const char *id,
-                           struct cf_certinfo *info, cf_err_t *err);
+                           struct cf_certinfo *info, char **cert_pem,
+                           cf_err_t *err);
 /* SHA-256 (hex) of versions/ID/privkey.pem and of fullchain.pem +
  * privkey.pem; *present false (hashes untouched) when the key is gone. */
 int store_version_key_hashes(cf_store_t *st, const char *id, char key_hex[65],
