@@ -12,12 +12,13 @@
 #    never touches a live file;
 #  - names n3 (refused), exits 2, and --json has the per-node results and
 #    no key material.
-# Then, n3 back: revoking the current version B for keyCompromise leaves
-# every live key file alone and says the fleet serves a revoked
-# certificate (n3's backup of A is not B's: kept); `deploy` refuses the
-# wiped version; `renew` replaces it; with Pebble down, re-running both
-# revokes asks no CA and cleans n3's backup of A and every node's backup
-# of B (the one the renewal's deploy kept).
+# Then, n3 back, the same revoke re-run with a playbook whose CA cannot be
+# reached cleans n3 (the CA is not asked again).  Revoking the current
+# version B for keyCompromise leaves every live key file alone and says the
+# fleet serves a revoked certificate; `deploy` refuses the wiped version;
+# `renew` replaces it; re-running B's revoke removes the backups of key B
+# that the renewal's deploy kept, but never through a symlink planted at a
+# backup's name (that node is named unsafe-path, exit 2).
 . "$(dirname "$0")/../lib/common.sh"
 . "$T_ROOT/tests/lib/acme_helpers.sh"
 t_start
@@ -175,7 +176,18 @@ for i in 1 2 3; do
 	assert_eq "$(tb_file_sha256 "$i" $PKB)" "$KEYB" "n$i: the deploy kept key B as its backup"
 done
 
-t_step "re-running B's revoke removes those backups (no CA asked)"
+t_step "re-running B's revoke removes those backups (no CA asked), never through a symlink"
+# n2's combined backup becomes a link to a copy elsewhere: not followed,
+# not removed, the node named unsafe-path
+tb_exec 2 sh -c "cp $CMB /srv/elsewhere.pem && ln -sfn /srv/elsewhere.pem $CMB"
+ELSE=$(tb_file_sha256 2 /srv/elsewhere.pem)
+cf_run 2 --json -p "$DEADCA" revoke --version "$B" --reason keyCompromise
+assert_json "$T_OUT" 'd["nodes"][1]["reason"]' unsafe-path
+assert_file_match "$T_ERR" "n2 .*NOT CLEANED unsafe-path: $CMB is a symlink" "n2 named: a symlink"
+assert_eq "$(tb_exec 2 readlink $CMB)" /srv/elsewhere.pem "n2: the symlink is left"
+assert_eq "$(tb_file_sha256 2 /srv/elsewhere.pem)" "$ELSE" "n2: its target is untouched"
+assert_json "$T_OUT" 'd["revocation"]["cleanup_pending"] + []' '["n2"]'
+tb_exec 2 rm -f $CMB /srv/elsewhere.pem
 cf_run 0 --json -p "$DEADCA" revoke --version "$B" --reason keyCompromise
 for i in 1 2 3; do
 	assert_eq "$(node_has "$i" $PKB)" no "n$i: backup of key B removed"
