@@ -995,7 +995,9 @@ revoke_report_nodes(const struct revoke_ctx *rc)
 	        kc->n_clean, kc->n_failed, failed.len ? ": " : "",
 	        failed.len ? failed.data : "",
 	        failed.len ? "; re-run the same revoke once they are "
-	                     "reachable or fixed (the CA is not asked again)" : "",
+	                     "reachable or fixed (the CA is not asked "
+	                     "again)"
+	                   : "",
 	        ex);
 	cf_buf_free(&failed);
 	return ex;
