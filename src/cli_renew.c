@@ -269,8 +269,14 @@ renew_parse(struct cf_cli *cli, int argc, char **argv, struct renew *r,
 		case 'f': r->force = true; break;
 		case 'n': r->dry = true; break;
 		case 'D': r->no_deploy = true; break;
-		case 'o': cf_strv_free(r->o.only); r->o.only = cf_strv_split(optarg, ','); break;
-		case 'x': cf_strv_free(r->o.exclude); r->o.exclude = cf_strv_split(optarg, ','); break;
+		case 'o':
+			cf_strv_free(r->o.only);
+			r->o.only = cf_strv_split(optarg, ',');
+			break;
+		case 'x':
+			cf_strv_free(r->o.exclude);
+			r->o.exclude = cf_strv_split(optarg, ',');
+			break;
 		default: return -1; /* help, or usage error: *ex is set */
 		}
 	}
