@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "certfleet/challenge_http.h"
 #include "certfleet/cli.h"
+#include "certfleet/fleetstate.h"
 #include "certfleet/metrics.h"
+#include "certfleet/report.h"
 #include "certfleet/util.h"
 
 /* main.c keeps the first error for --json; programs linked without it
@@ -355,7 +358,7 @@ session_finish(struct cf_session *s, const char *command, int exit_code,
 		    strcmp(command, "quarantine") == 0)
 			continue;
 		if (n == NULL || st->serving_not_after <= 0 ||
-		    (st->quarantined && st->manual))
+		    fleet_is_pinned(st))
 			continue;
 		if (st->serving_not_after - now < warn)
 			session_event(s, CF_EV_EXPIRY_WARNING, n->name, n->host,
@@ -398,31 +401,15 @@ session_close(struct cf_session *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static void
-observe(struct cf_node_state *st, const struct cf_node_result *r, int64_t now)
-{
-	if (r->after_sha256[0] == '\0')
-		return;
-	memcpy(st->serving_sha256, r->after_sha256, 65);
-	st->serving_not_after = r->after_not_after;
-	st->last_seen = now;
-}
-
 void
 session_observe(struct cf_session *s, const struct cf_rollout_result *res)
 {
 	int64_t now = cf_wall_now();
-	struct cf_node_state *st;
 	size_t i;
 
 	s->observed = true;
-	for (i = 0; i < res->n; i++) {
-		if (res->nodes[i].after_sha256[0] == '\0')
-			continue;
-		st = store_node(&s->ns, res->nodes[i].node->name);
-		if (st != NULL)
-			observe(st, &res->nodes[i], now);
-	}
+	for (i = 0; i < res->n; i++)
+		(void)fleet_observe_result(&s->ns, &res->nodes[i], now);
 }
 
 size_t
@@ -448,108 +435,187 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
                const struct cf_certinfo *current, cf_err_t *err)
 {
 	int64_t now = cf_wall_now();
+	struct fleet_note note;
 	size_t i;
 
 	for (i = 0; i < res->n; i++) {
 		const struct cf_node_result *r = &res->nodes[i];
-		struct cf_node_state *st;
 
-		if (r->outcome == CF_OUT_SKIPPED || r->outcome == CF_OUT_STOPPED ||
-		    r->outcome == CF_OUT_DRYRUN)
-			continue;
-		st = store_node(&s->ns, r->node->name);
-		if (st == NULL)
+		if (fleet_record(&s->ns, r, current ? current->sha256_hex : NULL,
+		                 now, &note) < 0)
 			return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
-		observe(st, r, now);
-		if (r->touched && r->outcome == CF_OUT_DEPLOYED)
-			st->last_change = now;
-		if (r->outcome == CF_OUT_FAILED && st->quarantined &&
-		    !r->touched && r->err.code == CF_ERR_VERIFY) {
-			/* a read-only probe of a node quarantined for a real
-			 * cause (host key, disk...) must not hide that cause */
+		if (note.change == FLEET_QUARANTINED)
+			session_event(s, CF_EV_NODE_QUARANTINED, r->node->name,
+			              r->node->host, cf_err_reason(r->err.code),
+			              r->err.msg, note.attempts, 0);
+		if (note.change != FLEET_RELEASED)
 			continue;
-		}
-		if (r->outcome == CF_OUT_FAILED) {
-			/* alert on the first failed attempt, and again when the
-			 * cause changes; not on every retry of the same cause */
-			if (!st->quarantined || st->reason == NULL ||
-			    strcmp(st->reason, cf_err_reason(r->err.code)) != 0)
-				session_event(s, CF_EV_NODE_QUARANTINED,
-				              r->node->name, r->node->host,
-				              cf_err_reason(r->err.code), r->err.msg,
-				              st->attempts + 1, 0);
-			if (!st->quarantined)
-				st->quarantined_since = now;
-			st->quarantined = true;
-			st->manual = false;
-			st->attempts++;
-			free(st->reason);
-			free(st->detail);
-			st->reason = strdup(cf_err_reason(r->err.code));
-			st->detail = strdup(r->err.msg);
-			continue;
-		}
-		/* serving the current certificate, verified: release */
-		if (current != NULL &&
-		    strcmp(r->after_sha256, current->sha256_hex) == 0) {
-			if (st->quarantined) {
-				session_event(s, CF_EV_NODE_RELEASED, r->node->name,
-				              r->node->host, st->reason, NULL,
-				              st->attempts, 0);
-				/* its own line: the run's lines said only
-				 * "deployed" or "unchanged" */
-				if (!s->cli->quiet)
-					fprintf(stderr, "certfleet: %s released "
-					        "from quarantine (was: %s, %u "
-					        "attempt%s)\n", r->node->name,
-					        st->reason ? st->reason : "?",
-					        st->attempts,
-					        cf_plural(st->attempts));
-			}
-			st->last_success = now;
-			st->quarantined = false;
-			st->manual = false;
-			st->attempts = 0;
-			free(st->reason);
-			free(st->detail);
-			st->reason = st->detail = NULL;
-			st->quarantined_since = 0;
-		}
+		session_event(s, CF_EV_NODE_RELEASED, r->node->name,
+		              r->node->host, note.was_reason, NULL,
+		              note.attempts, 0);
+		/* its own line: the run's lines said only "deployed" or
+		 * "unchanged" */
+		if (!s->cli->quiet)
+			fprintf(stderr, "certfleet: %s released from quarantine "
+			        "(was: %s, %u attempt%s)\n", r->node->name,
+			        note.was_reason ? note.was_reason : "?",
+			        note.attempts, cf_plural(note.attempts));
+		free(note.was_reason);
 	}
 	return store_save_nodes(s->st, &s->ns, err);
 }
 
-char **
-session_manual_skips(const struct cf_session *s, char *const *only)
+void
+session_record_http01(struct cf_session *s,
+                      const struct cf_rollout_result *prov,
+                      const struct cf_rollout_result *res)
 {
-	size_t i, n = 0;
-	char **v = calloc(s->ns.n + 1, sizeof(char *));
+	struct cf_rollout_result left;
+	const struct cf_node_state *st;
+	cf_err_t err = {0};
+	size_t i, j;
 
-	if (v == NULL)
-		return NULL;
-	for (i = 0; i < s->ns.n; i++) {
-		const struct cf_node_state *st = &s->ns.v[i];
-
-		/* naming a node explicitly overrides its manual quarantine */
-		if (st->quarantined && st->manual && !cf_strv_has(only, st->name))
-			v[n++] = strdup(st->name);
+	if (prov->n == 0)
+		return;
+	memset(&left, 0, sizeof(left));
+	left.nodes = calloc(prov->n, sizeof(*left.nodes));
+	if (left.nodes == NULL) {
+		fprintf(stderr, "certfleet: out of memory recording http-01 "
+		        "failures\n");
+		return;
 	}
-	return v;
+	for (i = 0; i < prov->n; i++) {
+		const struct cf_node_result *p = &prov->nodes[i];
+		bool seen = false;
+
+		if (p->outcome != CF_OUT_FAILED)
+			continue;
+		/* a pinned node stays pinned (manual): recording it would turn
+		 * the operator's quarantine into one the next run lifts */
+		st = fleet_find(&s->ns, p->node->name);
+		if (st != NULL && fleet_is_pinned(st))
+			continue;
+		for (j = 0; j < res->n && !seen; j++)
+			seen = res->nodes[j].node == p->node &&
+			       (res->nodes[j].outcome == CF_OUT_UNCHANGED ||
+			        res->nodes[j].outcome == CF_OUT_DEPLOYED ||
+			        res->nodes[j].outcome == CF_OUT_FAILED);
+		if (!seen)
+			left.nodes[left.n++] = *p; /* shallow: freed below only */
+	}
+	if (left.n > 0 && session_record(s, &left, NULL, &err) < 0)
+		fprintf(stderr, "certfleet: %s\n", err.msg);
+	free(left.nodes);
 }
 
-char **
-session_suspects(const struct cf_session *s)
+/* rollback: the nodes now serving the previous certificate are pinned, so
+ * the next timer run does not put the current one straight back. */
+static int
+pin_rolled_back(struct cf_session *s, const struct cf_rollout_result *res,
+                cf_err_t *err)
 {
-	size_t i, n = 0;
-	char **v = calloc(s->ns.n + 1, sizeof(char *));
+	int64_t now = cf_wall_now();
+	struct cf_node_state *st;
+	size_t i;
 
-	if (v == NULL)
-		return NULL;
-	for (i = 0; i < s->ns.n; i++)
-		if (s->ns.v[i].quarantined && !s->ns.v[i].manual &&
-		    (v[n] = strdup(s->ns.v[i].name)) != NULL)
-			n++;
-	return v;
+	for (i = 0; i < res->n; i++) {
+		if (res->nodes[i].outcome != CF_OUT_DEPLOYED &&
+		    res->nodes[i].outcome != CF_OUT_UNCHANGED)
+			continue;
+		st = store_node(&s->ns, res->nodes[i].node->name);
+		if (st != NULL)
+			fleet_pin(st, "rolled back by operator; `quarantine "
+			          "release` to resume", now);
+	}
+	return store_save_nodes(s->st, &s->ns, err);
+}
+
+/* After the rollout: exit code, node states, summary, notifications,
+ * metrics and the JSON report. */
+static int
+rollout_tail(struct cf_session *s, const struct session_run *run,
+             struct cf_rollout_result *res, char *const *pinned)
+{
+	const struct cf_rollout_opts *o = run->o;
+	cf_err_t err = {0};
+	int ex;
+
+	if (run->http01 != NULL)
+		challenge_http_carry_failures(run->http01, o, pinned, res);
+	ex = rollout_exit_code(res);
+	if (o->verify_only && res->n_failed > 0)
+		ex = CF_EXIT_PARTIAL;
+	if (run->ca_failed)
+		ex = CF_EXIT_FAILED;
+	if (o->verify_only) {
+		/* read-only: what nodes serve feeds --metrics and expiry
+		 * warnings of this run, and is not stored */
+		session_observe(s, res);
+	} else if (!o->dry_run) {
+		if (session_record(s, res, run->ci, &err) < 0)
+			ex = cli_fail(&err);
+		else if (run->pin && pin_rolled_back(s, res, &err) < 0)
+			ex = cli_fail(&err);
+	}
+	if (run->http01 != NULL)
+		session_record_http01(s, run->http01, res);
+	report_summary(stderr, run->verb, res, ex);
+	if (res->stopped)
+		session_event(s, CF_EV_CANARY_STOPPED, NULL, NULL, NULL,
+		              res->stop_reason, 0, 0);
+	if (!o->dry_run)
+		session_finish(s, run->verb, ex, run->ci);
+	if (s->cli->json && run->rr != NULL)
+		report_renew_json(stdout, ex, run->version, run->report_ci, res,
+		                  &s->ns, run->rr);
+	else if (s->cli->json)
+		report_run_json(stdout, run->verb, ex, run->version,
+		                run->report_ci, res, &s->ns);
+	return ex;
+}
+
+int
+session_rollout(struct cf_session *s, const struct session_run *run,
+                struct cf_rollout_result *res, int *ex, cf_err_t *err)
+{
+	struct cf_rollout_opts *o = run->o;
+	struct cf_report_ctx rctx;
+	char **pinned = NULL, **suspects = NULL, **dead = NULL;
+	int rc = -1;
+
+	pinned = fleet_pinned_names(&s->ns, o->only);
+	/* renew: nodes the http-01 step could not even reach are not
+	 * dialled again, a blackholed node would cost a second
+	 * connect_timeout */
+	if (run->http01 != NULL)
+		dead = challenge_http_unreachable(run->http01, pinned);
+	o->skip = dead != NULL ? dead : pinned;
+	o->suspect = suspects = fleet_suspect_names(&s->ns);
+	memset(&rctx, 0, sizeof(rctx));
+	rctx.tty = s->cli->tty && !s->cli->json;
+	rctx.quiet = s->cli->quiet;
+	rctx.verb = run->verb;
+	o->progress = report_progress;
+	o->progress_arg = &rctx;
+	if (run->announce && !s->cli->quiet) {
+		size_t n_sel = session_count_selected(s, o);
+
+		fprintf(stderr, "certfleet: %s%s %s (%.16s…) %s %zu node%s\n",
+		        run->verb, o->dry_run ? " (dry run)" : "",
+		        s->pb->cert.name, run->ci->sha256_hex,
+		        o->verify_only ? "on" : "to", n_sel, cf_plural(n_sel));
+	}
+	if (rollout_run(s->pb, s->ssh, run->bundle, run->ci, o, res, err) < 0)
+		goto out;
+	*ex = rollout_tail(s, run, res, pinned);
+	rc = 0;
+out:
+	o->skip = o->suspect = NULL;
+	o->progress_arg = NULL;
+	free(dead);
+	cf_strv_free(pinned);
+	cf_strv_free(suspects);
+	return rc;
 }
 
 int

@@ -44,8 +44,66 @@ out:
 
 enum mode { MODE_DEPLOY, MODE_VERIFY, MODE_ROLLBACK };
 
+/* What the command line asked for. */
+struct rollout_args {
+	enum mode mode;
+	const char *verb;
+	const char *cert, *key, *chain;
+	char *lin_cert, *lin_key, *lin_chain; /* --lineage's files, owned */
+	struct cf_rollout_opts o;             /* only/exclude owned */
+};
+
+static void
+rollout_args_free(struct rollout_args *a)
+{
+	cf_strv_free(a->o.only);
+	cf_strv_free(a->o.exclude);
+	free(a->lin_cert);
+	free(a->lin_key);
+	free(a->lin_chain);
+}
+
+/* --lineage DIR: certbot's live dir, cert.pem + chain.pem + privkey.pem.
+ * 0, or the exit code. */
 static int
-rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
+lineage_files(struct rollout_args *a, const char *lineage)
+{
+	if (a->cert || a->key || a->chain)
+		return cli_usage("--lineage replaces --cert/--key/--chain");
+	if (asprintf(&a->lin_cert, "%s/cert.pem", lineage) < 0 ||
+	    asprintf(&a->lin_key, "%s/privkey.pem", lineage) < 0 ||
+	    asprintf(&a->lin_chain, "%s/chain.pem", lineage) < 0)
+		return CF_EXIT_FAILED;
+	a->cert = a->lin_cert;
+	a->key = a->lin_key;
+	a->chain = a->lin_chain;
+	return 0;
+}
+
+/* The certificate files the options name: 0, or the exit code. */
+static int
+rollout_check_files(struct rollout_args *a, const char *lineage)
+{
+	int ex;
+
+	if (a->mode != MODE_DEPLOY && (a->cert || a->key || a->chain || lineage))
+		return cli_usage("%s takes no certificate files", a->verb);
+	if (a->mode == MODE_ROLLBACK && a->o.only == NULL)
+		return cli_usage("rollback needs --only NODE[,NODE...]");
+	if (lineage != NULL && (ex = lineage_files(a, lineage)) != 0)
+		return ex;
+	if ((a->cert == NULL) != (a->key == NULL) ||
+	    (a->chain != NULL && a->cert == NULL))
+		return cli_usage("--cert and --key go together (--chain needs "
+		                 "both)");
+	return 0;
+}
+
+/* Options of deploy, verify or rollback into *a: 0, or -1 with the exit
+ * code in *ex (help printed: 0; a usage error printed). */
+static int
+rollout_parse(struct cf_cli *cli, int argc, char **argv,
+              struct rollout_args *a, int *ex)
 {
 	static const struct option deploy_opts[] = {
 	    {"cert", required_argument, NULL, 'c'},
@@ -65,26 +123,6 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	    {"only", required_argument, NULL, 'o'},
 	    {"dry-run", no_argument, NULL, 'n'},
 	    {NULL, 0, NULL, 0}};
-	const char *verb = mode == MODE_DEPLOY   ? "deploy"
-	                   : mode == MODE_VERIFY ? "verify"
-	                                         : "rollback";
-	const char *cert = NULL, *key = NULL, *chain = NULL, *lineage = NULL;
-	char *lin_cert = NULL, *lin_key = NULL, *lin_chain = NULL;
-	struct cf_rollout_opts o;
-	struct cf_session s;
-	struct cf_bundle b;
-	struct cf_certinfo ci;
-	struct cf_rollout_result res;
-	struct cf_report_ctx rc_ctx;
-	cf_err_t err = {0};
-	char *version = NULL, **skips = NULL, **suspects = NULL;
-	bool found = false, have_bundle = false;
-	int c, ex = CF_EXIT_FAILED, flags;
-
-	memset(&o, 0, sizeof(o));
-	memset(&b, 0, sizeof(b));
-	memset(&ci, 0, sizeof(ci));
-	memset(&res, 0, sizeof(res));
 	static const char *const usage[] = {
 	    "usage: certfleet [global options] -p PLAYBOOK deploy [--cert F "
 	    "--key F [--chain F] | --lineage DIR]\n"
@@ -94,181 +132,145 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 	    "usage: certfleet [global options] -p PLAYBOOK rollback --only N,.. "
 	    "[--dry-run]\n"};
 	/* each command is offered only the options it takes */
-	const struct option *lo = mode == MODE_DEPLOY   ? deploy_opts
-	                          : mode == MODE_VERIFY ? verify_opts
-	                                                : rollback_opts;
-	struct cli_cmd cmd = {verb, usage[mode], false, false, lo};
+	const struct option *lo = a->mode == MODE_DEPLOY   ? deploy_opts
+	                          : a->mode == MODE_VERIFY ? verify_opts
+	                                                   : rollback_opts;
+	struct cli_cmd cmd = {a->verb, usage[a->mode], false, false, lo};
+	const char *lineage = NULL;
+	int c;
 
 	optind = 0; /* full reinit of GNU getopt */
-	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, ex)) != -1) {
 		switch (c) {
-		case 'c': cert = optarg; break;
-		case 'k': key = optarg; break;
-		case 'C': chain = optarg; break;
+		case 'c': a->cert = optarg; break;
+		case 'k': a->key = optarg; break;
+		case 'C': a->chain = optarg; break;
 		case 'L': lineage = optarg; break;
 		case 'o':
-			cf_strv_free(o.only);
-			o.only = cf_strv_split(optarg, ',');
+			cf_strv_free(a->o.only);
+			a->o.only = cf_strv_split(optarg, ',');
 			break;
 		case 'x':
-			cf_strv_free(o.exclude);
-			o.exclude = cf_strv_split(optarg, ',');
+			cf_strv_free(a->o.exclude);
+			a->o.exclude = cf_strv_split(optarg, ',');
 			break;
-		case 'f': o.force = true; break;
-		case 'n': o.dry_run = true; break;
+		case 'f': a->o.force = true; break;
+		case 'n': a->o.dry_run = true; break;
 		default: /* CLI_OPT_EXIT: help printed, or a usage error */
-			goto out_nosess;
+			return -1;
 		}
 	}
 	if (optind < argc) {
-		ex = cli_usage("%s: unexpected argument '%s'", verb, argv[optind]);
+		*ex = cli_usage("%s: unexpected argument '%s'", a->verb,
+		                argv[optind]);
+		return -1;
+	}
+	*ex = rollout_check_files(a, lineage);
+	return *ex != 0 ? -1 : 0;
+}
+
+/* The bundle to roll out: the files given (stored first, unless a dry
+ * run), the previous version (rollback) or the current one.  0, or -1
+ * with err; *have once ci holds the certificate (then reported even when
+ * storing it failed). */
+static int
+rollout_bundle(struct cf_session *s, struct rollout_args *a,
+               struct cf_bundle *b, struct cf_certinfo *ci, char **version,
+               bool *have, cf_err_t *err)
+{
+	bool found = false;
+
+	if (a->cert != NULL) {
+		if (load_input_bundle(s->pb, a->cert, a->key, a->chain, b, ci,
+		                      err) < 0)
+			return -1;
+		*have = true;
+		if (!a->o.dry_run && store_put_bundle(s->st, b, version, err) < 0)
+			return -1;
+		return 0;
+	}
+	if (a->mode == MODE_ROLLBACK) {
+		if (store_get_previous(s->st, b, ci, version, &found, err) < 0)
+			return -1;
+		if (!found)
+			return cf_err_set(err, CF_ERR_STATE, "rollback: the store "
+			                  "has no version before the current one");
+		*have = true;
+		a->o.force = true;
+		a->o.no_canary = true;
+		return 0;
+	}
+	/* verify reads the certificate only: no key in memory */
+	if (store_get_current(s->st, a->mode == MODE_VERIFY ? NULL : b, ci,
+	                      version, &found, err) < 0)
+		return -1;
+	if (!found)
+		return cf_err_set(err, CF_ERR_STATE, "the store %s has no "
+		                  "certificate yet: run `deploy --cert F --key F` "
+		                  "or `renew` first", store_dir(s->st));
+	*have = true;
+	return 0;
+}
+
+static int
+rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
+{
+	struct rollout_args a;
+	struct session_run run;
+	struct cf_session s;
+	struct cf_bundle b;
+	struct cf_certinfo ci;
+	struct cf_rollout_result res;
+	cf_err_t err = {0};
+	char *version = NULL;
+	bool have_bundle = false;
+	int ex, flags;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	memset(&ci, 0, sizeof(ci));
+	memset(&res, 0, sizeof(res));
+	a.mode = mode;
+	a.verb = mode == MODE_DEPLOY   ? "deploy"
+	         : mode == MODE_VERIFY ? "verify"
+	                               : "rollback";
+	if (rollout_parse(cli, argc, argv, &a, &ex) < 0)
 		goto out_nosess;
-	}
-	if (mode != MODE_DEPLOY && (cert || key || chain || lineage)) {
-		ex = cli_usage("%s takes no certificate files", verb);
-		goto out_nosess;
-	}
-	if (mode == MODE_ROLLBACK && o.only == NULL) {
-		ex = cli_usage("rollback needs --only NODE[,NODE...]");
-		goto out_nosess;
-	}
-	if (lineage != NULL) {
-		if (cert || key || chain) {
-			ex = cli_usage("--lineage replaces --cert/--key/--chain");
-			goto out_nosess;
-		}
-		/* certbot's live dir: cert.pem + chain.pem + privkey.pem */
-		if (asprintf(&lin_cert, "%s/cert.pem", lineage) < 0 ||
-		    asprintf(&lin_key, "%s/privkey.pem", lineage) < 0 ||
-		    asprintf(&lin_chain, "%s/chain.pem", lineage) < 0) {
-			ex = CF_EXIT_FAILED;
-			goto out_nosess;
-		}
-		cert = lin_cert;
-		key = lin_key;
-		chain = lin_chain;
-	}
-	if ((cert == NULL) != (key == NULL) || (chain != NULL && cert == NULL)) {
-		ex = cli_usage("--cert and --key go together (--chain needs both)");
-		goto out_nosess;
-	}
 
 	/* verify only probes over TLS: no SSH identity, no lock, and
 	 * (like a dry run) nothing written to the state directory */
 	flags = CF_SESS_NODES;
 	if (mode != MODE_VERIFY)
 		flags |= CF_SESS_SSH;
-	if (!o.dry_run && mode != MODE_VERIFY)
+	if (!a.o.dry_run && mode != MODE_VERIFY)
 		flags |= CF_SESS_LOCK;
-	ex = session_open(cli, verb, flags, &s);
+	ex = session_open(cli, a.verb, flags, &s);
 	if (ex != 0)
 		goto out_nosess;
-	if ((ex = session_check_names(&s, o.only, "--only")) != 0 ||
-	    (ex = session_check_names(&s, o.exclude, "--exclude")) != 0)
+	if ((ex = session_check_names(&s, a.o.only, "--only")) != 0 ||
+	    (ex = session_check_names(&s, a.o.exclude, "--exclude")) != 0)
 		goto out;
-
-	if (cert != NULL) {
-		if (load_input_bundle(s.pb, cert, key, chain, &b, &ci, &err) < 0)
-			goto fail;
-		have_bundle = true;
-		if (!o.dry_run &&
-		    store_put_bundle(s.st, &b, &version, &err) < 0)
-			goto fail;
-	} else if (mode == MODE_ROLLBACK) {
-		if (store_get_previous(s.st, &b, &ci, &version, &found, &err) < 0)
-			goto fail;
-		if (!found) {
-			cf_err_set(&err, CF_ERR_STATE, "rollback: the store has no "
-			           "version before the current one");
-			goto fail;
-		}
-		have_bundle = true;
-		o.force = true;
-		o.no_canary = true;
-	} else {
-		/* verify reads the certificate only: no key in memory */
-		if (store_get_current(s.st, mode == MODE_VERIFY ? NULL : &b,
-		                      &ci, &version, &found, &err) < 0)
-			goto fail;
-		if (!found) {
-			cf_err_set(&err, CF_ERR_STATE,
-			           "the store %s has no certificate yet: run "
-			           "`deploy --cert F --key F` or `renew` first",
-			           store_dir(s.st));
-			goto fail;
-		}
-		have_bundle = true;
-	}
-	if (mode == MODE_VERIFY)
-		o.verify_only = true;
-	skips = session_manual_skips(&s, o.only);
-	o.skip = skips;
-	o.suspect = suspects = session_suspects(&s);
-	memset(&rc_ctx, 0, sizeof(rc_ctx));
-	rc_ctx.tty = cli->tty && !cli->json;
-	rc_ctx.quiet = cli->quiet;
-	rc_ctx.verb = verb;
-	o.progress = report_progress;
-	o.progress_arg = &rc_ctx;
-	if (!cli->quiet) {
-		size_t n_sel = session_count_selected(&s, &o);
-
-		fprintf(stderr, "certfleet: %s%s %s (%.16s…) %s %zu node%s\n",
-		        verb, o.dry_run ? " (dry run)" : "", s.pb->cert.name,
-		        ci.sha256_hex, mode == MODE_VERIFY ? "on" : "to", n_sel,
-		        cf_plural(n_sel));
-	}
-	if (rollout_run(s.pb, s.ssh, &b, &ci, &o, &res, &err) < 0)
+	if (rollout_bundle(&s, &a, &b, &ci, &version, &have_bundle, &err) < 0)
 		goto fail;
-	ex = rollout_exit_code(&res);
-	if (mode == MODE_VERIFY && res.n_failed > 0)
-		ex = CF_EXIT_PARTIAL;
-	if (mode == MODE_VERIFY) {
-		/* read-only: what nodes serve feeds --metrics and expiry
-		 * warnings of this run, and is not stored */
-		session_observe(&s, &res);
-	} else if (!o.dry_run) {
-		if (session_record(&s, &res, &ci, &err) < 0) {
-			ex = cli_fail(&err);
-		} else if (mode == MODE_ROLLBACK) {
-			/* pin rolled-back nodes so the next timer run does
-			 * not put the current certificate straight back */
-			for (size_t i = 0; i < res.n; i++) {
-				struct cf_node_state *st;
-
-				if (res.nodes[i].outcome != CF_OUT_DEPLOYED &&
-				    res.nodes[i].outcome != CF_OUT_UNCHANGED)
-					continue;
-				st = store_node(&s.ns, res.nodes[i].node->name);
-				if (st == NULL)
-					continue;
-				st->quarantined = st->manual = true;
-				st->quarantined_since = cf_wall_now();
-				free(st->reason);
-				free(st->detail);
-				st->reason = strdup("manual");
-				st->detail = strdup("rolled back by operator; "
-				                    "`quarantine release` to resume");
-			}
-			if (store_save_nodes(s.st, &s.ns, &err) < 0)
-				ex = cli_fail(&err);
-		}
-	}
-	report_summary(stderr, verb, &res, ex);
-	if (res.stopped)
-		session_event(&s, CF_EV_CANARY_STOPPED, NULL, NULL, NULL,
-		              res.stop_reason, 0, 0);
-	if (!o.dry_run)
-		session_finish(&s, verb, ex, &ci);
-	if (cli->json)
-		report_run_json(stdout, verb, ex, version, &ci, &res, &s.ns);
+	if (mode == MODE_VERIFY)
+		a.o.verify_only = true;
+	memset(&run, 0, sizeof(run));
+	run.verb = a.verb;
+	run.bundle = &b;
+	run.ci = run.report_ci = &ci;
+	run.version = version;
+	run.o = &a.o;
+	run.announce = true;
+	run.pin = mode == MODE_ROLLBACK;
+	if (session_rollout(&s, &run, &res, &ex, &err) < 0)
+		goto fail;
 	goto out;
 fail:
 	ex = cli_fail(&err);
-	if (!o.dry_run)
-		session_finish(&s, verb, ex, have_bundle ? &ci : NULL);
+	if (!a.o.dry_run)
+		session_finish(&s, a.verb, ex, have_bundle ? &ci : NULL);
 	if (cli->json)
-		report_run_json(stdout, verb, ex, version,
+		report_run_json(stdout, a.verb, ex, version,
 		                have_bundle ? &ci : NULL, NULL, NULL);
 out:
 	session_close(&s);
@@ -277,13 +279,7 @@ out_nosess:
 	crypto_bundle_free(&b);
 	crypto_certinfo_free(&ci);
 	free(version);
-	cf_strv_free(skips);
-	cf_strv_free(suspects);
-	cf_strv_free(o.only);
-	cf_strv_free(o.exclude);
-	free(lin_cert);
-	free(lin_key);
-	free(lin_chain);
+	rollout_args_free(&a);
 	return ex;
 }
 

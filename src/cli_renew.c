@@ -14,410 +14,13 @@
 
 #include "certfleet/acme.h"
 #include "certfleet/challenge.h"
+#include "certfleet/challenge_http.h"
 #include "certfleet/cli.h"
 #include "certfleet/http.h"
 #include "certfleet/keyclean.h"
 #include "certfleet/renewal.h"
 #include "certfleet/report.h"
 #include "certfleet/util.h"
-
-/* ---- http-01 on every reachable node ---- */
-
-struct http01 {
-	struct cf_session *s;
-	const struct cf_acme_chall *c;
-	size_t n;
-	char **skip;
-	struct cf_rollout_result prov; /* which nodes got the files */
-};
-
-static int
-chall_path(const struct cf_playbook *pb, const struct cf_acme_chall *c,
-           cf_buf_t *b)
-{
-	b->len = 0;
-	return cf_buf_printf(b, "%s/.well-known/acme-challenge/%s",
-	                     pb->deploy.webroot, c->token);
-}
-
-static bool
-token_ok(const char *t)
-{
-	/* RFC 8555 8.3: base64url; anything else could escape the dir */
-	if (*t == '\0')
-		return false;
-	for (; *t; t++)
-		if (!((*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z') ||
-		      (*t >= '0' && *t <= '9') || *t == '-' || *t == '_'))
-			return false;
-	return true;
-}
-
-/* Self-check: fetch the file over plain HTTP from this node with the
- * domain as Host, as the CA will. */
-static int
-selfcheck(const struct cf_node *node, const struct cf_acme_chall *c,
-          cf_err_t *err)
-{
-	struct cf_http_req q;
-	struct cf_http_resp r;
-	cf_buf_t url = {0};
-	size_t len;
-	int rc = -1;
-
-	memset(&q, 0, sizeof(q));
-	memset(&r, 0, sizeof(r));
-	if (strchr(node->host, ':') != NULL)
-		cf_buf_printf(&url, "http://[%s]/.well-known/acme-challenge/%s",
-		              node->host, c->token);
-	else
-		cf_buf_printf(&url, "http://%s/.well-known/acme-challenge/%s",
-		              node->host, c->token);
-	q.method = "GET";
-	q.url = url.data;
-	q.allow_http = true;
-	q.host_header = c->domain;
-	q.deadline = cf_now_ms() + 5000;
-	q.max_body = 4096;
-	if (http_request(&q, &r, err) < 0)
-		goto out;
-	len = r.body_len;
-	while (len > 0 && (r.body[len - 1] == '\n' || r.body[len - 1] == '\r'))
-		len--;
-	if (r.status != 200 || len != strlen(c->value) ||
-	    memcmp(r.body, c->value, len) != 0) {
-		cf_err_set(err, CF_ERR_CHECK,
-		           "http-01 self-check for %s failed: %s answered HTTP "
-		           "%ld with %s content", c->domain, url.data, r.status,
-		           r.status == 200 ? "wrong" : "no");
-		goto out;
-	}
-	rc = 0;
-out:
-	http_resp_free(&r);
-	cf_buf_free(&url);
-	return rc;
-}
-
-static int
-http01_put(void *arg, const struct cf_node *node, cf_ssh_t *s, cf_err_t *err)
-{
-	struct http01 *h = arg;
-	const struct cf_playbook *pb = h->s->pb;
-	cf_buf_t cmd = {0}, path = {0};
-	int status = -1, rc = -1;
-	size_t i;
-
-	if (cf_buf_append(&cmd, "mkdir -p -- ", 12) < 0 ||
-	    cf_buf_shquote(&cmd, pb->deploy.webroot) < 0 ||
-	    cf_buf_append(&cmd, "/.well-known/acme-challenge", 27) < 0)
-		goto nomem;
-	if (ssh_exec(s, cmd.data, NULL, 0, &status, NULL, err) < 0)
-		goto out;
-	if (status != 0) {
-		cf_err_set(err, CF_ERR_WRITE, "cannot create %s/.well-known/"
-		           "acme-challenge on %s", pb->deploy.webroot, node->name);
-		goto out;
-	}
-	for (i = 0; i < h->n; i++) {
-		if (chall_path(pb, &h->c[i], &path) < 0)
-			goto nomem;
-		(void)ssh_remove(s, path.data, NULL);
-		if (ssh_upload(s, path.data, h->c[i].value, strlen(h->c[i].value),
-		               0644, err) < 0)
-			goto out;
-	}
-	for (i = 0; i < h->n; i++)
-		if (selfcheck(node, &h->c[i], err) < 0)
-			goto out;
-	rc = 0;
-	goto out;
-nomem:
-	cf_err_set(err, CF_ERR_NOMEM, "out of memory");
-out:
-	cf_buf_free(&cmd);
-	cf_buf_free(&path);
-	return rc;
-}
-
-static int
-http01_del(void *arg, const struct cf_node *node, cf_ssh_t *s, cf_err_t *err)
-{
-	struct http01 *h = arg;
-	cf_buf_t path = {0};
-	size_t i;
-
-	(void)node;
-	(void)err;
-	for (i = 0; i < h->n; i++)
-		if (chall_path(h->s->pb, &h->c[i], &path) == 0)
-			(void)ssh_remove(s, path.data, NULL);
-	cf_buf_free(&path);
-	return 0;
-}
-
-/* "n2: timeout, n3: write": the nodes that could not take the challenge
- * files, with the reason token (b empty when every node took them). */
-static void
-http01_missing(const struct cf_rollout_result *prov, cf_buf_t *b)
-{
-	size_t i, k = 0;
-
-	for (i = 0; i < prov->n; i++) {
-		const struct cf_node_result *r = &prov->nodes[i];
-
-		if (r->outcome != CF_OUT_FAILED)
-			continue;
-		(void)cf_buf_printf(b, "%s%s: %s", k++ ? ", " : "",
-		                    r->node->name, cf_err_reason(r->err.code));
-	}
-}
-
-static int
-http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
-                 cf_err_t *err)
-{
-	struct http01 *h = arg;
-	struct cf_rollout_opts o;
-	const struct cf_node_result *first = NULL;
-	cf_buf_t list = {0};
-	size_t i, ok = 0, failed = 0;
-	int rc;
-
-	for (i = 0; i < n; i++)
-		if (!token_ok(c[i].token))
-			return cf_err_set(err, CF_ERR_ACME, "CA sent an unsafe "
-			                  "http-01 token for %s", c[i].domain);
-	h->c = c;
-	h->n = n;
-	memset(&o, 0, sizeof(o));
-	o.skip = h->skip;
-	if (rollout_each(h->s->pb, h->s->ssh, &o, http01_put, h, &h->prov,
-	                 err) < 0)
-		return -1;
-	for (i = 0; i < h->prov.n; i++) {
-		const struct cf_node_result *r = &h->prov.nodes[i];
-
-		if (r->outcome == CF_OUT_DEPLOYED) {
-			ok++;
-		} else if (r->outcome == CF_OUT_FAILED) {
-			if (failed++ == 0)
-				first = r;
-			fprintf(stderr, "certfleet: %-16s %-15s http-01 FAILED "
-			        "%s: %s\n", r->node->name, r->node->host,
-			        cf_err_reason(r->err.code), r->err.msg);
-		}
-	}
-	/* failed nodes are quarantined by http01_record at the end of the
-	 * run, once: the rollout usually meets them again */
-	if (ok > 0 || n == 0)
-		return 0;
-	/* the message outlives this terminal (renewal.json, notifications):
-	 * it must carry a cause, not "see above" */
-	if (first == NULL)
-		return cf_err_set(err, CF_ERR_HOOK, "http-01 for %s: no node "
-		                  "could serve the challenge files (every node "
-		                  "skipped)", c[0].domain);
-	http01_missing(&h->prov, &list);
-	rc = cf_err_set(err, CF_ERR_HOOK, "http-01 for %s: no node could "
-	                "serve the challenge files (%s; %s: %s)", c[0].domain,
-	                list.data ? list.data : "?", first->node->name,
-	                first->err.msg);
-	cf_buf_free(&list);
-	return rc;
-}
-
-/* A name failed validation while some nodes lacked the challenge file:
- * the CA may have been routed to one of them, so say which (and why). */
-static void
-http01_name_missing(const struct cf_rollout_result *prov, cf_err_t *err)
-{
-	cf_buf_t list = {0};
-	char msg[CF_ERR_MSG_MAX];
-
-	if (err->code == CF_ERR_HOOK) /* http01_provision's own, has them */
-		return;
-	http01_missing(prov, &list);
-	if (list.data != NULL) {
-		/* the node list must survive: cut the CA's detail instead */
-		int room = (int)sizeof(msg) - (int)list.len - 32;
-
-		snprintf(msg, sizeof(msg), "%s", err->msg);
-		if (room < 64)
-			room = 64;
-		if ((int)strlen(msg) > room)
-			snprintf(msg + room - 3, sizeof(msg) - (size_t)room + 3,
-			         "...");
-		cf_err_set(err, err->code, "%s (challenge file not on %s)", msg,
-		           list.data);
-	}
-	cf_buf_free(&list);
-}
-
-static void
-http01_cleanup(void *arg, const struct cf_acme_chall *c, size_t n)
-{
-	struct http01 *h = arg;
-	struct cf_rollout_opts o;
-	struct cf_rollout_result res;
-	char **only = NULL;
-	size_t i, k = 0;
-
-	(void)c;
-	(void)n;
-	memset(&o, 0, sizeof(o));
-	memset(&res, 0, sizeof(res));
-	only = calloc(h->prov.n + 1, sizeof(char *));
-	if (only == NULL)
-		goto out;
-	for (i = 0; i < h->prov.n; i++)
-		if (h->prov.nodes[i].touched ||
-		    h->prov.nodes[i].outcome == CF_OUT_DEPLOYED ||
-		    h->prov.nodes[i].outcome == CF_OUT_FAILED)
-			only[k++] = (char *)h->prov.nodes[i].node->name;
-	if (k == 0)
-		goto out;
-	/* only where we got in: do not wait on blackholed nodes twice */
-	for (i = 0, k = 0; i < h->prov.n; i++) {
-		cf_code_t code = h->prov.nodes[i].err.code;
-
-		if (h->prov.nodes[i].outcome == CF_OUT_DEPLOYED ||
-		    (h->prov.nodes[i].outcome == CF_OUT_FAILED &&
-		     (code == CF_ERR_WRITE || code == CF_ERR_CHECK)))
-			only[k++] = (char *)h->prov.nodes[i].node->name;
-	}
-	only[k] = NULL;
-	if (k == 0)
-		goto out;
-	o.only = only;
-	(void)rollout_each(h->s->pb, h->s->ssh, &o, http01_del, h, &res, NULL);
-out:
-	rollout_result_free(&res);
-	free(only);
-}
-
-/* Quarantine the nodes that failed the http-01 step and that the rollout
- * (res, may be empty) did not record itself: --only/--exclude, --no-deploy,
- * no certificate, a rollout that could not run.  Recording them in both
- * would count one run as two failed attempts. */
-static void
-http01_record(struct cf_session *s, const struct cf_rollout_result *prov,
-              const struct cf_rollout_result *res)
-{
-	struct cf_rollout_result left;
-	cf_err_t err = {0};
-	size_t i, j;
-	bool pinned;
-
-	if (prov->n == 0)
-		return;
-	memset(&left, 0, sizeof(left));
-	left.nodes = calloc(prov->n, sizeof(*left.nodes));
-	if (left.nodes == NULL) {
-		fprintf(stderr, "certfleet: out of memory recording http-01 "
-		        "failures\n");
-		return;
-	}
-	for (i = 0; i < prov->n; i++) {
-		const struct cf_node_result *p = &prov->nodes[i];
-		bool seen = false;
-
-		if (p->outcome != CF_OUT_FAILED)
-			continue;
-		/* a pinned node stays pinned (manual): recording it would turn
-		 * the operator's quarantine into one the next run lifts */
-		for (j = 0, pinned = false; j < s->ns.n && !pinned; j++)
-			pinned = strcmp(s->ns.v[j].name, p->node->name) == 0 &&
-			         s->ns.v[j].quarantined && s->ns.v[j].manual;
-		if (pinned)
-			continue;
-		for (j = 0; j < res->n && !seen; j++)
-			seen = res->nodes[j].node == p->node &&
-			       (res->nodes[j].outcome == CF_OUT_UNCHANGED ||
-			        res->nodes[j].outcome == CF_OUT_DEPLOYED ||
-			        res->nodes[j].outcome == CF_OUT_FAILED);
-		if (!seen)
-			left.nodes[left.n++] = *p; /* shallow: freed below only */
-	}
-	if (left.n > 0 && session_record(s, &left, NULL, &err) < 0)
-		fprintf(stderr, "certfleet: %s\n", err.msg);
-	free(left.nodes);
-}
-
-
-static bool
-unreachable_code(cf_code_t c)
-{
-	return c == CF_ERR_TIMEOUT || c == CF_ERR_REFUSED ||
-	       c == CF_ERR_UNREACHABLE || c == CF_ERR_HOSTKEY_UNKNOWN ||
-	       c == CF_ERR_HOSTKEY_CHANGED || c == CF_ERR_AUTH ||
-	       c == CF_ERR_SSH;
-}
-
-/* skips plus the nodes whose http-01 step failed to connect; NULL when
- * there are none.  The vector borrows its strings; free() it alone. */
-static char **
-http01_unreachable(const struct cf_rollout_result *prov, char **skips)
-{
-	size_t i, n = 0, k = 0;
-	char **v;
-
-	for (i = 0; i < prov->n; i++)
-		if (prov->nodes[i].outcome == CF_OUT_FAILED &&
-		    unreachable_code(prov->nodes[i].err.code))
-			n++;
-	if (n == 0)
-		return NULL;
-	for (i = 0; skips != NULL && skips[i] != NULL; i++)
-		n++;
-	v = calloc(n + 1, sizeof(*v));
-	if (v == NULL)
-		return NULL;
-	for (i = 0; skips != NULL && skips[i] != NULL; i++)
-		v[k++] = skips[i];
-	for (i = 0; i < prov->n; i++)
-		if (prov->nodes[i].outcome == CF_OUT_FAILED &&
-		    unreachable_code(prov->nodes[i].err.code))
-			v[k++] = (char *)prov->nodes[i].node->name;
-	return v;
-}
-
-/* The nodes skipped for that reason failed in this run: report them so,
- * with the http-01 step's cause, and count them in the exit code. */
-static void
-http01_carry_failures(const struct cf_rollout_result *prov,
-                      const struct cf_rollout_opts *o, char *const *pinned,
-                      struct cf_rollout_result *res)
-{
-	size_t i, j;
-
-	for (i = 0; i < prov->n; i++) {
-		const struct cf_node_result *p = &prov->nodes[i];
-
-		if (p->outcome != CF_OUT_FAILED || !unreachable_code(p->err.code))
-			continue;
-		for (j = 0; j < res->n; j++) {
-			struct cf_node_result *r = &res->nodes[j];
-
-			/* a pinned node stays skipped: the operator took it
-			 * out of rollouts; it only got a token file */
-			if (r->node != p->node || r->outcome != CF_OUT_SKIPPED ||
-			    cf_strv_has(pinned, r->node->name) ||
-			    (o->only != NULL &&
-			     !cf_strv_has(o->only, r->node->name)) ||
-			    cf_strv_has(o->exclude, r->node->name))
-				continue;
-			r->outcome = CF_OUT_FAILED;
-			r->err = p->err;
-			r->duration_ms = p->duration_ms;
-			res->n_skipped--;
-			res->n_failed++;
-			fprintf(stderr, "certfleet: %-16s %-15s FAILED %s: %s\n",
-			        r->node->name, r->node->host,
-			        cf_err_reason(r->err.code), r->err.msg);
-		}
-	}
-}
 
 /* ---- renewal decision ---- */
 
@@ -535,16 +138,34 @@ decide(const struct cf_session *s, const struct cf_certinfo *ci,
 	            cf_wall_now(), d);
 }
 
-/* The certificate is due: obtain and store it.  Fills rr; 0 stored,
- * -1 with err when the store cannot keep one (nothing ordered, nothing
- * counted), 1 when the CA part failed (counted in rs). */
+/* One `renew` run: what its steps share. */
+struct renew {
+	struct cf_session s;
+	bool force, dry, no_deploy;
+	struct cf_rollout_opts o;        /* only/exclude owned */
+	bool nodes_ok;                   /* nodes.json loaded */
+	cf_err_t nodes_err, ssh_err;     /* why not / why no SSH context */
+	struct cf_bundle cur;            /* the current certificate */
+	struct cf_certinfo ci;
+	bool found;                      /* the store has one */
+	char *version, *ari_id, *acct;
+	struct cf_renewal_state rs;
+	struct cf_acme_params p;
+	struct cf_acme_result ar;
+	struct cf_http01 h;              /* http-01 step and its results */
+	struct cf_renewal_report rr;     /* for --json */
+	bool ca_failed;
+	char why[CF_ERR_MSG_MAX], rerr[CF_ERR_MSG_MAX];
+	char deploy_err[CF_ERR_MSG_MAX + 64];
+};
+
+/* The certificate is due: obtain and store it.  0 stored, -1 with err
+ * when the store cannot keep one (nothing ordered, nothing counted), 1
+ * when the CA part failed (counted in rs). */
 static int
-renew_obtain(struct cf_session *s, struct cf_acme_params *p,
-             const char *why, struct cf_bundle *cur, struct cf_certinfo *ci,
-             bool *found, char **version, const char *ari_id,
-             struct cf_renewal_state *rs, const cf_err_t *ssh_err,
-             struct http01 *h, struct cf_acme_result *ar, cf_err_t *err)
+renew_obtain(struct renew *r, cf_err_t *err)
 {
+	struct cf_session *s = &r->s;
 	struct cf_acme_challenge_ops ops;
 	struct cf_dns_hook dh;
 	struct cf_bundle nb;
@@ -552,7 +173,6 @@ renew_obtain(struct cf_session *s, struct cf_acme_params *p,
 	char *new_version = NULL;
 	int64_t t0 = cf_now_ms();
 	bool http01 = strcmp(s->pb->acme.challenge, "dns-01") != 0;
-	int rc = 1;
 
 	memset(&nb, 0, sizeof(nb));
 	memset(&nci, 0, sizeof(nci));
@@ -567,70 +187,69 @@ renew_obtain(struct cf_session *s, struct cf_acme_params *p,
 	}
 	fprintf(stderr, "certfleet: renew: ordering a certificate for %zu names "
 	        "from %s: %s\n", s->pb->cert.n_domains, s->pb->acme.directory,
-	        why);
-	if (s->pb->acme.reuse_key && *found)
-		p->reuse_key_pem = cur->privkey;
-	if (*found && ari_id != NULL && rs->ari_cert_id != NULL)
-		p->replaces = ari_id;
-	rs->last_attempt = cf_wall_now();
+	        r->why);
+	if (s->pb->acme.reuse_key && r->found)
+		r->p.reuse_key_pem = r->cur.privkey;
+	if (r->found && r->ari_id != NULL && r->rs.ari_cert_id != NULL)
+		r->p.replaces = r->ari_id;
+	r->rs.last_attempt = cf_wall_now();
 	if (http01 && s->ssh == NULL) {
 		/* http-01 places files on the nodes over SSH; no order at the
 		 * CA that could not be validated */
 		cf_err_set(err, CF_ERR_CONFIG, "http-01 needs SSH to the nodes: "
-		           "%s", ssh_err->msg);
+		           "%s", r->ssh_err.msg);
 		goto failed;
 	}
 	if (!http01) {
 		memset(&dh, 0, sizeof(dh));
 		dh.hook = s->pb->acme.dns_hook;
-		dh.deadline = p->deadline;
+		dh.deadline = r->p.deadline;
 		challenge_dns_ops(&dh, &ops);
 	} else {
-		h->s = s;
+		r->h.pb = s->pb;
+		r->h.ssh = s->ssh;
 		/* every node, pinned and quarantined ones too: a token file is
 		 * harmless and the CA may be routed to any of them */
-		h->skip = NULL;
-		ops.arg = h;
-		ops.provision = http01_provision;
-		ops.cleanup = http01_cleanup;
+		r->h.skip = NULL;
+		challenge_http_ops(&r->h, &ops);
 	}
-	if (acme_issue(p, &ops, ar, err) < 0) {
+	if (acme_issue(&r->p, &ops, &r->ar, err) < 0) {
 		if (http01)
-			http01_name_missing(&h->prov, err);
+			challenge_http_name_missing(&r->h.prov, err);
 		goto failed;
 	}
-	if (crypto_bundle_from_pem(ar->fullchain_pem, NULL, ar->privkey_pem,
+	if (crypto_bundle_from_pem(r->ar.fullchain_pem, NULL, r->ar.privkey_pem,
 	                           s->pb->cert.domains, s->pb->cert.n_domains,
 	                           cf_wall_now(), &nb, &nci, err) < 0 ||
 	    store_put_bundle(s->st, &nb, &new_version, err) < 0)
 		goto failed;
-	free(*version);
-	*version = new_version;
-	rs->last_success = cf_wall_now();
-	rs->consecutive_failures = 0;
-	free(rs->last_error);
-	rs->last_error = NULL;
+	free(r->version);
+	r->version = new_version;
+	r->rs.last_success = cf_wall_now();
+	r->rs.consecutive_failures = 0;
+	free(r->rs.last_error);
+	r->rs.last_error = NULL;
 	fprintf(stderr, "certfleet: renew: stored version %s (sha256 %.16s…, "
-	        "expires in %.1f days) in %.2fs\n", *version, nci.sha256_hex,
+	        "expires in %.1f days) in %.2fs\n", r->version, nci.sha256_hex,
 	        (double)(nci.not_after - cf_wall_now()) / 86400.0,
 	        (double)(cf_now_ms() - t0) / 1000.0);
-	crypto_bundle_free(cur);
-	crypto_certinfo_free(ci);
-	*cur = nb;
-	*ci = nci;
-	*found = true;
+	crypto_bundle_free(&r->cur);
+	crypto_certinfo_free(&r->ci);
+	r->cur = nb;
+	r->ci = nci;
+	r->found = true;
 	return 0;
 failed:
 	crypto_bundle_free(&nb);
 	crypto_certinfo_free(&nci);
-	rs->consecutive_failures++;
-	free(rs->last_error);
-	rs->last_error = strdup(err->msg);
+	r->rs.consecutive_failures++;
+	free(r->rs.last_error);
+	r->rs.last_error = strdup(err->msg);
 	fprintf(stderr, "certfleet: renew FAILED (%u in a row): %s\n",
-	        rs->consecutive_failures, err->msg);
+	        r->rs.consecutive_failures, err->msg);
 	session_event(s, CF_EV_RENEWAL_FAILED, NULL, NULL, NULL, err->msg,
-	              rs->consecutive_failures, 0);
-	return rc;
+	              r->rs.consecutive_failures, 0);
+	return 1;
 }
 
 /* A stand-in for the dry run of a first renewal: sized like an ECDSA
@@ -662,8 +281,11 @@ renew_standin_bundle(struct cf_bundle *b, struct cf_certinfo *ci,
 	return 0;
 }
 
-int
-cli_renew(struct cf_cli *cli, int argc, char **argv)
+/* renew's options: 0, or -1 with the exit code in *ex (help printed: 0;
+ * a usage error printed). */
+static int
+renew_parse(struct cf_cli *cli, int argc, char **argv, struct renew *r,
+            int *ex)
 {
 	static const struct option longopts[] = {
 	    {"force", no_argument, NULL, 'f'},
@@ -672,237 +294,246 @@ cli_renew(struct cf_cli *cli, int argc, char **argv)
 	    {"only", required_argument, NULL, 'o'},
 	    {"exclude", required_argument, NULL, 'x'},
 	    {NULL, 0, NULL, 0}};
-	struct cf_session s;
-	struct cf_bundle cur;
-	struct cf_certinfo ci;
-	struct cf_renewal_state rs;
-	struct cf_renewal_due d;
-	struct cf_renewal_report rr;
-	struct cf_acme_params p;
-	struct cf_acme_result ar;
-	struct http01 h;
-	struct cf_rollout_opts o;
-	struct cf_rollout_result res;
-	struct cf_report_ctx rctx;
-	cf_err_t err = {0}, nodes_err = {0}, ssh_err = {0};
-	char *version = NULL, *ari_id = NULL, *acct = NULL, **skips = NULL;
-	char **suspects = NULL;
-	char **dead = NULL;
-	char why[CF_ERR_MSG_MAX], rerr[CF_ERR_MSG_MAX];
-	char deploy_err[CF_ERR_MSG_MAX + 64];
-	bool force = false, dry = false, no_deploy = false, found = false;
-	bool nodes_ok = false, ca_failed = false, due;
-	int c, ex, got;
-
-	memset(&s, 0, sizeof(s));
-	memset(&cur, 0, sizeof(cur));
-	memset(&ci, 0, sizeof(ci));
-	memset(&rs, 0, sizeof(rs));
-	memset(&rr, 0, sizeof(rr));
-	memset(&ar, 0, sizeof(ar));
-	memset(&h, 0, sizeof(h));
-	memset(&o, 0, sizeof(o));
-	memset(&res, 0, sizeof(res));
 	struct cli_cmd cmd = {"renew", "usage: certfleet [global options] -p "
 	    "PLAYBOOK renew [--force] [--dry-run] [--no-deploy]\n"
 	    "       [--only N,..] [--exclude N,..]\n", false, false, longopts};
+	int c;
 
-	rerr[0] = deploy_err[0] = '\0';
 	optind = 0; /* full reinit of GNU getopt */
-	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, ex)) != -1) {
 		switch (c) {
-		case 'f': force = true; break;
-		case 'n': dry = true; break;
-		case 'D': no_deploy = true; break;
-		case 'o': cf_strv_free(o.only); o.only = cf_strv_split(optarg, ','); break;
-		case 'x': cf_strv_free(o.exclude); o.exclude = cf_strv_split(optarg, ','); break;
-		default: goto out_nosess; /* help, or usage error: ex is set */
+		case 'f': r->force = true; break;
+		case 'n': r->dry = true; break;
+		case 'D': r->no_deploy = true; break;
+		case 'o':
+			cf_strv_free(r->o.only);
+			r->o.only = cf_strv_split(optarg, ',');
+			break;
+		case 'x':
+			cf_strv_free(r->o.exclude);
+			r->o.exclude = cf_strv_split(optarg, ',');
+			break;
+		default: return -1; /* help, or usage error: *ex is set */
 		}
 	}
 	if (optind < argc) {
-		ex = cli_usage("renew: unexpected argument '%s'", argv[optind]);
-		goto out_nosess;
+		*ex = cli_usage("renew: unexpected argument '%s'", argv[optind]);
+		return -1;
 	}
+	return 0;
+}
+
+/* Session, node states, SSH, the current certificate and the renewal
+ * state.  0; -1 with err; or the exit code (> 0) of an error already
+ * printed. */
+static int
+renew_open(struct cf_cli *cli, struct renew *r, cf_err_t *err)
+{
+	struct cf_session *s = &r->s;
+	int ex;
+
 	/* Obtaining a certificate must not depend on the fleet: node state
 	 * and the SSH identity are the deploy's (and http-01's) business, so
 	 * a corrupt nodes.json or an unreadable identity cannot stop the
 	 * renewal, only the deploy that follows it. */
-	ex = session_open(cli, "renew", dry ? 0 : CF_SESS_LOCK, &s);
+	ex = session_open(cli, "renew", r->dry ? 0 : CF_SESS_LOCK, s);
 	if (ex != 0)
-		goto out_nosess;
-	nodes_ok = store_load_nodes(s.st, &s.ns, &nodes_err) == 0;
-	if (ssh_ctx_new(s.pb->ssh.identity, s.pb->ssh.known_hosts, &s.ssh,
-	                &ssh_err) < 0)
-		s.ssh = NULL;
-	if ((ex = session_check_names(&s, o.only, "--only")) != 0 ||
-	    (ex = session_check_names(&s, o.exclude, "--exclude")) != 0)
-		goto out;
-	if (s.pb->acme.directory == NULL) {
-		cf_err_set(&err, CF_ERR_CONFIG, "%s: acme.directory: renew needs "
-		           "an ACME directory URL", s.pb->path);
-		goto fail;
-	}
-	if (playbook_load_secrets(s.pb, &err) < 0)
-		goto fail;
-	if (renew_load_current(&s, &cur, &ci, &version, &found, &force,
-	                       &err) < 0 ||
-	    store_load_renewal(s.st, &rs, &err) < 0)
-		goto fail;
-	acct = store_account_key_path(s.st, s.pb->acme.directory);
-	if (acct == NULL) {
-		cf_err_set(&err, CF_ERR_IO, "cannot create the account key "
-		           "directory under %s", store_root(s.st));
-		goto fail;
-	}
-	acme_params(&s, acct, &p);
-	if (found && ci.aki != NULL && ci.serial != NULL)
-		ari_id = acme_ari_cert_id(ci.aki, ci.aki_len, ci.serial,
-		                          ci.serial_len);
-	decide(&s, found ? &ci : NULL, &rs, ari_id, &d);
+		return ex;
+	r->nodes_ok = store_load_nodes(s->st, &s->ns, &r->nodes_err) == 0;
+	if (ssh_ctx_new(s->pb->ssh.identity, s->pb->ssh.known_hosts, &s->ssh,
+	                &r->ssh_err) < 0)
+		s->ssh = NULL;
+	if ((ex = session_check_names(s, r->o.only, "--only")) != 0 ||
+	    (ex = session_check_names(s, r->o.exclude, "--exclude")) != 0)
+		return ex;
+	if (s->pb->acme.directory == NULL)
+		return cf_err_set(err, CF_ERR_CONFIG, "%s: acme.directory: renew "
+		                  "needs an ACME directory URL", s->pb->path);
+	if (playbook_load_secrets(s->pb, err) < 0 ||
+	    renew_load_current(s, &r->cur, &r->ci, &r->version, &r->found,
+	                       &r->force, err) < 0 ||
+	    store_load_renewal(s->st, &r->rs, err) < 0)
+		return -1;
+	r->acct = store_account_key_path(s->st, s->pb->acme.directory);
+	if (r->acct == NULL)
+		return cf_err_set(err, CF_ERR_IO, "cannot create the account key "
+		                  "directory under %s", store_root(s->st));
+	acme_params(s, r->acct, &r->p);
+	if (r->found && r->ci.aki != NULL && r->ci.serial != NULL)
+		r->ari_id = acme_ari_cert_id(r->ci.aki, r->ci.aki_len,
+		                             r->ci.serial, r->ci.serial_len);
+	return 0;
+}
+
+/* Due?  Then order (not in a dry run), and keep renewal.json.  Fills
+ * r->rr; 0, or -1 with err. */
+static int
+renew_certificate(struct renew *r, cf_err_t *err)
+{
+	struct cf_renewal_due d;
+	int got;
+
+	decide(&r->s, r->found ? &r->ci : NULL, &r->rs, r->ari_id, &d);
 	/* --force: no ARI round trip, the answer would change nothing (the
 	 * cert ID is still sent as `replaces`) */
-	if (!force && !d.due && ari_id != NULL) {
-		ari_refresh(&p, ari_id, &rs);
-		decide(&s, &ci, &rs, ari_id, &d);
+	if (!r->force && !d.due && r->ari_id != NULL) {
+		ari_refresh(&r->p, r->ari_id, &r->rs);
+		decide(&r->s, &r->ci, &r->rs, r->ari_id, &d);
 	}
-	due = force || d.due;
-	snprintf(why, sizeof(why), "%s", force ? "forced (--force)" : d.why);
-	rr.reason = why;
-	rr.next_due = d.next_due;
-
-	if (due && dry) {
-		rr.action = "dry-run";
+	snprintf(r->why, sizeof(r->why), "%s",
+	         r->force ? "forced (--force)" : d.why);
+	r->rr.reason = r->why;
+	r->rr.next_due = d.next_due;
+	if (!r->force && !d.due) {
+		r->rr.action = "not-due";
+		fprintf(stderr, "certfleet: renew: not due (%s)\n", r->why);
+		if (!r->dry && store_save_renewal(r->s.st, &r->rs, err) < 0)
+			return -1;
+	} else if (r->dry) {
+		r->rr.action = "dry-run";
 		fprintf(stderr, "certfleet: renew: due: %s (dry run: not "
-		        "ordering)\n", why);
-	} else if (due) {
-		got = renew_obtain(&s, &p, why, &cur, &ci, &found, &version,
-		                   ari_id, &rs, &ssh_err, &h, &ar, &err);
-		if (got < 0) {
-			rr.action = "failed";
-			rr.error = err.msg;
-			rr.consecutive_failures = rs.consecutive_failures;
-			goto fail;
-		}
-		rr.order = ar.order_url;
-		if (got == 0) {
-			rr.action = "issued";
-			rr.version = version;
-			decide(&s, &ci, &rs, NULL, &d);
-			rr.next_due = d.next_due;
-		} else {
-			ca_failed = true;
-			rr.action = "failed";
-			snprintf(rerr, sizeof(rerr), "%s", err.msg);
-			rr.error = rerr;
-		}
-		if (store_save_renewal(s.st, &rs, &err) < 0)
-			goto fail;
+		        "ordering)\n", r->why);
 	} else {
-		rr.action = "not-due";
-		fprintf(stderr, "certfleet: renew: not due (%s)\n", why);
-		if (!dry && store_save_renewal(s.st, &rs, &err) < 0)
-			goto fail;
+		got = renew_obtain(r, err);
+		if (got < 0) {
+			r->rr.action = "failed";
+			r->rr.error = err->msg;
+			r->rr.consecutive_failures = r->rs.consecutive_failures;
+			return -1;
+		}
+		r->rr.order = r->ar.order_url;
+		if (got == 0) {
+			r->rr.action = "issued";
+			r->rr.version = r->version;
+			decide(&r->s, &r->ci, &r->rs, NULL, &d);
+			r->rr.next_due = d.next_due;
+		} else {
+			r->ca_failed = true;
+			r->rr.action = "failed";
+			snprintf(r->rerr, sizeof(r->rerr), "%s", err->msg);
+			r->rr.error = r->rerr;
+		}
+		if (store_save_renewal(r->s.st, &r->rs, err) < 0)
+			return -1;
 	}
-	rr.consecutive_failures = rs.consecutive_failures;
+	r->rr.consecutive_failures = r->rs.consecutive_failures;
+	return 0;
+}
+
+/* No rollout after all (--no-deploy, nothing to deploy, or what the
+ * deploy needs is broken): the run's end with exit code ex, reporting
+ * certificate ci (may be NULL); res is the empty rollout. */
+static int
+renew_end_without_rollout(struct renew *r, const struct cf_rollout_result *res,
+                          int ex, const struct cf_certinfo *ci)
+{
+	if (r->nodes_ok)
+		session_record_http01(&r->s, &r->h.prov, res);
+	if (!r->dry)
+		session_finish(&r->s, "renew", ex, ci);
+	if (r->s.cli->json)
+		report_renew_json(stdout, ex, r->version, ci, NULL, NULL, &r->rr);
+	return ex;
+}
+
+/* Roll the stored certificate out to every node that lacks it: 0 with
+ * the exit code in *ex, or -1 with err when the rollout could not run. */
+static int
+renew_deploy(struct renew *r, int *ex, struct cf_rollout_result *res,
+             cf_err_t *err)
+{
+	struct session_run run;
 
 	/* The first dry run has no certificate yet, and its preflight is
 	 * what a new operator needs most: check the nodes against a stand-in
 	 * of a typical certificate's size (never sent, never stored). */
-	if (dry && !found && !no_deploy &&
-	    renew_standin_bundle(&cur, &ci, &err) < 0)
-		goto fail;
+	if (r->dry && !r->found && !r->no_deploy &&
+	    renew_standin_bundle(&r->cur, &r->ci, err) < 0)
+		return -1;
 	/* a current version revoked for keyCompromise has no key left: only
 	 * a new certificate can go out (renew_load_current) */
-	if (no_deploy || (!found && !dry) || (found && cur.privkey == NULL)) {
-		ex = ca_failed || !found || (cur.privkey == NULL && !dry)
-		         ? CF_EXIT_FAILED
-		         : CF_EXIT_OK;
-		if (nodes_ok)
-			http01_record(&s, &h.prov, &res);
-		if (!dry)
-			session_finish(&s, "renew", ex, found ? &ci : NULL);
-		if (cli->json)
-			report_renew_json(stdout, ex, version, found ? &ci : NULL,
-			                  NULL, NULL, &rr);
-		goto out;
+	if (r->no_deploy || (!r->found && !r->dry) ||
+	    (r->found && r->cur.privkey == NULL)) {
+		*ex = renew_end_without_rollout(
+		    r, res,
+		    r->ca_failed || !r->found ||
+		            (r->cur.privkey == NULL && !r->dry)
+		        ? CF_EXIT_FAILED
+		        : CF_EXIT_OK,
+		    r->found ? &r->ci : NULL);
+		return 0;
 	}
-	if (!nodes_ok || s.ssh == NULL) {
+	if (!r->nodes_ok || r->s.ssh == NULL) {
 		/* the certificate is stored; the deploy needs what is broken.
 		 * Without nodes.json we do not know which nodes are pinned: no
 		 * node is touched.  The next run converges once it is fixed. */
-		snprintf(deploy_err, sizeof(deploy_err), "deploy not run: %s",
-		         !nodes_ok ? nodes_err.msg : ssh_err.msg);
-		fprintf(stderr, "certfleet: %s\n", deploy_err);
-		rr.deploy_error = deploy_err;
-		ex = CF_EXIT_FAILED;
-		if (nodes_ok)
-			http01_record(&s, &h.prov, &res);
-		if (!dry)
-			session_finish(&s, "renew", ex, &ci);
-		if (cli->json)
-			report_renew_json(stdout, ex, version, &ci, NULL, NULL,
-			                  &rr);
+		snprintf(r->deploy_err, sizeof(r->deploy_err),
+		         "deploy not run: %s",
+		         !r->nodes_ok ? r->nodes_err.msg : r->ssh_err.msg);
+		fprintf(stderr, "certfleet: %s\n", r->deploy_err);
+		r->rr.deploy_error = r->deploy_err;
+		*ex = renew_end_without_rollout(r, res, CF_EXIT_FAILED, &r->ci);
+		return 0;
+	}
+	/* converge: every node that does not serve the current cert gets it */
+	memset(&run, 0, sizeof(run));
+	run.verb = "renew";
+	run.bundle = &r->cur;
+	run.ci = &r->ci;
+	run.report_ci = r->found ? &r->ci : NULL;
+	run.version = r->version;
+	r->o.dry_run = r->dry;
+	run.o = &r->o;
+	run.ca_failed = r->ca_failed;
+	run.http01 = &r->h.prov;
+	run.rr = &r->rr;
+	return session_rollout(&r->s, &run, res, ex, err);
+}
+
+int
+cli_renew(struct cf_cli *cli, int argc, char **argv)
+{
+	struct renew r;
+	struct cf_rollout_result res;
+	cf_err_t err = {0};
+	int ex, rc;
+
+	memset(&r, 0, sizeof(r));
+	memset(&res, 0, sizeof(res));
+	if (renew_parse(cli, argc, argv, &r, &ex) < 0)
+		goto out_nosess;
+	rc = renew_open(cli, &r, &err);
+	if (rc > 0) {
+		ex = rc;
 		goto out;
 	}
-	/* converge: every node that does not serve the current cert gets it.
-	 * Nodes the http-01 step could not even reach are not dialled again:
-	 * a blackholed node would cost a second connect_timeout. */
-	skips = session_manual_skips(&s, o.only);
-	dead = http01_unreachable(&h.prov, skips);
-	o.skip = dead != NULL ? dead : skips;
-	o.suspect = suspects = session_suspects(&s);
-	o.dry_run = dry;
-	memset(&rctx, 0, sizeof(rctx));
-	rctx.tty = cli->tty && !cli->json;
-	rctx.quiet = cli->quiet;
-	rctx.verb = "renew";
-	o.progress = report_progress;
-	o.progress_arg = &rctx;
-	if (rollout_run(s.pb, s.ssh, &cur, &ci, &o, &res, &err) < 0)
+	if (rc < 0 || renew_certificate(&r, &err) < 0 ||
+	    renew_deploy(&r, &ex, &res, &err) < 0)
 		goto fail;
-	http01_carry_failures(&h.prov, &o, skips, &res);
-	ex = rollout_exit_code(&res);
-	if (ca_failed)
-		ex = CF_EXIT_FAILED;
-	if (!dry && session_record(&s, &res, &ci, &err) < 0)
-		ex = cli_fail(&err);
-	http01_record(&s, &h.prov, &res);
-	report_summary(stderr, "renew", &res, ex);
-	if (res.stopped)
-		session_event(&s, CF_EV_CANARY_STOPPED, NULL, NULL, NULL,
-		              res.stop_reason, 0, 0);
-	if (!dry)
-		session_finish(&s, "renew", ex, &ci);
-	if (cli->json)
-		report_renew_json(stdout, ex, version, found ? &ci : NULL, &res,
-		                  &s.ns, &rr);
 	goto out;
 fail:
 	ex = cli_fail(&err);
-	if (nodes_ok)
-		http01_record(&s, &h.prov, &res);
-	if (!dry && s.pb != NULL)
-		session_finish(&s, "renew", ex, found ? &ci : NULL);
-	if (cli->json && rr.action != NULL)
-		report_renew_json(stdout, ex, version, found ? &ci : NULL, NULL,
-		                  NULL, &rr);
+	if (r.nodes_ok)
+		session_record_http01(&r.s, &r.h.prov, &res);
+	if (!r.dry && r.s.pb != NULL)
+		session_finish(&r.s, "renew", ex, r.found ? &r.ci : NULL);
+	if (cli->json && r.rr.action != NULL)
+		report_renew_json(stdout, ex, r.version, r.found ? &r.ci : NULL,
+		                  NULL, NULL, &r.rr);
 out:
-	session_close(&s);
+	session_close(&r.s);
 out_nosess:
 	rollout_result_free(&res);
-	rollout_result_free(&h.prov);
-	free(dead);
-	acme_result_free(&ar);
-	crypto_bundle_free(&cur);
-	crypto_certinfo_free(&ci);
-	store_renewal_free(&rs);
-	free(version);
-	free(ari_id);
-	free(acct);
-	cf_strv_free(skips);
-	cf_strv_free(suspects);
-	cf_strv_free(o.only);
-	cf_strv_free(o.exclude);
+	challenge_http_free(&r.h);
+	acme_result_free(&r.ar);
+	crypto_bundle_free(&r.cur);
+	crypto_certinfo_free(&r.ci);
+	store_renewal_free(&r.rs);
+	free(r.version);
+	free(r.ari_id);
+	free(r.acct);
+	cf_strv_free(r.o.only);
+	cf_strv_free(r.o.exclude);
 	return ex;
 }
 

@@ -7,6 +7,7 @@
 
 #include "certfleet/acme.h"
 #include "certfleet/cli.h"
+#include "certfleet/fleetstate.h"
 #include "certfleet/renewal.h"
 #include "certfleet/report.h"
 #include "certfleet/util.h"
@@ -95,6 +96,111 @@ out:
 	return ex;
 }
 
+/* `quarantine list`: every quarantined node, why and since when. */
+static int
+quarantine_list(struct cf_cli *cli)
+{
+	const struct cf_node_state *st;
+	struct cf_session s;
+	size_t i;
+	int ex;
+
+	ex = session_open(cli, "quarantine list", CF_SESS_NODES, &s);
+	if (ex != 0)
+		return ex;
+	if (cli->json) {
+		report_quarantine_json(stdout, s.pb, &s.ns);
+		session_close(&s);
+		return 0;
+	}
+	for (i = 0; i < s.ns.n; i++) {
+		char since[32];
+
+		st = &s.ns.v[i];
+		if (!st->quarantined)
+			continue;
+		cf_fmt_time(st->quarantined_since, since, sizeof(since));
+		printf("%-16s %-16s since %s, %u attempt%s%s: %s\n", st->name,
+		       st->reason ? st->reason : "?", since, st->attempts,
+		       cf_plural(st->attempts), st->manual ? " (manual)" : "",
+		       st->detail ? st->detail : "");
+	}
+	session_close(&s);
+	return 0;
+}
+
+/* After `quarantine add/release` saved: the metrics file is rewritten
+ * whole, and without the current certificate its expiry series (and
+ * alerts on them) would vanish. */
+static void
+quarantine_finish(struct cf_session *s, int ex)
+{
+	struct cf_certinfo ci;
+	char *version = NULL;
+	bool found = false;
+
+	memset(&ci, 0, sizeof(ci));
+	if (store_get_current_cert(s->st, &ci, &version, &found, NULL) < 0)
+		found = false;
+	session_finish(s, "quarantine", ex, found ? &ci : NULL);
+	crypto_certinfo_free(&ci);
+	free(version);
+}
+
+/* `quarantine add NODE --reason TEXT` (pin) or `release NODE`. */
+static int
+quarantine_edit(struct cf_cli *cli, const char *sub, const char *node,
+                const char *reason, bool dry)
+{
+	bool add = strcmp(sub, "add") == 0;
+	struct cf_session s;
+	struct cf_node_state *st;
+	cf_err_t err = {0};
+	int ex;
+
+	ex = session_open(cli, "quarantine", CF_SESS_NODES |
+	                  (dry ? 0 : CF_SESS_LOCK), &s);
+	if (ex != 0)
+		return ex;
+	if (playbook_node(s.pb, node) == NULL) {
+		cf_err_set(&err, CF_ERR_USAGE, "no node '%s' in %s", node,
+		           s.pb->path);
+		ex = cli_fail(&err);
+		goto out;
+	}
+	st = store_node(&s.ns, node);
+	if (st == NULL) {
+		cf_err_set(&err, CF_ERR_NOMEM, "out of memory");
+		ex = cli_fail(&err);
+		goto out;
+	}
+	if (add) {
+		fleet_pin(st, reason, cf_wall_now());
+	} else if (!fleet_release(st)) {
+		/* nothing to release: say so once, change nothing */
+		fprintf(stderr, "certfleet: %s is not quarantined; nothing to "
+		        "release\n", node);
+		ex = 0;
+		goto out;
+	}
+	if (dry) {
+		fprintf(stderr, "certfleet: dry run: would %s %s\n", sub, node);
+		ex = 0;
+		goto out;
+	}
+	if (store_save_nodes(s.st, &s.ns, &err) < 0) {
+		ex = cli_fail(&err);
+		goto out;
+	}
+	fprintf(stderr, "certfleet: %s %s\n", add ? "quarantined" : "released",
+	        node);
+	ex = 0;
+	quarantine_finish(&s, ex);
+out:
+	session_close(&s);
+	return ex;
+}
+
 int
 cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 {
@@ -103,15 +209,8 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 	    {"dry-run", no_argument, NULL, 'n'},
 	    {NULL, 0, NULL, 0}};
 	const char *sub, *node = NULL, *reason = NULL;
-	struct cf_session s;
-	struct cf_node_state *st;
-	struct cf_bundle b;
-	struct cf_certinfo ci;
-	cf_err_t err = {0};
-	char *version = NULL;
-	bool dry = false, found = false;
+	bool dry = false;
 	int c, ex;
-	size_t i;
 
 	/* no '+' (permute): options may follow the subcommand and node */
 	struct cli_cmd cmd = {"quarantine", "usage: certfleet [global options] "
@@ -137,31 +236,8 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage("quarantine: unexpected argument '%s'",
 		                 argv[optind]);
-	if (strcmp(sub, "list") == 0) {
-		ex = session_open(cli, "quarantine list", CF_SESS_NODES, &s);
-		if (ex != 0)
-			return ex;
-		if (cli->json) {
-			report_quarantine_json(stdout, s.pb, &s.ns);
-			session_close(&s);
-			return 0;
-		}
-		for (i = 0; i < s.ns.n; i++) {
-			char since[32];
-
-			st = &s.ns.v[i];
-			if (!st->quarantined)
-				continue;
-			cf_fmt_time(st->quarantined_since, since, sizeof(since));
-			printf("%-16s %-16s since %s, %u attempt%s%s: %s\n",
-			       st->name, st->reason ? st->reason : "?", since,
-			       st->attempts, cf_plural(st->attempts),
-			       st->manual ? " (manual)" : "",
-			       st->detail ? st->detail : "");
-		}
-		session_close(&s);
-		return 0;
-	}
+	if (strcmp(sub, "list") == 0)
+		return quarantine_list(cli);
 	if (strcmp(sub, "add") != 0 && strcmp(sub, "release") != 0)
 		return cli_usage("quarantine: unknown subcommand '%s'", sub);
 	if (node == NULL)
@@ -171,70 +247,7 @@ cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 	for (const char *p = reason; p && *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			return cli_usage("--reason must be one line of text");
-	ex = session_open(cli, "quarantine", CF_SESS_NODES |
-	                  (dry ? 0 : CF_SESS_LOCK), &s);
-	if (ex != 0)
-		return ex;
-	if (playbook_node(s.pb, node) == NULL) {
-		cf_err_set(&err, CF_ERR_USAGE, "no node '%s' in %s", node,
-		           s.pb->path);
-		ex = cli_fail(&err);
-		goto out;
-	}
-	st = store_node(&s.ns, node);
-	if (st == NULL) {
-		cf_err_set(&err, CF_ERR_NOMEM, "out of memory");
-		ex = cli_fail(&err);
-		goto out;
-	}
-	if (strcmp(sub, "add") == 0) {
-		if (!st->quarantined)
-			st->quarantined_since = cf_wall_now();
-		st->quarantined = st->manual = true;
-		free(st->reason);
-		free(st->detail);
-		st->reason = strdup("manual");
-		st->detail = strdup(reason);
-	} else {
-		if (!st->quarantined) {
-			/* nothing to release: say so once, change nothing */
-			fprintf(stderr, "certfleet: %s is not quarantined; "
-			        "nothing to release\n", node);
-			ex = 0;
-			goto out;
-		}
-		st->quarantined = st->manual = false;
-		st->attempts = 0;
-		st->quarantined_since = 0;
-		free(st->reason);
-		free(st->detail);
-		st->reason = st->detail = NULL;
-	}
-	if (dry) {
-		fprintf(stderr, "certfleet: dry run: would %s %s\n", sub, node);
-		ex = 0;
-		goto out;
-	}
-	if (store_save_nodes(s.st, &s.ns, &err) < 0) {
-		ex = cli_fail(&err);
-		goto out;
-	}
-	fprintf(stderr, "certfleet: %s %s\n",
-	        strcmp(sub, "add") == 0 ? "quarantined" : "released", node);
-	ex = 0;
-	/* the metrics file is rewritten whole: without the current
-	 * certificate its expiry series (and alerts on them) would vanish */
-	memset(&b, 0, sizeof(b));
-	memset(&ci, 0, sizeof(ci));
-	if (store_get_current_cert(s.st, &ci, &version, &found, NULL) < 0)
-		found = false;
-	session_finish(&s, "quarantine", ex, found ? &ci : NULL);
-	crypto_bundle_free(&b);
-	crypto_certinfo_free(&ci);
-	free(version);
-out:
-	session_close(&s);
-	return ex;
+	return quarantine_edit(cli, sub, node, reason, dry);
 }
 
 int

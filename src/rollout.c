@@ -23,6 +23,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "certfleet/gate.h"
 #include "certfleet/rollout.h"
 #include "certfleet/tlsprobe.h"
 #include "certfleet/util.h"
@@ -65,19 +66,7 @@ struct run {
 	pthread_cond_t cv;
 	size_t next;
 	size_t done;
-	unsigned canary_target, canary_ok, canary_active;
-	unsigned canary_failed;     /* canaries failed at check/reload/verify */
-	char canary_failed_names[sizeof(((struct cf_rollout_result *)0)
-	                                    ->canary_failed)];
-	cf_code_t canary_failed_code; /* the first one's */
-	unsigned char *cand;        /* enum cand per queue position */
-	size_t cursor;              /* first position not yet decided */
-	size_t n_fresh;             /* queue positions before the suspects */
-	unsigned n_serving;         /* nodes found serving the certificate */
-	bool proven;                /* suspects need no canary: see gate_advance */
-	unsigned recipe_failures;
-	bool stopped;
-	char stop_reason[CF_ERR_MSG_MAX];
+	struct gate_state gate;     /* the canary gate's decisions (gate.h) */
 
 	bool trace;
 	struct tlsprobe_ctx *tls;   /* shared by every probe of the run */
@@ -532,52 +521,16 @@ build_payloads(struct run *r, cf_err_t *err)
 
 /* ---- canary gate ---- */
 
-enum gate { GATE_GO, GATE_CANARY, GATE_STOPPED };
-
-/* Canaries are the first `rollout.canary` nodes *in queue order* that
- * reach the gate: playbook order, nodes an earlier run quarantined last
- * (run_all), so the same fleet always gets the same canaries and a node
- * with a broken local config is never picked again while another node is
- * left.  A node that drops out before the gate (unreachable, already
- * current) passes the role to the next one, and so does a canary that
- * fails: its successor confirms or clears the failure. */
-enum cand { CAND_PENDING = 0, CAND_ARRIVED, CAND_CANARY, CAND_OUT };
-
-/* mu held */
-static void
-gate_advance(struct run *r)
-{
-	while (r->canary_ok + r->canary_active < r->canary_target &&
-	       r->cursor < r->n_queue) {
-		/* Only nodes an earlier run quarantined are left.  If other
-		 * nodes already serve the certificate, it is proven: the
-		 * suspects go without a canary (one of them failing again is
-		 * its own fault, not a reason to stop).  If none does, a
-		 * suspect must be the canary: a bad certificate still stops. */
-		if (r->cursor >= r->n_fresh && r->n_serving > 0) {
-			r->proven = true;
-			break;
-		}
-		if (r->cand[r->cursor] == CAND_ARRIVED) {
-			r->cand[r->cursor] = CAND_CANARY;
-			r->canary_active++;
-		} else if (r->cand[r->cursor] != CAND_OUT) {
-			break;
-		}
-		r->cursor++;
-	}
-	pthread_cond_broadcast(&r->cv);
-}
+/* The decisions are gate.c's; here they are taken under mu, and every
+ * change wakes the nodes waiting at the gate. */
 
 /* A node that ends without reaching the gate is no canary candidate. */
 static void
 gate_skip(struct run *r, size_t pos, const struct cf_node_result *nr)
 {
 	pthread_mutex_lock(&r->mu);
-	r->cand[pos] = CAND_OUT;
-	if (nr->outcome == CF_OUT_UNCHANGED)
-		r->n_serving++;
-	gate_advance(r);
+	gate_node_skipped(&r->gate, pos, nr->outcome == CF_OUT_UNCHANGED);
+	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -587,101 +540,21 @@ gate_enter(struct run *r, size_t pos)
 	enum gate g;
 
 	pthread_mutex_lock(&r->mu);
-	r->cand[pos] = CAND_ARRIVED;
-	gate_advance(r);
-	for (;;) {
-		if (r->cand[pos] == CAND_CANARY) {
-			g = r->stopped ? GATE_STOPPED : GATE_CANARY;
-			if (r->stopped)
-				r->canary_active--;
-			break;
-		}
-		if (r->stopped) {
-			g = GATE_STOPPED;
-			break;
-		}
-		if (r->canary_ok >= r->canary_target || r->proven) {
-			g = GATE_GO;
-			break;
-		}
+	gate_node_arrived(&r->gate, pos);
+	pthread_cond_broadcast(&r->cv);
+	while (!gate_node_decide(&r->gate, pos, &g))
 		pthread_cond_wait(&r->cv, &r->mu);
-	}
-	if (g != GATE_CANARY)
-		r->cand[pos] = CAND_OUT;
 	pthread_mutex_unlock(&r->mu);
 	return g;
-}
-
-static bool
-is_recipe_failure(cf_code_t c)
-{
-	/* check/reload/verify failing says the certificate or the recipe is
-	 * bad, not the host; unreachable or full hosts say nothing about it. */
-	return c == CF_ERR_CHECK || c == CF_ERR_RELOAD || c == CF_ERR_VERIFY;
-}
-
-/* mu held.  The stop reason names every failed canary: the operator's
- * first question is whether they failed the same way. */
-static void
-stop_for_canaries(struct run *r, const char *why)
-{
-	r->stopped = true;
-	snprintf(r->stop_reason, sizeof(r->stop_reason),
-	         "%s %s failed (%s)%s: rollout stopped, untouched nodes keep "
-	         "their certificate",
-	         r->canary_failed == 1 ? "canary" : "canaries",
-	         r->canary_failed_names, cf_err_reason(r->canary_failed_code),
-	         why);
-}
-
-/* mu held: a canary failed at check, reload or verify. */
-static void
-canary_failed(struct run *r, const struct cf_node_result *nr)
-{
-	size_t used = strlen(r->canary_failed_names);
-
-	if (r->canary_failed++ == 0)
-		r->canary_failed_code = nr->err.code;
-	snprintf(r->canary_failed_names + used,
-	         sizeof(r->canary_failed_names) - used, "%s%s",
-	         used > 0 ? ", " : "", nr->node->name);
-	if (r->stopped)
-		return;
-	if (r->canary_failed >= r->pb->rollout.canary_failures)
-		stop_for_canaries(r, "");
 }
 
 static void
 gate_leave(struct run *r, enum gate g, const struct cf_node_result *nr)
 {
-	bool failed = nr->outcome == CF_OUT_FAILED;
-	bool recipe = failed && is_recipe_failure(nr->err.code);
-
 	pthread_mutex_lock(&r->mu);
-	if (g == GATE_CANARY) {
-		r->canary_active--;
-		if (!failed)
-			r->canary_ok++;
-		else if (recipe)
-			canary_failed(r, nr);
-		/* any other failure (host gone mid-run, disk full) says
-		 * nothing about the certificate: the next node takes the
-		 * role, as gate_advance below arranges */
-	}
-	if (recipe) {
-		r->recipe_failures++;
-		if (r->pb->rollout.max_failures > 0 &&
-		    r->recipe_failures >= r->pb->rollout.max_failures &&
-		    !r->stopped) {
-			r->stopped = true;
-			snprintf(r->stop_reason, sizeof(r->stop_reason),
-			         "%u %s failed check/reload/verify "
-			         "(rollout.max_failures): rollout stopped",
-			         r->recipe_failures,
-			         r->recipe_failures == 1 ? "node" : "nodes");
-		}
-	}
-	gate_advance(r);
+	gate_node_left(&r->gate, g, nr->outcome == CF_OUT_FAILED, nr->err.code,
+	               nr->node->name);
+	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -1247,14 +1120,14 @@ run_all(struct run *r, cf_err_t *err)
 	const struct cf_playbook *pb = r->pb;
 	struct cf_rollout_result *res = r->res;
 	pthread_t *th = NULL;
-	size_t i, nthreads, started = 0;
+	size_t i, nthreads, started = 0, n_fresh = 0;
 	int64_t t0 = cf_now_ms();
+	bool serving = false;
 	int rc = -1;
 
 	res->nodes = calloc(pb->n_nodes, sizeof(*res->nodes));
 	r->queue = calloc(pb->n_nodes, sizeof(*r->queue));
-	r->cand = calloc(pb->n_nodes ? pb->n_nodes : 1, 1);
-	if (res->nodes == NULL || r->queue == NULL || r->cand == NULL) {
+	if (res->nodes == NULL || r->queue == NULL) {
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -1274,14 +1147,18 @@ run_all(struct run *r, cf_err_t *err)
 				r->queue[r->n_queue++] = i;
 		}
 		if (pass == 0)
-			r->n_fresh = r->n_queue;
+			n_fresh = r->n_queue;
 	}
-	r->canary_target = (r->opts->no_canary || r->opts->dry_run ||
-	                    r->opts->verify_only || r->each_fn != NULL)
-	                       ? 0
-	                       : pb->rollout.canary;
-	if (r->canary_target > r->n_queue)
-		r->canary_target = (unsigned)r->n_queue;
+	if (gate_init(&r->gate, r->n_queue, n_fresh,
+	              (r->opts->no_canary || r->opts->dry_run ||
+	               r->opts->verify_only || r->each_fn != NULL)
+	                  ? 0
+	                  : pb->rollout.canary,
+	              pb->rollout.canary_failures,
+	              pb->rollout.max_failures) < 0) {
+		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
 
 	nthreads = pb->rollout.concurrency;
 	if (nthreads > r->n_queue)
@@ -1316,15 +1193,9 @@ run_all(struct run *r, cf_err_t *err)
 	 * recipe work elsewhere (a one-node fleet, the rest unreachable):
 	 * nothing proves the failures were the nodes' own, so this is the
 	 * stop a lone failed canary always was. */
-	if (!r->stopped && r->canary_failed > 0 && r->canary_ok == 0) {
-		bool serving = false;
-
-		for (i = 0; i < res->n; i++)
-			serving |= res->nodes[i].outcome == CF_OUT_UNCHANGED;
-		if (!serving)
-			stop_for_canaries(r, ", and no other node could "
-			                     "confirm it");
-	}
+	for (i = 0; i < res->n; i++)
+		serving |= res->nodes[i].outcome == CF_OUT_UNCHANGED;
+	gate_run_end(&r->gate, serving);
 	for (i = 0; i < res->n; i++) {
 		switch (res->nodes[i].outcome) {
 		case CF_OUT_DEPLOYED: res->n_deployed++; break;
@@ -1336,17 +1207,17 @@ run_all(struct run *r, cf_err_t *err)
 		case CF_OUT_DRYRUN:   res->n_dryrun++; break;
 		}
 	}
-	res->stopped = r->stopped;
-	memcpy(res->stop_reason, r->stop_reason, sizeof(res->stop_reason));
-	res->n_canary_failed = r->canary_failed;
-	memcpy(res->canary_failed, r->canary_failed_names,
+	res->stopped = r->gate.stopped;
+	memcpy(res->stop_reason, r->gate.stop_reason, sizeof(res->stop_reason));
+	res->n_canary_failed = r->gate.canary_failed;
+	memcpy(res->canary_failed, r->gate.canary_failed_names,
 	       sizeof(res->canary_failed));
 	res->duration_ms = cf_now_ms() - t0;
 	rc = 0;
 out:
 	free(th);
 	free(r->queue);
-	free(r->cand);
+	gate_free(&r->gate);
 	if (rc < 0) {
 		free(res->nodes);
 		memset(res, 0, sizeof(*res));

@@ -10,6 +10,7 @@
 #include "certfleet/err.h"
 #include "certfleet/notify.h"
 #include "certfleet/playbook.h"
+#include "certfleet/report.h"
 #include "certfleet/rollout.h"
 #include "certfleet/ssh.h"
 #include "certfleet/store.h"
@@ -111,10 +112,18 @@ struct cli_cmd {
 int cli_getopt(struct cf_cli *cli, const struct cli_cmd *cmd, int argc,
                char **argv, int *ex);
 
-/* Fold a rollout's results into the per-node state (quarantine on failure,
- * release on success) and save it. */
+/* Fold a rollout's results into the per-node state (fleetstate.h:
+ * quarantine on failure, release on success), notify, and save it. */
 int session_record(struct cf_session *s, const struct cf_rollout_result *res,
                    const struct cf_certinfo *current, cf_err_t *err);
+/* Record the nodes that failed renew's http-01 step (prov) and that the
+ * rollout (res, may be empty) did not record itself: --only/--exclude,
+ * --no-deploy, no certificate, a rollout that could not run.  Recording
+ * them in both would count one run as two failed attempts; pinned nodes
+ * stay pinned.  Errors are printed. */
+void session_record_http01(struct cf_session *s,
+                           const struct cf_rollout_result *prov,
+                           const struct cf_rollout_result *res);
 /* Only what a rollout saw nodes serve, in memory (verify: read-only). */
 void session_observe(struct cf_session *s,
                      const struct cf_rollout_result *res);
@@ -134,14 +143,32 @@ void session_event(struct cf_session *s, cf_event_kind_t kind,
 void session_finish(struct cf_session *s, const char *command, int exit_code,
                     const struct cf_certinfo *current);
 
-/* Names of manually quarantined nodes (skipped by rollouts unless named
- * in `only`). Caller frees with cf_strv_free. */
-char **session_manual_skips(const struct cf_session *s, char *const *only);
-/* Names of nodes an earlier run quarantined (not manual pins): the rollout
- * tries them last and never as canaries while another node is left, so
- * one node with a broken local config cannot stop every run.  Caller
- * frees with cf_strv_free. */
-char **session_suspects(const struct cf_session *s);
+/* One rollout command (deploy, verify, rollback, renew) from the rollout
+ * on: what differs between them is here, the rest is session_rollout. */
+struct session_run {
+	const char *verb;                  /* "deploy", ... "renew" */
+	const struct cf_bundle *bundle;    /* to deploy (verify: no key) */
+	const struct cf_certinfo *ci;      /* its leaf */
+	const struct cf_certinfo *report_ci; /* what the JSON names (renew's
+	                                        dry-run stand-in: NULL) */
+	const char *version;               /* store version, for the JSON */
+	struct cf_rollout_opts *o;         /* selection and mode; skip,
+	                                      suspect and progress are set
+	                                      (and cleared) by session_rollout */
+	bool announce;   /* first "certfleet: deploy NAME (sha…) to N nodes" */
+	bool pin;        /* rollback: pin the nodes that now serve ci */
+	bool ca_failed;  /* renew: the CA failed: exit 1 whatever the nodes */
+	const struct cf_rollout_result *http01; /* renew: the http-01 step's
+	                                           results, or NULL */
+	const struct cf_renewal_report *rr; /* renew's JSON document, or NULL
+	                                       for the run report */
+};
+/* Pinned nodes skipped, suspects last; rollout; then the exit code (into
+ * *ex), node states recorded (verify: only observed; dry run: nothing),
+ * the summary line, notifications, metrics and --json.  -1 with err only
+ * when the rollout could not run at all: nothing was reported then. */
+int session_rollout(struct cf_session *s, const struct session_run *run,
+                    struct cf_rollout_result *res, int *ex, cf_err_t *err);
 /* Every name in v must be a node of the playbook: 0, or prints the error
  * and returns 64 (a typo in --only must not silently select nothing). */
 int session_check_names(const struct cf_session *s, char *const *v,

@@ -1,0 +1,217 @@
+/* fleetstate.c - the transitions of a node's record (fleetstate.h).
+ *
+ * The rules live here and nowhere else: what counts as a failure, when an
+ * operator is alerted, what lifts a quarantine, what a pin is.  No I/O:
+ * the commands load, save, print and notify. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "certfleet/fleetstate.h"
+#include "certfleet/util.h"
+
+static void
+set_cause(struct cf_node_state *st, const char *reason, const char *detail)
+{
+	free(st->reason);
+	free(st->detail);
+	/* out of memory leaves the cause unknown ("?"), the state true */
+	st->reason = reason != NULL ? strdup(reason) : NULL;
+	st->detail = detail != NULL ? strdup(detail) : NULL;
+}
+
+static void
+clear_quarantine(struct cf_node_state *st)
+{
+	st->quarantined = false;
+	st->manual = false;
+	st->attempts = 0;
+	st->quarantined_since = 0;
+	set_cause(st, NULL, NULL);
+}
+
+void
+fleet_observe(struct cf_node_state *st, const char *sha256_hex,
+              int64_t not_after, int64_t now)
+{
+	size_t n;
+
+	if (sha256_hex == NULL || sha256_hex[0] == '\0')
+		return;
+	n = strnlen(sha256_hex, sizeof(st->serving_sha256) - 1);
+	memcpy(st->serving_sha256, sha256_hex, n);
+	st->serving_sha256[n] = '\0';
+	st->serving_not_after = not_after;
+	st->last_seen = now;
+}
+
+int
+fleet_observe_result(struct cf_node_states *ns,
+                     const struct cf_node_result *r, int64_t now)
+{
+	struct cf_node_state *st;
+
+	if (r->after_sha256[0] == '\0')
+		return 0;
+	st = store_node(ns, r->node->name);
+	if (st == NULL)
+		return -1;
+	fleet_observe(st, r->after_sha256, r->after_not_after, now);
+	return 0;
+}
+
+bool
+fleet_failed(struct cf_node_state *st, const char *reason,
+             const char *detail, int64_t now)
+{
+	/* alert on the first failed attempt, and again when the cause
+	 * changes; not on every retry of the same cause */
+	bool alert = !st->quarantined || st->reason == NULL ||
+	             strcmp(st->reason, reason) != 0;
+
+	if (!st->quarantined)
+		st->quarantined_since = now;
+	st->quarantined = true;
+	/* a pinned node the operator named (--only) and that failed is an
+	 * ordinary failed node now: retried by the next runs */
+	st->manual = false;
+	st->attempts++;
+	set_cause(st, reason, detail);
+	return alert;
+}
+
+bool
+fleet_succeeded(struct cf_node_state *st, int64_t now, char **was_reason)
+{
+	bool was = st->quarantined;
+
+	if (was_reason != NULL)
+		*was_reason = NULL;
+	st->last_success = now;
+	if (!was) {
+		clear_quarantine(st);
+		return false;
+	}
+	if (was_reason != NULL) {
+		/* handed over, not freed: the release is told with it */
+		*was_reason = st->reason;
+		st->reason = NULL;
+	}
+	clear_quarantine(st);
+	return true;
+}
+
+int
+fleet_record(struct cf_node_states *ns, const struct cf_node_result *r,
+             const char *current_sha, int64_t now, struct fleet_note *note)
+{
+	struct cf_node_state *st;
+
+	memset(note, 0, sizeof(*note));
+	if (r->outcome == CF_OUT_SKIPPED || r->outcome == CF_OUT_STOPPED ||
+	    r->outcome == CF_OUT_DRYRUN)
+		return 0;
+	st = store_node(ns, r->node->name);
+	if (st == NULL)
+		return -1;
+	note->change = FLEET_OBSERVED;
+	fleet_observe(st, r->after_sha256, r->after_not_after, now);
+	if (r->touched && r->outcome == CF_OUT_DEPLOYED)
+		st->last_change = now;
+	if (r->outcome == CF_OUT_FAILED && st->quarantined && !r->touched &&
+	    r->err.code == CF_ERR_VERIFY) {
+		/* a read-only probe of a node quarantined for a real cause
+		 * (host key, disk...) must not hide that cause */
+		note->change = FLEET_CAUSE_KEPT;
+		return 0;
+	}
+	if (r->outcome == CF_OUT_FAILED) {
+		note->change = fleet_failed(st, cf_err_reason(r->err.code),
+		                            r->err.msg, now)
+		                   ? FLEET_QUARANTINED
+		                   : FLEET_FAILED_AGAIN;
+		note->attempts = st->attempts;
+		return 0;
+	}
+	/* serving the current certificate, verified: release */
+	if (current_sha != NULL && strcmp(r->after_sha256, current_sha) == 0) {
+		note->attempts = st->attempts;
+		note->change = fleet_succeeded(st, now, &note->was_reason)
+		                   ? FLEET_RELEASED
+		                   : FLEET_SUCCEEDED;
+	}
+	return 0;
+}
+
+void
+fleet_pin(struct cf_node_state *st, const char *detail, int64_t now)
+{
+	if (!st->quarantined)
+		st->quarantined_since = now;
+	st->quarantined = true;
+	st->manual = true;
+	set_cause(st, "manual", detail);
+}
+
+bool
+fleet_release(struct cf_node_state *st)
+{
+	if (!st->quarantined)
+		return false;
+	clear_quarantine(st);
+	return true;
+}
+
+bool
+fleet_is_pinned(const struct cf_node_state *st)
+{
+	return st->quarantined && st->manual;
+}
+
+bool
+fleet_is_suspect(const struct cf_node_state *st)
+{
+	return st->quarantined && !st->manual;
+}
+
+const struct cf_node_state *
+fleet_find(const struct cf_node_states *ns, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ns->n; i++)
+		if (ns->v[i].name != NULL && strcmp(ns->v[i].name, name) == 0)
+			return &ns->v[i];
+	return NULL;
+}
+
+char **
+fleet_pinned_names(const struct cf_node_states *ns, char *const *only)
+{
+	size_t i, n = 0;
+	char **v = calloc(ns->n + 1, sizeof(char *));
+
+	if (v == NULL)
+		return NULL;
+	for (i = 0; i < ns->n; i++)
+		/* naming a node explicitly overrides its pin */
+		if (fleet_is_pinned(&ns->v[i]) &&
+		    !cf_strv_has(only, ns->v[i].name) &&
+		    (v[n] = strdup(ns->v[i].name)) != NULL)
+			n++;
+	return v;
+}
+
+char **
+fleet_suspect_names(const struct cf_node_states *ns)
+{
+	size_t i, n = 0;
+	char **v = calloc(ns->n + 1, sizeof(char *));
+
+	if (v == NULL)
+		return NULL;
+	for (i = 0; i < ns->n; i++)
+		if (fleet_is_suspect(&ns->v[i]) &&
+		    (v[n] = strdup(ns->v[i].name)) != NULL)
+			n++;
+	return v;
+}
