@@ -26,6 +26,7 @@
 #include <libssh2.h>
 #include <libssh2_sftp.h>
 
+#include "certfleet/b64.h"
 #include "certfleet/knownhosts.h"
 #include "certfleet/net.h"
 #include "certfleet/ssh.h"
@@ -243,7 +244,7 @@ openssh_key_info(const char *text, size_t len, struct identity_info *ii)
 		goto out;
 	memcpy(ii->pub, t, tl);
 	ii->pub[tl] = ' ';
-	knownhosts_b64_encode(f[4], fl[4], true, ii->pub + tl + 1);
+	b64_encode(CF_B64_STD, f[4], fl[4], true, ii->pub + tl + 1);
 	ii->pub_len = strlen(ii->pub);
 	rc = 0;
 out:

@@ -91,10 +91,6 @@ int crypto_csr_der(const char *key_pem, char *const *domains, size_t n,
 
 /* SHA-256 of bytes. */
 void crypto_sha256(const void *p, size_t n, unsigned char out[32]);
-/* Base64url without padding; caller frees. */
-char *crypto_b64url(const unsigned char *p, size_t n);
-/* Decode base64url (padding optional); caller frees *out. */
-int crypto_b64url_decode(const char *s, unsigned char **out, size_t *len);
 
 /* An OpenSSL ASN1_TIME as seconds since the epoch: 0, or -1 if absent or
  * malformed. */

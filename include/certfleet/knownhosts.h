@@ -66,14 +66,4 @@ cf_knownhosts_result_t knownhosts_hits_check(const cf_knownhosts_hits_t *h,
 void knownhosts_fingerprint(const unsigned char *blob, size_t len,
                             char out[KNOWNHOSTS_FP_LEN]);
 
-/* Standard base64 (RFC 4648 section 4, padding optional, no whitespace)
- * of n characters; *out caller frees.  -1 on bad input or ENOMEM. */
-int knownhosts_b64_decode(const char *s, size_t n, unsigned char **out,
-                          size_t *len);
-
-/* Standard base64 of n bytes into out (4 * ((n + 2) / 3) + 1 bytes),
- * with or without '=' padding. */
-void knownhosts_b64_encode(const unsigned char *p, size_t n, bool pad,
-                           char *out);
-
 #endif

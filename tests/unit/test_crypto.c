@@ -836,62 +836,6 @@ test_csr(void **state)
 }
 
 static void
-test_b64url(void **state)
-{
-	/* RFC 4648 section 10 vectors, url alphabet, no padding. */
-	static const struct {
-		const char *in, *out;
-	} v[] = {
-	    {"", ""},         {"f", "Zg"},         {"fo", "Zm8"},
-	    {"foo", "Zm9v"},  {"foob", "Zm9vYg"},  {"fooba", "Zm9vYmE"},
-	    {"foobar", "Zm9vYmFy"},
-	};
-	static const unsigned char hi[] = {0xfb, 0xff, 0xbf, 0xfe};
-	unsigned char all[256], *dec = NULL;
-	size_t i, n, dlen;
-	char *s;
-
-	(void)state;
-	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		s = crypto_b64url((const unsigned char *)v[i].in, strlen(v[i].in));
-		assert_string_equal(s, v[i].out);
-		assert_int_equal(crypto_b64url_decode(s, &dec, &dlen), 0);
-		assert_int_equal(dlen, strlen(v[i].in));
-		assert_memory_equal(dec, v[i].in, dlen);
-		free(dec);
-		free(s);
-	}
-	s = crypto_b64url(hi, sizeof(hi));
-	assert_string_equal(s, "-_-__g"); /* '+' '/' become '-' '_' */
-	free(s);
-	for (i = 0; i < sizeof(all); i++)
-		all[i] = (unsigned char)(255 - i);
-	for (n = 0; n <= sizeof(all); n += 17) {
-		s = crypto_b64url(all, n);
-		assert_null(strchr(s, '='));
-		assert_int_equal(crypto_b64url_decode(s, &dec, &dlen), 0);
-		assert_int_equal(dlen, n);
-		assert_memory_equal(dec, all, n);
-		free(dec);
-		free(s);
-	}
-	/* Padding optional on input. */
-	assert_int_equal(crypto_b64url_decode("Zm8=", &dec, &dlen), 0);
-	assert_int_equal(dlen, 2);
-	free(dec);
-	assert_int_equal(crypto_b64url_decode("Zg==", &dec, &dlen), 0);
-	assert_int_equal(dlen, 1);
-	free(dec);
-	/* Standard alphabet, bad lengths, stray padding, non-zero tail bits. */
-	assert_int_equal(crypto_b64url_decode("+/8", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Z", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Zg=", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Z=g", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Zh", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Zm9v YmFy", &dec, &dlen), -1);
-}
-
-static void
 test_sha256(void **state)
 {
 	unsigned char d[32];
@@ -924,7 +868,6 @@ main(void)
 	    cmocka_unit_test(test_bundle_normalization),
 	    cmocka_unit_test(test_certinfo_fixture),
 	    cmocka_unit_test(test_csr),
-	    cmocka_unit_test(test_b64url),
 	    cmocka_unit_test(test_sha256),
 	};
 

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "certfleet/b64.h"
 #include "certfleet/knownhosts.h"
 
 #define ED_B64                                                               \
@@ -41,7 +42,7 @@ blob_of(const char *b64)
 {
 	struct blob b = { NULL, 0 };
 
-	assert_int_equal(knownhosts_b64_decode(b64, strlen(b64), &b.p, &b.n), 0);
+	assert_int_equal(b64_decode(CF_B64_STD, b64, strlen(b64), &b.p, &b.n), 0);
 	return b;
 }
 
@@ -324,34 +325,6 @@ test_fingerprint(void **state)
 }
 
 static void
-test_base64(void **state)
-{
-	unsigned char *p = NULL;
-	size_t n = 0;
-	char enc[16];
-
-	(void)state;
-	assert_int_equal(knownhosts_b64_decode("Zm9vYg==", 8, &p, &n), 0);
-	assert_int_equal(n, 4);
-	assert_memory_equal(p, "foob", 4);
-	free(p);
-	assert_int_equal(knownhosts_b64_decode("Zm9vYg", 6, &p, &n), 0);
-	assert_int_equal(n, 4);
-	free(p);
-	assert_int_equal(knownhosts_b64_decode("", 0, &p, &n), 0);
-	assert_int_equal(n, 0);
-	free(p);
-	assert_int_equal(knownhosts_b64_decode("Zm9v!g==", 8, &p, &n), -1);
-	assert_int_equal(knownhosts_b64_decode("Zm9vY", 5, &p, &n), -1);
-	assert_int_equal(knownhosts_b64_decode("Zm9vYg=", 7, &p, &n), -1);
-	assert_int_equal(knownhosts_b64_decode("Zm9vY===", 8, &p, &n), -1);
-	knownhosts_b64_encode((const unsigned char *)"foob", 4, true, enc);
-	assert_string_equal(enc, "Zm9vYg==");
-	knownhosts_b64_encode((const unsigned char *)"foob", 4, false, enc);
-	assert_string_equal(enc, "Zm9vYg");
-}
-
-static void
 test_offered_blob_malformed(void **state)
 {
 	cf_knownhosts_t *kh;
@@ -384,7 +357,6 @@ main(void)
 		cmocka_unit_test(test_patterns),
 		cmocka_unit_test(test_not_nul_terminated_and_empty),
 		cmocka_unit_test(test_fingerprint),
-		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_offered_blob_malformed),
 	};
 
