@@ -114,25 +114,6 @@ static const char *const node_keys[] = {"name", "host", "port", "user", NULL};
 
 /* ---- messages ------------------------------------------------------- */
 
-/* Messages quote playbook text back, and an operator's terminal must not
- * interpret it: C0 controls, DEL and UTF-8-encoded C1 controls (U+0080..
- * U+009F, which some terminals honour as CSI) become '?'. */
-static void
-sanitize(char *s)
-{
-	unsigned char *p = (unsigned char *)s;
-
-	for (; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f) {
-			*p = '?';
-		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-			p[0] = '?';
-			p[1] = '?';
-			p++;
-		}
-	}
-}
-
 static int bad(struct pctx *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -156,8 +137,6 @@ bad(struct pctx *c, const char *fmt, ...)
 	else
 		cf_err_set(c->err, CF_ERR_CONFIG, "%s:%u: %s: %s", c->name,
 		           line, where, what);
-	if (c->err != NULL)
-		sanitize(c->err->msg);
 	return -1;
 }
 
@@ -1587,8 +1566,6 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 			               ? jsonpos_syntax_hint(c->text, c->len,
 			                                     (size_t)jerr.position)
 			               : "");
-		if (c->err != NULL)
-			sanitize(c->err->msg);
 		goto out;
 	}
 	if (!json_is_object(root)) {
