@@ -122,7 +122,7 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	cf_buf_t stale = {0}, quar = {0}, pinned = {0}, line = {0};
 	unsigned n_stale = 0, n_quar = 0, n_pinned = 0, n_unreach = 0,
 	         n_current = 0;
-	double warn = -1, crit = -1, soonest_days, due_days, tmo = 0;
+	double warn = -1, crit = -1, soonest_days, dflt_warn, dflt_crit, tmo = 0;
 	int64_t now, soonest = 0;
 	const char *soonest_who = "store";
 	cf_err_t err = {0};
@@ -199,19 +199,13 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	if (tmo > 0)
 		pb->ssh.connect_timeout = (unsigned)tmo; /* the probe deadline */
 
-	/* Thresholds scale with when renewal is due (acme.renew_before_days,
-	 * default a third of the lifetime): WARNING a quarter into the
-	 * renewal window (renewal is overdue), CRITICAL halfway through it,
-	 * i.e. lifetime/4 and lifetime/6: 22.5 and 15 days for 90-day
-	 * certificates, 1.5 and 1 day for 6-day ones. */
-	due_days = (double)renewal_before(pb->acme.renew_before_days, &ci) /
-	           86400.0;
-	if (due_days * 86400.0 >= (double)(ci.not_after - ci.not_before))
-		due_days = (double)renewal_before(0, &ci) / 86400.0;
+	/* defaults scale with the renewal window (renewal.h) */
+	renewal_check_thresholds(pb->acme.renew_before_days, &ci, &dflt_warn,
+	                         &dflt_crit);
 	if (warn < 0)
-		warn = due_days * 0.75;
+		warn = dflt_warn;
 	if (crit < 0)
-		crit = due_days * 0.5;
+		crit = dflt_crit;
 
 	/* every node, pinned ones too: read-only, and a pinned node that
 	 * answers still serves clients */
