@@ -66,17 +66,6 @@ parse_num(const struct cf_cli *cli, const char *opt, const char *s,
 	return 0;
 }
 
-static const struct cf_node_state *
-find_state(const struct cf_node_states *ns, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < ns->n; i++)
-		if (strcmp(ns->v[i].name, name) == 0)
-			return &ns->v[i];
-	return NULL;
-}
-
 /* ", name: what" appended to a problem list, at most CHECK_NAMES_MAX. */
 static void
 list_add(cf_buf_t *b, unsigned *n, const char *name, const char *what)
@@ -217,7 +206,8 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	now = cf_wall_now();
 	for (i = 0; i < res.n; i++) {
 		const struct cf_node_result *r = &res.nodes[i];
-		const struct cf_node_state *s = find_state(&ns, r->node->name);
+		const struct cf_node_state *s =
+		    store_node_find(&ns, r->node->name);
 		bool pin = s != NULL && s->quarantined && s->manual;
 
 		if (r->after_sha256[0] != '\0' && r->after_not_after > 0 &&

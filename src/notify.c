@@ -155,26 +155,15 @@ notify_format_text(const char *cert, const struct cf_event *ev, int64_t now,
 	cf_sanitize(buf, buf, len);
 }
 
+/* An event field: sanitized (it may come from a node or a CA), null when
+ * absent. */
 static json_t *
-str_or_null(const char *s)
+field_json(const char *s)
 {
 	char clean[NOTIFY_FIELD_MAX];
 
-	if (s == NULL)
-		return json_null();
 	cf_sanitize(s, clean, sizeof(clean));
-	return json_string(clean);
-}
-
-static json_t *
-time_or_null(int64_t t)
-{
-	char buf[32];
-
-	if (t <= 0)
-		return json_null();
-	cf_fmt_time(t, buf, sizeof(buf));
-	return json_string(buf);
+	return cf_json_str_or_null(s != NULL ? clean : NULL);
 }
 
 /* The event document (docs/json.md, "notification events").  Caller
@@ -188,15 +177,15 @@ event_json(const char *cert, const struct cf_event *ev, const char *text,
 
 	o = json_pack("{s:i,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o,s:o}",
 	              "format", 1, "event", notify_kind_name(ev->kind),
-	              "certificate", str_or_null(cert), "node",
-	              str_or_null(ev->node), "host", str_or_null(ev->host),
-	              "reason", str_or_null(ev->reason), "detail",
-	              str_or_null(ev->detail), "count", (json_int_t)ev->count,
-	              "not_after", time_or_null(ev->not_after),
+	              "certificate", field_json(cert), "node",
+	              field_json(ev->node), "host", field_json(ev->host),
+	              "reason", field_json(ev->reason), "detail",
+	              field_json(ev->detail), "count", (json_int_t)ev->count,
+	              "not_after", cf_json_time_or_null(ev->not_after),
 	              "not_after_epoch",
 	              ev->not_after > 0 ? json_integer(ev->not_after)
 	                                : json_null(),
-	              "time", time_or_null(now), "text", json_string(text));
+	              "time", cf_json_time_or_null(now), "text", json_string(text));
 	if (o == NULL)
 		return NULL;
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

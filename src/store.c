@@ -1338,12 +1338,6 @@ get_str(json_t *o, const char *key, char **v, bool *oom, char *why,
 	return *v != NULL;
 }
 
-static json_t *
-str_or_null(const char *s)
-{
-	return s != NULL ? json_string(s) : json_null();
-}
-
 static void
 node_state_free(struct cf_node_state *n)
 {
@@ -1466,7 +1460,7 @@ node_to_json(const struct cf_node_state *n)
 	if (o == NULL)
 		return NULL;
 	if (json_object_set_new(o, "serving_sha256",
-	                        str_or_null(n->serving_sha256[0] ?
+	                        cf_json_str_or_null(n->serving_sha256[0] ?
 	                                    n->serving_sha256 : NULL)) < 0 ||
 	    json_object_set_new(o, "serving_not_after",
 	                        json_integer(n->serving_not_after)) < 0 ||
@@ -1475,8 +1469,8 @@ node_to_json(const struct cf_node_state *n)
 	                        json_integer(n->last_success)) < 0 ||
 	    json_object_set_new(o, "last_change", json_integer(n->last_change)) < 0 ||
 	    json_object_set_new(o, "quarantined", json_boolean(n->quarantined)) < 0 ||
-	    json_object_set_new(o, "reason", str_or_null(n->reason)) < 0 ||
-	    json_object_set_new(o, "detail", str_or_null(n->detail)) < 0 ||
+	    json_object_set_new(o, "reason", cf_json_str_or_null(n->reason)) < 0 ||
+	    json_object_set_new(o, "detail", cf_json_str_or_null(n->detail)) < 0 ||
 	    json_object_set_new(o, "quarantined_since",
 	                        json_integer(n->quarantined_since)) < 0 ||
 	    json_object_set_new(o, "attempts", json_integer(n->attempts)) < 0 ||
@@ -1525,15 +1519,25 @@ out:
 	return rc;
 }
 
+const struct cf_node_state *
+store_node_find(const struct cf_node_states *ns, const char *name)
+{
+	size_t i;
+
+	for (i = 0; ns != NULL && i < ns->n; i++)
+		if (ns->v[i].name != NULL && strcmp(ns->v[i].name, name) == 0)
+			return &ns->v[i];
+	return NULL;
+}
+
 struct cf_node_state *
 store_node(struct cf_node_states *ns, const char *name)
 {
+	const struct cf_node_state *found = store_node_find(ns, name);
 	struct cf_node_state *v, *n;
-	size_t i;
 
-	for (i = 0; i < ns->n; i++)
-		if (ns->v[i].name != NULL && strcmp(ns->v[i].name, name) == 0)
-			return &ns->v[i];
+	if (found != NULL)
+		return &ns->v[found - ns->v];
 	v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
 	if (v == NULL)
 		return NULL;
@@ -1632,7 +1636,7 @@ store_save_renewal(cf_store_t *st, const struct cf_renewal_state *r,
 	                        json_integer(r->last_success)) < 0 ||
 	    json_object_set_new(root, "consecutive_failures",
 	                        json_integer(r->consecutive_failures)) < 0 ||
-	    json_object_set_new(root, "last_error", str_or_null(r->last_error)) < 0 ||
+	    json_object_set_new(root, "last_error", cf_json_str_or_null(r->last_error)) < 0 ||
 	    json_object_set_new(root, "ari_retry_after",
 	                        json_integer(r->ari_retry_after)) < 0 ||
 	    json_object_set_new(root, "ari_window_start",
@@ -1642,9 +1646,9 @@ store_save_renewal(cf_store_t *st, const struct cf_renewal_state *r,
 	    json_object_set_new(root, "ari_chosen",
 	                        json_integer(r->ari_chosen)) < 0 ||
 	    json_object_set_new(root, "ari_cert_id",
-	                        str_or_null(r->ari_cert_id)) < 0 ||
+	                        cf_json_str_or_null(r->ari_cert_id)) < 0 ||
 	    json_object_set_new(root, "ari_explanation",
-	                        str_or_null(r->ari_explanation)) < 0) {
+	                        cf_json_str_or_null(r->ari_explanation)) < 0) {
 		nomem(err);
 		goto out;
 	}
