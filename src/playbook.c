@@ -357,11 +357,10 @@ check_len(const char *s, size_t max, char *why, size_t whylen)
 	return true;
 }
 
-/* Store names become directory names and node names appear in file names
- * and logs: a small safe alphabet, and no leading '-' (option injection)
- * or '.' (hidden files, "." and ".."). */
+/* One word: not empty, at most max bytes, no whitespace or control
+ * characters. */
 static bool
-check_name_len(char *s, size_t max, char *why, size_t whylen)
+check_word(const char *s, size_t max, char *why, size_t whylen)
 {
 	if (!check_len(s, max, why, whylen))
 		return false;
@@ -370,6 +369,28 @@ check_name_len(char *s, size_t max, char *why, size_t whylen)
 		         "contains whitespace or control characters");
 		return false;
 	}
+	return true;
+}
+
+/* A leading '-' would read as an option to ssh, chown or a hook. */
+static bool
+check_no_dash(const char *s, char *why, size_t whylen)
+{
+	if (s[0] == '-') {
+		snprintf(why, whylen, "must not start with '-'");
+		return false;
+	}
+	return true;
+}
+
+/* Store names become directory names and node names appear in file names
+ * and logs: a small safe alphabet, and no leading '-' (option injection)
+ * or '.' (hidden files, "." and ".."). */
+static bool
+check_name_len(char *s, size_t max, char *why, size_t whylen)
+{
+	if (!check_word(s, max, why, whylen))
+		return false;
 	if (s[0] == '-' || s[0] == '.') {
 		snprintf(why, whylen, "must not start with '%c'", s[0]);
 		return false;
@@ -412,17 +433,9 @@ check_token(char *s, char *why, size_t whylen)
 static bool
 check_user(char *s, char *why, size_t whylen)
 {
-	if (!check_len(s, PB_MAX_USER, why, whylen))
+	if (!check_word(s, PB_MAX_USER, why, whylen) ||
+	    !check_no_dash(s, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
-	if (s[0] == '-') {
-		snprintf(why, whylen, "must not start with '-'");
-		return false;
-	}
 	return !bad_char(s, "._-", "user and group names use only "
 	                 "A-Z a-z 0-9 . _ -", why, whylen);
 }
@@ -436,13 +449,8 @@ check_path(char *s, char *why, size_t whylen)
 {
 	const char *p;
 
-	if (!check_len(s, PB_MAX_PATH, why, whylen))
+	if (!check_word(s, PB_MAX_PATH, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	if (s[0] != '/') {
 		snprintf(why, whylen,
 		         "must be an absolute path (start with '/')");
@@ -562,13 +570,8 @@ check_dns_common(char *s, bool wildcard_ok, char *why, size_t whylen)
 	char *rest = s;
 	struct in_addr a4;
 
-	if (!check_len(s, PB_MAX_HOST, why, whylen))
+	if (!check_word(s, PB_MAX_HOST, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	if (wildcard_ok && strncmp(s, "*.", 2) == 0)
 		rest = s + 2;
 	if (strchr(rest, '*') != NULL) {
@@ -608,17 +611,9 @@ check_server_name(char *s, char *why, size_t whylen)
 static bool
 check_host(char *s, char *why, size_t whylen)
 {
-	if (!check_len(s, PB_MAX_HOST, why, whylen))
+	if (!check_word(s, PB_MAX_HOST, why, whylen) ||
+	    !check_no_dash(s, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
-	if (s[0] == '-') {
-		snprintf(why, whylen, "must not start with '-'");
-		return false;
-	}
 	if (s[0] == '[') {
 		snprintf(why, whylen,
 		         "write IPv6 addresses without brackets");
@@ -667,13 +662,8 @@ static bool
 check_url_scheme(char *s, const char *const *schemes, const char *what,
                  char *why, size_t whylen)
 {
-	if (!check_len(s, PB_MAX_URL, why, whylen))
+	if (!check_word(s, PB_MAX_URL, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	for (size_t i = 0; schemes[i] != NULL; i++) {
 		size_t n = strlen(schemes[i]);
 
@@ -710,13 +700,8 @@ check_webhook(char *s, char *why, size_t whylen)
 static bool
 check_contact(char *s, char *why, size_t whylen)
 {
-	if (!check_len(s, 7 + 320, why, whylen))
+	if (!check_word(s, 7 + 320, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	if (strncmp(s, "mailto:", 7) != 0 || strchr(s + 7, '@') == NULL ||
 	    s[7] == '@' || s[strlen(s) - 1] == '@') {
 		snprintf(why, whylen,
@@ -729,13 +714,8 @@ check_contact(char *s, char *why, size_t whylen)
 static bool
 check_kid(char *s, char *why, size_t whylen)
 {
-	if (!check_len(s, 512, why, whylen))
+	if (!check_word(s, 512, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	return true;
 }
 
