@@ -1269,20 +1269,29 @@ save_json(const char *path, json_t *root, cf_err_t *err)
 /* Typed field readers: a missing or null field is the zero value (files
  * from older runs lack newer fields); a field of the wrong type is
  * corruption.  They return false and fill `why` on a type error. */
-static bool
-get_i64(json_t *o, const char *key, int64_t *v, char *why, size_t whylen)
+static json_t *
+get_field(json_t *o, const char *key)
 {
 	json_t *f = json_object_get(o, key);
 
-	if (f == NULL || json_is_null(f)) {
-		*v = 0;
-		return true;
-	}
-	if (!json_is_integer(f)) {
-		snprintf(why, whylen, "%s: expected an integer", key);
-		return false;
-	}
-	*v = (int64_t)json_integer_value(f);
+	return json_is_null(f) ? NULL : f;
+}
+
+static bool
+wrong_type(const char *key, const char *expected, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "%s: expected %s", key, expected);
+	return false;
+}
+
+static bool
+get_i64(json_t *o, const char *key, int64_t *v, char *why, size_t whylen)
+{
+	json_t *f = get_field(o, key);
+
+	if (f != NULL && !json_is_integer(f))
+		return wrong_type(key, "an integer", why, whylen);
+	*v = f != NULL ? (int64_t)json_integer_value(f) : 0;
 	return true;
 }
 
@@ -1304,16 +1313,10 @@ get_uint(json_t *o, const char *key, unsigned *v, char *why, size_t whylen)
 static bool
 get_bool(json_t *o, const char *key, bool *v, char *why, size_t whylen)
 {
-	json_t *f = json_object_get(o, key);
+	json_t *f = get_field(o, key);
 
-	if (f == NULL || json_is_null(f)) {
-		*v = false;
-		return true;
-	}
-	if (!json_is_boolean(f)) {
-		snprintf(why, whylen, "%s: expected true or false", key);
-		return false;
-	}
+	if (f != NULL && !json_is_boolean(f))
+		return wrong_type(key, "true or false", why, whylen);
 	*v = json_is_true(f);
 	return true;
 }
@@ -1323,15 +1326,13 @@ static bool
 get_str(json_t *o, const char *key, char **v, bool *oom, char *why,
         size_t whylen)
 {
-	json_t *f = json_object_get(o, key);
+	json_t *f = get_field(o, key);
 
 	*v = NULL;
-	if (f == NULL || json_is_null(f))
+	if (f == NULL)
 		return true;
-	if (!json_is_string(f)) {
-		snprintf(why, whylen, "%s: expected a string or null", key);
-		return false;
-	}
+	if (!json_is_string(f))
+		return wrong_type(key, "a string or null", why, whylen);
 	*v = strdup(json_string_value(f));
 	if (*v == NULL)
 		*oom = true;
