@@ -345,37 +345,6 @@ out:
 }
 
 int
-crypto_certinfo_der(const unsigned char *der, size_t len,
-                    struct cf_certinfo *out, cf_err_t *err)
-{
-	const unsigned char *p = der;
-	X509 *x = NULL;
-	char why[256];
-	int rc = -1;
-
-	if (len == 0 || len > 1024 * 1024) {
-		cf_err_set(err, CF_ERR_DATA, "certificate DER has bad length %zu", len);
-		goto out;
-	}
-	x = d2i_X509(NULL, &p, (long)len);
-	if (x == NULL) {
-		cf_err_set(err, CF_ERR_DATA, "certificate DER does not parse: %s",
-		           ossl_reason(why, sizeof(why)));
-		goto out;
-	}
-	if (p != der + len) {
-		cf_err_set(err, CF_ERR_DATA,
-		           "certificate DER has %zu trailing bytes",
-		           (size_t)(der + len - p));
-		goto out;
-	}
-	rc = certinfo_from_x509(x, out, err);
-out:
-	X509_free(x);
-	return rc;
-}
-
-int
 crypto_certinfo_pem(const char *pem, size_t len, struct cf_certinfo *out,
                     cf_err_t *err)
 {

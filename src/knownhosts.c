@@ -300,18 +300,6 @@ out:
 	return rc;
 }
 
-size_t
-knownhosts_count(const cf_knownhosts_t *kh)
-{
-	return kh->n;
-}
-
-size_t
-knownhosts_revoked_count(const cf_knownhosts_t *kh)
-{
-	return kh->n_revoked;
-}
-
 /* Glob with * and ?, pattern case-folded (name is already lower case).
  * Iterative with one backtrack point: linear enough that a hostile
  * known_hosts cannot make matching exponential. */

@@ -1820,22 +1820,6 @@ playbook_free(struct cf_playbook *pb)
 	free(pb);
 }
 
-const char *
-playbook_content_name(cf_content_t c)
-{
-	if ((unsigned)c >= CF_NELEM(content_names) - 1)
-		return "unknown";
-	return content_names[c];
-}
-
-const char *
-playbook_key_type_name(cf_key_type_t k)
-{
-	if ((unsigned)k >= CF_NELEM(key_type_names) - 1)
-		return "unknown";
-	return key_type_names[k];
-}
-
 const struct cf_node *
 playbook_node(const struct cf_playbook *pb, const char *name)
 {

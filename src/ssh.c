@@ -768,12 +768,6 @@ ssh_set_deadline(cf_ssh_t *s, int64_t deadline)
 	s->deadline = deadline;
 }
 
-const char *
-ssh_hostkey_fingerprint(const cf_ssh_t *s)
-{
-	return s->fingerprint;
-}
-
 /* ---- close ----------------------------------------------------------- */
 
 /* During teardown: wait for the socket, but past the grace deadline shut

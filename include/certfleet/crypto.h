@@ -29,9 +29,6 @@ struct cf_certinfo {
 };
 void crypto_certinfo_free(struct cf_certinfo *ci); /* frees members */
 
-/* Parse one DER certificate. */
-int crypto_certinfo_der(const unsigned char *der, size_t len,
-                        struct cf_certinfo *out, cf_err_t *err);
 /* Parse the first certificate of a PEM text. */
 int crypto_certinfo_pem(const char *pem, size_t len, struct cf_certinfo *out,
                         cf_err_t *err);

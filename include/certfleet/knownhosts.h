@@ -42,9 +42,6 @@ typedef enum {
 int knownhosts_parse(const char *text, size_t len, cf_knownhosts_t **out,
                      cf_err_t *err);
 void knownhosts_free(cf_knownhosts_t *kh);
-/* Usable host key lines (excluding @revoked), and @revoked keys. */
-size_t knownhosts_count(const cf_knownhosts_t *kh);
-size_t knownhosts_revoked_count(const cf_knownhosts_t *kh);
 
 /* Entries that apply to host:port.  *out borrows from kh (free hits
  * first); caller frees with knownhosts_hits_free. */

@@ -145,8 +145,6 @@ void playbook_free(struct cf_playbook *pb);
  * otherwise.  No-op without a key file. */
 int playbook_load_secrets(struct cf_playbook *pb, cf_err_t *err);
 
-const char *playbook_content_name(cf_content_t c);
-const char *playbook_key_type_name(cf_key_type_t k);
 /* Find a node by name; NULL if absent. Borrowed pointer. */
 const struct cf_node *playbook_node(const struct cf_playbook *pb,
                                     const char *name);

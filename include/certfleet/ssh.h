@@ -117,7 +117,4 @@ int ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
  * Always closes the socket. NULL ok. */
 void ssh_close(cf_ssh_t *s);
 
-/* Host key fingerprint "SHA256:base64" of the connected peer (borrowed). */
-const char *ssh_hostkey_fingerprint(const cf_ssh_t *s);
-
 #endif

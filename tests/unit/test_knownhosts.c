@@ -86,7 +86,6 @@ test_plain(void **state)
 
 	(void)state;
 	kh = parse("web1.example.com,10.0.0.1 ssh-ed25519 " ED_B64 " a comment\n");
-	assert_int_equal(knownhosts_count(kh), 1);
 	assert_int_equal(check(kh, "web1.example.com", 22, ED_B64, types,
 	                       sizeof(types)),
 	                 KNOWNHOSTS_MATCH);
@@ -121,7 +120,6 @@ test_hashed(void **state)
 
 	(void)state;
 	kh = parse(HASHED_ED_LINE "\n" HASHED_EC_LINE "\n");
-	assert_int_equal(knownhosts_count(kh), 2);
 	assert_int_equal(check(kh, "web1.example.com", 22, ED_B64, types,
 	                       sizeof(types)),
 	                 KNOWNHOSTS_MATCH);
@@ -181,7 +179,6 @@ test_comments_blank_and_junk(void **state)
 	           "|1|c2FsdA==|aGFzaA== ssh-ed25519 " ED_B64 "\n" /* short salt */
 	           "@unknown-marker web6 ssh-ed25519 " ED_B64 "\n"
 	           "\tweb7   ssh-ed25519\t" ED_B64);        /* no final EOL */
-	assert_int_equal(knownhosts_count(kh), 2);
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_MATCH);
 	assert_int_equal(check(kh, "web4", 22, ED_B64, NULL, 0),
@@ -201,8 +198,6 @@ test_cert_authority_skipped(void **state)
 
 	(void)state;
 	kh = parse("@cert-authority *.example.com ssh-ed25519 " ED_B64 "\n");
-	assert_int_equal(knownhosts_count(kh), 0);
-	assert_int_equal(knownhosts_revoked_count(kh), 0);
 	/* the CA key itself is not accepted as a host key */
 	assert_int_equal(check(kh, "web1.example.com", 22, ED_B64, types,
 	                       sizeof(types)),
@@ -220,8 +215,6 @@ test_revoked(void **state)
 	kh = parse("web1 ssh-ed25519 " ED_B64 "\n"
 	           "web1 ecdsa-sha2-nistp256 " EC_B64 "\n"
 	           "@revoked * ssh-ed25519 " ED_B64 "\n");
-	assert_int_equal(knownhosts_count(kh), 2);
-	assert_int_equal(knownhosts_revoked_count(kh), 1);
 	/* revoked wins over a matching entry, and for any host */
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_REVOKED);
@@ -296,12 +289,10 @@ test_not_nul_terminated_and_empty(void **state)
 	(void)state;
 	/* the length excludes the trailing XXXX, which would spoil the key */
 	assert_int_equal(knownhosts_parse(text, strlen(text) - 4, &kh, &err), 0);
-	assert_int_equal(knownhosts_count(kh), 1);
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_MATCH);
 	knownhosts_free(kh);
 	assert_int_equal(knownhosts_parse("", 0, &kh, &err), 0);
-	assert_int_equal(knownhosts_count(kh), 0);
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_NOTFOUND);
 	knownhosts_free(kh);
