@@ -1,6 +1,6 @@
 /* crypto.c - certificates, keys and CSRs on OpenSSL 3.0 (no deprecated
  * APIs).  Everything that leaves this file is PEM text, DER bytes or the
- * plain structs of crypto.h, so no other module needs OpenSSL types. */
+ * plain structs of crypto.h, so its callers need no OpenSSL types. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include "certfleet/err.h"
 
@@ -138,10 +139,10 @@ int
 cf_err_exit_code(cf_code_t code)
 {
 	switch (code) {
-	case CF_ERR_USAGE:  return 64;
-	case CF_ERR_DATA:   return 65;
-	case CF_ERR_LOCKED: return 75;
-	case CF_ERR_CONFIG: return 78;
+	case CF_ERR_USAGE:  return EX_USAGE;
+	case CF_ERR_DATA:   return EX_DATAERR;
+	case CF_ERR_LOCKED: return EX_TEMPFAIL;
+	case CF_ERR_CONFIG: return EX_CONFIG;
 	default:            return 1;
 	}
 }

@@ -1,6 +1,9 @@
-/* crypto.h - certificates and keys.  The only module (with tlsprobe and
- * the JWS code) that includes OpenSSL headers; everything else handles PEM
- * text, DER bytes and the plain structs below. */
+/* crypto.h - certificates, keys and CSRs as PEM text, DER bytes and the
+ * plain structs below, so callers need no OpenSSL types.  OpenSSL types
+ * stay inside the modules that work on them: crypto, tlsprobe
+ * (handshakes), jws (signatures), sshkey (OpenSSH keys) and knownhosts
+ * (digests); elsewhere OpenSSL is used only for RAND_bytes and
+ * OPENSSL_cleanse. */
 #ifndef CERTFLEET_CRYPTO_H
 #define CERTFLEET_CRYPTO_H
 
