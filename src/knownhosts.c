@@ -17,7 +17,7 @@
 #include <openssl/evp.h>
 
 #include "certfleet/b64.h"
-#include "certfleet/knownhosts.h"
+#include "knownhosts.h"
 
 #define SHA1_LEN 20
 #define HMAC_BLOCK 64

@@ -22,8 +22,8 @@
 
 #include <jansson.h>
 
-#include "certfleet/jsonpos.h"
 #include "certfleet/playbook.h"
+#include "jsonpos.h"
 
 /* A fleet of tens of thousands of nodes fits in well under 1 MiB; a larger
  * file is a mistake (wrong path, generated garbage), not a playbook. */

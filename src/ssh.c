@@ -27,11 +27,11 @@
 #include <libssh2_sftp.h>
 
 #include "certfleet/b64.h"
-#include "certfleet/knownhosts.h"
 #include "certfleet/net.h"
 #include "certfleet/ssh.h"
-#include "certfleet/sshkey.h"
 #include "certfleet/util.h"
+#include "knownhosts.h"
+#include "sshkey.h"
 
 #define IDENTITY_MAX (64 * 1024)
 #define KNOWN_HOSTS_MAX (16 * 1024 * 1024)

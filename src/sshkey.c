@@ -18,7 +18,7 @@
 #include <openssl/pem.h>
 
 #include "certfleet/b64.h"
-#include "certfleet/sshkey.h"
+#include "sshkey.h"
 
 struct cf_sshkey {
 	EVP_PKEY *pkey;

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "certfleet/b64.h"
-#include "certfleet/knownhosts.h"
+#include "../../src/knownhosts.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "certfleet/b64.h"
-#include "certfleet/knownhosts.h"
+#include "../../src/knownhosts.h"
 
 #define ED_B64                                                               \
 	"AAAAC3NzaC1lZDI1NTE5AAAAIPsUXlkBiyh2SncIRhp5Yf9moQeR9ZlHTW1HuyodosKH"

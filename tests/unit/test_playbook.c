@@ -16,7 +16,7 @@
 #include <dirent.h>
 #include <libgen.h>
 
-#include "certfleet/jsonpos.h"
+#include "../../src/jsonpos.h"
 #include "certfleet/playbook.h"
 #include "certfleet/util.h"
 

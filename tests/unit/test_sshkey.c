@@ -20,8 +20,7 @@
 #include <openssl/param_build.h>
 
 #include "certfleet/b64.h"
-#include "certfleet/knownhosts.h"
-#include "certfleet/sshkey.h"
+#include "../../src/sshkey.h"
 
 static const char ED_KEY[] =
 	"-----BEGIN OPENSSH PRIVATE KEY-----\n"

@@ -1,6 +1,6 @@
 /* knownhosts.h - OpenSSH known_hosts parsing and host key matching, kept
  * apart from the libssh2 session code so it can be unit tested and fuzzed
- * without a server.
+ * without a server.  Private to the ssh module (ssh.c is its one user).
  *
  * Semantics follow OpenSSH (hostfile.c, match.c):
  *  - the name looked up is "host" for port 22 and "[host]:port" otherwise,
