@@ -185,7 +185,8 @@ event_json(const char *cert, const struct cf_event *ev, const char *text,
 	              "not_after_epoch",
 	              ev->not_after > 0 ? json_integer(ev->not_after)
 	                                : json_null(),
-	              "time", cf_json_time_or_null(now), "text", json_string(text));
+	              "time", cf_json_time_or_null(now), "text",
+	              json_string(text));
 	if (o == NULL)
 		return NULL;
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -117,8 +117,9 @@ cert_json(const char *version, const struct cf_certinfo *ci)
 		json_array_append_new(names, json_string(ci->names[i]));
 	o = json_pack("{s:o,s:s,s:o,s:o,s:I,s:o,s:o}", "version",
 	              cf_json_str_or_null(version), "sha256", ci->sha256_hex,
-	              "not_before", cf_json_time_or_null(ci->not_before), "not_after",
-	              cf_json_time_or_null(ci->not_after), "not_after_epoch",
+	              "not_before", cf_json_time_or_null(ci->not_before),
+	              "not_after", cf_json_time_or_null(ci->not_after),
+	              "not_after_epoch",
 	              (json_int_t)ci->not_after, "names", names, "issuer",
 	              cf_json_str_or_null(ci->issuer));
 	return o;
@@ -150,11 +151,15 @@ node_state_fields(json_t *o, const struct cf_node_state *st)
 	json_object_set_new(o, "manual", json_boolean(st->manual));
 	json_object_set_new(o, "attempts", json_integer(st->attempts));
 	json_object_set_new(o, "quarantined_since",
-	                    cf_json_time_or_null(st->quarantined ? st->quarantined_since
-	                                                 : 0));
-	json_object_set_new(o, "last_success", cf_json_time_or_null(st->last_success));
-	json_object_set_new(o, "last_change", cf_json_time_or_null(st->last_change));
-	json_object_set_new(o, "last_seen", cf_json_time_or_null(st->last_seen));
+	                    cf_json_time_or_null(st->quarantined
+	                                             ? st->quarantined_since
+	                                             : 0));
+	json_object_set_new(o, "last_success",
+	                    cf_json_time_or_null(st->last_success));
+	json_object_set_new(o, "last_change",
+	                    cf_json_time_or_null(st->last_change));
+	json_object_set_new(o, "last_seen",
+	                    cf_json_time_or_null(st->last_seen));
 	return o;
 }
 
@@ -200,7 +205,8 @@ report_renew_json(FILE *f, int exit_code, const char *version,
 	    root, "renewal",
 	    json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:i}", "action", rr->action,
 	              "reason", cf_json_str_or_null(rr->reason), "error",
-	              cf_json_str_or_null(rr->error), "order", cf_json_str_or_null(rr->order),
+	              cf_json_str_or_null(rr->error), "order",
+	              cf_json_str_or_null(rr->order),
 	              "version", cf_json_str_or_null(rr->version), "next_due",
 	              cf_json_time_or_null(rr->next_due), "next_due_epoch",
 	              epoch_or_null(rr->next_due), "consecutive_failures",
@@ -294,11 +300,13 @@ renewal_json(const struct cf_renewal_view *rv)
 		return json_null();
 	return json_pack(
 	    "{s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o,s:o}", "due", rv->due,
-	    "basis", cf_json_str_or_null(rv->basis), "reason", cf_json_str_or_null(rv->why),
+	    "basis", cf_json_str_or_null(rv->basis), "reason",
+	    cf_json_str_or_null(rv->why),
 	    "next_due", cf_json_time_or_null(rv->next_due), "next_due_epoch",
 	    epoch_or_null(rv->next_due), "last_attempt",
 	    cf_json_time_or_null(rs ? rs->last_attempt : 0), "last_success",
-	    cf_json_time_or_null(rs ? rs->last_success : 0), "consecutive_failures",
+	    cf_json_time_or_null(rs ? rs->last_success : 0),
+	    "consecutive_failures",
 	    (int)(rs ? rs->consecutive_failures : 0), "last_error",
 	    cf_json_str_or_null(rs ? rs->last_error : NULL), "state_error",
 	    cf_json_str_or_null(rv->state_error));

@@ -1637,7 +1637,8 @@ store_save_renewal(cf_store_t *st, const struct cf_renewal_state *r,
 	                        json_integer(r->last_success)) < 0 ||
 	    json_object_set_new(root, "consecutive_failures",
 	                        json_integer(r->consecutive_failures)) < 0 ||
-	    json_object_set_new(root, "last_error", cf_json_str_or_null(r->last_error)) < 0 ||
+	    json_object_set_new(root, "last_error",
+	                        cf_json_str_or_null(r->last_error)) < 0 ||
 	    json_object_set_new(root, "ari_retry_after",
 	                        json_integer(r->ari_retry_after)) < 0 ||
 	    json_object_set_new(root, "ari_window_start",
