@@ -21,7 +21,8 @@ LIBS    := $(PKG_LIBS) -pthread
 SRCS    := $(wildcard src/*.c)
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
-HDRS    := $(wildcard include/certfleet/*.h)
+# private headers (src/*.h) too: their users must rebuild when they change
+HDRS    := $(wildcard include/certfleet/*.h src/*.h)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
@@ -103,7 +104,7 @@ install: all
 	for f in docs/*.5; do [ -f "$$f" ] && install -m 0644 "$$f" $(DESTDIR)$(MANDIR)/man5/ || true; done
 
 format:
-	clang-format -i src/*.c include/certfleet/*.h tests/unit/*.c
+	clang-format -i src/*.c src/*.h include/certfleet/*.h tests/unit/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz

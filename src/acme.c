@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "certfleet/acme.h"
+#include "certfleet/b64.h"
 #include "certfleet/crypto.h"
 #include "certfleet/http.h"
 #include "certfleet/jws.h"
@@ -495,8 +496,8 @@ acme_ari_cert_id(const unsigned char *aki, size_t aki_len,
 
 	if (!aki || aki_len == 0 || !serial || serial_len == 0)
 		return NULL;
-	a = crypto_b64url(aki, aki_len);
-	s = crypto_b64url(serial, serial_len);
+	a = b64url_encode(aki, aki_len);
+	s = b64url_encode(serial, serial_len);
 	if (a && s && asprintf(&id, "%s.%s", a, s) < 0)
 		id = NULL;
 	free(a);
@@ -1215,7 +1216,7 @@ key_authorization(struct acme *a, const char *type, const char *token,
 	if (strcmp(type, "dns-01") == 0) {
 		/* section 8.4: the TXT record holds base64url(SHA-256(keyauth)) */
 		crypto_sha256(*keyauth, strlen(*keyauth), h);
-		*value = crypto_b64url(h, sizeof(h));
+		*value = b64url_encode(h, sizeof(h));
 	} else {
 		*value = strdup(*keyauth);
 	}
@@ -1485,7 +1486,7 @@ order_finalize(struct acme *a, const char *order_url,
 		if (crypto_csr_der(key_pem, a->p->domains, a->p->n_domains, &csr,
 		                   &csr_len, err) < 0)
 			goto out;
-		csr64 = crypto_b64url(csr, csr_len);
+		csr64 = b64url_encode(csr, csr_len);
 		if (!csr64 || asprintf(&payload, "{\"csr\":\"%s\"}", csr64) < 0) {
 			payload = NULL;
 			cf_err_set(err, CF_ERR_NOMEM, "out of memory");

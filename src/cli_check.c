@@ -66,17 +66,6 @@ parse_num(const struct cf_cli *cli, const char *opt, const char *s,
 	return 0;
 }
 
-static const struct cf_node_state *
-find_state(const struct cf_node_states *ns, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < ns->n; i++)
-		if (strcmp(ns->v[i].name, name) == 0)
-			return &ns->v[i];
-	return NULL;
-}
-
 /* ", name: what" appended to a problem list, at most CHECK_NAMES_MAX. */
 static void
 list_add(cf_buf_t *b, unsigned *n, const char *name, const char *what)
@@ -95,8 +84,16 @@ raise_state(int cur, int s)
 	return s > cur ? s : cur;
 }
 
-int
-cli_check(struct cf_cli *cli, int argc, char **argv)
+struct check_opts {
+	double warn, crit;  /* days; < 0: scaled from the renewal window */
+	double timeout;     /* seconds; 0: the playbook's connect_timeout */
+};
+
+/* Options and the playbook's presence.  0 to go on; -1 with *ex the exit
+ * code (help printed: 0; a usage problem, already said: UNKNOWN). */
+static int
+check_options(struct cf_cli *cli, int argc, char **argv,
+              struct check_opts *opt, int *ex)
 {
 	static const struct option longopts[] = {
 	    {"warn", required_argument, NULL, 'w'},
@@ -111,52 +108,31 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	    "Nagios plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (see "
 	    "certfleet(1)).\n",
 	    false, true, longopts};
-	struct cf_playbook *pb = NULL;
-	cf_store_t *st = NULL;
-	struct cf_node_states ns = {0};
-	struct cf_renewal_state rs;
-	struct cf_bundle b;
-	struct cf_certinfo ci;
-	struct cf_rollout_opts o;
-	struct cf_rollout_result res;
-	cf_buf_t stale = {0}, quar = {0}, pinned = {0}, line = {0};
-	unsigned n_stale = 0, n_quar = 0, n_pinned = 0, n_unreach = 0,
-	         n_current = 0;
-	double warn = -1, crit = -1, soonest_days, due_days, tmo = 0;
-	int64_t now, soonest = 0;
-	const char *soonest_who = "store";
-	cf_err_t err = {0};
-	char *version = NULL, *dir = NULL;
-	bool found = false;
-	struct stat sb;
-	int c, state = CHECK_OK, ex = CHECK_UNKNOWN;
-	size_t i;
+	int c;
 
-	memset(&rs, 0, sizeof(rs));
-	memset(&b, 0, sizeof(b));
-	memset(&ci, 0, sizeof(ci));
-	memset(&o, 0, sizeof(o));
-	memset(&res, 0, sizeof(res));
+	opt->warn = opt->crit = -1;
+	opt->timeout = 0;
+	*ex = CHECK_UNKNOWN;
 	optind = 0; /* full reinit of GNU getopt */
-	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
+	while ((c = cli_getopt(cli, &cmd, argc, argv, ex)) != -1) {
 		switch (c) {
 		case 'w':
 			if (parse_num(cli, "--warn", optarg, 0, 36500, "days",
-			              &warn) < 0)
-				goto out;
+			              &opt->warn) < 0)
+				return -1;
 			break;
 		case 'c':
 			if (parse_num(cli, "--crit", optarg, 0, 36500, "days",
-			              &crit) < 0)
-				goto out;
+			              &opt->crit) < 0)
+				return -1;
 			break;
 		case 't':
 			if (parse_num(cli, "--timeout", optarg, 1, 3600, "seconds",
-			              &tmo) < 0)
-				goto out;
+			              &opt->timeout) < 0)
+				return -1;
 			break;
 		default: /* help printed (0), or a usage error (3) */
-			goto out;
+			return -1;
 		}
 	}
 	if (optind < argc) {
@@ -165,53 +141,221 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 		snprintf(msg, sizeof(msg), "usage: unexpected argument "
 		         "'%.100s'", argv[optind]);
 		check_unknown(cli, msg);
-		goto out;
+		return -1;
 	}
 	if (cli->playbook == NULL) {
-		ex = check_unknown(cli, "no playbook: certfleet -p FILE check");
-		goto out;
+		*ex = check_unknown(cli, "no playbook: certfleet -p FILE check");
+		return -1;
 	}
-	if (playbook_load(cli->playbook, &pb, &err) < 0)
-		goto unknown;
+	return 0;
+}
+
+/* The store, read-only and without the lock (a check must work while a
+ * deploy runs): node states, renewal state and the current certificate.
+ * What it fills the caller frees, on failure too. */
+static int
+check_open_store(const struct cf_cli *cli, const struct cf_playbook *pb,
+                 cf_store_t **st, struct cf_node_states *ns,
+                 struct cf_renewal_state *rs, struct cf_certinfo *ci,
+                 char **version, cf_err_t *err)
+{
+	char *dir = NULL;
+	bool found = false;
+	struct stat sb;
+	int rc = -1;
+
 	/* a read-only store reads a missing one as empty ("no certificate");
 	 * for a mistyped --state-dir saying so is more useful */
 	if (asprintf(&dir, "%s/%s", cli->state_dir, pb->cert.name) < 0) {
 		dir = NULL;
-		cf_err_set(&err, CF_ERR_NOMEM, "out of memory");
-		goto unknown;
+		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
 	}
 	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-		cf_err_set(&err, CF_ERR_STATE, "%s: no state in %s (never "
+		cf_err_set(err, CF_ERR_STATE, "%s: no state in %s (never "
 		           "deployed, or wrong --state-dir?)", pb->cert.name,
 		           dir);
-		goto unknown;
+		goto out;
 	}
-	if (store_open_ro(cli->state_dir, pb->cert.name, &st, &err) < 0 ||
-	    store_load_nodes(st, &ns, &err) < 0 ||
-	    store_load_renewal(st, &rs, &err) < 0 ||
-	    store_get_current_cert(st, &ci, &version, &found, &err) < 0)
-		goto unknown;
+	if (store_open_ro(cli->state_dir, pb->cert.name, st, err) < 0 ||
+	    store_load_nodes(*st, ns, err) < 0 ||
+	    store_load_renewal(*st, rs, err) < 0 ||
+	    store_get_current_cert(*st, ci, version, &found, err) < 0)
+		goto out;
 	if (!found) {
-		cf_err_set(&err, CF_ERR_STATE, "%s: no certificate in the store "
+		cf_err_set(err, CF_ERR_STATE, "%s: no certificate in the store "
 		           "yet", pb->cert.name);
-		goto unknown;
+		goto out;
 	}
-	if (tmo > 0)
-		pb->ssh.connect_timeout = (unsigned)tmo; /* the probe deadline */
+	rc = 0;
+out:
+	free(dir);
+	return rc;
+}
 
-	/* Thresholds scale with when renewal is due (acme.renew_before_days,
-	 * default a third of the lifetime): WARNING a quarter into the
-	 * renewal window (renewal is overdue), CRITICAL halfway through it,
-	 * i.e. lifetime/4 and lifetime/6: 22.5 and 15 days for 90-day
-	 * certificates, 1.5 and 1 day for 6-day ones. */
-	due_days = (double)renewal_before(pb->acme.renew_before_days, &ci) /
-	           86400.0;
-	if (due_days * 86400.0 >= (double)(ci.not_after - ci.not_before))
-		due_days = (double)renewal_before(0, &ci) / 86400.0;
-	if (warn < 0)
-		warn = due_days * 0.75;
-	if (crit < 0)
-		crit = due_days * 0.5;
+/* What the probe of every node found, against the store's node states. */
+struct check_tally {
+	cf_buf_t stale, quar, pinned;   /* name lists for the line */
+	unsigned n_stale, n_quar, n_pinned, n_unreach, n_current;
+	int64_t soonest;                /* soonest expiry served, 0: none */
+	const char *soonest_who;        /* borrowed: a node name or "store" */
+};
+
+static void
+check_tally_nodes(const struct cf_rollout_result *res,
+                  const struct cf_node_states *ns, struct check_tally *t)
+{
+	size_t i;
+
+	for (i = 0; i < res->n; i++) {
+		const struct cf_node_result *r = &res->nodes[i];
+		const struct cf_node_state *s =
+		    store_node_find(ns, r->node->name);
+		bool pin = s != NULL && s->quarantined && s->manual;
+
+		if (r->after_sha256[0] != '\0' && r->after_not_after > 0 &&
+		    (t->soonest == 0 || r->after_not_after < t->soonest)) {
+			t->soonest = r->after_not_after;
+			t->soonest_who = r->node->name;
+		}
+		if (r->outcome == CF_OUT_VERIFIED)
+			t->n_current++;
+		if (pin) {
+			list_add(&t->pinned, &t->n_pinned, r->node->name, NULL);
+		} else if (r->outcome != CF_OUT_VERIFIED) {
+			bool reached = r->after_sha256[0] != '\0';
+
+			t->n_unreach += !reached;
+			list_add(&t->stale, &t->n_stale, r->node->name,
+			         reached ? "serves another certificate"
+			                 : cf_err_reason(r->err.code));
+		}
+		if (s != NULL && s->quarantined && !s->manual)
+			list_add(&t->quar, &t->n_quar, r->node->name,
+			         s->reason ? s->reason : "?");
+	}
+}
+
+/* The plugin's state, its line with perfdata on stdout (or the --json
+ * document); returns the state, or -1 with err when out of memory. */
+static int
+check_report(const struct cf_cli *cli, const struct cf_playbook *pb,
+             const struct cf_renewal_state *rs, const struct cf_certinfo *ci,
+             const struct check_tally *t, double warn, double crit,
+             cf_err_t *err)
+{
+	cf_buf_t line = {0};
+	int64_t soonest = t->soonest;
+	double soonest_days;
+	int state = CHECK_OK;
+
+	/* no node answered: the store's certificate is the best we know */
+	if (soonest == 0)
+		soonest = ci->not_after;
+	soonest_days = (double)(soonest - cf_wall_now()) / 86400.0;
+	if (soonest_days > -0.05 && soonest_days < 0.05)
+		soonest_days = 0; /* never print "-0.0" */
+
+	if (soonest_days <= 0 || soonest_days < crit ||
+	    rs->consecutive_failures >= CHECK_RENEWAL_CRIT)
+		state = raise_state(state, CHECK_CRITICAL);
+	if (soonest_days < warn || t->n_quar > 0 || t->n_stale > 0 ||
+	    rs->consecutive_failures > 0)
+		state = raise_state(state, CHECK_WARNING);
+
+	cf_buf_printf(&line, "CERTFLEET %s - %s: ", check_state_name[state],
+	              pb->cert.name);
+	if (soonest_days <= 0)
+		cf_buf_printf(&line, "EXPIRED %.1f days ago (%s)", -soonest_days,
+		              t->soonest_who);
+	else
+		cf_buf_printf(&line, "soonest expiry %.1f days (%s)",
+		              soonest_days, t->soonest_who);
+	cf_buf_printf(&line, ", %u/%zu nodes serve current", t->n_current,
+	              pb->n_nodes);
+	if (t->n_stale > 0)
+		cf_buf_printf(&line, " (%s)", t->stale.data ? t->stale.data : "");
+	cf_buf_printf(&line, ", %u quarantined", t->n_quar);
+	if (t->n_quar > 0)
+		cf_buf_printf(&line, " (%s)", t->quar.data ? t->quar.data : "");
+	if (t->n_pinned > 0)
+		cf_buf_printf(&line, ", %u pinned (%s)", t->n_pinned,
+		              t->pinned.data ? t->pinned.data : "");
+	if (pb->acme.directory == NULL && rs->consecutive_failures == 0)
+		cf_buf_printf(&line, ", renewal n/a");
+	else if (rs->consecutive_failures == 0)
+		cf_buf_printf(&line, ", renewal ok");
+	else
+		cf_buf_printf(&line, ", renewal FAILED %u time%s in a row",
+		              rs->consecutive_failures,
+		              rs->consecutive_failures == 1 ? "" : "s");
+	/* Nagios ranges: "W:" alerts when the value drops below W */
+	cf_buf_printf(&line,
+	              " | soonest_days=%.1f;%.1f:;%.1f: nodes=%zu "
+	              "serving_current=%u quarantined=%u pinned=%u "
+	              "unreachable=%u renewal_failures=%u",
+	              soonest_days, warn, crit, pb->n_nodes, t->n_current,
+	              t->n_quar, t->n_pinned, t->n_unreach,
+	              rs->consecutive_failures);
+	if (line.data == NULL)
+		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+	if (cli->json)
+		report_json_dump(stdout, json_pack(
+		    "{s:i,s:s,s:i,s:s,s:s,s:s,s:f,s:s,s:f,s:f,s:i,s:i,s:i,s:i,"
+		    "s:i,s:i}",
+		    "format", 1, "command", "check", "exit_code", state, "state",
+		    check_state_name[state], "text", line.data, "name",
+		    pb->cert.name, "soonest_days", soonest_days, "soonest_node",
+		    t->soonest_who, "warn_days", warn, "crit_days", crit, "nodes",
+		    (int)pb->n_nodes, "serving_current", (int)t->n_current,
+		    "quarantined", (int)t->n_quar, "pinned", (int)t->n_pinned,
+		    "unreachable", (int)t->n_unreach, "renewal_failures",
+		    (int)rs->consecutive_failures));
+	else
+		printf("%s\n", line.data);
+	cf_buf_free(&line);
+	return state;
+}
+
+int
+cli_check(struct cf_cli *cli, int argc, char **argv)
+{
+	struct cf_playbook *pb = NULL;
+	cf_store_t *st = NULL;
+	struct cf_node_states ns = {0};
+	struct cf_renewal_state rs;
+	struct cf_bundle b;
+	struct cf_certinfo ci;
+	struct cf_rollout_opts o;
+	struct cf_rollout_result res;
+	struct check_opts opt;
+	struct check_tally t;
+	double dflt_warn, dflt_crit;
+	cf_err_t err = {0};
+	char *version = NULL;
+	int ex, state;
+
+	memset(&rs, 0, sizeof(rs));
+	memset(&b, 0, sizeof(b));
+	memset(&ci, 0, sizeof(ci));
+	memset(&o, 0, sizeof(o));
+	memset(&res, 0, sizeof(res));
+	memset(&t, 0, sizeof(t));
+	t.soonest_who = "store";
+	if (check_options(cli, argc, argv, &opt, &ex) < 0)
+		goto out;
+	if (playbook_load(cli->playbook, &pb, &err) < 0 ||
+	    check_open_store(cli, pb, &st, &ns, &rs, &ci, &version, &err) < 0)
+		goto unknown;
+	if (opt.timeout > 0) /* the probe deadline */
+		pb->ssh.connect_timeout = (unsigned)opt.timeout;
+	/* defaults scale with the renewal window (renewal.h) */
+	renewal_check_thresholds(pb->acme.renew_before_days, &ci, &dflt_warn,
+	                         &dflt_crit);
+	if (opt.warn < 0)
+		opt.warn = dflt_warn;
+	if (opt.crit < 0)
+		opt.crit = dflt_crit;
 
 	/* every node, pinned ones too: read-only, and a pinned node that
 	 * answers still serves clients */
@@ -220,98 +364,10 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	/* a TLS probe only: no SSH identity needed (nor loaded) */
 	if (rollout_run(pb, NULL, &b, &ci, &o, &res, &err) < 0)
 		goto unknown;
-	now = cf_wall_now();
-	for (i = 0; i < res.n; i++) {
-		const struct cf_node_result *r = &res.nodes[i];
-		const struct cf_node_state *s = find_state(&ns, r->node->name);
-		bool pin = s != NULL && s->quarantined && s->manual;
-
-		if (r->after_sha256[0] != '\0' && r->after_not_after > 0 &&
-		    (soonest == 0 || r->after_not_after < soonest)) {
-			soonest = r->after_not_after;
-			soonest_who = r->node->name;
-		}
-		if (r->outcome == CF_OUT_VERIFIED)
-			n_current++;
-		if (pin) {
-			list_add(&pinned, &n_pinned, r->node->name, NULL);
-		} else if (r->outcome != CF_OUT_VERIFIED) {
-			bool reached = r->after_sha256[0] != '\0';
-
-			n_unreach += !reached;
-			list_add(&stale, &n_stale, r->node->name,
-			         reached ? "serves another certificate"
-			                 : cf_err_reason(r->err.code));
-		}
-		if (s != NULL && s->quarantined && !s->manual)
-			list_add(&quar, &n_quar, r->node->name,
-			         s->reason ? s->reason : "?");
-	}
-	/* no node answered: the store's certificate is the best we know */
-	if (soonest == 0)
-		soonest = ci.not_after;
-	soonest_days = (double)(soonest - now) / 86400.0;
-	if (soonest_days > -0.05 && soonest_days < 0.05)
-		soonest_days = 0; /* never print "-0.0" */
-
-	if (soonest_days <= 0 || soonest_days < crit ||
-	    rs.consecutive_failures >= CHECK_RENEWAL_CRIT)
-		state = raise_state(state, CHECK_CRITICAL);
-	if (soonest_days < warn || n_quar > 0 || n_stale > 0 ||
-	    rs.consecutive_failures > 0)
-		state = raise_state(state, CHECK_WARNING);
-
-	cf_buf_printf(&line, "CERTFLEET %s - %s: ", check_state_name[state],
-	              pb->cert.name);
-	if (soonest_days <= 0)
-		cf_buf_printf(&line, "EXPIRED %.1f days ago (%s)", -soonest_days,
-		              soonest_who);
-	else
-		cf_buf_printf(&line, "soonest expiry %.1f days (%s)",
-		              soonest_days, soonest_who);
-	cf_buf_printf(&line, ", %u/%zu nodes serve current", n_current,
-	              pb->n_nodes);
-	if (n_stale > 0)
-		cf_buf_printf(&line, " (%s)", stale.data ? stale.data : "");
-	cf_buf_printf(&line, ", %u quarantined", n_quar);
-	if (n_quar > 0)
-		cf_buf_printf(&line, " (%s)", quar.data ? quar.data : "");
-	if (n_pinned > 0)
-		cf_buf_printf(&line, ", %u pinned (%s)", n_pinned,
-		              pinned.data ? pinned.data : "");
-	if (pb->acme.directory == NULL && rs.consecutive_failures == 0)
-		cf_buf_printf(&line, ", renewal n/a");
-	else if (rs.consecutive_failures == 0)
-		cf_buf_printf(&line, ", renewal ok");
-	else
-		cf_buf_printf(&line, ", renewal FAILED %u time%s in a row",
-		              rs.consecutive_failures,
-		              rs.consecutive_failures == 1 ? "" : "s");
-	/* Nagios ranges: "W:" alerts when the value drops below W */
-	cf_buf_printf(&line,
-	              " | soonest_days=%.1f;%.1f:;%.1f: nodes=%zu "
-	              "serving_current=%u quarantined=%u pinned=%u "
-	              "unreachable=%u renewal_failures=%u",
-	              soonest_days, warn, crit, pb->n_nodes, n_current, n_quar,
-	              n_pinned, n_unreach, rs.consecutive_failures);
-	if (line.data == NULL) {
-		cf_err_set(&err, CF_ERR_NOMEM, "out of memory");
+	check_tally_nodes(&res, &ns, &t);
+	state = check_report(cli, pb, &rs, &ci, &t, opt.warn, opt.crit, &err);
+	if (state < 0)
 		goto unknown;
-	}
-	if (cli->json)
-		report_json_dump(stdout, json_pack(
-		    "{s:i,s:s,s:i,s:s,s:s,s:s,s:f,s:s,s:f,s:f,s:i,s:i,s:i,s:i,"
-		    "s:i,s:i}",
-		    "format", 1, "command", "check", "exit_code", state, "state",
-		    check_state_name[state], "text", line.data, "name",
-		    pb->cert.name, "soonest_days", soonest_days, "soonest_node",
-		    soonest_who, "warn_days", warn, "crit_days", crit, "nodes",
-		    (int)pb->n_nodes, "serving_current", (int)n_current,
-		    "quarantined", (int)n_quar, "pinned", (int)n_pinned,
-		    "unreachable", (int)n_unreach, "renewal_failures",
-		    (int)rs.consecutive_failures));
-	else
-		printf("%s\n", line.data);
 	ex = state;
 	goto out;
 unknown:
@@ -326,10 +382,8 @@ out:
 	store_close(st);
 	playbook_free(pb);
 	free(version);
-	free(dir);
-	cf_buf_free(&stale);
-	cf_buf_free(&quar);
-	cf_buf_free(&pinned);
-	cf_buf_free(&line);
+	cf_buf_free(&t.stale);
+	cf_buf_free(&t.quar);
+	cf_buf_free(&t.pinned);
 	return ex;
 }

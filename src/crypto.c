@@ -1,6 +1,6 @@
 /* crypto.c - certificates, keys and CSRs on OpenSSL 3.0 (no deprecated
  * APIs).  Everything that leaves this file is PEM text, DER bytes or the
- * plain structs of crypto.h, so no other module needs OpenSSL types. */
+ * plain structs of crypto.h, so its callers need no OpenSSL types. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +79,7 @@ bio_strdup(BIO *bio)
 }
 
 /* ---------------------------------------------------------------- */
-/* hashing and base64url                                            */
+/* hashing                                                          */
 
 void
 crypto_sha256(const void *p, size_t n, unsigned char out[32])
@@ -90,103 +90,6 @@ crypto_sha256(const void *p, size_t n, unsigned char out[32])
 	 * provider; a zero digest then never matches anything real. */
 	if (EVP_Digest(p, n, out, &olen, EVP_sha256(), NULL) != 1)
 		memset(out, 0, 32);
-}
-
-static const char B64URL[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-char *
-crypto_b64url(const unsigned char *p, size_t n)
-{
-	size_t i, o = 0;
-	uint32_t v;
-	char *s;
-
-	s = malloc((n + 2) / 3 * 4 + 1);
-	if (s == NULL)
-		return NULL;
-	for (i = 0; i + 2 < n; i += 3) {
-		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		s[o++] = B64URL[v >> 18 & 63];
-		s[o++] = B64URL[v >> 12 & 63];
-		s[o++] = B64URL[v >> 6 & 63];
-		s[o++] = B64URL[v & 63];
-	}
-	if (n - i == 1) {
-		v = (uint32_t)p[i] << 16;
-		s[o++] = B64URL[v >> 18 & 63];
-		s[o++] = B64URL[v >> 12 & 63];
-	} else if (n - i == 2) {
-		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		s[o++] = B64URL[v >> 18 & 63];
-		s[o++] = B64URL[v >> 12 & 63];
-		s[o++] = B64URL[v >> 6 & 63];
-	}
-	s[o] = '\0';
-	return s;
-}
-
-static int
-b64url_val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-int
-crypto_b64url_decode(const char *s, unsigned char **out, size_t *len)
-{
-	size_t n = strlen(s), i, o = 0;
-	unsigned char *buf;
-	uint32_t acc = 0;
-	int bits = 0, v;
-
-	/* Padding is optional, but if present it must be the tail and
-	 * complete the last quantum. */
-	if (n > 0 && s[n - 1] == '=') {
-		if (n % 4 != 0)
-			return -1;
-		n--;
-		if (n > 0 && s[n - 1] == '=')
-			n--;
-	}
-	if (n % 4 == 1)
-		return -1;
-	buf = malloc(n * 3 / 4 + 1);
-	if (buf == NULL)
-		return -1;
-	for (i = 0; i < n; i++) {
-		v = b64url_val(s[i]);
-		if (v < 0) {
-			free(buf);
-			return -1;
-		}
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[o++] = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	/* Leftover bits must be zero, or two encodings would decode to the
-	 * same bytes (matters when comparing JWS parts). */
-	if (acc != 0) {
-		free(buf);
-		return -1;
-	}
-	*out = buf;
-	*len = o;
-	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -438,37 +341,6 @@ out:
 	OPENSSL_free(der);
 	crypto_certinfo_free(&ci);
 	ERR_clear_error();
-	return rc;
-}
-
-int
-crypto_certinfo_der(const unsigned char *der, size_t len,
-                    struct cf_certinfo *out, cf_err_t *err)
-{
-	const unsigned char *p = der;
-	X509 *x = NULL;
-	char why[256];
-	int rc = -1;
-
-	if (len == 0 || len > 1024 * 1024) {
-		cf_err_set(err, CF_ERR_DATA, "certificate DER has bad length %zu", len);
-		goto out;
-	}
-	x = d2i_X509(NULL, &p, (long)len);
-	if (x == NULL) {
-		cf_err_set(err, CF_ERR_DATA, "certificate DER does not parse: %s",
-		           ossl_reason(why, sizeof(why)));
-		goto out;
-	}
-	if (p != der + len) {
-		cf_err_set(err, CF_ERR_DATA,
-		           "certificate DER has %zu trailing bytes",
-		           (size_t)(der + len - p));
-		goto out;
-	}
-	rc = certinfo_from_x509(x, out, err);
-out:
-	X509_free(x);
 	return rc;
 }
 

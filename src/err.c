@@ -2,60 +2,77 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include "certfleet/err.h"
 
-/* Messages carry text from untrusted places (a node's `nginx -t` output,
- * a CA's problem detail) to terminals, state files and JSON.  Keep them
- * one line of valid UTF-8: control characters and invalid or truncated
- * sequences become '?', so a node cannot drive the operator's terminal
- * and a cut through a multi-byte character cannot make JSON refuse it. */
-static void
-sanitize(char *m)
+/* Length of the UTF-8 character at p that may reach a terminal: 1 for
+ * ASCII, 2..4 for a valid sequence, 0 for an invalid, overlong, surrogate
+ * or cut one, and for the C1 controls U+0080..U+009F (which some terminals
+ * honour as CSI). */
+static size_t
+utf8_len(const unsigned char *p)
 {
-	unsigned char *p = (unsigned char *)m;
+	size_t n, i;
+	unsigned cp;
 
-	while (*p) {
-		unsigned char c = *p;
-		size_t len, i;
-		unsigned cp;
-
-		if (c < 0x20 || c == 0x7f) {
-			*p++ = c == '\t' || c == '\n' || c == '\r' ? ' ' : '?';
-			continue;
-		}
-		if (c < 0x80) {
-			p++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			*p++ = '?';
-			continue;
-		}
-		for (i = 1; i < len; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				break;
-			cp = cp << 6 | (p[i] & 0x3f);
-		}
-		if (i < len || (len == 3 && cp < 0x800) ||
-		    (len == 3 && cp >= 0xd800 && cp <= 0xdfff) ||
-		    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0x80 && cp <= 0x9f)) {
-			/* invalid, overlong, surrogate, C1 control, or cut */
-			*p++ = '?';
-			continue;
-		}
-		p += len;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, cp = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, cp = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
 	}
+	if ((n == 3 && cp < 0x800) || (cp >= 0xd800 && cp <= 0xdfff) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0x80 && cp <= 0x9f))
+		return 0;
+	return n;
+}
+
+/* Text from untrusted places (a node's `nginx -t` output, a CA's problem
+ * detail, playbook values quoted back) goes to terminals, state files,
+ * JSON, chat lines and environment variables.  Keep it one line of valid
+ * UTF-8: tab, CR and LF become spaces, other control characters and every
+ * byte of an invalid or cut sequence '?', so a node cannot drive the
+ * operator's terminal and a cut through a multi-byte character cannot
+ * make JSON refuse it. */
+size_t
+cf_sanitize(const char *in, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)(in != NULL ? in : "");
+	size_t o = 0, n;
+
+	if (outlen == 0)
+		return 0;
+	while (*p != '\0' && o + 1 < outlen) {
+		n = utf8_len(p);
+		if (n == 0) {
+			out[o++] = '?';
+			p++;
+		} else if (n == 1) {
+			out[o++] = *p == '\t' || *p == '\n' || *p == '\r' ? ' '
+			           : *p < 0x20 || *p == 0x7f           ? '?'
+			                                               : (char)*p;
+			p++;
+		} else {
+			if (o + n >= outlen)
+				break;
+			memmove(out + o, p, n); /* in place is allowed */
+			o += n;
+			p += n;
+		}
+	}
+	out[o] = '\0';
+	return o;
 }
 
 int
@@ -69,7 +86,7 @@ cf_err_set(cf_err_t *err, cf_code_t code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
-	sanitize(err->msg);
+	cf_sanitize(err->msg, err->msg, sizeof(err->msg));
 	return -1;
 }
 
@@ -91,7 +108,7 @@ cf_err_prefix(cf_err_t *err, const char *fmt, ...)
 	size_t ol = strnlen(old, sizeof(err->msg) - 1 - pl);
 	memcpy(err->msg + pl, old, ol);
 	err->msg[pl + ol] = '\0';
-	sanitize(err->msg);
+	cf_sanitize(err->msg, err->msg, sizeof(err->msg));
 	return -1;
 }
 
@@ -122,10 +139,10 @@ int
 cf_err_exit_code(cf_code_t code)
 {
 	switch (code) {
-	case CF_ERR_USAGE:  return 64;
-	case CF_ERR_DATA:   return 65;
-	case CF_ERR_LOCKED: return 75;
-	case CF_ERR_CONFIG: return 78;
+	case CF_ERR_USAGE:  return EX_USAGE;
+	case CF_ERR_DATA:   return EX_DATAERR;
+	case CF_ERR_LOCKED: return EX_TEMPFAIL;
+	case CF_ERR_CONFIG: return EX_CONFIG;
 	default:            return 1;
 	}
 }

@@ -402,42 +402,35 @@ map_curl_error(CURLcode rc, const struct cf_http_req *req,
 	return cf_err_set(err, code, "%s %s: %s", req->method, req->url, why);
 }
 
-int
-http_session_request(cf_http_session_t *s, const struct cf_http_req *req,
-                     struct cf_http_resp *out, cf_err_t *err)
+/* A request certfleet may send: complete, https (or http when allowed),
+ * deadline not passed.  Returns the milliseconds left, or -1 with err. */
+static int64_t
+req_check(const struct cf_http_req *req, cf_err_t *err)
 {
-	struct http_xfer x = {.retry_after = -1};
-	struct curl_slist *hdrs = NULL, *resolve = NULL;
-	char errbuf[CURL_ERROR_SIZE] = "";
-	char *host_port = NULL, *effective = NULL, **links = NULL;
-	const char *protos;
 	int64_t left;
-	CURLcode rc;
-	CURL *h = s->h;
-	long status = 0;
-	int ret = -1;
-	cf_buf_t line = {0};
 
-	if (!req->url || !req->method || req->deadline == 0) {
-		cf_err_set(err, CF_ERR_INTERNAL, "http request without url, "
-		           "method or deadline");
-		goto out;
-	}
-	if (!url_is_https(req->url) && !(req->allow_http && url_is_http(req->url))) {
-		cf_err_set(err, CF_ERR_CONFIG, "%s: only https:// URLs are allowed",
-		           req->url);
-		goto out;
-	}
+	if (!req->url || !req->method || req->deadline == 0)
+		return cf_err_set(err, CF_ERR_INTERNAL, "http request without "
+		                  "url, method or deadline");
+	if (!url_is_https(req->url) && !(req->allow_http && url_is_http(req->url)))
+		return cf_err_set(err, CF_ERR_CONFIG, "%s: only https:// URLs "
+		                  "are allowed", req->url);
 	left = cf_ms_left(req->deadline);
-	if (left <= 0) {
-		cf_err_set(err, CF_ERR_TIMEOUT, "%s %s: deadline passed",
-		           req->method, req->url);
-		goto out;
-	}
-	x.max_body = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY;
+	if (left <= 0)
+		return cf_err_set(err, CF_ERR_TIMEOUT, "%s %s: deadline passed",
+		                  req->method, req->url);
+	return left;
+}
+
+/* Every option of the reused handle for this request (after a reset: no
+ * option of an earlier request survives), headers and resolve apart. */
+static void
+req_setopts(CURL *h, const struct cf_http_req *req, struct http_xfer *x,
+            char *errbuf, int64_t left)
+{
+	const char *protos = req->allow_http ? "http,https" : "https";
 
 	curl_easy_reset(h);
-	protos = req->allow_http ? "http,https" : "https";
 	curl_easy_setopt(h, CURLOPT_URL, req->url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)left);
@@ -450,9 +443,9 @@ http_session_request(cf_http_session_t *s, const struct cf_http_req *req,
 		curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_bundle);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, HTTP_USER_AGENT);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_write_cb);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http_header_cb);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 
 	if (strcmp(req->method, "HEAD") == 0) {
@@ -473,21 +466,37 @@ http_session_request(cf_http_session_t *s, const struct cf_http_req *req,
 		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
 		curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
 	}
+}
 
+/* The request headers into *hdrs (caller frees, on failure too). */
+static int
+req_headers(const struct cf_http_req *req, struct curl_slist **hdrs,
+            cf_err_t *err)
+{
 	/* Expect: 100-continue would stall larger POSTs for up to a second. */
-	if (slist_add(&hdrs, "Expect:", "") < 0 ||
+	if (slist_add(hdrs, "Expect:", "") < 0 ||
 	    (req->content_type &&
-	     slist_add(&hdrs, "Content-Type: ", req->content_type) < 0) ||
-	    (req->accept && slist_add(&hdrs, "Accept: ", req->accept) < 0) ||
+	     slist_add(hdrs, "Content-Type: ", req->content_type) < 0) ||
+	    (req->accept && slist_add(hdrs, "Accept: ", req->accept) < 0) ||
 	    (req->host_header &&
-	     slist_add(&hdrs, "Host: ", req->host_header) < 0)) {
-		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	     slist_add(hdrs, "Host: ", req->host_header) < 0))
+		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+	return 0;
+}
+
+/* The CURLOPT_RESOLVE entries into *resolve (caller frees, on failure
+ * too): undo the previous request's pinning (curl's DNS cache would keep
+ * it), then pin this one's host to req->resolve_to. */
+static int
+req_resolve(cf_http_session_t *s, const struct cf_http_req *req,
+            struct curl_slist **resolve, cf_err_t *err)
+{
+	cf_buf_t line = {0};
+	char *host_port = NULL;
+	int rc = -1;
 
 	if (s->resolve_undo) {
-		if (slist_add(&resolve, s->resolve_undo, "") < 0) {
+		if (slist_add(resolve, s->resolve_undo, "") < 0) {
 			cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 			goto out;
 		}
@@ -504,14 +513,79 @@ http_session_request(cf_http_session_t *s, const struct cf_http_req *req,
 		if (cf_buf_printf(&line, strchr(req->resolve_to, ':') ? "%s:[%s]"
 		                                                       : "%s:%s",
 		                  host_port, req->resolve_to) < 0 ||
-		    slist_add(&resolve, line.data, "") < 0 ||
+		    slist_add(resolve, line.data, "") < 0 ||
 		    asprintf(&s->resolve_undo, "-%s", host_port) < 0) {
 			s->resolve_undo = NULL;
 			cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 			goto out;
 		}
-		cf_buf_free(&line);
 	}
+	rc = 0;
+out:
+	cf_buf_free(&line);
+	free(host_port);
+	return rc;
+}
+
+/* The Link headers, relative ones made absolute against the effective
+ * URL, moved out of x into *out (NULL-terminated, caller frees). */
+static int
+resp_links(struct http_xfer *x, const char *effective, char ***out,
+           cf_err_t *err)
+{
+	char **links = calloc(x->n_links + 1, sizeof(*links));
+	cf_buf_t line = {0};
+
+	if (!links)
+		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < x->n_links; i++) {
+		if (!strstr(x->links[i], "://") && effective) {
+			char *semi = strrchr(x->links[i], ';');
+			char *abs;
+
+			*semi = '\0';
+			abs = url_resolve(effective, x->links[i]);
+			*semi = ';';
+			if (abs && cf_buf_printf(&line, "%s%s", abs, semi) == 0) {
+				free(x->links[i]);
+				x->links[i] = line.data;
+				line = (cf_buf_t){0};
+			}
+			cf_buf_free(&line);
+			free(abs);
+		}
+		links[i] = x->links[i];
+		x->links[i] = NULL;
+	}
+	x->n_links = 0;
+	*out = links;
+	return 0;
+}
+
+int
+http_session_request(cf_http_session_t *s, const struct cf_http_req *req,
+                     struct cf_http_resp *out, cf_err_t *err)
+{
+	struct http_xfer x = {.retry_after = -1};
+	struct curl_slist *hdrs = NULL, *resolve = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	char *effective = NULL, **links = NULL;
+	int64_t left;
+	CURLcode rc;
+	CURL *h = s->h;
+	long status = 0;
+	int ret = -1;
+
+	left = req_check(req, err);
+	if (left < 0)
+		goto out;
+	x.max_body = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY;
+	req_setopts(h, req, &x, errbuf, left);
+	if (req_headers(req, &hdrs, err) < 0)
+		goto out;
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	if (req_resolve(s, req, &resolve, err) < 0)
+		goto out;
 	if (resolve)
 		curl_easy_setopt(h, CURLOPT_RESOLVE, resolve);
 
@@ -526,31 +600,12 @@ http_session_request(cf_http_session_t *s, const struct cf_http_req *req,
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &effective);
-
-	links = calloc(x.n_links + 1, sizeof(*links));
-	if (!links || cf_buf_append(&x.body, "", 0) < 0) {
+	if (cf_buf_append(&x.body, "", 0) < 0) {
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < x.n_links; i++) {
-		if (!strstr(x.links[i], "://") && effective) {
-			char *semi = strrchr(x.links[i], ';');
-			char *abs;
-
-			*semi = '\0';
-			abs = url_resolve(effective, x.links[i]);
-			*semi = ';';
-			if (abs && cf_buf_printf(&line, "%s%s", abs, semi) == 0) {
-				free(x.links[i]);
-				x.links[i] = line.data;
-				line = (cf_buf_t){0};
-			}
-			free(abs);
-		}
-		links[i] = x.links[i];
-		x.links[i] = NULL;
-	}
-	x.n_links = 0;
+	if (resp_links(&x, effective, &links, err) < 0)
+		goto out;
 
 	memset(out, 0, sizeof(*out));
 	out->status = status;
@@ -569,10 +624,8 @@ out:
 	cf_strv_free(links);
 	xfer_reset_headers(&x);
 	cf_buf_free(&x.body);
-	cf_buf_free(&line);
 	curl_slist_free_all(hdrs);
 	curl_slist_free_all(resolve);
-	free(host_port);
 	/* the slists must outlive perform only; drop the handle's pointers */
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(h, CURLOPT_RESOLVE, NULL);

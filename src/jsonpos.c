@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "certfleet/jsonpos.h"
+#include "jsonpos.h"
 
 /* key_path_at keeps one frame per open container; callers reject deeper
  * documents before asking. */

@@ -181,12 +181,6 @@ out:
 	return rc;
 }
 
-const char *
-jws_key_alg(const cf_jws_key_t *k)
-{
-	return k->alg;
-}
-
 char *
 jws_thumbprint(const cf_jws_key_t *k, cf_err_t *err)
 {

@@ -16,7 +16,8 @@
 
 #include <openssl/evp.h>
 
-#include "certfleet/knownhosts.h"
+#include "certfleet/b64.h"
+#include "knownhosts.h"
 
 #define SHA1_LEN 20
 #define HMAC_BLOCK 64
@@ -65,85 +66,6 @@ static const char *const type_order[] = {
 	"ssh-dss",
 };
 
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int
-b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-int
-knownhosts_b64_decode(const char *s, size_t n, unsigned char **out,
-                      size_t *len)
-{
-	unsigned char *buf;
-	uint32_t acc = 0;
-	size_t i, o = 0, pad = 0;
-	int bits = 0, v;
-
-	while (pad < 2 && n > 0 && s[n - 1] == '=') {
-		n--;
-		pad++;
-	}
-	if ((n + pad) % 4 != 0 && pad > 0)
-		return -1;
-	if (n % 4 == 1)
-		return -1;
-	buf = malloc(n / 4 * 3 + 3);
-	if (buf == NULL)
-		return -1;
-	for (i = 0; i < n; i++) {
-		v = b64_value((unsigned char)s[i]);
-		if (v < 0) {
-			free(buf);
-			return -1;
-		}
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[o++] = (unsigned char)(acc >> bits);
-		}
-	}
-	*out = buf;
-	*len = o;
-	return 0;
-}
-
-void
-knownhosts_b64_encode(const unsigned char *p, size_t n, bool pad, char *out)
-{
-	uint32_t acc = 0;
-	size_t i, o = 0;
-	int bits = 0;
-
-	for (i = 0; i < n; i++) {
-		acc = (acc << 8) | p[i];
-		bits += 8;
-		while (bits >= 6) {
-			bits -= 6;
-			out[o++] = b64chars[(acc >> bits) & 63];
-		}
-	}
-	if (bits > 0)
-		out[o++] = b64chars[(acc << (6 - bits)) & 63];
-	while (pad && o % 4 != 0)
-		out[o++] = '=';
-	out[o] = '\0';
-}
-
 void
 knownhosts_fingerprint(const unsigned char *blob, size_t len,
                        char out[KNOWNHOSTS_FP_LEN])
@@ -158,7 +80,7 @@ knownhosts_fingerprint(const unsigned char *blob, size_t len,
 	}
 	memcpy(out, "SHA256:", 7);
 	/* Unpadded, as OpenSSH prints fingerprints. */
-	knownhosts_b64_encode(md, sizeof(md), false, out + 7);
+	b64_encode(CF_B64_STD, md, sizeof(md), false, out + 7);
 }
 
 /* The key type name a public key blob starts with (RFC 4253 6.6), copied
@@ -220,14 +142,14 @@ parse_hashed(const char *w, size_t n, struct kh_entry *e)
 	bar = memchr(salt, '|', (size_t)(end - salt));
 	if (bar == NULL)
 		goto out;
-	if (knownhosts_b64_decode(salt, (size_t)(bar - salt), &b, &blen) < 0)
+	if (b64_decode(CF_B64_STD, salt, (size_t)(bar - salt), &b, &blen) < 0)
 		goto out;
 	if (blen != SHA1_LEN)
 		goto out;
 	memcpy(e->salt, b, SHA1_LEN);
 	free(b);
 	b = NULL;
-	if (knownhosts_b64_decode(bar + 1, (size_t)(end - bar - 1), &b,
+	if (b64_decode(CF_B64_STD, bar + 1, (size_t)(end - bar - 1), &b,
 	                          &blen) < 0)
 		goto out;
 	if (blen != SHA1_LEN)
@@ -270,7 +192,7 @@ parse_line(const char *p, const char *end, struct kh_entry *e, bool *revoked)
 	key = next_word(&p, end, &klen);
 	if (type == NULL || key == NULL || tlen >= sizeof(btype))
 		return 0;
-	if (knownhosts_b64_decode(key, klen, &e->blob, &e->blob_len) < 0)
+	if (b64_decode(CF_B64_STD, key, klen, &e->blob, &e->blob_len) < 0)
 		goto skip;
 	/* The type field must agree with the blob, or a line could claim an
 	 * ed25519 key while holding something else. */
@@ -376,18 +298,6 @@ nomem:
 out:
 	knownhosts_free(kh);
 	return rc;
-}
-
-size_t
-knownhosts_count(const cf_knownhosts_t *kh)
-{
-	return kh->n;
-}
-
-size_t
-knownhosts_revoked_count(const cf_knownhosts_t *kh)
-{
-	return kh->n_revoked;
 }
 
 /* Glob with * and ?, pattern case-folded (name is already lower case).

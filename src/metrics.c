@@ -109,17 +109,6 @@ put_one(cf_buf_t *b, const char *name, const char *help, const char *cert,
 	           : 0;
 }
 
-static const struct cf_node_state *
-find_state(const struct cf_node_states *ns, const char *name)
-{
-	size_t i;
-
-	for (i = 0; ns != NULL && i < ns->n; i++)
-		if (ns->v[i].name != NULL && strcmp(ns->v[i].name, name) == 0)
-			return &ns->v[i];
-	return NULL;
-}
-
 static bool
 serves_current(const struct cf_node_state *st, const struct cf_certinfo *ci)
 {
@@ -275,7 +264,7 @@ put_nodes(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 		return -1;
 	for (i = 0; i < pb->n_nodes; i++) {
 		const struct cf_node_state *st =
-		    find_state(in->nodes, pb->nodes[i].name);
+		    store_node_find(in->nodes, pb->nodes[i].name);
 
 		if (st == NULL || st->serving_not_after <= 0)
 			continue;
@@ -290,7 +279,7 @@ put_nodes(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 		return -1;
 	for (i = 0; i < pb->n_nodes; i++) {
 		const struct cf_node_state *st =
-		    find_state(in->nodes, pb->nodes[i].name);
+		    store_node_find(in->nodes, pb->nodes[i].name);
 
 		if (put_sample(b, nm, cert, "node", pb->nodes[i].name, NULL, NULL,
 		               serves_current(st, in->current) ? "1" : "0") < 0)
@@ -302,7 +291,7 @@ put_nodes(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 		return -1;
 	for (i = 0; i < pb->n_nodes; i++) {
 		const struct cf_node_state *st =
-		    find_state(in->nodes, pb->nodes[i].name);
+		    store_node_find(in->nodes, pb->nodes[i].name);
 		bool q = st != NULL && st->quarantined;
 
 		if (put_sample(b, nm, cert, "node", pb->nodes[i].name, "reason",
@@ -317,7 +306,7 @@ put_nodes(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 		return -1;
 	for (i = 0; i < pb->n_nodes; i++) {
 		const struct cf_node_state *st =
-		    find_state(in->nodes, pb->nodes[i].name);
+		    store_node_find(in->nodes, pb->nodes[i].name);
 
 		fmt_int(val, sizeof(val),
 		        st != NULL && st->quarantined ? st->attempts : 0);
@@ -337,7 +326,7 @@ put_counts(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 
 	for (i = 0; i < pb->n_nodes; i++) {
 		const struct cf_node_state *st =
-		    find_state(in->nodes, pb->nodes[i].name);
+		    store_node_find(in->nodes, pb->nodes[i].name);
 
 		cur += serves_current(st, in->current);
 		quar += st != NULL && st->quarantined;

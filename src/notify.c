@@ -50,64 +50,6 @@ notify_kind_name(cf_event_kind_t k)
 	return "unknown";
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid. */
-static size_t
-utf8_len(const unsigned char *p)
-{
-	size_t n, i;
-	unsigned cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if ((p[0] & 0xe0) == 0xc0)
-		n = 2, cp = p[0] & 0x1f;
-	else if ((p[0] & 0xf0) == 0xe0)
-		n = 3, cp = p[0] & 0x0f;
-	else if ((p[0] & 0xf8) == 0xf0)
-		n = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-/* One line of valid UTF-8: control characters (a check command's
- * multi-line output in an error message) become spaces, invalid bytes
- * '?', so the text fits a chat line, an environment variable and a JSON
- * string.  Cut at a character boundary if too long. */
-static void
-sanitize(const char *in, char *out, size_t outlen)
-{
-	const unsigned char *p = (const unsigned char *)(in != NULL ? in : "");
-	size_t o = 0, n;
-
-	while (*p != '\0' && o + 1 < outlen) {
-		n = utf8_len(p);
-		if (n == 0) {
-			out[o++] = '?';
-			p++;
-		} else if (n == 1) {
-			out[o++] = (*p < 0x20 || *p == 0x7f) ? ' ' : (char)*p;
-			p++;
-		} else {
-			if (o + n >= outlen)
-				break;
-			memmove(out + o, p, n); /* in place is allowed */
-			o += n;
-			p += n;
-		}
-	}
-	out[o] = '\0';
-}
-
 static const char *
 ordinal_suffix(unsigned n)
 {
@@ -143,12 +85,12 @@ notify_format_text(const char *cert, const struct cf_event *ev, int64_t now,
 	char c[NOTIFY_FIELD_MAX], attempt[48] = "";
 	double days;
 
-	sanitize(cert, c, sizeof(c));
-	sanitize(ev->node, node, sizeof(node));
-	sanitize(ev->host, host, sizeof(host));
-	sanitize(ev->reason != NULL ? ev->reason : "error", reason,
+	cf_sanitize(cert, c, sizeof(c));
+	cf_sanitize(ev->node, node, sizeof(node));
+	cf_sanitize(ev->host, host, sizeof(host));
+	cf_sanitize(ev->reason != NULL ? ev->reason : "error", reason,
 	         sizeof(reason));
-	sanitize(ev->detail, detail, sizeof(detail));
+	cf_sanitize(ev->detail, detail, sizeof(detail));
 	if (host[0] != '\0' && strcmp(host, node) != 0)
 		snprintf(who, sizeof(who), "%s (%s)", node, host);
 	else
@@ -210,29 +152,18 @@ notify_format_text(const char *cert, const struct cf_event *ev, int64_t now,
 		break;
 	}
 	/* snprintf may have cut a multi-byte character in half */
-	sanitize(buf, buf, len);
+	cf_sanitize(buf, buf, len);
 }
 
+/* An event field: sanitized (it may come from a node or a CA), null when
+ * absent. */
 static json_t *
-str_or_null(const char *s)
+field_json(const char *s)
 {
 	char clean[NOTIFY_FIELD_MAX];
 
-	if (s == NULL)
-		return json_null();
-	sanitize(s, clean, sizeof(clean));
-	return json_string(clean);
-}
-
-static json_t *
-time_or_null(int64_t t)
-{
-	char buf[32];
-
-	if (t <= 0)
-		return json_null();
-	cf_fmt_time(t, buf, sizeof(buf));
-	return json_string(buf);
+	cf_sanitize(s, clean, sizeof(clean));
+	return cf_json_str_or_null(s != NULL ? clean : NULL);
 }
 
 /* The event document (docs/json.md, "notification events").  Caller
@@ -246,15 +177,16 @@ event_json(const char *cert, const struct cf_event *ev, const char *text,
 
 	o = json_pack("{s:i,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o,s:o}",
 	              "format", 1, "event", notify_kind_name(ev->kind),
-	              "certificate", str_or_null(cert), "node",
-	              str_or_null(ev->node), "host", str_or_null(ev->host),
-	              "reason", str_or_null(ev->reason), "detail",
-	              str_or_null(ev->detail), "count", (json_int_t)ev->count,
-	              "not_after", time_or_null(ev->not_after),
+	              "certificate", field_json(cert), "node",
+	              field_json(ev->node), "host", field_json(ev->host),
+	              "reason", field_json(ev->reason), "detail",
+	              field_json(ev->detail), "count", (json_int_t)ev->count,
+	              "not_after", cf_json_time_or_null(ev->not_after),
 	              "not_after_epoch",
 	              ev->not_after > 0 ? json_integer(ev->not_after)
 	                                : json_null(),
-	              "time", time_or_null(now), "text", json_string(text));
+	              "time", cf_json_time_or_null(now), "text",
+	              json_string(text));
 	if (o == NULL)
 		return NULL;
 	s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -430,9 +362,9 @@ command_env(const char *cert, const struct cf_event *ev, const char *text)
 		else
 			k++;
 	}
-	sanitize(ev->node, node, sizeof(node));
-	sanitize(ev->host, host, sizeof(host));
-	sanitize(ev->reason, reason, sizeof(reason));
+	cf_sanitize(ev->node, node, sizeof(node));
+	cf_sanitize(ev->host, host, sizeof(host));
+	cf_sanitize(ev->reason, reason, sizeof(reason));
 	snprintf(count, sizeof(count), "%u", ev->count);
 	if (bad ||
 	    env_add(v, &k, "CERTFLEET_EVENT=", notify_kind_name(ev->kind)) < 0 ||

@@ -22,8 +22,8 @@
 
 #include <jansson.h>
 
-#include "certfleet/jsonpos.h"
 #include "certfleet/playbook.h"
+#include "jsonpos.h"
 
 /* A fleet of tens of thousands of nodes fits in well under 1 MiB; a larger
  * file is a mistake (wrong path, generated garbage), not a playbook. */
@@ -114,25 +114,6 @@ static const char *const node_keys[] = {"name", "host", "port", "user", NULL};
 
 /* ---- messages ------------------------------------------------------- */
 
-/* Messages quote playbook text back, and an operator's terminal must not
- * interpret it: C0 controls, DEL and UTF-8-encoded C1 controls (U+0080..
- * U+009F, which some terminals honour as CSI) become '?'. */
-static void
-sanitize(char *s)
-{
-	unsigned char *p = (unsigned char *)s;
-
-	for (; *p != '\0'; p++) {
-		if (*p < 0x20 || *p == 0x7f) {
-			*p = '?';
-		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-			p[0] = '?';
-			p[1] = '?';
-			p++;
-		}
-	}
-}
-
 static int bad(struct pctx *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -156,8 +137,6 @@ bad(struct pctx *c, const char *fmt, ...)
 	else
 		cf_err_set(c->err, CF_ERR_CONFIG, "%s:%u: %s: %s", c->name,
 		           line, where, what);
-	if (c->err != NULL)
-		sanitize(c->err->msg);
 	return -1;
 }
 
@@ -378,11 +357,10 @@ check_len(const char *s, size_t max, char *why, size_t whylen)
 	return true;
 }
 
-/* Store names become directory names and node names appear in file names
- * and logs: a small safe alphabet, and no leading '-' (option injection)
- * or '.' (hidden files, "." and ".."). */
+/* One word: not empty, at most max bytes, no whitespace or control
+ * characters. */
 static bool
-check_name_len(char *s, size_t max, char *why, size_t whylen)
+check_word(const char *s, size_t max, char *why, size_t whylen)
 {
 	if (!check_len(s, max, why, whylen))
 		return false;
@@ -391,6 +369,28 @@ check_name_len(char *s, size_t max, char *why, size_t whylen)
 		         "contains whitespace or control characters");
 		return false;
 	}
+	return true;
+}
+
+/* A leading '-' would read as an option to ssh, chown or a hook. */
+static bool
+check_no_dash(const char *s, char *why, size_t whylen)
+{
+	if (s[0] == '-') {
+		snprintf(why, whylen, "must not start with '-'");
+		return false;
+	}
+	return true;
+}
+
+/* Store names become directory names and node names appear in file names
+ * and logs: a small safe alphabet, and no leading '-' (option injection)
+ * or '.' (hidden files, "." and ".."). */
+static bool
+check_name_len(char *s, size_t max, char *why, size_t whylen)
+{
+	if (!check_word(s, max, why, whylen))
+		return false;
 	if (s[0] == '-' || s[0] == '.') {
 		snprintf(why, whylen, "must not start with '%c'", s[0]);
 		return false;
@@ -433,17 +433,9 @@ check_token(char *s, char *why, size_t whylen)
 static bool
 check_user(char *s, char *why, size_t whylen)
 {
-	if (!check_len(s, PB_MAX_USER, why, whylen))
+	if (!check_word(s, PB_MAX_USER, why, whylen) ||
+	    !check_no_dash(s, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
-	if (s[0] == '-') {
-		snprintf(why, whylen, "must not start with '-'");
-		return false;
-	}
 	return !bad_char(s, "._-", "user and group names use only "
 	                 "A-Z a-z 0-9 . _ -", why, whylen);
 }
@@ -457,13 +449,8 @@ check_path(char *s, char *why, size_t whylen)
 {
 	const char *p;
 
-	if (!check_len(s, PB_MAX_PATH, why, whylen))
+	if (!check_word(s, PB_MAX_PATH, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	if (s[0] != '/') {
 		snprintf(why, whylen,
 		         "must be an absolute path (start with '/')");
@@ -583,13 +570,8 @@ check_dns_common(char *s, bool wildcard_ok, char *why, size_t whylen)
 	char *rest = s;
 	struct in_addr a4;
 
-	if (!check_len(s, PB_MAX_HOST, why, whylen))
+	if (!check_word(s, PB_MAX_HOST, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	if (wildcard_ok && strncmp(s, "*.", 2) == 0)
 		rest = s + 2;
 	if (strchr(rest, '*') != NULL) {
@@ -629,17 +611,9 @@ check_server_name(char *s, char *why, size_t whylen)
 static bool
 check_host(char *s, char *why, size_t whylen)
 {
-	if (!check_len(s, PB_MAX_HOST, why, whylen))
+	if (!check_word(s, PB_MAX_HOST, why, whylen) ||
+	    !check_no_dash(s, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
-	if (s[0] == '-') {
-		snprintf(why, whylen, "must not start with '-'");
-		return false;
-	}
 	if (s[0] == '[') {
 		snprintf(why, whylen,
 		         "write IPv6 addresses without brackets");
@@ -688,13 +662,8 @@ static bool
 check_url_scheme(char *s, const char *const *schemes, const char *what,
                  char *why, size_t whylen)
 {
-	if (!check_len(s, PB_MAX_URL, why, whylen))
+	if (!check_word(s, PB_MAX_URL, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	for (size_t i = 0; schemes[i] != NULL; i++) {
 		size_t n = strlen(schemes[i]);
 
@@ -731,13 +700,8 @@ check_webhook(char *s, char *why, size_t whylen)
 static bool
 check_contact(char *s, char *why, size_t whylen)
 {
-	if (!check_len(s, 7 + 320, why, whylen))
+	if (!check_word(s, 7 + 320, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	if (strncmp(s, "mailto:", 7) != 0 || strchr(s + 7, '@') == NULL ||
 	    s[7] == '@' || s[strlen(s) - 1] == '@') {
 		snprintf(why, whylen,
@@ -750,13 +714,8 @@ check_contact(char *s, char *why, size_t whylen)
 static bool
 check_kid(char *s, char *why, size_t whylen)
 {
-	if (!check_len(s, 512, why, whylen))
+	if (!check_word(s, 512, why, whylen))
 		return false;
-	if (has_ctl_or_space(s)) {
-		snprintf(why, whylen,
-		         "contains whitespace or control characters");
-		return false;
-	}
 	return true;
 }
 
@@ -1587,8 +1546,6 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 			               ? jsonpos_syntax_hint(c->text, c->len,
 			                                     (size_t)jerr.position)
 			               : "");
-		if (c->err != NULL)
-			sanitize(c->err->msg);
 		goto out;
 	}
 	if (!json_is_object(root)) {
@@ -1861,22 +1818,6 @@ playbook_free(struct cf_playbook *pb)
 	}
 	free(pb->nodes);
 	free(pb);
-}
-
-const char *
-playbook_content_name(cf_content_t c)
-{
-	if ((unsigned)c >= CF_NELEM(content_names) - 1)
-		return "unknown";
-	return content_names[c];
-}
-
-const char *
-playbook_key_type_name(cf_key_type_t k)
-{
-	if ((unsigned)k >= CF_NELEM(key_type_names) - 1)
-		return "unknown";
-	return key_type_names[k];
 }
 
 const struct cf_node *

@@ -73,121 +73,100 @@ reset_signal_raw(int sig)
 	(void)syscall(SYS_rt_sigaction, sig, &k, NULL, sizeof(k.mask));
 }
 
-int
-proc_run(const struct cf_proc_spec *spec, struct cf_proc_result *res,
-         cf_err_t *err)
+/* The child's stdin: a pipe already holding spec->input (in[0]), or
+ * /dev/null (*devnull). */
+static int
+open_stdin(const struct cf_proc_spec *spec, int in[2], int *devnull,
+           cf_err_t *err)
 {
-	int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1};
-	int devnull = -1, rc = -1;
+	ssize_t w;
+
+	if (spec->input == NULL) {
+		*devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (*devnull < 0)
+			return cf_err_set(err, CF_ERR_IO, "/dev/null: %s",
+			                  strerror(errno));
+		return 0;
+	}
+	if (pipe2(in, O_CLOEXEC) < 0)
+		return cf_err_set(err, CF_ERR_IO, "%s: pipe: %s", spec->path,
+		                  strerror(errno));
+	(void)fcntl(in[1], F_SETFL, O_NONBLOCK);
+	w = write(in[1], spec->input, spec->input_len);
+	close(in[1]);
+	in[1] = -1;
+	if (w < 0 || (size_t)w != spec->input_len)
+		return cf_err_set(err, CF_ERR_IO, "%s: input of %zu bytes does "
+		                  "not fit a pipe", spec->path, spec->input_len);
+	return 0;
+}
+
+/* The child after fork: its own process group, default signal dispositions
+ * and an empty mask, stdin from fd0, stdout and stderr to out_fd (or
+ * stdout to our stderr when out_fd < 0), then execve; a failed execve's
+ * errno goes to errp_fd.  We may have threads: async-signal-safe calls
+ * only. */
+static void __attribute__((noreturn))
+child_exec(const struct cf_proc_spec *spec, int fd0, int out_fd, int errp_fd)
+{
+	struct sigaction dfl;
+	sigset_t none;
+	int e;
+
+	setpgid(0, 0);
+	/* execve keeps SIG_IGN: our ignored SIGPIPE would be the program's.
+	 * glibc's sigaction refuses the real-time signals it keeps for
+	 * itself, yet whoever started us may have left them ignored (seen
+	 * under a job runner): the kernel call resets those too.  The child
+	 * has one thread, no glibc state to protect. */
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP &&
+		    sigaction(sig, &dfl, NULL) < 0)
+			reset_signal_raw(sig);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (dup2(fd0, STDIN_FILENO) < 0 ||
+	    dup2(out_fd >= 0 ? out_fd : STDERR_FILENO, STDOUT_FILENO) < 0 ||
+	    (out_fd >= 0 && dup2(out_fd, STDERR_FILENO) < 0))
+		_exit(126);
+	execve(spec->path, spec->argv, spec->envp);
+	e = errno;
+	(void)!write(errp_fd, &e, sizeof(e));
+	_exit(127);
+}
+
+/* The errno of a failed execve, reported on errp_fd; 0 when the program
+ * runs (the pipe closed on exec). */
+static int
+exec_errno(int errp_fd)
+{
+	ssize_t w;
+	int e = 0;
+
+	while ((w = read(errp_fd, &e, sizeof(e))) < 0 && errno == EINTR)
+		;
+	return w == (ssize_t)sizeof(e) ? e : 0;
+}
+
+/* Read the output (out_fd, or -1) and wait for pid until it exits or its
+ * deadline: then SIGTERM to its group, SIGKILL after term_grace_ms. */
+static void
+wait_child(const struct cf_proc_spec *spec, pid_t pid, int out_fd,
+           struct cf_proc_result *res)
+{
+	int64_t deadline = cf_now_ms() + spec->timeout_ms, kill_at = 0;
 	bool eof = false;
-	int64_t deadline, kill_at = 0;
-	pid_t pid = -1;
 
-	memset(res, 0, sizeof(*res));
-	if (spec->input != NULL) {
-		ssize_t w;
-
-		if (pipe2(in, O_CLOEXEC) < 0) {
-			cf_err_set(err, CF_ERR_IO, "%s: pipe: %s", spec->path,
-			           strerror(errno));
-			goto out;
-		}
-		(void)fcntl(in[1], F_SETFL, O_NONBLOCK);
-		w = write(in[1], spec->input, spec->input_len);
-		close(in[1]);
-		in[1] = -1;
-		if (w < 0 || (size_t)w != spec->input_len) {
-			cf_err_set(err, CF_ERR_IO, "%s: input of %zu bytes does "
-			           "not fit a pipe", spec->path, spec->input_len);
-			goto out;
-		}
-	} else if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
-		cf_err_set(err, CF_ERR_IO, "/dev/null: %s", strerror(errno));
-		goto out;
-	}
-	if (spec->capture && pipe2(out, O_CLOEXEC) < 0) {
-		cf_err_set(err, CF_ERR_IO, "%s: pipe: %s", spec->path,
-		           strerror(errno));
-		goto out;
-	}
-
-	/* the child reports a failed execve here; a successful one closes
-	 * it (O_CLOEXEC): "cannot execute: ENOENT" is told apart from a
-	 * program that itself exits 127 */
-	if (pipe2(errp, O_CLOEXEC) < 0) {
-		cf_err_set(err, CF_ERR_IO, "%s: pipe: %s", spec->path,
-		           strerror(errno));
-		goto out;
-	}
-	pid = fork();
-	if (pid < 0) {
-		cf_err_set(err, CF_ERR_IO, "%s: fork: %s", spec->path,
-		           strerror(errno));
-		goto out;
-	}
-	if (pid == 0) {
-		/* we may have threads: async-signal-safe calls only */
-		struct sigaction dfl;
-		sigset_t none;
-		int e, fd0 = in[0] >= 0 ? in[0] : devnull;
-
-		setpgid(0, 0);
-		/* execve keeps SIG_IGN: our ignored SIGPIPE would be the
-		 * program's.  glibc's sigaction refuses the real-time signals
-		 * it keeps for itself, yet whoever started us may have left
-		 * them ignored (seen under a job runner): the kernel call
-		 * resets those too.  The child has one thread, no glibc
-		 * state to protect. */
-		memset(&dfl, 0, sizeof(dfl));
-		dfl.sa_handler = SIG_DFL;
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sig != SIGKILL && sig != SIGSTOP &&
-			    sigaction(sig, &dfl, NULL) < 0)
-				reset_signal_raw(sig);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (dup2(fd0, STDIN_FILENO) < 0 ||
-		    dup2(spec->capture ? out[1] : STDERR_FILENO,
-		         STDOUT_FILENO) < 0 ||
-		    (spec->capture && dup2(out[1], STDERR_FILENO) < 0))
-			_exit(126);
-		execve(spec->path, spec->argv, spec->envp);
-		e = errno;
-		(void)!write(errp[1], &e, sizeof(e));
-		_exit(127);
-	}
-	(void)setpgid(pid, pid); /* either side may win the race */
-	close(errp[1]);
-	errp[1] = -1;
-	{
-		ssize_t w;
-		int e = 0;
-
-		while ((w = read(errp[0], &e, sizeof(e))) < 0 && errno == EINTR)
-			;
-		if (w == (ssize_t)sizeof(e) && e != 0) {
-			while (waitpid(pid, &res->status, 0) < 0 && errno == EINTR)
-				;
-			res->exec_errno = e;
-			rc = 0;
-			goto out;
-		}
-	}
-	if (out[1] >= 0) {
-		close(out[1]);
-		out[1] = -1;
-		(void)fcntl(out[0], F_SETFL, O_NONBLOCK);
-	}
-
-	deadline = cf_now_ms() + spec->timeout_ms;
 	for (;;) {
 		siginfo_t si;
 
-		if (out[0] >= 0 && !eof) {
-			struct pollfd pp = {.fd = out[0], .events = POLLIN};
+		if (out_fd >= 0 && !eof) {
+			struct pollfd pp = {.fd = out_fd, .events = POLLIN};
 
 			if (poll(&pp, 1, PROC_TICK_MS) > 0)
-				drain(out[0], &res->out, spec->out_max, &eof);
+				drain(out_fd, &res->out, spec->out_max, &eof);
 		} else {
 			tick();
 		}
@@ -222,10 +201,61 @@ proc_run(const struct cf_proc_spec *spec, struct cf_proc_result *res,
 	 * whatever ignored the SIGTERM */
 	if (res->timed_out)
 		kill(-pid, SIGKILL);
-	if (out[0] >= 0 && !eof)
-		drain(out[0], &res->out, spec->out_max, &eof);
+	if (out_fd >= 0 && !eof)
+		drain(out_fd, &res->out, spec->out_max, &eof);
 	while (waitpid(pid, &res->status, 0) < 0 && errno == EINTR)
 		;
+}
+
+int
+proc_run(const struct cf_proc_spec *spec, struct cf_proc_result *res,
+         cf_err_t *err)
+{
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1};
+	int devnull = -1, rc = -1;
+	pid_t pid = -1;
+
+	memset(res, 0, sizeof(*res));
+	if (open_stdin(spec, in, &devnull, err) < 0)
+		goto out;
+	if (spec->capture && pipe2(out, O_CLOEXEC) < 0) {
+		cf_err_set(err, CF_ERR_IO, "%s: pipe: %s", spec->path,
+		           strerror(errno));
+		goto out;
+	}
+	/* the child reports a failed execve here; a successful one closes
+	 * it (O_CLOEXEC): "cannot execute: ENOENT" is told apart from a
+	 * program that itself exits 127 */
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		cf_err_set(err, CF_ERR_IO, "%s: pipe: %s", spec->path,
+		           strerror(errno));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		cf_err_set(err, CF_ERR_IO, "%s: fork: %s", spec->path,
+		           strerror(errno));
+		goto out;
+	}
+	if (pid == 0)
+		child_exec(spec, in[0] >= 0 ? in[0] : devnull,
+		           spec->capture ? out[1] : -1, errp[1]);
+	(void)setpgid(pid, pid); /* either side may win the race */
+	close(errp[1]);
+	errp[1] = -1;
+	res->exec_errno = exec_errno(errp[0]);
+	if (res->exec_errno != 0) {
+		while (waitpid(pid, &res->status, 0) < 0 && errno == EINTR)
+			;
+		rc = 0;
+		goto out;
+	}
+	if (out[1] >= 0) {
+		close(out[1]);
+		out[1] = -1;
+		(void)fcntl(out[0], F_SETFL, O_NONBLOCK);
+	}
+	wait_child(spec, pid, out[0], res);
 	rc = 0;
 out:
 	for (int i = 0; i < 2; i++) {

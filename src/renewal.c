@@ -14,6 +14,22 @@ renewal_before(double renew_before_days, const struct cf_certinfo *ci)
 	return (ci->not_after - ci->not_before) / 3;
 }
 
+void
+renewal_check_thresholds(double renew_before_days,
+                         const struct cf_certinfo *ci, double *warn_days,
+                         double *crit_days)
+{
+	int64_t window = renewal_before(renew_before_days, ci);
+
+	/* A window as long as the lifetime makes renew due on every run;
+	 * thresholds scaled from it would alert on every fresh certificate,
+	 * so scale from the automatic window (a third) instead. */
+	if (window >= ci->not_after - ci->not_before)
+		window = renewal_before(0, ci);
+	*warn_days = (double)window / 86400.0 * 0.75;
+	*crit_days = (double)window / 86400.0 * 0.5;
+}
+
 static bool
 names_cover(char *const *domains, size_t n, const struct cf_certinfo *ci)
 {

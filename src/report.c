@@ -107,23 +107,6 @@ report_summary(FILE *f, const char *verb, const struct cf_rollout_result *res,
 }
 
 static json_t *
-time_or_null(int64_t t)
-{
-	char buf[32];
-
-	if (t <= 0)
-		return json_null();
-	cf_fmt_time(t, buf, sizeof(buf));
-	return json_string(buf);
-}
-
-static json_t *
-str_or_null(const char *s)
-{
-	return s != NULL && *s ? json_string(s) : json_null();
-}
-
-static json_t *
 cert_json(const char *version, const struct cf_certinfo *ci)
 {
 	json_t *o, *names;
@@ -135,11 +118,12 @@ cert_json(const char *version, const struct cf_certinfo *ci)
 	for (i = 0; i < ci->n_names; i++)
 		json_array_append_new(names, json_string(ci->names[i]));
 	o = json_pack("{s:o,s:s,s:o,s:o,s:I,s:o,s:o}", "version",
-	              str_or_null(version), "sha256", ci->sha256_hex,
-	              "not_before", time_or_null(ci->not_before), "not_after",
-	              time_or_null(ci->not_after), "not_after_epoch",
+	              cf_json_str_or_null(version), "sha256", ci->sha256_hex,
+	              "not_before", cf_json_time_or_null(ci->not_before),
+	              "not_after", cf_json_time_or_null(ci->not_after),
+	              "not_after_epoch",
 	              (json_int_t)ci->not_after, "names", names, "issuer",
-	              str_or_null(ci->issuer));
+	              cf_json_str_or_null(ci->issuer));
 	return o;
 }
 
@@ -161,33 +145,24 @@ node_state_fields(json_t *o, const struct cf_node_state *st)
 	}
 	json_object_set_new(o, "quarantined", json_boolean(st->quarantined));
 	json_object_set_new(o, "reason", st->quarantined
-	                                     ? str_or_null(st->reason)
+	                                     ? cf_json_str_or_null(st->reason)
 	                                     : json_null());
 	json_object_set_new(o, "detail", st->quarantined
-	                                     ? str_or_null(st->detail)
+	                                     ? cf_json_str_or_null(st->detail)
 	                                     : json_null());
 	json_object_set_new(o, "manual", json_boolean(st->manual));
 	json_object_set_new(o, "attempts", json_integer(st->attempts));
 	json_object_set_new(o, "quarantined_since",
-	                    time_or_null(st->quarantined ? st->quarantined_since
-	                                                 : 0));
-	json_object_set_new(o, "last_success", time_or_null(st->last_success));
-	json_object_set_new(o, "last_change", time_or_null(st->last_change));
-	json_object_set_new(o, "last_seen", time_or_null(st->last_seen));
+	                    cf_json_time_or_null(st->quarantined
+	                                             ? st->quarantined_since
+	                                             : 0));
+	json_object_set_new(o, "last_success",
+	                    cf_json_time_or_null(st->last_success));
+	json_object_set_new(o, "last_change",
+	                    cf_json_time_or_null(st->last_change));
+	json_object_set_new(o, "last_seen",
+	                    cf_json_time_or_null(st->last_seen));
 	return o;
-}
-
-static const struct cf_node_state *
-find_state(const struct cf_node_states *ns, const char *name)
-{
-	size_t i;
-
-	if (ns == NULL)
-		return NULL;
-	for (i = 0; i < ns->n; i++)
-		if (strcmp(ns->v[i].name, name) == 0)
-			return &ns->v[i];
-	return NULL;
 }
 
 void
@@ -231,14 +206,15 @@ report_renew_json(FILE *f, int exit_code, const char *version,
 	json_object_set_new(
 	    root, "renewal",
 	    json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:i}", "action", rr->action,
-	              "reason", str_or_null(rr->reason), "error",
-	              str_or_null(rr->error), "order", str_or_null(rr->order),
-	              "version", str_or_null(rr->version), "next_due",
-	              time_or_null(rr->next_due), "next_due_epoch",
+	              "reason", cf_json_str_or_null(rr->reason), "error",
+	              cf_json_str_or_null(rr->error), "order",
+	              cf_json_str_or_null(rr->order),
+	              "version", cf_json_str_or_null(rr->version), "next_due",
+	              cf_json_time_or_null(rr->next_due), "next_due_epoch",
 	              epoch_or_null(rr->next_due), "consecutive_failures",
 	              (int)rr->consecutive_failures));
 	json_object_set_new(root, "deploy_error",
-	                    str_or_null(rr->deploy_error));
+	                    cf_json_str_or_null(rr->deploy_error));
 	report_json_dump(f, root);
 }
 
@@ -263,10 +239,11 @@ run_doc(const char *command, int exit_code, const char *version,
 		    "error", failed ? json_string(r->err.msg) : json_null(),
 		    "canary", r->canary, "rolled_back", r->rolled_back,
 		    "touched", r->touched, "served_before",
-		    str_or_null(r->before_sha256), "serving_sha256",
-		    str_or_null(r->after_sha256), "duration_ms",
+		    cf_json_str_or_null(r->before_sha256), "serving_sha256",
+		    cf_json_str_or_null(r->after_sha256), "duration_ms",
 		    (json_int_t)r->duration_ms);
-		const struct cf_node_state *st = find_state(ns, r->node->name);
+		const struct cf_node_state *st =
+		    store_node_find(ns, r->node->name);
 
 		if (r->note[0])
 			json_object_set_new(o, "note", json_string(r->note));
@@ -325,14 +302,16 @@ renewal_json(const struct cf_renewal_view *rv)
 		return json_null();
 	return json_pack(
 	    "{s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o,s:o}", "due", rv->due,
-	    "basis", str_or_null(rv->basis), "reason", str_or_null(rv->why),
-	    "next_due", time_or_null(rv->next_due), "next_due_epoch",
+	    "basis", cf_json_str_or_null(rv->basis), "reason",
+	    cf_json_str_or_null(rv->why),
+	    "next_due", cf_json_time_or_null(rv->next_due), "next_due_epoch",
 	    epoch_or_null(rv->next_due), "last_attempt",
-	    time_or_null(rs ? rs->last_attempt : 0), "last_success",
-	    time_or_null(rs ? rs->last_success : 0), "consecutive_failures",
+	    cf_json_time_or_null(rs ? rs->last_attempt : 0), "last_success",
+	    cf_json_time_or_null(rs ? rs->last_success : 0),
+	    "consecutive_failures",
 	    (int)(rs ? rs->consecutive_failures : 0), "last_error",
-	    str_or_null(rs ? rs->last_error : NULL), "state_error",
-	    str_or_null(rv->state_error));
+	    cf_json_str_or_null(rs ? rs->last_error : NULL), "state_error",
+	    cf_json_str_or_null(rv->state_error));
 }
 
 /* "renewal: ..." under the certificate line of `status` */
@@ -382,13 +361,14 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 
 		for (i = 0; i < pb->n_nodes; i++) {
 			const struct cf_node *n = &pb->nodes[i];
-			const struct cf_node_state *st = find_state(ns, n->name);
+			const struct cf_node_state *st =
+			    store_node_find(ns, n->name);
 			json_t *o = json_pack("{s:s,s:s,s:i}", "name", n->name,
 			                      "host", n->host, "port", n->port);
 
 			json_object_set_new(
 			    o, "serving_sha256",
-			    str_or_null(st ? st->serving_sha256 : NULL));
+			    cf_json_str_or_null(st ? st->serving_sha256 : NULL));
 			json_object_set_new(
 			    o, "serving_current",
 			    json_boolean(st != NULL && ci != NULL &&
@@ -396,7 +376,7 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 			                        ci->sha256_hex) == 0));
 			json_object_set_new(
 			    o, "serving_not_after",
-			    time_or_null(st ? st->serving_not_after : 0));
+			    cf_json_time_or_null(st ? st->serving_not_after : 0));
 			node_state_fields(o, st);
 			json_array_append_new(nodes, o);
 		}
@@ -424,7 +404,7 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 	        "SERVES", "DAYS", "LAST SUCCESS", "SEEN", "QUARANTINE");
 	for (i = 0; i < pb->n_nodes; i++) {
 		const struct cf_node *n = &pb->nodes[i];
-		const struct cf_node_state *st = find_state(ns, n->name);
+		const struct cf_node_state *st = store_node_find(ns, n->name);
 		const char *serves = "unknown";
 
 		if (st != NULL && st->serving_sha256[0] != '\0')
@@ -543,10 +523,10 @@ report_revoke_json(FILE *f, int exit_code, const struct cf_revoke_report *r)
 	json_object_set_new(
 	    root, "revocation",
 	    json_pack("{s:o,s:s,s:i,s:o,s:b,s:o,s:o,s:o}", "version",
-	              str_or_null(r->version), "reason", r->reason,
-	              "reason_code", r->reason_code, "ca", str_or_null(r->ca),
+	              cf_json_str_or_null(r->version), "reason", r->reason,
+	              "reason_code", r->reason_code, "ca", cf_json_str_or_null(r->ca),
 	              "current", r->current, "revoked_at",
-	              time_or_null(r->revoked_at), "store_keys_wiped",
+	              cf_json_time_or_null(r->revoked_at), "store_keys_wiped",
 	              strv_json(r->store_wiped), "cleanup_pending",
 	              strv_json(r->pending)));
 	json_object_set_new(root, "nodes", nodes);

@@ -26,11 +26,12 @@
 #include <libssh2.h>
 #include <libssh2_sftp.h>
 
-#include "certfleet/knownhosts.h"
+#include "certfleet/b64.h"
 #include "certfleet/net.h"
 #include "certfleet/ssh.h"
-#include "certfleet/sshkey.h"
 #include "certfleet/util.h"
+#include "knownhosts.h"
+#include "sshkey.h"
 
 #define IDENTITY_MAX (64 * 1024)
 #define KNOWN_HOSTS_MAX (16 * 1024 * 1024)
@@ -243,7 +244,7 @@ openssh_key_info(const char *text, size_t len, struct identity_info *ii)
 		goto out;
 	memcpy(ii->pub, t, tl);
 	ii->pub[tl] = ' ';
-	knownhosts_b64_encode(f[4], fl[4], true, ii->pub + tl + 1);
+	b64_encode(CF_B64_STD, f[4], fl[4], true, ii->pub + tl + 1);
 	ii->pub_len = strlen(ii->pub);
 	rc = 0;
 out:
@@ -767,12 +768,6 @@ ssh_set_deadline(cf_ssh_t *s, int64_t deadline)
 	s->deadline = deadline;
 }
 
-const char *
-ssh_hostkey_fingerprint(const cf_ssh_t *s)
-{
-	return s->fingerprint;
-}
-
 /* ---- close ----------------------------------------------------------- */
 
 /* During teardown: wait for the socket, but past the grace deadline shut
@@ -1139,61 +1134,74 @@ signal_number(const char *name)
 	return 127; /* unknown name: still reported as killed (255) */
 }
 
-int
-ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
-         size_t stdin_len, int *exit_status, char **output, cf_err_t *err)
-{
-	LIBSSH2_CHANNEL *ch = NULL;
-	cf_buf_t ob = { 0 };
-	char what[CF_ERR_MSG_MAX / 2], buf[16384], *sig = NULL;
-	const char *in = stdin_data;
-	size_t off = 0, siglen = 0;
-	ssize_t n;
-	int64_t t0 = cf_now_ms();
-	int r, status, rc = -1;
+/* One remote command in progress: its session, what messages call it,
+ * when it started (for "timed out after"). */
+struct exec_ctx {
+	cf_ssh_t *s;
+	const char *what;
+	int64_t t0;
+};
 
-	if (ssh_usable(s, err) < 0)
-		return -1;
-	snprintf(what, sizeof(what), "remote command '%.80s%s'", command,
-	         strlen(command) > 80 ? "..." : "");
+static int
+exec_wait(const struct exec_ctx *x, cf_err_t *err)
+{
+	return ssh_wait(x->s, x->s->deadline, x->t0, x->what, err);
+}
+
+/* Open a channel, merge its stderr into stdout, start the command. */
+static int
+exec_start(const struct exec_ctx *x, const char *command,
+           LIBSSH2_CHANNEL **out, cf_err_t *err)
+{
+	cf_ssh_t *s = x->s;
+	LIBSSH2_CHANNEL *ch;
+	int r;
+
 	while ((ch = libssh2_channel_open_session(s->session)) == NULL) {
 		r = libssh2_session_last_errno(s->session);
-		if (r != LIBSSH2_ERROR_EAGAIN) {
-			ssh_fail(s, r, what, err);
-			goto out;
-		}
-		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
-			goto out;
+		if (r != LIBSSH2_ERROR_EAGAIN)
+			return ssh_fail(s, r, x->what, err);
+		if (exec_wait(x, err) < 0)
+			return -1;
 	}
+	*out = ch; /* freed by the caller from here on */
 	/* stderr into the same stream, in arrival order, so the operator sees
 	 * nginx -t's complaint where it happened. */
 	while ((r = libssh2_channel_handle_extended_data2(
 	            ch, LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE)) ==
 	       LIBSSH2_ERROR_EAGAIN)
-		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
-			goto out;
+		if (exec_wait(x, err) < 0)
+			return -1;
 	while ((r = libssh2_channel_exec(ch, command)) == LIBSSH2_ERROR_EAGAIN)
-		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
-			goto out;
-	if (r == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED) {
-		cf_err_set(err, CF_ERR_SSH, "%s: %s:%u refused to run it", what,
-		           s->host, s->port);
-		goto out;
-	}
-	if (r < 0) {
-		ssh_fail(s, r, what, err);
-		goto out;
-	}
-	/* All of stdin first, then read: libssh2 refuses a new packet while
-	 * another call's packet is half-sent (LIBSSH2_ERROR_BAD_USE), and
-	 * output waits in libssh2's buffers meanwhile.  The cost: a command
-	 * that exits without reading more stdin than the server's channel
-	 * window (2 MiB for OpenSSH) holds ends at the deadline. */
-	while (off < stdin_len) {
-		n = libssh2_channel_write(ch, in + off, stdin_len - off);
+		if (exec_wait(x, err) < 0)
+			return -1;
+	if (r == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED)
+		return cf_err_set(err, CF_ERR_SSH, "%s: %s:%u refused to run it",
+		                  x->what, s->host, s->port);
+	if (r < 0)
+		return ssh_fail(s, r, x->what, err);
+	return 0;
+}
+
+/* All of stdin, then EOF.  All of it first, then read: libssh2 refuses a
+ * new packet while another call's packet is half-sent
+ * (LIBSSH2_ERROR_BAD_USE), and output waits in libssh2's buffers
+ * meanwhile.  The cost: a command that exits without reading more stdin
+ * than the server's channel window (2 MiB for OpenSSH) holds ends at the
+ * deadline. */
+static int
+exec_send_stdin(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch,
+                const char *in, size_t len, cf_err_t *err)
+{
+	size_t off = 0;
+	ssize_t n;
+	int r;
+
+	while (off < len) {
+		n = libssh2_channel_write(ch, in + off, len - off);
 		if (n == LIBSSH2_ERROR_EAGAIN) {
-			if (ssh_wait(s, s->deadline, t0, what, err) < 0)
-				goto out;
+			if (exec_wait(x, err) < 0)
+				return -1;
 			continue;
 		}
 		/* The command exited without reading all of its stdin: not a
@@ -1201,73 +1209,111 @@ ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
 		if (n == LIBSSH2_ERROR_CHANNEL_CLOSED ||
 		    n == LIBSSH2_ERROR_CHANNEL_EOF_SENT)
 			break;
-		if (n < 0) {
-			ssh_fail(s, (int)n, what, err);
-			goto out;
-		}
+		if (n < 0)
+			return ssh_fail(x->s, (int)n, x->what, err);
 		off += (size_t)n;
 	}
 	while ((r = libssh2_channel_send_eof(ch)) == LIBSSH2_ERROR_EAGAIN)
-		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
-			goto out;
+		if (exec_wait(x, err) < 0)
+			return -1;
 	/* The command may have exited without reading its stdin: the server
 	 * then rejects our EOF on a closed channel, which is no failure. */
 	if (r < 0 && r != LIBSSH2_ERROR_CHANNEL_CLOSED &&
-	    r != LIBSSH2_ERROR_CHANNEL_EOF_SENT) {
-		ssh_fail(s, r, what, err);
-		goto out;
-	}
+	    r != LIBSSH2_ERROR_CHANNEL_EOF_SENT)
+		return ssh_fail(x->s, r, x->what, err);
+	return 0;
+}
+
+/* Read the output to EOF, keeping up to OUTPUT_MAX bytes in ob (none when
+ * ob is NULL). */
+static int
+exec_read_output(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
+                 cf_err_t *err)
+{
+	char buf[16384];
+	ssize_t n;
+
 	for (;;) {
 		n = libssh2_channel_read(ch, buf, sizeof(buf));
 		if (n == LIBSSH2_ERROR_EAGAIN) {
-			if (ssh_wait(s, s->deadline, t0, what, err) < 0)
-				goto out;
+			if (exec_wait(x, err) < 0)
+				return -1;
 			continue;
 		}
-		if (n < 0) {
-			ssh_fail(s, (int)n, what, err);
-			goto out;
-		}
+		if (n < 0)
+			return ssh_fail(x->s, (int)n, x->what, err);
 		if (n == 0) {
 			if (libssh2_channel_eof(ch))
-				break;
-			if (cf_ms_left(s->deadline) == 0) {
-				s->broken = true;
-				cf_err_set(err, CF_ERR_TIMEOUT,
-				           "%s timed out after %.1fs", what,
-				           secs_since(t0));
-				goto out;
+				return 0;
+			if (cf_ms_left(x->s->deadline) == 0) {
+				x->s->broken = true;
+				return cf_err_set(err, CF_ERR_TIMEOUT,
+				                  "%s timed out after %.1fs", x->what,
+				                  secs_since(x->t0));
 			}
 			continue;
 		}
 		/* Past the cap keep reading and dropping, so the command is
 		 * never blocked on a full window. */
-		if (output != NULL && ob.len < OUTPUT_MAX &&
-		    cf_buf_append(&ob, buf,
-		                  (size_t)n < OUTPUT_MAX - ob.len
+		if (ob != NULL && ob->len < OUTPUT_MAX &&
+		    cf_buf_append(ob, buf,
+		                  (size_t)n < OUTPUT_MAX - ob->len
 		                      ? (size_t)n
-		                      : OUTPUT_MAX - ob.len) < 0) {
-			cf_err_set(err, CF_ERR_NOMEM, "%s: out of memory", what);
-			goto out;
-		}
+		                      : OUTPUT_MAX - ob->len) < 0)
+			return cf_err_set(err, CF_ERR_NOMEM, "%s: out of memory",
+			                  x->what);
 	}
+}
+
+/* Close the channel and wait for the server's close; the exit status,
+ * 128 + the signal's number when a signal ended the command. */
+static int
+exec_close(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, int *status,
+           cf_err_t *err)
+{
+	char *sig = NULL;
+	size_t siglen = 0;
+	int r;
+
 	while ((r = libssh2_channel_close(ch)) == LIBSSH2_ERROR_EAGAIN)
-		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
-			goto out;
+		if (exec_wait(x, err) < 0)
+			return -1;
 	while ((r = libssh2_channel_wait_closed(ch)) == LIBSSH2_ERROR_EAGAIN)
-		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
-			goto out;
-	if (r < 0) {
-		ssh_fail(s, r, what, err);
-		goto out;
-	}
-	status = libssh2_channel_get_exit_status(ch);
+		if (exec_wait(x, err) < 0)
+			return -1;
+	if (r < 0)
+		return ssh_fail(x->s, r, x->what, err);
+	*status = libssh2_channel_get_exit_status(ch);
 	if (libssh2_channel_get_exit_signal(ch, &sig, &siglen, NULL, NULL, NULL,
 	                                    NULL) == 0 &&
 	    sig != NULL)
-		status = 128 + signal_number(sig);
+		*status = 128 + signal_number(sig);
+	if (sig != NULL)
+		libssh2_free(x->s->session, sig);
+	return 0;
+}
+
+int
+ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
+         size_t stdin_len, int *exit_status, char **output, cf_err_t *err)
+{
+	LIBSSH2_CHANNEL *ch = NULL;
+	cf_buf_t ob = { 0 };
+	char what[CF_ERR_MSG_MAX / 2];
+	struct exec_ctx x = { s, what, cf_now_ms() };
+	int r, status = 0, rc = -1;
+
+	if (ssh_usable(s, err) < 0)
+		return -1;
+	snprintf(what, sizeof(what), "remote command '%.80s%s'", command,
+	         strlen(command) > 80 ? "..." : "");
+	if (exec_start(&x, command, &ch, err) < 0 ||
+	    exec_send_stdin(&x, ch, stdin_data, stdin_len, err) < 0 ||
+	    exec_read_output(&x, ch, output != NULL ? &ob : NULL, err) < 0 ||
+	    exec_close(&x, ch, &status, err) < 0)
+		goto out;
 	while ((r = libssh2_channel_free(ch)) == LIBSSH2_ERROR_EAGAIN)
-		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
+		if (exec_wait(&x, err) < 0)
 			goto out;
 	ch = NULL;
 	if (output != NULL) {
@@ -1281,14 +1327,12 @@ ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
 	*exit_status = status;
 	rc = 0;
 out:
-	if (sig != NULL)
-		libssh2_free(s->session, sig);
 	/* libssh2_session_free reclaims a channel we could not free here. */
 	if (ch != NULL && !s->broken)
 		while (libssh2_channel_free(ch) == LIBSSH2_ERROR_EAGAIN) {
 			cf_err_t ignored;
 
-			if (ssh_wait(s, s->deadline, t0, what, &ignored) < 0)
+			if (exec_wait(&x, &ignored) < 0)
 				break;
 		}
 	cf_buf_free(&ob);

@@ -17,8 +17,8 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 
-#include "certfleet/knownhosts.h"
-#include "certfleet/sshkey.h"
+#include "certfleet/b64.h"
+#include "sshkey.h"
 
 struct cf_sshkey {
 	EVP_PKEY *pkey;
@@ -297,7 +297,7 @@ sshkey_openssh_container(const char *text, size_t len, unsigned char **bin,
 	for (; p < end && *p != '-'; p++)
 		if (*p != '\n' && *p != '\r' && *p != ' ' && *p != '\t')
 			b64[n++] = *p;
-	rc = knownhosts_b64_decode(b64, n, bin, bin_len);
+	rc = b64_decode(CF_B64_STD, b64, n, bin, bin_len);
 	OPENSSL_cleanse(b64, n);
 	free(b64);
 	return rc < 0 ? -1 : 0;

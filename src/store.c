@@ -1292,20 +1292,29 @@ save_json(const char *path, json_t *root, cf_err_t *err)
 /* Typed field readers: a missing or null field is the zero value (files
  * from older runs lack newer fields); a field of the wrong type is
  * corruption.  They return false and fill `why` on a type error. */
-static bool
-get_i64(json_t *o, const char *key, int64_t *v, char *why, size_t whylen)
+static json_t *
+get_field(json_t *o, const char *key)
 {
 	json_t *f = json_object_get(o, key);
 
-	if (f == NULL || json_is_null(f)) {
-		*v = 0;
-		return true;
-	}
-	if (!json_is_integer(f)) {
-		snprintf(why, whylen, "%s: expected an integer", key);
-		return false;
-	}
-	*v = (int64_t)json_integer_value(f);
+	return json_is_null(f) ? NULL : f;
+}
+
+static bool
+wrong_type(const char *key, const char *expected, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "%s: expected %s", key, expected);
+	return false;
+}
+
+static bool
+get_i64(json_t *o, const char *key, int64_t *v, char *why, size_t whylen)
+{
+	json_t *f = get_field(o, key);
+
+	if (f != NULL && !json_is_integer(f))
+		return wrong_type(key, "an integer", why, whylen);
+	*v = f != NULL ? (int64_t)json_integer_value(f) : 0;
 	return true;
 }
 
@@ -1327,16 +1336,10 @@ get_uint(json_t *o, const char *key, unsigned *v, char *why, size_t whylen)
 static bool
 get_bool(json_t *o, const char *key, bool *v, char *why, size_t whylen)
 {
-	json_t *f = json_object_get(o, key);
+	json_t *f = get_field(o, key);
 
-	if (f == NULL || json_is_null(f)) {
-		*v = false;
-		return true;
-	}
-	if (!json_is_boolean(f)) {
-		snprintf(why, whylen, "%s: expected true or false", key);
-		return false;
-	}
+	if (f != NULL && !json_is_boolean(f))
+		return wrong_type(key, "true or false", why, whylen);
 	*v = json_is_true(f);
 	return true;
 }
@@ -1346,25 +1349,17 @@ static bool
 get_str(json_t *o, const char *key, char **v, bool *oom, char *why,
         size_t whylen)
 {
-	json_t *f = json_object_get(o, key);
+	json_t *f = get_field(o, key);
 
 	*v = NULL;
-	if (f == NULL || json_is_null(f))
+	if (f == NULL)
 		return true;
-	if (!json_is_string(f)) {
-		snprintf(why, whylen, "%s: expected a string or null", key);
-		return false;
-	}
+	if (!json_is_string(f))
+		return wrong_type(key, "a string or null", why, whylen);
 	*v = strdup(json_string_value(f));
 	if (*v == NULL)
 		*oom = true;
 	return *v != NULL;
-}
-
-static json_t *
-str_or_null(const char *s)
-{
-	return s != NULL ? json_string(s) : json_null();
 }
 
 static void
@@ -1489,7 +1484,7 @@ node_to_json(const struct cf_node_state *n)
 	if (o == NULL)
 		return NULL;
 	if (json_object_set_new(o, "serving_sha256",
-	                        str_or_null(n->serving_sha256[0] ?
+	                        cf_json_str_or_null(n->serving_sha256[0] ?
 	                                    n->serving_sha256 : NULL)) < 0 ||
 	    json_object_set_new(o, "serving_not_after",
 	                        json_integer(n->serving_not_after)) < 0 ||
@@ -1498,8 +1493,8 @@ node_to_json(const struct cf_node_state *n)
 	                        json_integer(n->last_success)) < 0 ||
 	    json_object_set_new(o, "last_change", json_integer(n->last_change)) < 0 ||
 	    json_object_set_new(o, "quarantined", json_boolean(n->quarantined)) < 0 ||
-	    json_object_set_new(o, "reason", str_or_null(n->reason)) < 0 ||
-	    json_object_set_new(o, "detail", str_or_null(n->detail)) < 0 ||
+	    json_object_set_new(o, "reason", cf_json_str_or_null(n->reason)) < 0 ||
+	    json_object_set_new(o, "detail", cf_json_str_or_null(n->detail)) < 0 ||
 	    json_object_set_new(o, "quarantined_since",
 	                        json_integer(n->quarantined_since)) < 0 ||
 	    json_object_set_new(o, "attempts", json_integer(n->attempts)) < 0 ||
@@ -1548,15 +1543,25 @@ out:
 	return rc;
 }
 
+const struct cf_node_state *
+store_node_find(const struct cf_node_states *ns, const char *name)
+{
+	size_t i;
+
+	for (i = 0; ns != NULL && i < ns->n; i++)
+		if (ns->v[i].name != NULL && strcmp(ns->v[i].name, name) == 0)
+			return &ns->v[i];
+	return NULL;
+}
+
 struct cf_node_state *
 store_node(struct cf_node_states *ns, const char *name)
 {
+	const struct cf_node_state *found = store_node_find(ns, name);
 	struct cf_node_state *v, *n;
-	size_t i;
 
-	for (i = 0; i < ns->n; i++)
-		if (ns->v[i].name != NULL && strcmp(ns->v[i].name, name) == 0)
-			return &ns->v[i];
+	if (found != NULL)
+		return &ns->v[found - ns->v];
 	v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
 	if (v == NULL)
 		return NULL;
@@ -1655,7 +1660,8 @@ store_save_renewal(cf_store_t *st, const struct cf_renewal_state *r,
 	                        json_integer(r->last_success)) < 0 ||
 	    json_object_set_new(root, "consecutive_failures",
 	                        json_integer(r->consecutive_failures)) < 0 ||
-	    json_object_set_new(root, "last_error", str_or_null(r->last_error)) < 0 ||
+	    json_object_set_new(root, "last_error",
+	                        cf_json_str_or_null(r->last_error)) < 0 ||
 	    json_object_set_new(root, "ari_retry_after",
 	                        json_integer(r->ari_retry_after)) < 0 ||
 	    json_object_set_new(root, "ari_window_start",
@@ -1665,9 +1671,9 @@ store_save_renewal(cf_store_t *st, const struct cf_renewal_state *r,
 	    json_object_set_new(root, "ari_chosen",
 	                        json_integer(r->ari_chosen)) < 0 ||
 	    json_object_set_new(root, "ari_cert_id",
-	                        str_or_null(r->ari_cert_id)) < 0 ||
+	                        cf_json_str_or_null(r->ari_cert_id)) < 0 ||
 	    json_object_set_new(root, "ari_explanation",
-	                        str_or_null(r->ari_explanation)) < 0) {
+	                        cf_json_str_or_null(r->ari_explanation)) < 0) {
 		nomem(err);
 		goto out;
 	}
@@ -2043,10 +2049,10 @@ store_save_revocation(cf_store_t *st, const char *id,
 	                        json_integer(r->revoked_at)) < 0 ||
 	    json_object_set_new(root, "reason", json_integer(r->reason)) < 0 ||
 	    json_object_set_new(root, "key_sha256",
-	                        str_or_null(r->key_sha256[0] ? r->key_sha256
+	                        cf_json_str_or_null(r->key_sha256[0] ? r->key_sha256
 	                                                     : NULL)) < 0 ||
 	    json_object_set_new(root, "combined_sha256",
-	                        str_or_null(r->combined_sha256[0]
+	                        cf_json_str_or_null(r->combined_sha256[0]
 	                                        ? r->combined_sha256
 	                                        : NULL)) < 0)
 		goto oom;

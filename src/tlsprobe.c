@@ -235,20 +235,3 @@ out:
 	ERR_clear_error();
 	return rc;
 }
-
-int
-tlsprobe_fetch(const char *host, unsigned port, const char *server_name,
-               int64_t deadline, unsigned char **der, size_t *der_len,
-               cf_err_t *err)
-{
-	struct tlsprobe_ctx *ctx = NULL;
-	int rc = -1;
-
-	if (tlsprobe_ctx_new(&ctx, err) < 0)
-		goto out;
-	rc = tlsprobe_fetch_ctx(ctx, host, port, server_name, deadline, der,
-	                        der_len, NULL, err);
-out:
-	tlsprobe_ctx_free(ctx);
-	return rc;
-}

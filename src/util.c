@@ -53,6 +53,23 @@ cf_fmt_time(int64_t epoch, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+json_t *
+cf_json_str_or_null(const char *s)
+{
+	return s != NULL && *s != '\0' ? json_string(s) : json_null();
+}
+
+json_t *
+cf_json_time_or_null(int64_t t)
+{
+	char buf[32];
+
+	if (t <= 0)
+		return json_null();
+	cf_fmt_time(t, buf, sizeof(buf));
+	return json_string(buf);
+}
+
 static int
 buf_reserve(cf_buf_t *b, size_t extra)
 {

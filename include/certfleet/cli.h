@@ -1,11 +1,15 @@
 /* cli.h - the commands.  main.c parses global options into struct cf_cli
- * and dispatches; each cli_*.c implements one command and returns the
- * process exit code (documented in README "Exit codes"). */
+ * and dispatches; each cli_* function implements one command and returns
+ * the process exit code (documented in README "Exit codes").  Related
+ * commands share a file (cli_deploy.c: deploy, verify, rollback;
+ * cli_status.c: status, quarantine, validate; cli_renew.c: renew,
+ * revoke); cli_common.c holds what they share. */
 #ifndef CERTFLEET_CLI_H
 #define CERTFLEET_CLI_H
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <sysexits.h>
 
 #include "certfleet/err.h"
 #include "certfleet/notify.h"
@@ -18,10 +22,10 @@
 #define CF_EXIT_OK 0
 #define CF_EXIT_FAILED 1
 #define CF_EXIT_PARTIAL 2
-#define CF_EXIT_USAGE 64
-#define CF_EXIT_DATA 65
-#define CF_EXIT_LOCKED 75
-#define CF_EXIT_CONFIG 78
+#define CF_EXIT_USAGE EX_USAGE     /* 64 */
+#define CF_EXIT_DATA EX_DATAERR    /* 65 */
+#define CF_EXIT_LOCKED EX_TEMPFAIL /* 75 */
+#define CF_EXIT_CONFIG EX_CONFIG   /* 78 */
 
 #ifndef CERTFLEET_VERSION
 #define CERTFLEET_VERSION "0.1.0"

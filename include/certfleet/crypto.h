@@ -1,6 +1,9 @@
-/* crypto.h - certificates and keys.  The only module (with tlsprobe and
- * the JWS code) that includes OpenSSL headers; everything else handles PEM
- * text, DER bytes and the plain structs below. */
+/* crypto.h - certificates, keys and CSRs as PEM text, DER bytes and the
+ * plain structs below, so callers need no OpenSSL types.  OpenSSL types
+ * stay inside the modules that work on them: crypto, tlsprobe
+ * (handshakes), jws (signatures), sshkey (OpenSSH keys) and knownhosts
+ * (digests); elsewhere OpenSSL is used only for RAND_bytes and
+ * OPENSSL_cleanse. */
 #ifndef CERTFLEET_CRYPTO_H
 #define CERTFLEET_CRYPTO_H
 
@@ -29,9 +32,6 @@ struct cf_certinfo {
 };
 void crypto_certinfo_free(struct cf_certinfo *ci); /* frees members */
 
-/* Parse one DER certificate. */
-int crypto_certinfo_der(const unsigned char *der, size_t len,
-                        struct cf_certinfo *out, cf_err_t *err);
 /* Parse the first certificate of a PEM text. */
 int crypto_certinfo_pem(const char *pem, size_t len, struct cf_certinfo *out,
                         cf_err_t *err);
@@ -91,10 +91,6 @@ int crypto_csr_der(const char *key_pem, char *const *domains, size_t n,
 
 /* SHA-256 of bytes. */
 void crypto_sha256(const void *p, size_t n, unsigned char out[32]);
-/* Base64url without padding; caller frees. */
-char *crypto_b64url(const unsigned char *p, size_t n);
-/* Decode base64url (padding optional); caller frees *out. */
-int crypto_b64url_decode(const char *s, unsigned char **out, size_t *len);
 
 /* An OpenSSL ASN1_TIME as seconds since the epoch: 0, or -1 if absent or
  * malformed. */

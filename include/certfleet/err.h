@@ -54,6 +54,13 @@ int cf_err_set(cf_err_t *err, cf_code_t code, const char *fmt, ...)
 int cf_err_prefix(cf_err_t *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The one rule for untrusted text shown to people or machines: copy in
+ * (NULL reads as "") into out as one line of valid UTF-8 (tab, CR, LF
+ * become ' '; other controls, C1 controls and invalid bytes '?'), cut at
+ * a character boundary to fit outlen.  out may be in.  Returns the length
+ * written.  cf_err_set and cf_err_prefix apply it to every message. */
+size_t cf_sanitize(const char *in, char *out, size_t outlen);
+
 /* Short stable token for a node-level code, used as the quarantine reason
  * and in --json ("timeout", "hostkey-changed", ...).  "error" otherwise. */
 const char *cf_err_reason(cf_code_t code);

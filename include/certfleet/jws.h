@@ -20,9 +20,6 @@ int jws_key_load(const char *pem, size_t len, const char *what,
 /* Wipes the private parts; NULL is fine. */
 void jws_key_free(cf_jws_key_t *k);
 
-/* "ES256", "ES384" or "RS256" (borrowed). */
-const char *jws_key_alg(const cf_jws_key_t *k);
-
 /* RFC 7638 SHA-256 thumbprint, base64url; caller frees. NULL on ENOMEM. */
 char *jws_thumbprint(const cf_jws_key_t *k, cf_err_t *err);
 

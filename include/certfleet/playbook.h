@@ -4,8 +4,8 @@
  * to.  playbook_load() either returns a fully validated, defaults-applied
  * struct or fails with CF_ERR_CONFIG and a message of the form
  *     "FILE:LINE: KEY.PATH: what is wrong"
- * e.g. "web.json:14: nodes[2].host: contains whitespace".
- * Nothing outside this module sees JSON. */
+ * e.g. "web.json:14: nodes[2].host: contains whitespace or control
+ * characters".  Nothing outside this module sees the playbook's JSON. */
 #ifndef CERTFLEET_PLAYBOOK_H
 #define CERTFLEET_PLAYBOOK_H
 
@@ -39,7 +39,7 @@ struct cf_file_spec {
 };
 
 struct cf_node {
-	char *name;          /* unique; [A-Za-z0-9._-], no leading '-' */
+	char *name;          /* unique; [A-Za-z0-9._-], no leading '-' or '.' */
 	char *host;          /* hostname, IPv4 or IPv6 literal */
 	unsigned port;       /* ssh port, node override or ssh.port */
 	char *user;          /* node override or ssh.user */
@@ -49,7 +49,8 @@ struct cf_playbook {
 	char *path;          /* the file it was loaded from */
 
 	struct {
-		char *name;          /* store name; [A-Za-z0-9._-] */
+		char *name;          /* store name; as a node name, not
+		                        "lock" or "accounts" */
 		char **domains;      /* n_domains >= 1 */
 		size_t n_domains;
 		cf_key_type_t key_type;
@@ -58,7 +59,7 @@ struct cf_playbook {
 	struct {
 		char *user;          /* default "root" */
 		unsigned port;       /* default 22 */
-		char *identity;      /* absolute path; NULL = ~/.ssh/id_ed25519 etc. not supported: required */
+		char *identity;      /* absolute path, required */
 		char *known_hosts;   /* absolute path; default /etc/ssh/ssh_known_hosts */
 		unsigned connect_timeout; /* seconds, default 10 */
 		unsigned timeout;         /* seconds, per-node operation, default 60 */
@@ -83,7 +84,7 @@ struct cf_playbook {
 
 	struct {
 		unsigned concurrency;  /* default 32, 1..1024 */
-		unsigned canary;       /* default 1, 0 disables */
+		unsigned canary;       /* default 1, 0 disables, up to 1000 */
 		unsigned canary_failures; /* distinct canaries failing check/
 		                             reload/verify that stop the rollout;
 		                             default 2 (one failure may be the
@@ -145,8 +146,6 @@ void playbook_free(struct cf_playbook *pb);
  * otherwise.  No-op without a key file. */
 int playbook_load_secrets(struct cf_playbook *pb, cf_err_t *err);
 
-const char *playbook_content_name(cf_content_t c);
-const char *playbook_key_type_name(cf_key_type_t k);
 /* Find a node by name; NULL if absent. Borrowed pointer. */
 const struct cf_node *playbook_node(const struct cf_playbook *pb,
                                     const char *name);

@@ -16,6 +16,15 @@
  * acme.renew_before_days when > 0, else a third of the lifetime. */
 int64_t renewal_before(double renew_before_days, const struct cf_certinfo *ci);
 
+/* `check`'s default thresholds in days before expiry: WARNING a quarter
+ * into the renewal window (renewal is overdue), CRITICAL halfway through
+ * it: lifetime/4 and lifetime/6 with the automatic window (22.5 and 15
+ * days for 90-day certificates, 1.5 and 1 for 6-day ones).  A
+ * renew_before_days of the whole lifetime or more counts as automatic. */
+void renewal_check_thresholds(double renew_before_days,
+                              const struct cf_certinfo *ci, double *warn_days,
+                              double *crit_days);
+
 struct cf_renewal_due {
 	bool due;
 	/* when it is (or became) due, epoch seconds; 0 = now, with no date

@@ -1,6 +1,10 @@
 /* rollout.h - deploy a bundle to the fleet: the per-node pipeline, the
- * worker pool and the canary gate.  Which node is quarantined is the
- * caller's business: a node's result says what happened to it.
+ * worker pool and the canary gate.  Rollout writes no node state: putting
+ * a node into or out of quarantine is the caller's business, a node's
+ * result says what happened to it.  It only reads the quarantine it is
+ * given: manually quarantined nodes are skipped (opts.skip), nodes an
+ * earlier run quarantined go last and are never a canary while another
+ * node is left (opts.suspect).
  *
  * Per node, one SSH session does everything:
  *   probe (TLS: already serving? skip unless force) -> connect -> host key

@@ -33,7 +33,7 @@ typedef struct cf_ssh_ctx cf_ssh_ctx_t;
  * refused (CF_ERR_CONFIG; no agent support).  RSA keys load, but libssh2
  * 1.10 signs only with SHA-1 "ssh-rsa", which OpenSSH >= 8.8 refuses by
  * default, so authentication fails with a CF_ERR_AUTH message saying so.
- * known_hosts details are in knownhosts.h; note "@revoked" keys are
+ * known_hosts details are in src/knownhosts.h; note "@revoked" keys are
  * refused for every host and "@cert-authority" lines are ignored. */
 int ssh_ctx_new(const char *identity_path, const char *known_hosts_path,
                 cf_ssh_ctx_t **out, cf_err_t *err);
@@ -116,8 +116,5 @@ int ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
  * session that failed its host key check or timed out is just torn down.
  * Always closes the socket. NULL ok. */
 void ssh_close(cf_ssh_t *s);
-
-/* Host key fingerprint "SHA256:base64" of the connected peer (borrowed). */
-const char *ssh_hostkey_fingerprint(const cf_ssh_t *s);
 
 #endif

@@ -155,6 +155,9 @@ int store_load_nodes(cf_store_t *st, struct cf_node_states *out,
                      cf_err_t *err);
 int store_save_nodes(cf_store_t *st, const struct cf_node_states *ns,
                      cf_err_t *err);
+/* The state for `name`, NULL if none (or ns is NULL); borrowed from ns. */
+const struct cf_node_state *store_node_find(const struct cf_node_states *ns,
+                                            const char *name);
 /* Find or add (zeroed) the state for `name`; pointer valid until the next
  * call that adds. */
 struct cf_node_state *store_node(struct cf_node_states *ns, const char *name);

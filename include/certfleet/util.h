@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "certfleet/err.h"
 
 /* Monotonic clock in milliseconds; deadlines everywhere are absolute
@@ -18,6 +20,14 @@ int64_t cf_wall_now(void);
 int64_t cf_ms_left(int64_t deadline);
 /* ISO 8601 UTC ("2026-11-25T06:43:59Z") into buf (>= 21 bytes). */
 void cf_fmt_time(int64_t epoch, char *buf, size_t len);
+
+/* JSON for optional values, one rule for every document and state file:
+ * a string, null when s is NULL or "" (nothing to say); an ISO 8601 time,
+ * null when t <= 0 (unknown).  json_string refuses invalid UTF-8 (NULL,
+ * which makes json_pack fail): untrusted text goes through cf_sanitize
+ * first. */
+json_t *cf_json_str_or_null(const char *s);
+json_t *cf_json_time_or_null(int64_t t);
 
 /* Growable byte buffer, always NUL-terminated (data[len] == 0). */
 typedef struct cf_buf {

@@ -44,7 +44,7 @@ for src in src/*.c; do
 	objs="$objs $o"
 	# shellcheck disable=SC3013
 	if [ ! -f "$o" ] || [ "$src" -nt "$o" ] ||
-	    [ -n "$(find include/certfleet -newer "$o" -name '*.h' 2>/dev/null)" ]; then
+	    [ -n "$(find include/certfleet src -newer "$o" -name '*.h' 2>/dev/null)" ]; then
 		echo "  CC      $src"
 		# shellcheck disable=SC2086
 		$CC $CFLAGS -fsanitize=fuzzer-no-link -c -o "$o" "$src" ||

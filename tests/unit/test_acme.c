@@ -25,6 +25,7 @@
 #include <openssl/pem.h>
 
 #include "certfleet/acme.h"
+#include "certfleet/b64.h"
 #include "certfleet/crypto.h"
 #include "certfleet/jws.h"
 #include "certfleet/util.h"
@@ -537,7 +538,7 @@ b64url_json(const char *s)
 	size_t n = 0;
 	json_t *j;
 
-	assert_int_equal(crypto_b64url_decode(s, &raw, &n), 0);
+	assert_int_equal(b64_decode(CF_B64_URL, s, strlen(s), &raw, &n), 0);
 	j = json_loadb((const char *)raw, n, 0, NULL);
 	free(raw);
 	return j;
@@ -556,7 +557,8 @@ es256_verifies(const char *pem, const char *signing_input, const char *sig64)
 	ECDSA_SIG *sig = ECDSA_SIG_new();
 	bool ok = false;
 
-	assert_int_equal(crypto_b64url_decode(sig64, &raw, &n), 0);
+	assert_int_equal(b64_decode(CF_B64_URL, sig64, strlen(sig64), &raw,
+	                            &n), 0);
 	if (n == 64 &&
 	    ECDSA_SIG_set0(sig, BN_bin2bn(raw, 32, NULL),
 	                   BN_bin2bn(raw + 32, 32, NULL)) == 1 &&
@@ -584,7 +586,6 @@ test_jws_thumbprint(void **state)
 	(void)state;
 	assert_non_null(t);
 	assert_string_equal(t, ACCOUNT_THUMBPRINT);
-	assert_string_equal(jws_key_alg(k), "ES256");
 	free(t);
 	jws_key_free(k);
 }
@@ -704,10 +705,11 @@ test_jws_eab(void **state)
 	                     json_string_value(json_object_get(jws, "protected")),
 	                     json_string_value(json_object_get(jws, "payload")))
 	            > 0);
-	assert_int_equal(crypto_b64url_decode(hmac_b64, &key, &key_len), 0);
+	assert_int_equal(b64_decode(CF_B64_URL, hmac_b64, strlen(hmac_b64),
+	                            &key, &key_len), 0);
 	HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)input,
 	     strlen(input), mac, &mac_len);
-	want = crypto_b64url(mac, mac_len);
+	want = b64url_encode(mac, mac_len);
 	assert_string_equal(json_string_value(json_object_get(jws, "signature")),
 	                    want);
 

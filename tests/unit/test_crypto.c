@@ -688,11 +688,7 @@ test_certinfo_fixture(void **state)
 	static const unsigned char serial[21] = {
 	    0x00, 0x8a, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09,
 	    0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13};
-	struct cf_certinfo ci, ci2;
-	unsigned char *der = NULL;
-	int der_len;
-	BIO *b;
-	X509 *x;
+	struct cf_certinfo ci;
 	cf_err_t err = {0};
 
 	(void)state;
@@ -718,28 +714,6 @@ test_certinfo_fixture(void **state)
 	assert_int_equal(ci.n_names, 2);
 	assert_string_equal(ci.names[0], "www.example.com");
 	assert_string_equal(ci.names[1], "example.com");
-
-	/* The same through DER; trailing bytes are refused. */
-	b = BIO_new_mem_buf(FIXTURE_LEAF, -1);
-	x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-	der_len = i2d_X509(x, &der);
-	assert_ok(crypto_certinfo_der(der, (size_t)der_len, &ci2, &err));
-	assert_memory_equal(ci.sha256, ci2.sha256, 32);
-	crypto_certinfo_free(&ci2);
-	assert_int_equal(crypto_certinfo_der(der, (size_t)der_len - 1, &ci2, &err),
-	                 -1);
-	assert_int_equal(err.code, CF_ERR_DATA);
-	{
-		unsigned char *longer = malloc((size_t)der_len + 1);
-
-		memcpy(longer, der, (size_t)der_len);
-		longer[der_len] = 0;
-		assert_int_equal(crypto_certinfo_der(longer, (size_t)der_len + 1,
-		                                     &ci2, &err),
-		                 -1);
-		assert_non_null(strstr(err.msg, "trailing"));
-		free(longer);
-	}
 	crypto_certinfo_free(&ci);
 
 	/* The self-signed CA: AKI equals its own SKI, issuer CN present. */
@@ -753,9 +727,6 @@ test_certinfo_fixture(void **state)
 
 	assert_int_equal(crypto_certinfo_pem("nope", 4, &ci, &err), -1);
 	assert_int_equal(err.code, CF_ERR_DATA);
-	OPENSSL_free(der);
-	X509_free(x);
-	BIO_free(b);
 }
 
 static void
@@ -836,62 +807,6 @@ test_csr(void **state)
 }
 
 static void
-test_b64url(void **state)
-{
-	/* RFC 4648 section 10 vectors, url alphabet, no padding. */
-	static const struct {
-		const char *in, *out;
-	} v[] = {
-	    {"", ""},         {"f", "Zg"},         {"fo", "Zm8"},
-	    {"foo", "Zm9v"},  {"foob", "Zm9vYg"},  {"fooba", "Zm9vYmE"},
-	    {"foobar", "Zm9vYmFy"},
-	};
-	static const unsigned char hi[] = {0xfb, 0xff, 0xbf, 0xfe};
-	unsigned char all[256], *dec = NULL;
-	size_t i, n, dlen;
-	char *s;
-
-	(void)state;
-	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		s = crypto_b64url((const unsigned char *)v[i].in, strlen(v[i].in));
-		assert_string_equal(s, v[i].out);
-		assert_int_equal(crypto_b64url_decode(s, &dec, &dlen), 0);
-		assert_int_equal(dlen, strlen(v[i].in));
-		assert_memory_equal(dec, v[i].in, dlen);
-		free(dec);
-		free(s);
-	}
-	s = crypto_b64url(hi, sizeof(hi));
-	assert_string_equal(s, "-_-__g"); /* '+' '/' become '-' '_' */
-	free(s);
-	for (i = 0; i < sizeof(all); i++)
-		all[i] = (unsigned char)(255 - i);
-	for (n = 0; n <= sizeof(all); n += 17) {
-		s = crypto_b64url(all, n);
-		assert_null(strchr(s, '='));
-		assert_int_equal(crypto_b64url_decode(s, &dec, &dlen), 0);
-		assert_int_equal(dlen, n);
-		assert_memory_equal(dec, all, n);
-		free(dec);
-		free(s);
-	}
-	/* Padding optional on input. */
-	assert_int_equal(crypto_b64url_decode("Zm8=", &dec, &dlen), 0);
-	assert_int_equal(dlen, 2);
-	free(dec);
-	assert_int_equal(crypto_b64url_decode("Zg==", &dec, &dlen), 0);
-	assert_int_equal(dlen, 1);
-	free(dec);
-	/* Standard alphabet, bad lengths, stray padding, non-zero tail bits. */
-	assert_int_equal(crypto_b64url_decode("+/8", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Z", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Zg=", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Z=g", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Zh", &dec, &dlen), -1);
-	assert_int_equal(crypto_b64url_decode("Zm9v YmFy", &dec, &dlen), -1);
-}
-
-static void
 test_sha256(void **state)
 {
 	unsigned char d[32];
@@ -924,7 +839,6 @@ main(void)
 	    cmocka_unit_test(test_bundle_normalization),
 	    cmocka_unit_test(test_certinfo_fixture),
 	    cmocka_unit_test(test_csr),
-	    cmocka_unit_test(test_b64url),
 	    cmocka_unit_test(test_sha256),
 	};
 

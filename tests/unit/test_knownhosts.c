@@ -10,7 +10,8 @@
 
 #include <cmocka.h>
 
-#include "certfleet/knownhosts.h"
+#include "certfleet/b64.h"
+#include "../../src/knownhosts.h"
 
 #define ED_B64                                                               \
 	"AAAAC3NzaC1lZDI1NTE5AAAAIPsUXlkBiyh2SncIRhp5Yf9moQeR9ZlHTW1HuyodosKH"
@@ -41,7 +42,7 @@ blob_of(const char *b64)
 {
 	struct blob b = { NULL, 0 };
 
-	assert_int_equal(knownhosts_b64_decode(b64, strlen(b64), &b.p, &b.n), 0);
+	assert_int_equal(b64_decode(CF_B64_STD, b64, strlen(b64), &b.p, &b.n), 0);
 	return b;
 }
 
@@ -85,7 +86,6 @@ test_plain(void **state)
 
 	(void)state;
 	kh = parse("web1.example.com,10.0.0.1 ssh-ed25519 " ED_B64 " a comment\n");
-	assert_int_equal(knownhosts_count(kh), 1);
 	assert_int_equal(check(kh, "web1.example.com", 22, ED_B64, types,
 	                       sizeof(types)),
 	                 KNOWNHOSTS_MATCH);
@@ -120,7 +120,6 @@ test_hashed(void **state)
 
 	(void)state;
 	kh = parse(HASHED_ED_LINE "\n" HASHED_EC_LINE "\n");
-	assert_int_equal(knownhosts_count(kh), 2);
 	assert_int_equal(check(kh, "web1.example.com", 22, ED_B64, types,
 	                       sizeof(types)),
 	                 KNOWNHOSTS_MATCH);
@@ -180,7 +179,6 @@ test_comments_blank_and_junk(void **state)
 	           "|1|c2FsdA==|aGFzaA== ssh-ed25519 " ED_B64 "\n" /* short salt */
 	           "@unknown-marker web6 ssh-ed25519 " ED_B64 "\n"
 	           "\tweb7   ssh-ed25519\t" ED_B64);        /* no final EOL */
-	assert_int_equal(knownhosts_count(kh), 2);
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_MATCH);
 	assert_int_equal(check(kh, "web4", 22, ED_B64, NULL, 0),
@@ -200,8 +198,6 @@ test_cert_authority_skipped(void **state)
 
 	(void)state;
 	kh = parse("@cert-authority *.example.com ssh-ed25519 " ED_B64 "\n");
-	assert_int_equal(knownhosts_count(kh), 0);
-	assert_int_equal(knownhosts_revoked_count(kh), 0);
 	/* the CA key itself is not accepted as a host key */
 	assert_int_equal(check(kh, "web1.example.com", 22, ED_B64, types,
 	                       sizeof(types)),
@@ -219,8 +215,6 @@ test_revoked(void **state)
 	kh = parse("web1 ssh-ed25519 " ED_B64 "\n"
 	           "web1 ecdsa-sha2-nistp256 " EC_B64 "\n"
 	           "@revoked * ssh-ed25519 " ED_B64 "\n");
-	assert_int_equal(knownhosts_count(kh), 2);
-	assert_int_equal(knownhosts_revoked_count(kh), 1);
 	/* revoked wins over a matching entry, and for any host */
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_REVOKED);
@@ -295,12 +289,10 @@ test_not_nul_terminated_and_empty(void **state)
 	(void)state;
 	/* the length excludes the trailing XXXX, which would spoil the key */
 	assert_int_equal(knownhosts_parse(text, strlen(text) - 4, &kh, &err), 0);
-	assert_int_equal(knownhosts_count(kh), 1);
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_MATCH);
 	knownhosts_free(kh);
 	assert_int_equal(knownhosts_parse("", 0, &kh, &err), 0);
-	assert_int_equal(knownhosts_count(kh), 0);
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_NOTFOUND);
 	knownhosts_free(kh);
@@ -321,34 +313,6 @@ test_fingerprint(void **state)
 	knownhosts_fingerprint(b.p, b.n, fp);
 	assert_string_equal(fp, EC_FP);
 	free(b.p);
-}
-
-static void
-test_base64(void **state)
-{
-	unsigned char *p = NULL;
-	size_t n = 0;
-	char enc[16];
-
-	(void)state;
-	assert_int_equal(knownhosts_b64_decode("Zm9vYg==", 8, &p, &n), 0);
-	assert_int_equal(n, 4);
-	assert_memory_equal(p, "foob", 4);
-	free(p);
-	assert_int_equal(knownhosts_b64_decode("Zm9vYg", 6, &p, &n), 0);
-	assert_int_equal(n, 4);
-	free(p);
-	assert_int_equal(knownhosts_b64_decode("", 0, &p, &n), 0);
-	assert_int_equal(n, 0);
-	free(p);
-	assert_int_equal(knownhosts_b64_decode("Zm9v!g==", 8, &p, &n), -1);
-	assert_int_equal(knownhosts_b64_decode("Zm9vY", 5, &p, &n), -1);
-	assert_int_equal(knownhosts_b64_decode("Zm9vYg=", 7, &p, &n), -1);
-	assert_int_equal(knownhosts_b64_decode("Zm9vY===", 8, &p, &n), -1);
-	knownhosts_b64_encode((const unsigned char *)"foob", 4, true, enc);
-	assert_string_equal(enc, "Zm9vYg==");
-	knownhosts_b64_encode((const unsigned char *)"foob", 4, false, enc);
-	assert_string_equal(enc, "Zm9vYg");
 }
 
 static void
@@ -384,7 +348,6 @@ main(void)
 		cmocka_unit_test(test_patterns),
 		cmocka_unit_test(test_not_nul_terminated_and_empty),
 		cmocka_unit_test(test_fingerprint),
-		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_offered_blob_malformed),
 	};
 

@@ -16,7 +16,7 @@
 #include <dirent.h>
 #include <libgen.h>
 
-#include "certfleet/jsonpos.h"
+#include "../../src/jsonpos.h"
 #include "certfleet/playbook.h"
 #include "certfleet/util.h"
 
@@ -1057,28 +1057,6 @@ test_shipped_playbooks(void **state)
 }
 
 static void
-test_names(void **state)
-{
-	(void)state;
-	assert_string_equal(playbook_content_name(CF_CONTENT_CERT), "cert");
-	assert_string_equal(playbook_content_name(CF_CONTENT_CHAIN), "chain");
-	assert_string_equal(playbook_content_name(CF_CONTENT_FULLCHAIN),
-	                    "fullchain");
-	assert_string_equal(playbook_content_name(CF_CONTENT_PRIVKEY), "privkey");
-	assert_string_equal(playbook_content_name(CF_CONTENT_COMBINED),
-	                    "combined");
-	assert_string_equal(playbook_content_name((cf_content_t)99), "unknown");
-	assert_string_equal(playbook_key_type_name(CF_KEY_EC_P256), "ec-p256");
-	assert_string_equal(playbook_key_type_name(CF_KEY_EC_P384), "ec-p384");
-	assert_string_equal(playbook_key_type_name(CF_KEY_RSA_2048), "rsa-2048");
-	assert_string_equal(playbook_key_type_name(CF_KEY_RSA_3072), "rsa-3072");
-	assert_string_equal(playbook_key_type_name(CF_KEY_RSA_4096), "rsa-4096");
-	assert_string_equal(playbook_key_type_name((cf_key_type_t)-1), "unknown");
-	playbook_free(NULL);
-	assert_null(playbook_node(NULL, "x"));
-}
-
-static void
 find_srcdir(const char *argv0)
 {
 	const char *env = getenv("CF_SRCDIR");
@@ -1115,7 +1093,6 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_eab_key_file),
 		cmocka_unit_test(test_fixture_files),
 		cmocka_unit_test(test_shipped_playbooks),
-		cmocka_unit_test(test_names),
 	};
 	size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);
 	size_t n_bad = sizeof(bad_cases) / sizeof(bad_cases[0]);

@@ -114,6 +114,90 @@ test_ari(void **state)
 	assert_string_equal(d.basis, "lifetime");
 }
 
+/* The CA's window already behind us (the run after an outage, or a CA
+ * asking for an immediate renewal): due at once, on ARI's account. */
+static void
+test_ari_window_in_the_past(void **state)
+{
+	struct cf_certinfo ci;
+	struct cf_renewal_state rs;
+	struct cf_renewal_due d;
+	char *want[] = {"a.example"};
+
+	(void)state;
+	cert(&ci, 10 * DAY, 100 * DAY);
+	memset(&rs, 0, sizeof(rs));
+	rs.ari_cert_id = "AAA.BBB";
+	rs.ari_window_start = 2 * DAY;   /* before the cert was even issued */
+	rs.ari_chosen = 3 * DAY;
+	rs.ari_explanation = "https://ca.test/incident";
+	renewal_due(want, 1, 0, &ci, &rs, "AAA.BBB", 20 * DAY, &d);
+	assert_true(d.due);
+	assert_int_equal(d.next_due, 3 * DAY);
+	assert_string_equal(d.basis, "ari");
+	assert_non_null(strstr(d.why, "renewal window (ARI) opened "
+	                              "1970-01-03"));
+	assert_non_null(strstr(d.why, ": see https://ca.test/incident"));
+	/* no time picked (ari_chosen 0): the lifetime rule alone */
+	rs.ari_chosen = 0;
+	renewal_due(want, 1, 0, &ci, &rs, "AAA.BBB", 20 * DAY, &d);
+	assert_false(d.due);
+	assert_string_equal(d.basis, "lifetime");
+	/* no ARI id for the certificate: the stored answer is not used */
+	rs.ari_chosen = 3 * DAY;
+	renewal_due(want, 1, 0, &ci, &rs, NULL, 20 * DAY, &d);
+	assert_false(d.due);
+	assert_string_equal(d.basis, "lifetime");
+}
+
+/* Due exactly at the boundary, not a second before. */
+static void
+test_boundary(void **state)
+{
+	struct cf_certinfo ci;
+	struct cf_renewal_due d;
+	char *want[] = {"b.example"};
+
+	(void)state;
+	cert(&ci, 0, 90 * DAY);
+	renewal_due(want, 1, 0, &ci, NULL, NULL, 60 * DAY - 1, &d);
+	assert_false(d.due);
+	renewal_due(want, 1, 0, &ci, NULL, NULL, 60 * DAY, &d);
+	assert_true(d.due);
+	/* already expired: due, on the lifetime rule */
+	renewal_due(want, 1, 0, &ci, NULL, NULL, 100 * DAY, &d);
+	assert_true(d.due);
+	assert_string_equal(d.basis, "lifetime");
+}
+
+/* check's thresholds: a quarter and half into the renewal window; a
+ * window of the whole lifetime or more counts as automatic (a third),
+ * while renew itself stays due at once (test_lifetime). */
+static void
+test_check_thresholds(void **state)
+{
+	struct cf_certinfo ci;
+	double warn, crit;
+
+	(void)state;
+	cert(&ci, 0, 90 * DAY);
+	renewal_check_thresholds(0, &ci, &warn, &crit);
+	assert_true(warn == 22.5 && crit == 15);
+	renewal_check_thresholds(20, &ci, &warn, &crit);
+	assert_true(warn == 15 && crit == 10);
+	renewal_check_thresholds(89.5, &ci, &warn, &crit);
+	assert_true(warn > 67 && crit > 44);
+	renewal_check_thresholds(90, &ci, &warn, &crit);
+	assert_true(warn == 22.5 && crit == 15);
+	renewal_check_thresholds(3649, &ci, &warn, &crit);
+	assert_true(warn == 22.5 && crit == 15);
+	cert(&ci, 0, 6 * DAY);
+	renewal_check_thresholds(0, &ci, &warn, &crit);
+	assert_true(warn == 1.5 && crit == 1);
+	renewal_check_thresholds(30, &ci, &warn, &crit);
+	assert_true(warn == 1.5 && crit == 1);
+}
+
 int
 main(void)
 {
@@ -122,6 +206,9 @@ main(void)
 		cmocka_unit_test(test_lifetime),
 		cmocka_unit_test(test_no_cert_and_domains),
 		cmocka_unit_test(test_ari),
+		cmocka_unit_test(test_ari_window_in_the_past),
+		cmocka_unit_test(test_boundary),
+		cmocka_unit_test(test_check_thresholds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,8 +19,8 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 
-#include "certfleet/knownhosts.h"
-#include "certfleet/sshkey.h"
+#include "certfleet/b64.h"
+#include "../../src/sshkey.h"
 
 static const char ED_KEY[] =
 	"-----BEGIN OPENSSH PRIVATE KEY-----\n"
@@ -152,8 +152,8 @@ check_key(const char *text, const char *pub_b64)
 	int i;
 
 	assert_non_null(k);
-	assert_int_equal(knownhosts_b64_decode(pub_b64, strlen(pub_b64), &want,
-	                                       &want_len), 0);
+	assert_int_equal(b64_decode(CF_B64_STD, pub_b64, strlen(pub_b64), &want,
+	                            &want_len), 0);
 	blob = sshkey_blob(k, &blob_len);
 	assert_int_equal(blob_len, want_len);
 	assert_memory_equal(blob, want, want_len);

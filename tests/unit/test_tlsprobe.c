@@ -119,6 +119,22 @@ sni_cb(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* One probe on a context of its own. */
+static int
+probe_one_shot(const char *host, unsigned port, const char *server_name,
+               int64_t deadline, unsigned char **der, size_t *der_len,
+               cf_err_t *err)
+{
+	struct tlsprobe_ctx *ctx = NULL;
+	int rc = -1;
+
+	if (tlsprobe_ctx_new(&ctx, err) == 0)
+		rc = tlsprobe_fetch_ctx(ctx, host, port, server_name, deadline,
+		                        der, der_len, NULL, err);
+	tlsprobe_ctx_free(ctx);
+	return rc;
+}
+
 static int
 listen_local(unsigned *port)
 {
@@ -230,7 +246,7 @@ test_fetch_exact_der_and_sni(void **state)
 	(void)state;
 	srv_start(&s, SRV_TLS);
 
-	assert_ok(tlsprobe_fetch("127.0.0.1", s.port, "www.example.test",
+	assert_ok(probe_one_shot("127.0.0.1", s.port, "www.example.test",
 	                         cf_now_ms() + 5000, &der, &len, &err));
 	assert_int_equal(len, (size_t)c_default.der_len);
 	assert_memory_equal(der, c_default.der, len);
@@ -238,23 +254,23 @@ test_fetch_exact_der_and_sni(void **state)
 	free(der);
 
 	/* SNI selects the certificate, so it must really be sent. */
-	assert_ok(tlsprobe_fetch("127.0.0.1", s.port, "other.test",
+	assert_ok(probe_one_shot("127.0.0.1", s.port, "other.test",
 	                         cf_now_ms() + 5000, &der, &len, &err));
 	assert_int_equal(len, (size_t)c_other.der_len);
 	assert_memory_equal(der, c_other.der, len);
 	free(der);
 
 	/* IP literals are not sent as SNI (RFC 6066 3). */
-	assert_ok(tlsprobe_fetch("localhost", s.port, "127.0.0.1",
+	assert_ok(probe_one_shot("localhost", s.port, "127.0.0.1",
 	                         cf_now_ms() + 5000, &der, &len, &err));
 	assert_string_equal(s.last_sni, "");
 	assert_memory_equal(der, c_default.der, len);
 	free(der);
-	assert_ok(tlsprobe_fetch("127.0.0.1", s.port, "::1", cf_now_ms() + 5000,
+	assert_ok(probe_one_shot("127.0.0.1", s.port, "::1", cf_now_ms() + 5000,
 	                         &der, &len, &err));
 	assert_string_equal(s.last_sni, "");
 	free(der);
-	assert_ok(tlsprobe_fetch("127.0.0.1", s.port, NULL, 0, &der, &len, &err));
+	assert_ok(probe_one_shot("127.0.0.1", s.port, NULL, 0, &der, &len, &err));
 	assert_string_equal(s.last_sni, "");
 	free(der);
 
@@ -274,7 +290,7 @@ test_timeout_silent_server(void **state)
 	char want[128];
 
 	(void)state;
-	assert_int_equal(tlsprobe_fetch("127.0.0.1", port, "www.example.test",
+	assert_int_equal(probe_one_shot("127.0.0.1", port, "www.example.test",
 	                                t0 + 300, &der, &len, &err),
 	                 -1);
 	took = cf_now_ms() - t0;
@@ -289,7 +305,7 @@ test_timeout_silent_server(void **state)
 
 	/* A deadline already past fails at once. */
 	t0 = cf_now_ms();
-	assert_int_equal(tlsprobe_fetch("127.0.0.1", port, NULL, t0 - 1, &der,
+	assert_int_equal(probe_one_shot("127.0.0.1", port, NULL, t0 - 1, &der,
 	                                &len, &err),
 	                 -1);
 	assert_int_equal(err.code, CF_ERR_TIMEOUT);
@@ -308,7 +324,7 @@ test_refused(void **state)
 
 	(void)state;
 	close(lfd); /* nothing listens there any more */
-	assert_int_equal(tlsprobe_fetch("127.0.0.1", port, "x.test",
+	assert_int_equal(probe_one_shot("127.0.0.1", port, "x.test",
 	                                cf_now_ms() + 2000, &der, &len, &err),
 	                 -1);
 	assert_int_equal(err.code, CF_ERR_REFUSED);
@@ -325,7 +341,7 @@ test_not_tls(void **state)
 
 	(void)state;
 	srv_start(&s, SRV_GARBAGE);
-	assert_int_equal(tlsprobe_fetch("127.0.0.1", s.port, "x.test",
+	assert_int_equal(probe_one_shot("127.0.0.1", s.port, "x.test",
 	                                cf_now_ms() + 2000, &der, &len, &err),
 	                 -1);
 	assert_int_equal(err.code, CF_ERR_TLS);

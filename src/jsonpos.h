@@ -1,4 +1,5 @@
-/* jsonpos.h - find where things are in JSON text.
+/* jsonpos.h - find where things are in JSON text, for playbook.c's
+ * messages (private to the playbook module).
  *
  * jansson keeps no source positions for values, yet an operator fixing a
  * playbook needs "web.json:14:", not just "nodes[2].host".  These functions

@@ -1,5 +1,5 @@
 /* sshkey.h - the SSH identity parsed once per run, for the publickey
- * signature of every session.
+ * signature of every session.  Private to the ssh module (ssh.c).
  *
  * libssh2_userauth_publickey_frommemory parses the key text again on every
  * login (base64, PEM, OpenSSL's decoders: about 15% of the coordinator's

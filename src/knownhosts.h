@@ -1,6 +1,6 @@
 /* knownhosts.h - OpenSSH known_hosts parsing and host key matching, kept
  * apart from the libssh2 session code so it can be unit tested and fuzzed
- * without a server.
+ * without a server.  Private to the ssh module (ssh.c is its one user).
  *
  * Semantics follow OpenSSH (hostfile.c, match.c):
  *  - the name looked up is "host" for port 22 and "[host]:port" otherwise,
@@ -42,9 +42,6 @@ typedef enum {
 int knownhosts_parse(const char *text, size_t len, cf_knownhosts_t **out,
                      cf_err_t *err);
 void knownhosts_free(cf_knownhosts_t *kh);
-/* Usable host key lines (excluding @revoked), and @revoked keys. */
-size_t knownhosts_count(const cf_knownhosts_t *kh);
-size_t knownhosts_revoked_count(const cf_knownhosts_t *kh);
 
 /* Entries that apply to host:port.  *out borrows from kh (free hits
  * first); caller frees with knownhosts_hits_free. */
@@ -65,15 +62,5 @@ cf_knownhosts_result_t knownhosts_hits_check(const cf_knownhosts_hits_t *h,
  * padding, into out (KNOWNHOSTS_FP_LEN bytes). */
 void knownhosts_fingerprint(const unsigned char *blob, size_t len,
                             char out[KNOWNHOSTS_FP_LEN]);
-
-/* Standard base64 (RFC 4648 section 4, padding optional, no whitespace)
- * of n characters; *out caller frees.  -1 on bad input or ENOMEM. */
-int knownhosts_b64_decode(const char *s, size_t n, unsigned char **out,
-                          size_t *len);
-
-/* Standard base64 of n bytes into out (4 * ((n + 2) / 3) + 1 bytes),
- * with or without '=' padding. */
-void knownhosts_b64_encode(const unsigned char *p, size_t n, bool pad,
-                           char *out);
 
 #endif
