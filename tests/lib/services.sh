@@ -373,3 +373,45 @@ svc_break() {
 	*) tb_log "svc_break: unknown service $2"; return 1 ;;
 	esac
 }
+
+# --- the shipped recipes, on this bed --------------------------------------
+
+# svc_recipe_get RECIPE EXPR: a value of a shipped playbook (python
+# expression on d; lists space-separated).
+svc_recipe_get() {
+	"$TB_PY" - "$1" "$2" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+v = eval(sys.argv[2], {"d": d})
+print(" ".join(v) if isinstance(v, list) else v)
+PY
+}
+
+# svc_recipe_playbook RECIPE OUT
+#   The shipped playbook RECIPE, changed only where a test bed must differ:
+#   its nodes are the bed's, the SSH identity and known_hosts are the
+#   bed's, and notify is dropped (its webhook host does not exist here).
+#   files, check, reload, verify and rollout stay as shipped.  Prints the
+#   keys it changed.
+svc_recipe_playbook() {
+	local i nodes=""
+	for i in $(seq 1 "$TB_N"); do
+		_tb_node "$i"
+		nodes="$nodes $_name=$_ip"
+	done
+	SVC_NODES=$nodes SVC_TB=$TB "$TB_PY" - "$1" "$2" <<'PY'
+import json, os, sys
+pb = json.load(open(sys.argv[1]))
+tb = os.environ["SVC_TB"]
+pb["nodes"] = [{"name": n, "host": h}
+               for n, h in (x.split("=", 1) for x in os.environ["SVC_NODES"].split())]
+pb["ssh"]["identity"] = tb + "/id_ed25519"
+pb["ssh"]["known_hosts"] = tb + "/known_hosts"
+changed = ["nodes", "ssh.identity", "ssh.known_hosts"]
+if pb.pop("notify", None) is not None:
+    changed.append("notify (removed)")
+with open(sys.argv[2], "w") as f:
+    json.dump(pb, f, indent=2)
+print("adapted: " + ", ".join(changed))
+PY
+}
