@@ -11,6 +11,7 @@
 t_start
 
 RECIPE=$T_ROOT/playbooks/haproxy.json
+# shellcheck disable=SC2034 # read by tb_up and tb_make_cert
 TB_DOMAINS=$(svc_recipe_get "$RECIPE" 'd["certificate"]["domains"]')
 TB_SNI=$(svc_recipe_get "$RECIPE" 'd["verify"]["server_name"]')
 tb_up 2
@@ -54,10 +55,15 @@ for i in 1 2; do
 done
 assert_eq "$(svc_haproxy_pid 1)" "$M1" "n1: same haproxy master (reloaded, not restarted)"
 assert_eq "$(svc_haproxy_pid 2)" "$M2" "n2: same haproxy master (reloaded, not restarted)"
-t_wait_for 10 new_worker_only 1 "$W1" && t_ok "n1: the master runs a new worker" ||
-    t_notok "n1: workers before '$W1', now '$(workers 1)'"
-t_wait_for 10 new_worker_only 2 "$W2" && t_ok "n2: the master runs a new worker" ||
-    t_notok "n2: workers before '$W2', now '$(workers 2)'"
+for i in 1 2; do
+	eval "w=\$W$i"
+	if t_wait_for 10 new_worker_only "$i" "$w"; then
+		t_ok "n$i: the master runs a new worker"
+	else
+		t_notok "n$i: the master runs a new worker" \
+		    "workers before '$w', now '$(workers "$i")'"
+	fi
+done
 chain=$(timeout 5 openssl s_client -connect "$(tb_ip 1):443" -servername "$TB_SNI" \
     -showcerts </dev/null 2>/dev/null | grep -c 'BEGIN CERTIFICATE')
 assert_eq "$chain" 2 "n1 sends leaf + intermediate"

@@ -12,6 +12,7 @@
 t_start
 
 RECIPE=$T_ROOT/playbooks/postfix-dovecot.json
+# shellcheck disable=SC2034 # read by tb_up and tb_make_cert
 TB_DOMAINS=$(svc_recipe_get "$RECIPE" 'd["certificate"]["domains"]')
 TB_SNI=$(svc_recipe_get "$RECIPE" 'd["verify"]["server_name"]')
 PORTS="25:smtp 587:smtp 465:- 143:imap 110:pop3 993:- 995:-"

@@ -24,7 +24,7 @@ IP=$(tb_ip 1)
 probe() { "$PROBE" "$IP" "$1" "$2" "$TB_SNI" "${3:-10000}"; }
 
 check_all() {
-	local want=$1 what=$2 p proto
+	local want=$1 what=$2 p
 	for p in "25 smtp" "587 smtp" "143 imap" "110 pop3" "465 none" "993 none"; do
 		set -- $p
 		assert_eq "$(probe "$1" "$2" 2>&1)" "$want" "$what: $2 on port $1"

@@ -78,7 +78,7 @@ svc_stop_nginx() {
 
 # svc_wait_ports I PORT... : every PORT of node I accepts TCP (10 s).
 svc_wait_ports() {
-	local i=$1 p
+	local i=$1
 	shift
 	"$TB_PY" - "$(tb_ip "$i")" "$@" <<'EOF'
 import socket, sys, time
@@ -396,8 +396,7 @@ PY
 svc_recipe_playbook() {
 	local i nodes=""
 	for i in $(seq 1 "$TB_N"); do
-		_tb_node "$i"
-		nodes="$nodes $_name=$_ip"
+		nodes="$nodes $(tb_name "$i")=$(tb_ip "$i")"
 	done
 	SVC_NODES=$nodes SVC_TB=$TB "$TB_PY" - "$1" "$2" <<'PY'
 import json, os, sys
