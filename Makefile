@@ -19,9 +19,11 @@ ALL_CFLAGS := -std=gnu11 $(WARN) -Iinclude -D_GNU_SOURCE -pthread \
 LIBS    := $(PKG_LIBS) -pthread
 
 SRCS    := $(wildcard src/*.c)
-OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+# The node-side scripts, embedded into the binary as C strings.
+SCRIPTS := src/sh/preflight.sh src/sh/stage.sh src/sh/rollback.sh
+OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/scripts.o
 LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
-HDRS    := $(wildcard include/certfleet/*.h)
+HDRS    := $(wildcard include/certfleet/*.h src/*.h)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
@@ -41,7 +43,15 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/gen/scripts.c: src/sh/embed.sh $(SCRIPTS) | $(BUILD)/gen
+	@echo "  EMBED   $@"
+	$(Q)sh src/sh/embed.sh $(SCRIPTS) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/scripts.o: $(BUILD)/gen/scripts.c src/scripts.h | $(BUILD)/obj
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -Isrc -c -o $@ $<
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	mkdir -p $@
 
 unit: $(UNIT_BINS)

@@ -1,0 +1,36 @@
+#!/bin/sh
+# rollback.sh - after a failed verify: put back the previous version of the
+# files whose indices are the arguments (the stage script reported them as
+# backed up), reload, and print "certfleet-rolled-back" last.
+#
+# rollout.c (build_scripts) puts the values in front, each single-quoted:
+#   N            the number of files; for file I: TI DI BI  target path,
+#                its directory, its base name
+#   RELOAD       the playbook's reload command;  LIMIT  seconds for it
+#
+# Lines that hold only a comment, and blank lines, are left out when the
+# script is embedded (src/sh/embed.sh), so comments cost nothing on the wire.
+#
+# get() assigns through eval, which shellcheck cannot follow:
+# shellcheck disable=SC2154
+# -ef (same file) is in dash, bash, busybox sh and every sh we meet, though
+# not in POSIX:
+# shellcheck disable=SC3013
+
+get() { eval "$1=\${$2$3}"; }
+run() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 "$LIMIT" sh -c "$1"; else sh -c "$1"; fi; }
+main() {
+rc=0
+for i in "$@"; do
+  get t T "$i"; get d D "$i"; get b B "$i"
+  [ "$t" -ef "$d/.$b.certfleet-prev" ] && continue
+  # a copy when fs.protected_hardlinks refuses the link (a backup that is
+  # still another user's file)
+  k="$d/.certfleet.$b.rb.tmp"; rm -f -- "$k"
+  if { ln -- "$d/.$b.certfleet-prev" "$k" 2>/dev/null || { rm -f -- "$k"; cp -p -- "$d/.$b.certfleet-prev" "$k"; }; } && mv -f -- "$k" "$t"; then :; else rm -f -- "$k"; rc=11; fi
+done
+if [ -n "$RELOAD" ]; then run "$RELOAD" </dev/null 2>&1 || rc=13; fi
+if [ "$rc" -eq 0 ]; then echo certfleet-rolled-back; fi
+exit "$rc"
+}
+main "$@"
