@@ -147,7 +147,9 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	r->tmp_paths = calloc(n, sizeof(char *));
 	if (r->tmp_paths == NULL)
 		goto nomem;
-	if (cf_buf_printf(&s, "set -u\numask 077\nN=%zu\n", n) < 0)
+	if (cf_buf_printf(&s, "set -u\numask 077\nN=%zu\nTOK=%s\n", n,
+	                  token) < 0 ||
+	    cf_buf_printf(&rb, "TOK=%s\n", token) < 0)
 		goto nomem;
 	for (i = 0; i < n; i++) {
 		const struct cf_file_spec *f = &pb->deploy.files[i];
@@ -179,6 +181,8 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 		    add_var(&s, "H", i, hex) < 0 ||
 		    add_var(&s, "O", i, f->owner ? f->owner : "") < 0 ||
 		    add_var(&s, "G", i, f->group ? f->group : "") < 0 ||
+		    add_var(&s, "SD", i, f->shared_dir ? "1" : "") < 0 ||
+		    add_var(&pf, "SD", i, f->shared_dir ? "1" : "") < 0 ||
 		    add_var(&rb, "T", i, f->path) < 0 ||
 		    add_var(&rb, "D", i, dir.data) < 0 ||
 		    add_var(&rb, "B", i, base) < 0 ||
@@ -217,7 +221,8 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 
 	static const char stage_tail[] = "main\n";
 
-	if (cf_buf_append(&s, cf_sh_stage, strlen(cf_sh_stage)) < 0)
+	if (cf_buf_append(&s, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) < 0 ||
+	    cf_buf_append(&s, cf_sh_stage, strlen(cf_sh_stage)) < 0)
 		goto nomem;
 	/* The contents go last, into a buffer sized for them up front: a
 	 * realloc would leave a copy of the key behind in freed memory. */
@@ -242,7 +247,8 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	s.data = NULL;
 	r->rollback_script = rb.data;
 	rb.data = NULL;
-	if (cf_buf_append(&pf, cf_sh_preflight, strlen(cf_sh_preflight)) < 0)
+	if (cf_buf_append(&pf, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) < 0 ||
+	    cf_buf_append(&pf, cf_sh_preflight, strlen(cf_sh_preflight)) < 0)
 		goto nomem;
 	r->preflight_script = pf.data;
 	pf.data = NULL;

@@ -11,6 +11,7 @@
 #   N            the number of files; for file I (0..N-1):
 #   TI DI        target path, its directory
 #   SZI          size of the new bytes;  OGI  "1" when owner/group are set
+#   SDI          "1" when the file's directory is shared ("shared_dir")
 #   CHECK RELOAD the playbook's commands;  WEBROOT  http-01 webroot or ""
 #
 # Lines that hold only a comment, and blank lines, are left out when the
@@ -58,6 +59,8 @@ sudo_ok() {
   fi
 }
 main() {
+# what the stage script's first step refuses (dirsafe, put in front)
+if ! dirsafe; then prob 10 "$unsafe"; fi
 i=0; while [ "$i" -lt "$N" ]; do
   get t T "$i"; get d D "$i"; get sz SZ "$i"; get og OG "$i"
   # one report per directory; a file in one we cannot write has nothing more

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -131,13 +132,14 @@ static void
 test_scripts_parse(void **state)
 {
 	const char *const scripts[] = {cf_sh_preflight, cf_sh_stage,
-	                               cf_sh_rollback};
-	const char *const names[] = {"preflight", "stage", "rollback"};
+	                               cf_sh_rollback, cf_sh_dirsafe};
+	const char *const names[] = {"preflight", "stage", "rollback",
+	                             "dirsafe"};
 	size_t s, k, i;
 
 	(void)state;
 	for (s = 0; s < sizeof(shells) / sizeof(shells[0]); s++) {
-		for (k = 0; k < 3; k++) {
+		for (k = 0; k < sizeof(scripts) / sizeof(scripts[0]); k++) {
 			cf_buf_t b = {0};
 			char cmd[64];
 			int status;
@@ -182,12 +184,73 @@ test_embedded_text(void **state)
 	assert_null(strstr(cf_sh_rollback, "shellcheck"));
 }
 
+/* dirsafe() under every shell: a parent of the target directory that
+ * another account could write to is named with its owner and mode; a
+ * shared_dir file exempts its own directory, never a parent. */
+static void
+test_dirsafe(void **state)
+{
+	char base[] = "/tmp/certfleet-test-dirsafe.XXXXXX", sub[128];
+	static const struct {
+		unsigned mode; const char *sd, *dir; const char *want;
+	} cases[] = {
+	    {0755, "", "sub", "0 "},
+	    {0775, "", "sub", "1 directory %s is group- or other-writable (owner "},
+	    {0757, "", "sub", "1 directory %s is group- or other-writable"},
+	    /* shared_dir: the target directory itself may be writable ... */
+	    {0775, "1", "", "0 "},
+	    /* ... its parents may not */
+	    {0775, "1", "sub", "1 directory %s is group- or other-writable"},
+	};
+	size_t s, k;
+
+	(void)state;
+	assert_non_null(mkdtemp(base));
+	snprintf(sub, sizeof(sub), "%s/sub", base);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	for (s = 0; s < sizeof(shells) / sizeof(shells[0]); s++) {
+		for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+			cf_buf_t b = {0};
+			char want[200];
+			int status;
+			char *out;
+
+			assert_int_equal(chmod(base, cases[k].mode), 0);
+			assert_int_equal(cf_buf_printf(&b,
+			    "nl='\n'\nget() { eval \"$1=\\${$2$3}\"; }\n"
+			    "N=1\nD0='%s%s%s'\nSD0='%s'\n", base,
+			    cases[k].dir[0] ? "/" : "", cases[k].dir,
+			    cases[k].sd), 0);
+			assert_int_equal(cf_buf_append(&b, cf_sh_dirsafe,
+			                               strlen(cf_sh_dirsafe)), 0);
+			assert_int_equal(cf_buf_printf(&b,
+			    "dirsafe; echo \"$? ${unsafe:-}\"\n"), 0);
+			out = run_shell(shells[s], b.data, b.len, &status);
+			snprintf(want, sizeof(want), cases[k].want, base);
+			/* a safe case may still meet an unsafe ancestor of
+			 * base (/tmp is 1777): then it names that, not base */
+			if (strcmp(want, "0 ") == 0 && strncmp(out, "1 ", 2) == 0 &&
+			    strstr(out, base) == NULL)
+				strcpy(want, "1 ");
+			if (strncmp(out, want, strlen(want)) != 0)
+				fail_msg("%s: case %zu: got \"%s\", want \"%s...\"",
+				         shells[s], k, out, want);
+			free(out);
+			cf_buf_free(&b);
+		}
+	}
+	assert_int_equal(chmod(base, 0755), 0);
+	assert_int_equal(rmdir(sub), 0);
+	assert_int_equal(rmdir(base), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_values_round_trip),
 	    cmocka_unit_test(test_scripts_parse),
+	    cmocka_unit_test(test_dirsafe),
 	    cmocka_unit_test(test_embedded_text),
 	};
 
