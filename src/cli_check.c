@@ -246,6 +246,12 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 		if (s != NULL && s->quarantined && !s->manual)
 			list_add(&quar, &n_quar, r->node->name,
 			         s->reason ? s->reason : "?");
+		/* no SSH here: file drift is what the last deploy saw and
+		 * could not fix (a WARNING, listed with the stale nodes) */
+		if (s != NULL && s->drift != NULL)
+			list_add(&stale, &n_stale, r->node->name,
+			         "files drift from the playbook, not fixed by "
+			         "the last deploy");
 	}
 	/* no node answered: the store's certificate is the best we know */
 	if (soonest == 0)

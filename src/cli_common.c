@@ -463,6 +463,26 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 		observe(st, r, now);
 		if (r->touched && r->outcome == CF_OUT_DEPLOYED)
 			st->last_change = now;
+		if (r->fixed[0] != '\0' || r->drift[0] != '\0') {
+			char text[2 * CF_ERR_MSG_MAX + 32];
+
+			snprintf(text, sizeof(text), "%s%s%s%s",
+			         r->fixed[0] ? "fixed " : "", r->fixed,
+			         r->fixed[0] && r->drift[0] ? "; " : "",
+			         r->drift[0] ? "NOT fixed " : "");
+			if (r->drift[0])
+				strncat(text, r->drift,
+				        sizeof(text) - strlen(text) - 1);
+			session_event(s, CF_EV_NODE_DRIFT, r->node->name,
+			              r->node->host, NULL, text, 0, 0);
+		}
+		/* drift this deploy could not fix stays on record for verify
+		 * and check, which have no SSH to look */
+		if (r->audited) {
+			free(st->drift);
+			st->drift = r->drift[0] ? strdup(r->drift) : NULL;
+			st->drift_seen = r->drift[0] ? now : 0;
+		}
 		if (r->outcome == CF_OUT_FAILED && st->quarantined &&
 		    !r->touched && r->err.code == CF_ERR_VERIFY) {
 			/* a read-only probe of a node quarantined for a real

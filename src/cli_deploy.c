@@ -227,6 +227,20 @@ rollout_command(struct cf_cli *cli, int argc, char **argv, enum mode mode)
 		/* read-only: what nodes serve feeds --metrics and expiry
 		 * warnings of this run, and is not stored */
 		session_observe(&s, &res);
+		/* verify has no SSH: file drift is what the last deploy saw */
+		for (size_t i = 0; i < res.n && !cli->quiet; i++) {
+			const struct cf_node_state *st =
+			    store_node(&s.ns, res.nodes[i].node->name);
+			char when[32];
+
+			if (st == NULL || st->drift == NULL ||
+			    res.nodes[i].outcome == CF_OUT_SKIPPED)
+				continue;
+			cf_fmt_time(st->drift_seen, when, sizeof(when));
+			fprintf(stderr, "certfleet: WARNING: %s: files drift from "
+			        "the playbook, not fixed by the deploy of %s: %s\n",
+			        res.nodes[i].node->name, when, st->drift);
+		}
 	} else if (!o.dry_run) {
 		if (session_record(&s, &res, &ci, &err) < 0) {
 			ex = cli_fail(&err);

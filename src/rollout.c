@@ -14,6 +14,7 @@
  * exec channel's stdin: `mv -f` is rename(2) within a directory. Every value
  * in that script is single-quoted; the playbook validated paths to a
  * shell-inert charset anyway. */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ struct run {
 	size_t stage_script_cap;
 	char *rollback_script;
 	char *preflight_script;     /* dry run: what would fail; no secrets */
+	char *audit_script;         /* unchanged nodes: modes/owners; no secrets */
 
 	size_t *queue;              /* indices of nodes to process */
 	size_t n_queue;
@@ -138,7 +140,7 @@ static int
 build_scripts(struct run *r, const char *token, cf_err_t *err)
 {
 	const struct cf_playbook *pb = r->pb;
-	cf_buf_t s = {0}, rb = {0}, pf = {0}, dir = {0};
+	cf_buf_t s = {0}, rb = {0}, pf = {0}, au = {0}, dir = {0};
 	size_t i, n = pb->deploy.n_files, secret = 0;
 	char mode[8], umask_s[8], hex[65];
 	unsigned char md[32];
@@ -187,6 +189,11 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 		    add_var(&rb, "D", i, dir.data) < 0 ||
 		    add_var(&rb, "B", i, base) < 0 ||
 		    add_var(&pf, "T", i, f->path) < 0 ||
+		    add_var(&au, "T", i, f->path) < 0 ||
+		    add_var(&au, "M", i, mode) < 0 ||
+		    add_var(&au, "H", i, hex) < 0 ||
+		    add_var(&au, "O", i, f->owner ? f->owner : "") < 0 ||
+		    add_var(&au, "G", i, f->group ? f->group : "") < 0 ||
 		    add_var(&pf, "D", i, dir.data) < 0 ||
 		    cf_buf_printf(&pf, "SZ%zu=%zu\nOG%zu=%s\n", i,
 		                  r->payloads[i].len, i,
@@ -252,6 +259,11 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 		goto nomem;
 	r->preflight_script = pf.data;
 	pf.data = NULL;
+	if (cf_buf_printf(&au, "N=%zu\n", n) < 0 ||
+	    cf_buf_append(&au, cf_sh_audit, strlen(cf_sh_audit)) < 0)
+		goto nomem;
+	r->audit_script = au.data;
+	au.data = NULL;
 	rc = 0;
 	goto out;
 nomem:
@@ -260,6 +272,7 @@ out:
 	cf_buf_free_secret(&s);
 	cf_buf_free(&rb);
 	cf_buf_free(&pf);
+	cf_buf_free(&au);
 	cf_buf_free(&dir);
 	return rc;
 }
@@ -747,6 +760,109 @@ out:
 	return rc;
 }
 
+/* A word of the audit script's output (a mode, a user or group name): the
+ * node's text reaches a report only when it looks like one. */
+static void
+audit_word(const char *w, char *buf, size_t cap)
+{
+	size_t i, n = strlen(w);
+
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)w[i]) && strchr("._-", w[i]) == NULL)
+			break;
+	if (n == 0 || i < n || n >= cap)
+		snprintf(buf, cap, "?");
+	else
+		memcpy(buf, w, n + 1);
+}
+
+static void
+join_item(char *dst, size_t cap, const char *item)
+{
+	size_t used = strlen(dst);
+
+	if (used + 1 < cap)
+		snprintf(dst + used, cap - used, "%s%s", used ? "; " : "", item);
+}
+
+/* A node that already serves the current certificate: do its files hold
+ * what the playbook says (bytes, mode, owner)?  The audit script fixes a
+ * mode or owner that drifted; what it fixed goes to nr->fixed, what it
+ * could not to nr->drift.  Returns 1 when some file's bytes differ from
+ * the store's (the caller stages, on the same session), 0 when they hold,
+ * -1 with err set when the script could not tell. */
+static int
+audit(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, cf_err_t *err)
+{
+	const struct cf_playbook *pb = r->pb;
+	char *out = NULL;
+	int status = -1, rc = -1;
+	const char *p, *nl;
+
+	if (ssh_exec(s, "sh -s", r->audit_script, strlen(r->audit_script),
+	             &status, &out, err) < 0)
+		goto out;
+	if (status != 0 || !has_marker(out, "certfleet-audited")) {
+		char last[200];
+
+		last_line(out, last, sizeof(last));
+		cf_err_set(err, CF_ERR_WRITE, "audit script exited %d without "
+		           "its completion marker: %s", status, last);
+		goto out;
+	}
+	if (has_marker(out, "certfleet-stale")) {
+		rc = 1;
+		goto out;
+	}
+	for (p = out; p != NULL && *p; p = nl ? nl + 1 : NULL) {
+		char line[200], what[16], old[40], want[40], item[400];
+		char *w, *o, *n, *end;
+		bool fixed;
+		unsigned long idx;
+
+		nl = strchr(p, '\n');
+		snprintf(line, sizeof(line), "%.*s",
+		         (int)(nl ? (size_t)(nl - p) : strlen(p)), p);
+		if (strncmp(line, "certfleet-fixed ", 16) == 0)
+			fixed = true;
+		else if (strncmp(line, "certfleet-unfixed ", 18) == 0)
+			fixed = false;
+		else
+			continue;
+		w = line + (fixed ? 16 : 18);
+		idx = strtoul(w, &end, 10);
+		if (end == w || *end != ' ' || idx >= pb->deploy.n_files)
+			continue;
+		w = end + 1;
+		if ((o = strchr(w, ' ')) == NULL)
+			continue;
+		*o++ = '\0';
+		if ((n = strchr(o, ' ')) == NULL)
+			continue;
+		*n++ = '\0';
+		audit_word(w, what, sizeof(what));
+		audit_word(o, old, sizeof(old));
+		audit_word(n, want, sizeof(want));
+		if (fixed) {
+			snprintf(item, sizeof(item), "%s %s %s→%s",
+			         pb->deploy.files[idx].path, what, old, want);
+			join_item(nr->fixed, sizeof(nr->fixed), item);
+		} else {
+			snprintf(item, sizeof(item), "%s %s %s, not %s (cannot "
+			         "fix: %s)", pb->deploy.files[idx].path, what,
+			         old, want, strcmp(what, "mode") == 0
+			         ? "chmod refused" : "chown needs a root login");
+			join_item(nr->drift, sizeof(nr->drift), item);
+		}
+	}
+	nr->audited = true;
+	nr->touched = nr->fixed[0] != '\0';
+	rc = 0;
+out:
+	free(out);
+	return rc;
+}
+
 static void
 rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
               struct cf_node_result *nr)
@@ -842,8 +958,10 @@ node_pipeline(struct run *r, size_t pos)
 	bool gated = false;
 	char sha[65] = "";
 	int64_t nat = 0;
+	bool audit_first = false;
 
-	/* 1. what does it serve now? skip SSH entirely when it is current */
+	/* 1. what does it serve now?  A node that serves the current
+	 * certificate gets no stage script, only the audit (mode, owner) */
 	if (!o->force || o->verify_only) {
 		if (probe(r, node, conn_deadline, sha, &nat, &perr) == 0) {
 			memcpy(nr->before_sha256, sha, 65);
@@ -852,7 +970,10 @@ node_pipeline(struct run *r, size_t pos)
 			if (strcmp(sha, r->info->sha256_hex) == 0) {
 				nr->outcome = o->verify_only ? CF_OUT_VERIFIED
 				                             : CF_OUT_UNCHANGED;
-				goto done;
+				if (o->verify_only || o->dry_run ||
+				    r->audit_script == NULL)
+					goto done;
+				audit_first = true;
 			}
 			if (o->verify_only) {
 				char na[32];
@@ -880,11 +1001,29 @@ node_pipeline(struct run *r, size_t pos)
 	if (ssh_connect(r->ssh, node->host, node->port, node->user,
 	                conn_deadline,
 	                cf_now_ms() + (int64_t)pb->ssh.timeout * 1000, &s,
-	                &nr->err) < 0) {
-		nr->outcome = CF_OUT_FAILED;
+	                audit_first ? &perr : &nr->err) < 0) {
+		/* it serves the certificate: not a failure, only unaudited */
+		if (audit_first)
+			snprintf(nr->note, sizeof(nr->note),
+			         "files not audited: %.400s", perr.msg);
+		else
+			nr->outcome = CF_OUT_FAILED;
 		goto done;
 	}
 	trace(r, node, t0, "ssh connected+authenticated");
+	if (audit_first) {
+		int a;
+
+		ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
+		a = audit(r, s, nr, &perr);
+		trace(r, node, t0, a == 0 ? "audited" : "audit: stale files");
+		if (a < 0)
+			snprintf(nr->note, sizeof(nr->note),
+			         "files not audited: %.400s", perr.msg);
+		if (a <= 0)
+			goto done;
+		/* served bytes are right, files on disk are not: stage */
+	}
 	if (o->dry_run) {
 		/* read-only checks of what the real run would need */
 		ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
@@ -927,6 +1066,7 @@ node_pipeline(struct run *r, size_t pos)
 
 		if (verify_loop(r, node, vdl, nr, &nr->err) == 0) {
 			nr->outcome = CF_OUT_DEPLOYED;
+			nr->audited = true; /* written with the playbook's mode */
 			if (!pb->deploy.keep_previous)
 				drop_key_backups(r, s, node, t0);
 			goto done;
@@ -1124,6 +1264,7 @@ run_free(struct run *r)
 	cf_free_secret(r->stage_script, r->stage_script_cap);
 	free(r->rollback_script);
 	free(r->preflight_script);
+	free(r->audit_script);
 	tlsprobe_ctx_free(r->tls);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);

@@ -7,6 +7,7 @@
 extern const char cf_sh_preflight[]; /* dry run: what would fail */
 extern const char cf_sh_stage[];     /* write, back up, swap, check, reload */
 extern const char cf_sh_rollback[];  /* restore backed-up files, reload */
+extern const char cf_sh_audit[];     /* unchanged node: fix mode/owner */
 extern const char cf_sh_dirsafe[];   /* dirsafe(): put in front of stage and
                                         preflight */
 

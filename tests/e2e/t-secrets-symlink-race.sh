@@ -12,7 +12,8 @@
 #     nobody inside n2's mount namespace swaps every .certfleet* temp it
 #     sees in /srv/tls for a symlink to a root-owned victim (/srv/victim,
 #     0600) or to the live key, while several deploys of new certificates
-#     run.  The victim's bytes, owner and mode never change; each run
+#     run; the key is to be the service's (owner nobody:nogroup), so a
+#     chown through a link would hand the victim to nobody.  The victim's bytes, owner and mode never change; each run
 #     either deploys n2 correctly or fails it cleanly with n2 still serving
 #     a certificate whose files are in place (no link at any target).  The
 #     racer must have swapped at least once.  Without the racer the next
@@ -71,7 +72,7 @@ t_step "(b) shared_dir: a racer swaps temps for links while deploys run"
 tb_exec 3 chmod 0755 /srv
 tb_playbook "$PB" canary=0 deploy.files='[
   {"path": "/srv/tls/fullchain.pem", "content": "fullchain", "mode": "0644", "shared_dir": true},
-  {"path": "/srv/tls/privkey.pem", "content": "privkey", "mode": "0600", "owner": "root", "group": "root", "shared_dir": true}]'
+  {"path": "/srv/tls/privkey.pem", "content": "privkey", "mode": "0600", "owner": "nobody", "group": "nogroup", "shared_dir": true}]'
 # nobody, in n2's namespaces: every .certfleet* name in /srv/tls that is not
 # a link yet is replaced (rename over it) by a symlink to the victim or to
 # the live key; one line per swap
@@ -127,7 +128,7 @@ for c in r1 r2 r3 r4 r5 r6 r7 r8; do
 		assert_bytes 2 /srv/tls/privkey.pem "$C/privkey.pem"
 		assert_mode 2 /srv/tls/privkey.pem 0600
 		assert_mode 2 /srv/tls/fullchain.pem 0644
-		assert_eq "$(tb_exec 2 stat -c %U:%G /srv/tls/privkey.pem)" root:root "$c: n2's key is root:root"
+		assert_eq "$(tb_exec 2 stat -c %U:%G /srv/tls/privkey.pem)" nobody:nogroup "$c: n2's key is nobody:nogroup"
 		serving=$C_SHA
 	else
 		failed=$((failed + 1))
@@ -156,6 +157,6 @@ assert_nodes "$T_OUT" outcome deployed n2
 assert_served 2 "$C_SHA" "n2 serves the newest certificate"
 assert_bytes 2 /srv/tls/privkey.pem "$C/privkey.pem"
 assert_mode 2 /srv/tls/privkey.pem 0600
-assert_eq "$(tb_exec 2 stat -c %U:%G /srv/tls/privkey.pem)" root:root "n2's key is root:root"
+assert_eq "$(tb_exec 2 stat -c %U:%G /srv/tls/privkey.pem)" nobody:nogroup "n2's key is nobody:nogroup"
 assert_eq "$(victim)" "$VICTIM" "victim unchanged"
 t_done

@@ -132,9 +132,10 @@ static void
 test_scripts_parse(void **state)
 {
 	const char *const scripts[] = {cf_sh_preflight, cf_sh_stage,
-	                               cf_sh_rollback, cf_sh_dirsafe};
+	                               cf_sh_rollback, cf_sh_dirsafe,
+	                               cf_sh_audit};
 	const char *const names[] = {"preflight", "stage", "rollback",
-	                             "dirsafe"};
+	                             "dirsafe", "audit"};
 	size_t s, k, i;
 
 	(void)state;
