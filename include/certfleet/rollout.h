@@ -53,6 +53,11 @@ struct cf_node_result {
 	int64_t after_not_after;      /* not_after of what it serves at the end */
 	int64_t duration_ms;
 	char note[CF_ERR_MSG_MAX];    /* dry run: e.g. "backup by copy" */
+	/* deploy: the node's files were checked against the playbook (the
+	 * audit of a node already serving the certificate, or a stage) */
+	bool audited;
+	char fixed[CF_ERR_MSG_MAX];   /* "; "-joined: "PATH mode 0644→0600" */
+	char drift[CF_ERR_MSG_MAX];   /* "; "-joined drift it could not fix */
 };
 
 struct cf_rollout_result {
