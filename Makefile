@@ -21,7 +21,7 @@ LIBS    := $(PKG_LIBS) -pthread
 SRCS    := $(wildcard src/*.c)
 # The node-side scripts, embedded into the binary as C strings.
 SCRIPTS := src/sh/preflight.sh src/sh/stage.sh src/sh/rollback.sh \
-           src/sh/dirsafe.sh src/sh/audit.sh
+           src/sh/dirsafe.sh src/sh/audit.sh src/sh/keyclean.sh
 OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/scripts.o
 LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 # private headers (src/*.h) too: their users must rebuild when they change

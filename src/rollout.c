@@ -458,8 +458,8 @@ last_line(const char *out, char *buf, size_t len)
  * libssh2 reports 0 when no exit-status message came back, and a forced
  * command (authorized_keys command=, ForceCommand) exits 0 without ever
  * running our script. */
-static bool
-has_marker(const char *out, const char *marker)
+bool
+rollout_has_marker(const char *out, const char *marker)
 {
 	size_t ml = strlen(marker);
 
@@ -529,7 +529,7 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 		memmove(why, why + 11, strlen(why + 11) + 1);
 	summarize_output(out, detail, sizeof(detail));
 	restored = out != NULL && strstr(out, "certfleet-restored\n") != NULL;
-	if (status == STAGE_OK && !has_marker(out, "certfleet-ok"))
+	if (status == STAGE_OK && !rollout_has_marker(out, "certfleet-ok"))
 		status = STAGE_NO_MARKER;
 	switch (status) {
 	case STAGE_OK:
@@ -675,7 +675,7 @@ audit(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, cf_err_t *err)
 	if (ssh_exec(s, "sh -s", r->audit_script, strlen(r->audit_script),
 	             &status, &out, err) < 0)
 		goto out;
-	if (status != 0 || !has_marker(out, "certfleet-audited")) {
+	if (status != 0 || !rollout_has_marker(out, "certfleet-audited")) {
 		char last[200];
 
 		last_line(out, last, sizeof(last));
@@ -683,7 +683,7 @@ audit(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, cf_err_t *err)
 		           "its completion marker: %s", status, last);
 		goto out;
 	}
-	if (has_marker(out, "certfleet-stale")) {
+	if (rollout_has_marker(out, "certfleet-stale")) {
 		rc = 1;
 		goto out;
 	}
@@ -752,7 +752,7 @@ rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
 	ssh_set_deadline(s, cf_now_ms() + (int64_t)r->pb->ssh.timeout * 1000);
 	if (ssh_exec(s, cmd.data, r->rollback_script,
 	             strlen(r->rollback_script), &status, &out, &e) == 0 &&
-	    status == 0 && has_marker(out, "certfleet-rolled-back"))
+	    status == 0 && rollout_has_marker(out, "certfleet-rolled-back"))
 		nr->rolled_back = true;
 out:
 	free(out);

@@ -1,5 +1,5 @@
 /* scripts.h - the node-side shell scripts, src/sh/NAME.sh, embedded at build
- * time by src/sh/embed.sh (private to rollout.c).  Each is the script's
+ * time by src/sh/embed.sh (private to rollout.c and keyclean.c).  Each is the script's
  * text without its comment-only lines, NUL-terminated. */
 #ifndef CERTFLEET_SCRIPTS_H
 #define CERTFLEET_SCRIPTS_H
@@ -10,5 +10,6 @@ extern const char cf_sh_rollback[];  /* restore backed-up files, reload */
 extern const char cf_sh_audit[];     /* unchanged node: fix mode/owner */
 extern const char cf_sh_dirsafe[];   /* dirsafe(): put in front of stage and
                                         preflight */
+extern const char cf_sh_keyclean[];  /* remove a compromised key's backups */
 
 #endif

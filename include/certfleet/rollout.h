@@ -112,6 +112,10 @@ int rollout_each(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
  * the node (for its own restore and `rollback`): DIR/.BASENAME.certfleet-prev.
  * Caller frees; NULL when out of memory. */
 char *rollout_backup_path(const char *path);
+/* out (a node script's output) has marker as a whole line: a script's
+ * completion marker is its proof of success, since libssh2 reports exit
+ * status 0 when none came back. */
+bool rollout_has_marker(const char *out, const char *marker);
 /* A deploy.files entry holding a private key ("privkey", "combined"). */
 bool rollout_is_key_file(const struct cf_file_spec *f);
 

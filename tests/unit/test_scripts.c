@@ -133,9 +133,9 @@ test_scripts_parse(void **state)
 {
 	const char *const scripts[] = {cf_sh_preflight, cf_sh_stage,
 	                               cf_sh_rollback, cf_sh_dirsafe,
-	                               cf_sh_audit};
+	                               cf_sh_audit, cf_sh_keyclean};
 	const char *const names[] = {"preflight", "stage", "rollback",
-	                             "dirsafe", "audit"};
+	                             "dirsafe", "audit", "keyclean"};
 	size_t s, k, i;
 
 	(void)state;
