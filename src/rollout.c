@@ -1159,6 +1159,21 @@ run_free(struct run *r)
 	pthread_cond_destroy(&r->cv);
 }
 
+/* What every run starts from; run_free undoes it. */
+static void
+run_init(struct run *r, const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
+         const struct cf_rollout_opts *opts, struct cf_rollout_result *res)
+{
+	memset(r, 0, sizeof(*r));
+	memset(res, 0, sizeof(*res));
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->pb = pb;
+	r->ssh = ssh;
+	r->opts = opts;
+	r->res = res;
+}
+
 int
 rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
             const struct cf_bundle *bundle, const struct cf_certinfo *info,
@@ -1171,16 +1186,9 @@ rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 	char token[13];
 	int rc = -1;
 
-	memset(&r, 0, sizeof(r));
-	memset(&res, 0, sizeof(res));
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_cond_init(&r.cv, NULL);
-	r.pb = pb;
-	r.ssh = ssh;
+	run_init(&r, pb, ssh, opts, &res);
 	r.bundle = bundle;
 	r.info = info;
-	r.opts = opts;
-	r.res = &res;
 	r.trace = getenv("CERTFLEET_TRACE") != NULL;
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		cf_err_set(err, CF_ERR_INTERNAL, "no randomness for temp names");
@@ -1214,18 +1222,11 @@ rollout_each(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 	struct cf_rollout_opts o = *opts;
 	int rc;
 
-	memset(&r, 0, sizeof(r));
-	memset(&res, 0, sizeof(res));
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_cond_init(&r.cv, NULL);
 	/* no probe: the pipeline goes straight to SSH for callbacks */
 	o.force = true;
 	o.verify_only = false;
 	o.dry_run = false;
-	r.pb = pb;
-	r.ssh = ssh;
-	r.opts = &o;
-	r.res = &res;
+	run_init(&r, pb, ssh, &o, &res);
 	r.each_fn = fn;
 	r.each_arg = arg;
 	rc = run_all(&r, err);
