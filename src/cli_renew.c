@@ -698,17 +698,135 @@ out:
 	return ex;
 }
 
-int
-cli_revoke(struct cf_cli *cli, int argc, char **argv)
+static const struct { const char *name; int code; } revoke_reasons[] = {
+    {"unspecified", 0}, {"keyCompromise", 1}, {"superseded", 4},
+    {"cessationOfOperation", 5}};
+
+/* --reason's code, by name or number; -1 when it is neither. */
+static int
+revoke_reason(const char *arg)
+{
+	char *end;
+	long v;
+	size_t i;
+
+	for (i = 0; i < sizeof(revoke_reasons) / sizeof(revoke_reasons[0]); i++)
+		if (strcmp(arg, revoke_reasons[i].name) == 0)
+			return revoke_reasons[i].code;
+	v = strtol(arg, &end, 10);
+	if (*end != '\0' || (v != 0 && v != 1 && v != 4 && v != 5))
+		return -1;
+	return (int)v;
+}
+
+/* revoke's options: -1 to go on, or the exit code to return (help, usage
+ * error). */
+static int
+revoke_parse(struct cf_cli *cli, int argc, char **argv, bool *dry,
+             char **want, int *reason)
 {
 	static const struct option longopts[] = {
 	    {"reason", required_argument, NULL, 'r'},
 	    {"version", required_argument, NULL, 'V'},
 	    {"dry-run", no_argument, NULL, 'n'},
 	    {NULL, 0, NULL, 0}};
-	static const struct { const char *name; int code; } reasons[] = {
-	    {"unspecified", 0}, {"keyCompromise", 1}, {"superseded", 4},
-	    {"cessationOfOperation", 5}};
+	struct cli_cmd cmd = {"revoke", "usage: certfleet [global options] -p "
+	    "PLAYBOOK revoke [--version ID] [--reason CODE] [--dry-run]\n",
+	    false, false, longopts};
+	int c, ex;
+
+	optind = 0; /* full reinit of GNU getopt */
+	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
+		if (c == 'n') {
+			*dry = true;
+		} else if (c == 'V') {
+			free(*want);
+			*want = strdup(optarg);
+		} else if (c == 'r') {
+			*reason = revoke_reason(optarg);
+			if (*reason < 0)
+				return cli_usage("--reason: unspecified, "
+				                 "keyCompromise, superseded, "
+				                 "cessationOfOperation (or 0,1,4,5)");
+		} else {
+			return ex; /* help, or usage error */
+		}
+	}
+	if (optind < argc)
+		return cli_usage("revoke: unexpected argument '%s'",
+		                 argv[optind]);
+	return -1;
+}
+
+/* The version to revoke (--version, else the current one), its
+ * certificate, and for keyCompromise the hashes of its key: from the key
+ * while the store has it, else from the record an earlier revoke left.
+ * 0, or -1 with err. */
+static int
+revoke_select(struct revoke_ctx *rc, const char *want, char **cur,
+              struct cf_certinfo *ci, char **cert, struct cf_revoke_report *rr,
+              cf_err_t *err)
+{
+	struct cf_session *s = rc->s;
+	bool key_present = false;
+
+	if (store_current_id(s->st, cur, err) < 0)
+		return -1;
+	rc->id = want != NULL ? want : *cur;
+	if (rc->id == NULL)
+		return cf_err_set(err, CF_ERR_STATE,
+		                  "no current certificate to revoke");
+	rr->version = rc->id;
+	rr->current = *cur != NULL && strcmp(rc->id, *cur) == 0;
+	if (store_get_version_cert(s->st, rc->id, ci, cert, err) < 0)
+		return -1;
+	rr->ci = ci;
+	if (rr->reason_code != 1)
+		return 0;
+	if (store_load_revocation(s->st, rc->id, &rc->rev, err) < 0 ||
+	    store_version_key_hashes(s->st, rc->id, rc->rev.key_sha256,
+	                             rc->rev.combined_sha256, &key_present,
+	                             err) < 0)
+		return -1;
+	rr->revoked_at = rc->rev.revoked_at;
+	return 0;
+}
+
+/* Ask the CA, unless an earlier keyCompromise revoke of this version
+ * already did (a re-run to clean nodes that were down: the CA said yes
+ * already, and it may be down now).  0, or -1 with err. */
+static int
+revoke_at_ca(struct revoke_ctx *rc, const struct cf_acme_params *p,
+             const char *cert, const char *cur, const struct cf_certinfo *ci,
+             struct cf_revoke_report *rr, cf_err_t *err)
+{
+	char when[32];
+
+	if (rr->reason_code == 1 && rc->rev.revoked_at != 0) {
+		cf_fmt_time(rc->rev.revoked_at, when, sizeof(when));
+		fprintf(stderr, "certfleet: %s was revoked (keyCompromise) on "
+		        "%s: not asking the CA again, cleaning up\n", rc->id,
+		        when);
+		rr->ca = "already-revoked";
+		return 0;
+	}
+	if (acme_revoke(p, cert, rr->reason_code, err) < 0)
+		return -1;
+	rr->ca = "revoked";
+	if (rr->current)
+		fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); run "
+		        "`renew --force` to replace it\n", rc->id,
+		        ci->sha256_hex);
+	else
+		fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); the "
+		        "current certificate %s is not affected\n", rc->id,
+		        ci->sha256_hex, cur ? cur : "(none)");
+	return 0;
+}
+
+int
+cli_revoke(struct cf_cli *cli, int argc, char **argv)
+{
 	struct cf_session s;
 	struct cf_certinfo ci;
 	struct cf_acme_params p;
@@ -716,53 +834,18 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 	struct revoke_ctx rc;
 	cf_err_t err = {0};
 	char *cur = NULL, *acct = NULL, *cert = NULL, *want = NULL;
-	bool dry = false, key_present = false;
-	int c, ex, reason = 0;
+	bool dry = false;
+	int ex, reason = 0;
 	size_t i;
 
 	memset(&ci, 0, sizeof(ci));
 	memset(&rr, 0, sizeof(rr));
 	memset(&rc, 0, sizeof(rc));
 	memset(&s, 0, sizeof(s));
-	struct cli_cmd cmd = {"revoke", "usage: certfleet [global options] -p "
-	    "PLAYBOOK revoke [--version ID] [--reason CODE] [--dry-run]\n",
-	    false, false, longopts};
-
-	optind = 0; /* full reinit of GNU getopt */
-	while ((c = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1) {
-		if (c == 'n') {
-			dry = true;
-		} else if (c == 'V') {
-			free(want);
-			want = strdup(optarg);
-		} else if (c == 'r') {
-			char *end;
-
-			reason = -1;
-			for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-				if (strcmp(optarg, reasons[i].name) == 0)
-					reason = reasons[i].code;
-			if (reason < 0) {
-				long v = strtol(optarg, &end, 10);
-
-				if (*end != '\0' || (v != 0 && v != 1 && v != 4 &&
-				                     v != 5)) {
-					free(want);
-					return cli_usage("--reason: unspecified, "
-					    "keyCompromise, superseded, "
-					    "cessationOfOperation (or 0,1,4,5)");
-				}
-				reason = (int)v;
-			}
-		} else {
-			free(want);
-			return ex; /* help, or usage error */
-		}
-	}
-	if (optind < argc) {
+	ex = revoke_parse(cli, argc, argv, &dry, &want, &reason);
+	if (ex >= 0) {
 		free(want);
-		return cli_usage("revoke: unexpected argument '%s'",
-		                 argv[optind]);
+		return ex;
 	}
 	ex = session_open(cli, "revoke", dry ? 0 : CF_SESS_LOCK, &s);
 	if (ex != 0) {
@@ -771,37 +854,16 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 	}
 	rc.s = &s;
 	rr.reason_code = reason;
-	for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-		if (reasons[i].code == reason)
-			rr.reason = reasons[i].name;
+	for (i = 0; i < sizeof(revoke_reasons) / sizeof(revoke_reasons[0]); i++)
+		if (revoke_reasons[i].code == reason)
+			rr.reason = revoke_reasons[i].name;
 	if (s.pb->acme.directory == NULL) {
 		cf_err_set(&err, CF_ERR_CONFIG, "%s: acme.directory: revoke needs "
 		           "an ACME directory URL", s.pb->path);
 		goto fail;
 	}
-	if (store_current_id(s.st, &cur, &err) < 0)
+	if (revoke_select(&rc, want, &cur, &ci, &cert, &rr, &err) < 0)
 		goto fail;
-	rc.id = want != NULL ? want : cur;
-	if (rc.id == NULL) {
-		cf_err_set(&err, CF_ERR_STATE, "no current certificate to revoke");
-		goto fail;
-	}
-	rr.version = rc.id;
-	rr.current = cur != NULL && strcmp(rc.id, cur) == 0;
-	if (store_get_version_cert(s.st, rc.id, &ci, &cert, &err) < 0)
-		goto fail;
-	rr.ci = &ci;
-	if (reason == 1) {
-		/* the hashes come from the key while the store has it, else
-		 * from the record an earlier revoke left */
-		if (store_load_revocation(s.st, rc.id, &rc.rev, &err) < 0 ||
-		    store_version_key_hashes(s.st, rc.id, rc.rev.key_sha256,
-		                             rc.rev.combined_sha256,
-		                             &key_present, &err) < 0)
-			goto fail;
-		(void)key_present;
-		rr.revoked_at = rc.rev.revoked_at;
-	}
 	acct = store_account_key_path(s.st, s.pb->acme.directory);
 	if (acct == NULL) {
 		cf_err_set(&err, CF_ERR_IO, "cannot create the account key dir");
@@ -819,29 +881,8 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 		ex = 0;
 		goto out;
 	}
-	if (reason == 1 && rc.rev.revoked_at != 0) {
-		/* a re-run to clean nodes that were down: the CA said yes
-		 * already, and it may be down now */
-		char when[32];
-
-		cf_fmt_time(rc.rev.revoked_at, when, sizeof(when));
-		fprintf(stderr, "certfleet: %s was revoked (keyCompromise) on "
-		        "%s: not asking the CA again, cleaning up\n", rc.id,
-		        when);
-		rr.ca = "already-revoked";
-	} else {
-		if (acme_revoke(&p, cert, reason, &err) < 0)
-			goto fail;
-		rr.ca = "revoked";
-		if (rr.current)
-			fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); "
-			        "run `renew --force` to replace it\n", rc.id,
-			        ci.sha256_hex);
-		else
-			fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); "
-			        "the current certificate %s is not affected\n",
-			        rc.id, ci.sha256_hex, cur ? cur : "(none)");
-	}
+	if (revoke_at_ca(&rc, &p, cert, cur, &ci, &rr, &err) < 0)
+		goto fail;
 	ex = CF_EXIT_OK;
 	if (reason == 1) {
 		ex = revoke_cleanup(&rc, &err);
