@@ -30,6 +30,10 @@ api_call(cf_ssh_t *s, unsigned port, const char *cmd, size_t len,
 	int rc = -1;
 
 	if (ssh_tcpip_open(s, API_HOST, port, &c, err) < 0) {
+		/* the node refused the channel: the API is not there (or
+		 * forwarding is off), a failure of this mode's "reload" */
+		if (err->code == CF_ERR_REFUSED)
+			err->code = CF_ERR_RELOAD;
 		cf_err_prefix(err, "haproxy runtime API: ");
 		return -1;
 	}

@@ -1409,7 +1409,7 @@ ssh_tcpip_open(cf_ssh_t *s, const char *host, unsigned port,
 		 * AllowTcpForwarding no, permitopen): the session itself is
 		 * fine and stays usable, e.g. for a rollback. */
 		if (r == LIBSSH2_ERROR_CHANNEL_FAILURE) {
-			cf_err_set(err, CF_ERR_SSH, "cannot reach %s: %s (is it "
+			cf_err_set(err, CF_ERR_REFUSED, "cannot reach %s: %s (is it "
 			           "listening there, and does sshd allow TCP "
 			           "forwarding?)", c->what, ssh_errmsg(s->session));
 			free(c);

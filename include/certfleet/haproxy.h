@@ -32,8 +32,9 @@
  * the new certificate even if an error follows: the caller pushes the
  * previous one back).  All bounded by the session's deadline.
  * Errors: CF_ERR_RELOAD (the push takes the reload's place) quoting
- * HAProxy's answer, sanitized; CF_ERR_SSH (channel refused: nothing
- * listening, TCP forwarding off), CF_ERR_TIMEOUT. */
+ * HAProxy's answer, sanitized, or saying the node refused the channel
+ * (nothing listening at the port, TCP forwarding off); CF_ERR_TIMEOUT,
+ * CF_ERR_SSH (the session failed). */
 int haproxy_cert_update(cf_ssh_t *s, unsigned port, const char *path,
                         const char *pem, size_t pem_len,
                         const char *serial_hex, bool *committed,

@@ -129,7 +129,7 @@ int ssh_download(cf_ssh_t *s, const char *remote_path, size_t max,
  * needs "port-forwarding" and may narrow it with permitopen="HOST:PORT").
  * All calls are bounded by the session's deadline (ssh_set_deadline).
  * A refused open (nothing listening there, forwarding not allowed) is
- * CF_ERR_SSH and leaves the session usable; a timeout breaks it as any
+ * CF_ERR_REFUSED and leaves the session usable; a timeout breaks it as any
  * other call does. */
 typedef struct cf_ssh_tcpip cf_ssh_tcpip_t;
 int ssh_tcpip_open(cf_ssh_t *s, const char *host, unsigned port,
