@@ -82,6 +82,32 @@ PY
 }
 client_said() { grep -c "^$2" "$T_TMP/client.$1" 2>/dev/null; }
 
+t_step "bad deploy.haproxy_api: validate exits 78 naming file, line and key"
+# bad NAME PYTHON REGEX: the adapted recipe changed by PYTHON (on pb)
+bad() {
+	"$TB_PY" - "$PB" "$T_TMP/$1.json" "$2" <<'PY'
+import json, sys
+pb = json.load(open(sys.argv[1]))
+exec(sys.argv[3])
+json.dump(pb, open(sys.argv[2], "w"), indent=2)
+PY
+	cf_run 78 -p "$T_TMP/$1.json" validate
+	assert_match "$(cat "$T_ERR")" "^certfleet: .*/$1\.json:[0-9]+: $3" "$1: the message"
+	assert_eq "$(wc -l <"$T_ERR")" 1 "$1: one line on stderr"
+}
+bad api-not-a-file 'pb["deploy"]["haproxy_api"]["cert"] = "/etc/haproxy/certs/other.pem"' \
+    'deploy\.haproxy_api\.cert: /etc/haproxy/certs/other\.pem is not one of the deploy\.files paths'
+bad api-not-combined 'pb["deploy"]["files"][0]["content"] = "fullchain"' \
+    'deploy\.haproxy_api\.cert: deploy\.files\[0\] \(/etc/haproxy/certs/example\.com\.pem\) has content "fullchain".*must be "combined"'
+bad api-and-reload 'pb["deploy"]["reload"] = "kill -USR2 $(cat /run/haproxy.pid)"' \
+    'deploy\.haproxy_api: deploy\.reload is not run in this mode'
+bad api-port-range 'pb["deploy"]["haproxy_api"]["port"] = 70000' \
+    'deploy\.haproxy_api\.port: must be between 1 and 65535'
+bad api-no-port 'del pb["deploy"]["haproxy_api"]["port"]' \
+    'deploy\.haproxy_api\.port: missing required key'
+bad api-typo 'pb["deploy"]["haproxy_api"]["crt"] = pb["deploy"]["haproxy_api"].pop("cert")' \
+    'deploy\.haproxy_api\.crt: unknown key, did you mean cert\?'
+
 P1=$(pids 1)
 P2=$(pids 2)
 [[ $P1 =~ ^[0-9]+:[0-9]+ ]] && [[ $P2 =~ ^[0-9]+:[0-9]+ ]] ||
