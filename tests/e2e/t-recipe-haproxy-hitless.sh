@@ -197,4 +197,25 @@ assert_eq "$(pids 2)" "$P2" "n2: same haproxy processes"
 tb_exec 2 iptables -D INPUT -p tcp --dport 443 ! -i lo -j REJECT --reject-with tcp-reset
 assert_served 2 "$(sha new)" "n2 serves the previous certificate"
 
+t_step "HAProxy refuses the push (a file its config does not load): its answer is quoted"
+cf_run 0 -p "$PB" quarantine release n2
+"$TB_PY" - "$PB" "$T_TMP/other.json" <<'PY'
+import json, sys
+pb = json.load(open(sys.argv[1]))
+pb["deploy"]["files"][0]["path"] = "/etc/haproxy/certs/other.pem"
+pb["deploy"]["haproxy_api"]["cert"] = "/etc/haproxy/certs/other.pem"
+json.dump(pb, open(sys.argv[2], "w"), indent=2)
+PY
+cf_run 1 --json -p "$T_TMP/other.json" deploy --cert "$TB/certs/newest/fullchain.pem" \
+    --key "$TB/certs/newest/privkey.pem" --only n2
+J=$T_OUT
+assert_node "$J" n2 outcome failed
+assert_node "$J" n2 reason reload-failed
+assert_eq "$(node_get "$J" n2 error)" "haproxy runtime API refused \`set ssl cert /etc/haproxy/certs/other.pem\`: Can't replace a certificate which is not referenced by the configuration! Can't update /etc/haproxy/certs/other.pem!" \
+    "n2's error quotes HAProxy's answer"
+assert_eq "$(svc_haproxy_api 2 "$API" "abort ssl cert /etc/haproxy/certs/other.pem")" \
+    "No ongoing transaction!" "n2: no transaction left open"
+assert_served 2 "$(sha new)" "n2 still serves new"
+assert_eq "$(pids 2)" "$P2" "n2: same haproxy processes"
+
 t_done
