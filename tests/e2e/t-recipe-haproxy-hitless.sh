@@ -13,6 +13,10 @@
 #  3. node 2's TLS port rejected from outside after the push: verify
 #     fails after the commit -> the restored file is pushed back through
 #     the API, so haproxy (same pids) serves the previous certificate.
+#  4. HAProxy refusing the push (a file its config does not load): its
+#     answer quoted, reload-failed, no transaction left open.
+#  5. `certfleet rollback` in this mode: through the API, no reload.
+# Before all that, bad deploy.haproxy_api values: exit 78.
 . "$(dirname "$0")/../lib/common.sh"
 . "$T_ROOT/tests/lib/services.sh"
 t_start
@@ -217,5 +221,16 @@ assert_eq "$(svc_haproxy_api 2 "$API" "abort ssl cert /etc/haproxy/certs/other.p
     "No ongoing transaction!" "n2: no transaction left open"
 assert_served 2 "$(sha new)" "n2 still serves new"
 assert_eq "$(pids 2)" "$P2" "n2: same haproxy processes"
+
+t_step "certfleet rollback on n1 goes through the runtime API too"
+cf_run 0 --json -p "$PB" deploy --cert "$TB/certs/newest/fullchain.pem" \
+    --key "$TB/certs/newest/privkey.pem" --only n1
+assert_served 1 "$(sha newest)" "n1 serves newest"
+cf_run 0 --json -p "$PB" rollback --only n1
+assert_node "$T_OUT" n1 outcome deployed
+assert_served 1 "$(sha newer)" "n1 serves the previous version (newer) again"
+assert_haproxy_file 1 newer
+assert_eq "$(api_serial 1)" "$(serial newer)" "n1: haproxy holds the previous serial"
+assert_eq "$(pids 1)" "$P1" "n1: same haproxy processes"
 
 t_done
