@@ -19,7 +19,10 @@ ALL_CFLAGS := -std=gnu11 $(WARN) -Iinclude -D_GNU_SOURCE -pthread \
 LIBS    := $(PKG_LIBS) -pthread
 
 SRCS    := $(wildcard src/*.c)
-OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+# The node-side scripts, embedded into the binary as C strings.
+SCRIPTS := src/sh/preflight.sh src/sh/stage.sh src/sh/rollback.sh \
+           src/sh/dirsafe.sh src/sh/audit.sh src/sh/keyclean.sh
+OBJS    := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/scripts.o
 LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 # private headers (src/*.h) too: their users must rebuild when they change
 HDRS    := $(wildcard include/certfleet/*.h src/*.h)
@@ -42,7 +45,15 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/gen/scripts.c: src/sh/embed.sh $(SCRIPTS) | $(BUILD)/gen
+	@echo "  EMBED   $@"
+	$(Q)sh src/sh/embed.sh $(SCRIPTS) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/scripts.o: $(BUILD)/gen/scripts.c src/scripts.h | $(BUILD)/obj
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -Isrc -c -o $@ $<
+
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	mkdir -p $@
 
 unit: $(UNIT_BINS)

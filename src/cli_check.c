@@ -233,6 +233,12 @@ check_tally_nodes(const struct cf_rollout_result *res,
 		if (s != NULL && s->quarantined && !s->manual)
 			list_add(&t->quar, &t->n_quar, r->node->name,
 			         s->reason ? s->reason : "?");
+		/* no SSH here: file drift is what the last deploy saw and
+		 * could not fix (a WARNING, listed with the stale nodes) */
+		if (s != NULL && s->drift != NULL)
+			list_add(&t->stale, &t->n_stale, r->node->name,
+			         "files drift from the playbook, not fixed by "
+			         "the last deploy");
 	}
 }
 

@@ -444,6 +444,19 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 		if (fleet_record(&s->ns, r, current ? current->sha256_hex : NULL,
 		                 now, &note) < 0)
 			return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		if (r->fixed[0] != '\0' || r->drift[0] != '\0') {
+			char text[2 * CF_ERR_MSG_MAX + 32];
+
+			snprintf(text, sizeof(text), "%s%s%s%s",
+			         r->fixed[0] ? "fixed " : "", r->fixed,
+			         r->fixed[0] && r->drift[0] ? "; " : "",
+			         r->drift[0] ? "NOT fixed " : "");
+			if (r->drift[0])
+				strncat(text, r->drift,
+				        sizeof(text) - strlen(text) - 1);
+			session_event(s, CF_EV_NODE_DRIFT, r->node->name,
+			              r->node->host, NULL, text, 0, 0);
+		}
 		if (note.change == FLEET_QUARANTINED)
 			session_event(s, CF_EV_NODE_QUARANTINED, r->node->name,
 			              r->node->host, cf_err_reason(r->err.code),
@@ -530,6 +543,27 @@ pin_rolled_back(struct cf_session *s, const struct cf_rollout_result *res,
 	return store_save_nodes(s->st, &s->ns, err);
 }
 
+/* verify has no SSH: the file drift it reports is what the last deploy
+ * saw and could not fix */
+static void
+drift_warnings(const struct cf_session *s, const struct cf_rollout_result *res)
+{
+	const struct cf_node_state *st;
+	char when[32];
+	size_t i;
+
+	for (i = 0; i < res->n && !s->cli->quiet; i++) {
+		st = store_node_find(&s->ns, res->nodes[i].node->name);
+		if (st == NULL || st->drift == NULL ||
+		    res->nodes[i].outcome == CF_OUT_SKIPPED)
+			continue;
+		cf_fmt_time(st->drift_seen, when, sizeof(when));
+		fprintf(stderr, "certfleet: WARNING: %s: files drift from the "
+		        "playbook, not fixed by the deploy of %s: %s\n",
+		        res->nodes[i].node->name, when, st->drift);
+	}
+}
+
 /* After the rollout: exit code, node states, summary, notifications,
  * metrics and the JSON report. */
 static int
@@ -551,6 +585,7 @@ rollout_tail(struct cf_session *s, const struct session_run *run,
 		/* read-only: what nodes serve feeds --metrics and expiry
 		 * warnings of this run, and is not stored */
 		session_observe(s, res);
+		drift_warnings(s, res);
 	} else if (!o->dry_run) {
 		if (session_record(s, res, run->ci, &err) < 0)
 			ex = cli_fail(&err);

@@ -101,6 +101,19 @@ fleet_succeeded(struct cf_node_state *st, int64_t now, char **was_reason)
 }
 
 int
+fleet_set_drift(struct cf_node_state *st, const char *drift, int64_t now)
+{
+	char *d = NULL;
+
+	if (drift != NULL && drift[0] != '\0' && (d = strdup(drift)) == NULL)
+		return -1;
+	free(st->drift);
+	st->drift = d;
+	st->drift_seen = d != NULL ? now : 0;
+	return 0;
+}
+
+int
 fleet_record(struct cf_node_states *ns, const struct cf_node_result *r,
              const char *current_sha, int64_t now, struct fleet_note *note)
 {
@@ -117,6 +130,10 @@ fleet_record(struct cf_node_states *ns, const struct cf_node_result *r,
 	fleet_observe(st, r->after_sha256, r->after_not_after, now);
 	if (r->touched && r->outcome == CF_OUT_DEPLOYED)
 		st->last_change = now;
+	/* drift this deploy could not fix stays on record for verify and
+	 * check, which have no SSH to look */
+	if (r->audited && fleet_set_drift(st, r->drift, now) < 0)
+		return -1;
 	if (r->outcome == CF_OUT_FAILED && st->quarantined && !r->touched &&
 	    r->err.code == CF_ERR_VERIFY) {
 		/* a read-only probe of a node quarantined for a real cause

@@ -2,54 +2,15 @@
  * keyclean.h).  One SSH session per node through rollout_each: the same
  * workers, deadlines and strict host key checking as a deploy.
  *
- * The remote script compares hashes on the node: sending the key, or
- * copying each backup back to compare here, would move the compromised
- * key around once more.  It only ever unlinks a backup (rm of a name
- * never follows a link); it never overwrites one in place, because a
- * backup may be a hard link of the live file (the stage script keeps the
- * previous version by link when it can). */
+ * The node script is src/sh/keyclean.sh: it compares hashes on the node
+ * and only ever unlinks a backup (why, there). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "certfleet/keyclean.h"
 #include "certfleet/rollout.h"
-
-/* The fixed part of the cleanup script: POSIX sh, read from stdin.
- * `one I BACKUP LIVE SHA256` prints, for key file I:
- *   certfleet-live I            the live file holds the key (left alone)
- *   certfleet-backup I STATUS   removed | other | none | symlink |
- *                               notfile | unreadable | error MESSAGE
- * and the last line is certfleet-ok: libssh2 reports exit status 0 when
- * no exit-status message came back, and a forced command exits 0 without
- * running us, so only the marker proves the checks ran.  Kept as one
- * string in its own function so it can move to a .sh file unchanged. */
-static const char *
-keyclean_script_body(void)
-{
-	return "set -u\n"
-	       "umask 077\n"
-	       "hsum() {\n"
-	       "  if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum <\"$1\" 2>/dev/null) || return 1\n"
-	       "  else s=$(openssl dgst -sha256 -r <\"$1\" 2>/dev/null) || return 1; fi\n"
-	       "  s=${s%% *}; [ ${#s} -eq 64 ] || return 1; printf '%s\\n' \"$s\"\n"
-	       "}\n"
-	       "one() {\n"
-	       "  i=$1 b=$2 t=$3 want=$4\n"
-	       /* never read through a link: a service account may own the dir */
-	       "  if ! [ -L \"$t\" ] && [ -f \"$t\" ] && got=$(hsum \"$t\") && [ \"$got\" = \"$want\" ]; then echo \"certfleet-live $i\"; fi\n"
-	       "  if [ -L \"$b\" ]; then echo \"certfleet-backup $i symlink\"; return 0; fi\n"
-	       "  if ! [ -e \"$b\" ]; then echo \"certfleet-backup $i none\"; return 0; fi\n"
-	       "  if ! [ -f \"$b\" ]; then echo \"certfleet-backup $i notfile\"; return 0; fi\n"
-	       "  if ! got=$(hsum \"$b\"); then echo \"certfleet-backup $i unreadable\"; return 0; fi\n"
-	       "  if [ \"$got\" != \"$want\" ]; then echo \"certfleet-backup $i other\"; return 0; fi\n"
-	       /* re-checked right before the unlink: a link swapped in since
-	        * the hash is not what we compared */
-	       "  if [ -L \"$b\" ] || ! [ -f \"$b\" ]; then echo \"certfleet-backup $i symlink\"; return 0; fi\n"
-	       "  if e=$(rm -f -- \"$b\" 2>&1) && ! [ -e \"$b\" ] && ! [ -L \"$b\" ]; then echo \"certfleet-backup $i removed\"\n"
-	       "  else echo \"certfleet-backup $i error $(printf '%s' \"${e:-still there}\" | tr '\\n' ' ')\"; fi\n"
-	       "}\n";
-}
+#include "scripts.h"
 
 int
 keyclean_script(const struct cf_playbook *pb, const char *key_sha256,
@@ -57,7 +18,8 @@ keyclean_script(const struct cf_playbook *pb, const char *key_sha256,
 {
 	size_t i;
 
-	if (cf_buf_printf(out, "%s", keyclean_script_body()) < 0)
+	if (cf_buf_append(out, cf_sh_keyclean, strlen(cf_sh_keyclean)) < 0 ||
+	    cf_buf_append(out, "main() {\n", 9) < 0)
 		return -1;
 	for (i = 0; i < pb->deploy.n_files; i++) {
 		const struct cf_file_spec *f = &pb->deploy.files[i];
@@ -82,7 +44,8 @@ keyclean_script(const struct cf_playbook *pb, const char *key_sha256,
 		if (!ok)
 			return -1;
 	}
-	return cf_buf_printf(out, "echo certfleet-ok\n");
+	/* whole before it runs: a script cut short does nothing */
+	return cf_buf_printf(out, "echo certfleet-ok\n}\nmain\n");
 }
 
 struct kc_run {
@@ -98,20 +61,6 @@ join(char *dst, size_t len, const char *item)
 
 	if (used + 1 < len)
 		snprintf(dst + used, len - used, "%s%s", used ? ", " : "", item);
-}
-
-/* out has `marker` as a whole line (see rollout.c has_marker). */
-static bool
-has_line(const char *out, const char *marker)
-{
-	size_t ml = strlen(marker);
-
-	for (const char *p = out; p != NULL && (p = strstr(p, marker)) != NULL;
-	     p += ml)
-		if ((p == out || p[-1] == '\n') &&
-		    (p[ml] == '\n' || p[ml] == '\r' || p[ml] == '\0'))
-			return true;
-	return false;
 }
 
 /* Fold one "certfleet-backup I STATUS [MSG]" line into kn; -1 with err set
@@ -168,7 +117,7 @@ kc_node(void *arg, const struct cf_node *node, cf_ssh_t *s, cf_err_t *err)
 	if (ssh_exec(s, "sh -s", r->script, strlen(r->script), &status, &out,
 	             err) < 0)
 		goto out;
-	if (status != 0 || !has_line(out, "certfleet-ok")) {
+	if (status != 0 || !rollout_has_marker(out, "certfleet-ok")) {
 		cf_err_set(err, CF_ERR_WRITE, "cleanup script %s (status %d, "
 		           "no certfleet-ok): nothing can be said of its key "
 		           "backups", status == 0 ? "did not complete"

@@ -46,6 +46,7 @@ notify_kind_name(cf_event_kind_t k)
 	case CF_EV_NODE_RELEASED:    return "node_released";
 	case CF_EV_EXPIRY_WARNING:   return "expiry_warning";
 	case CF_EV_CANARY_STOPPED:   return "canary_stopped";
+	case CF_EV_NODE_DRIFT:       return "node_drift";
 	}
 	return "unknown";
 }
@@ -145,6 +146,10 @@ notify_format_text(const char *cert, const struct cf_event *ev, int64_t now,
 		snprintf(buf, len, "certfleet %s: rollout STOPPED, untouched "
 		         "nodes keep their certificate: %s", c,
 		         detail[0] ? detail : "no reason given");
+		break;
+	case CF_EV_NODE_DRIFT:
+		snprintf(buf, len, "certfleet %s: node %s: files drifted from "
+		         "the playbook: %s", c, who, detail);
 		break;
 	default:
 		snprintf(buf, len, "certfleet %s: %s", c,

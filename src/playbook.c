@@ -100,7 +100,7 @@ static const char *const deploy_keys[] = {
 };
 static const char *const haproxy_api_keys[] = {"port", "cert", NULL};
 static const char *const file_keys[] = {
-	"path", "content", "mode", "owner", "group", NULL,
+	"path", "content", "mode", "owner", "group", "shared_dir", NULL,
 };
 static const char *const verify_keys[] = {
 	"port", "server_name", "timeout", NULL,
@@ -1252,7 +1252,8 @@ parse_file(struct pctx *c, json_t *file, struct cf_file_spec *f)
 	f->content = (cf_content_t)content;
 	if (parse_mode(c, file, f) < 0 ||
 	    get_string(c, file, "owner", false, check_user, &f->owner) < 0 ||
-	    get_string(c, file, "group", false, check_user, &f->group) < 0)
+	    get_string(c, file, "group", false, check_user, &f->group) < 0 ||
+	    get_bool(c, file, "shared_dir", &f->shared_dir) < 0)
 		return -1;
 	return 0;
 }

@@ -49,10 +49,12 @@ report_progress(void *arg, const struct cf_node_result *r, size_t done,
 			       "host key, login and preflight ok)";
 		else if (r->outcome == CF_OUT_STOPPED)
 			what = "not touched (rollout stopped)";
-		fprintf(stderr, "certfleet: %-16s %-15s %s%s in %.2fs%s%s\n",
-		        r->node->name, r->node->host, what,
+		fprintf(stderr, "certfleet: %-16s %-15s %s%s in %.2fs%s%s%s%s"
+		        "%s%s\n", r->node->name, r->node->host, what,
 		        r->canary ? " (canary)" : "", secs,
-		        r->note[0] ? ": note: " : "", r->note);
+		        r->fixed[0] ? "; fixed: " : "", r->fixed,
+		        r->drift[0] ? "; WARNING: drift not fixed: " : "",
+		        r->drift, r->note[0] ? ": note: " : "", r->note);
 	}
 	if (c->tty)
 		fprintf(stderr, "certfleet: %s %zu/%zu nodes done", c->verb,
@@ -218,6 +220,22 @@ report_renew_json(FILE *f, int exit_code, const char *version,
 	report_json_dump(f, root);
 }
 
+/* "a; b" -> ["a", "b"] */
+static json_t *
+split_list(const char *s)
+{
+	json_t *a = json_array();
+	const char *p = s, *e;
+
+	while (a != NULL && p != NULL && *p) {
+		e = strstr(p, "; ");
+		json_array_append_new(a, json_stringn(p, e ? (size_t)(e - p)
+		                                           : strlen(p)));
+		p = e ? e + 2 : NULL;
+	}
+	return a;
+}
+
 static json_t *
 run_doc(const char *command, int exit_code, const char *version,
         const struct cf_certinfo *ci, const struct cf_rollout_result *res,
@@ -247,6 +265,16 @@ run_doc(const char *command, int exit_code, const char *version,
 
 		if (r->note[0])
 			json_object_set_new(o, "note", json_string(r->note));
+		json_object_set_new(o, "fixed", split_list(r->fixed));
+		/* this run's unfixed drift; verify (no SSH) reports the last
+		 * deploy's, with when it saw it */
+		if (st != NULL && st->drift != NULL) {
+			json_object_set_new(o, "drift", split_list(st->drift));
+			json_object_set_new(o, "drift_seen",
+			                    json_integer(st->drift_seen));
+		} else {
+			json_object_set_new(o, "drift", split_list(r->drift));
+		}
 		/* verify is read-only and a dry run records nothing: their
 		 * failures quarantine no one */
 		json_object_set_new(o, "quarantined",

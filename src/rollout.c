@@ -14,6 +14,7 @@
  * exec channel's stdin: `mv -f` is rename(2) within a directory. Every value
  * in that script is single-quoted; the playbook validated paths to a
  * shell-inert charset anyway. */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include "certfleet/rollout.h"
 #include "certfleet/tlsprobe.h"
 #include "certfleet/util.h"
+#include "scripts.h"
 
 /* Stage script exit codes (also in the script text below). */
 #define STAGE_OK 0
@@ -58,6 +60,7 @@ struct run {
 	size_t stage_script_cap;
 	char *rollback_script;
 	char *preflight_script;     /* dry run: what would fail; no secrets */
+	char *audit_script;         /* unchanged nodes: modes/owners; no secrets */
 
 	size_t *queue;              /* indices of nodes to process */
 	size_t n_queue;
@@ -120,103 +123,14 @@ http01_webroot(const struct cf_playbook *pb)
 	return pb->deploy.webroot;
 }
 
-/* The dry run's preflight: what the stage script (and a renew's http-01
- * step) would need, checked without writing anything, so that a node whose
- * first real run would fail says why beforehand.  One "certfleet: ..." line
- * per problem, "certfleet-note: ..." for what works differently than one
- * would guess; exits with the stage code of the first problem.  check and
- * reload themselves never run: `sudo -n -l CMD` asks sudo whether CMD
- * would run without a password. */
-static const char preflight_body[] =
-    "nl='\n'\n"
-    "get() { eval \"$1=\\${$2$3}\"; }\n"
-    "cause() { why=${1%\"$nl\"}; why=${why##*\"$nl\"}; why=${why##*: }; }\n"
-    "rc=0; bad=\n"
-    "prob() { if [ $rc -eq 0 ]; then rc=$1; fi; shift; echo \"certfleet: $*\"; }\n"
-    "me=$(id -un 2>/dev/null || id -u)\n"
-    "ph=0; if [ -r /proc/sys/fs/protected_hardlinks ]; then read -r ph </proc/sys/fs/protected_hardlinks; fi\n"
-    /* why directory $1 is not writable */
-    "unwritable() {\n"
-    "  case \",$(findmnt -n -o OPTIONS -T \"$1\" 2>/dev/null),\" in\n"
-    "  *,ro,*) prob 11 \"$1 is on a read-only file system\" ;;\n"
-    "  *) prob 11 \"$1 is not writable by $me: Permission denied (the login user $me needs write access to $1; see README: Preparing a node)\" ;;\n"
-    "  esac\n"
-    "}\n"
-    "sudo_ok() {\n"
-    "  what=$1; code=$2; cmd=$3\n"
-    "  set -f; set -- $cmd; set +f\n"
-    /* a command the login's PATH does not have fails every real run */
-    "  case ${1:-} in ''|*=*|'('*|'{'*|'!') return 0 ;; sudo) ;; *) command -v \"$1\" >/dev/null 2>&1 || prob $code \"$what \\`$cmd\\`: $1: not found in $me's PATH\"; return 0 ;; esac\n"
-    "  shift\n"
-    "  while [ $# -gt 0 ]; do case $1 in -u|-g|-C|-h|-p|-r|-t|-U|-D) shift; [ $# -gt 0 ] && shift ;; --) shift; break ;; -*) shift ;; *) break ;; esac; done\n"
-    /* the command sudo runs ends at the first shell operator */
-    "  k=0; for w in \"$@\"; do case $w in '&&'|'||'|'|'|';'|'&'|*';') break ;; esac; k=$((k+1)); done\n"
-    "  m=$#; j=0; while [ $j -lt $m ]; do if [ $j -lt $k ]; then set -- \"$@\" \"$1\"; fi; shift; j=$((j+1)); done\n"
-    "  [ $# -gt 0 ] || return 0\n"
-    "  if ! out=$(sudo -n -l \"$@\" </dev/null 2>&1); then\n"
-    "    cause \"$out\"; [ -n \"$why\" ] || why=\"not allowed by sudoers\"\n"
-    "    prob $code \"$what \\`$cmd\\` would not run unattended (sudo -n -l: $why): $me needs a NOPASSWD sudoers rule for it, see README: Preparing a node\"\n"
-    "  fi\n"
-    "}\n"
-    "main() {\n"
-    "i=0; while [ $i -lt $N ]; do\n"
-    "  get t T $i; get d D $i; get sz SZ $i; get og OG $i\n"
-    /* one report per directory; a file in one we cannot write has
-     * nothing more to say */
-    "  case \"$nl$bad$nl\" in *\"$nl$d$nl\"*) i=$((i+1)); continue ;; esac\n"
-    "  if ! [ -d \"$d\" ]; then prob 11 \"directory $d does not exist\"; bad=\"$bad$nl$d\"; i=$((i+1)); continue\n"
-    "  elif ! [ -w \"$d\" ] || ! [ -x \"$d\" ]; then unwritable \"$d\"; bad=\"$bad$nl$d\"; i=$((i+1)); continue\n"
-    "  else\n"
-    "    avail=$(df -Pk -- \"$d\" 2>/dev/null | { read -r _; read -r _ _ _ a _; echo \"${a:-}\"; })\n"
-    "    need=$((sz / 1024 + 4))\n"
-    "    case $avail in ''|*[!0-9]*) ;; *) if [ \"$avail\" -lt \"$need\" ]; then prob 11 \"$d has $avail KiB free, the new $t needs about $need KiB: No space left on device\"; fi ;; esac\n"
-    "  fi\n"
-    "  if [ -L \"$t\" ]; then prob 10 \"$t is a symbolic link: refusing to replace it\"\n"
-    "  elif [ -e \"$t\" ] && ! [ -f \"$t\" ]; then prob 10 \"$t exists and is not a regular file\"\n"
-    "  elif [ -f \"$t\" ] && ! [ -O \"$t\" ] && [ \"$ph\" = 1 ] && ! { [ -r \"$t\" ] && [ -w \"$t\" ]; }; then\n"
-    /* what the stage script's backup step will meet */
-    "    if [ -r \"$t\" ]; then echo \"certfleet-note: $t is not $me's and fs.protected_hardlinks=1 refuses a hard link: its previous version will be kept as a copy\"\n"
-    "    else prob 11 \"cannot keep previous version of $t: it is not $me's, fs.protected_hardlinks=1 refuses a hard link and $me cannot read it to copy it: make $me its owner once (chown $me $t; see README: Preparing a node)\"; fi\n"
-    "  fi\n"
-    "  if [ -n \"$og\" ] && [ \"$(id -u)\" != 0 ]; then prob 11 \"owner/group for $t need a login that may chown (root); $me may not\"; fi\n"
-    "  i=$((i+1)); done\n"
-    "if [ -n \"$WEBROOT\" ]; then\n"
-    "  w=\"$WEBROOT/.well-known/acme-challenge\"\n"
-    "  while ! [ -e \"$w\" ] && [ \"$w\" != \"$WEBROOT\" ]; do w=${w%/*}; done\n"
-    "  if ! [ -d \"$w\" ]; then prob 11 \"http-01 webroot $WEBROOT does not exist\"\n"
-    "  elif ! [ -w \"$w\" ] || ! [ -x \"$w\" ]; then unwritable \"$w\"; fi\n"
-    "fi\n"
-    "sudo_ok check 12 \"$CHECK\"\n"
-    "sudo_ok reload 13 \"$RELOAD\"\n"
-    "echo certfleet-preflight-done\n"
-    "exit $rc\n"
-    "}\n"
-    "main\n";
-
-/* The stage script: refuse unsafe targets, write the new files, back up,
- * swap, check, reload, and restore on any failure.  Prints
- * "certfleet-prev I" for every file that got a backup this run (the
- * rollback script restores just those).
- *
- * Every process started on a node costs it a fork and an exec (5-10 ms of
- * CPU each on a small VM), so the script does with shell builtins what it
- * can: the files' bytes travel inside the script and are written by the
- * printf builtin (never in an argv), into O_EXCL temp files (set -C), with
- * the mode from the umask; one sha256sum finds the files that already hold
- * the new bytes (those are neither rewritten nor backed up, so a re-run
- * cannot replace the previous version's backup with a copy of the new
- * files); one sync makes the new bytes durable before any rename; one
- * timeout-bounded sh runs check and reload.  Per changed file that leaves
- * ln (backup) and mv (the atomic swap).
- *
- * Everything runs from main(), called on the script's last line: sh runs
- * commands as it reads them, and a script cut short by a dropped
- * connection must do nothing at all rather than half its steps. */
+/* The three node scripts (src/sh/NAME.sh, embedded at build time) with their
+ * values in front: every value single-quoted, the files' contents last, in
+ * a buffer sized for them up front. */
 static int
 build_scripts(struct run *r, const char *token, cf_err_t *err)
 {
 	const struct cf_playbook *pb = r->pb;
-	cf_buf_t s = {0}, rb = {0}, pf = {0}, dir = {0};
+	cf_buf_t s = {0}, rb = {0}, pf = {0}, au = {0}, dir = {0};
 	size_t i, n = pb->deploy.n_files, secret = 0;
 	char mode[8], umask_s[8], hex[65];
 	unsigned char md[32];
@@ -225,7 +139,9 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	r->tmp_paths = calloc(n, sizeof(char *));
 	if (r->tmp_paths == NULL)
 		goto nomem;
-	if (cf_buf_printf(&s, "set -u\numask 077\nN=%zu\n", n) < 0)
+	if (cf_buf_printf(&s, "set -u\numask 077\nN=%zu\nTOK=%s\n", n,
+	                  token) < 0 ||
+	    cf_buf_printf(&rb, "TOK=%s\n", token) < 0)
 		goto nomem;
 	for (i = 0; i < n; i++) {
 		const struct cf_file_spec *f = &pb->deploy.files[i];
@@ -257,10 +173,17 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 		    add_var(&s, "H", i, hex) < 0 ||
 		    add_var(&s, "O", i, f->owner ? f->owner : "") < 0 ||
 		    add_var(&s, "G", i, f->group ? f->group : "") < 0 ||
+		    add_var(&s, "SD", i, f->shared_dir ? "1" : "") < 0 ||
+		    add_var(&pf, "SD", i, f->shared_dir ? "1" : "") < 0 ||
 		    add_var(&rb, "T", i, f->path) < 0 ||
 		    add_var(&rb, "D", i, dir.data) < 0 ||
 		    add_var(&rb, "B", i, base) < 0 ||
 		    add_var(&pf, "T", i, f->path) < 0 ||
+		    add_var(&au, "T", i, f->path) < 0 ||
+		    add_var(&au, "M", i, mode) < 0 ||
+		    add_var(&au, "H", i, hex) < 0 ||
+		    add_var(&au, "O", i, f->owner ? f->owner : "") < 0 ||
+		    add_var(&au, "G", i, f->group ? f->group : "") < 0 ||
 		    add_var(&pf, "D", i, dir.data) < 0 ||
 		    cf_buf_printf(&pf, "SZ%zu=%zu\nOG%zu=%s\n", i,
 		                  r->payloads[i].len, i,
@@ -293,133 +216,10 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	                  pb->ssh.timeout / 2 > 0 ? pb->ssh.timeout / 2 : 1) < 0)
 		goto nomem;
 
-	/* eval "x=\$T$i" reads variable T<i>; the values themselves are never
-	 * evaluated (they are expanded inside double quotes). */
-	static const char stage_body[] =
-	    "\n"
-	    "nl='\n'\n"
-	    "get() { eval \"$1=\\${$2$3}\"; }\n"
-	    "run() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 \"$LIMIT\" sh -c \"$@\"; else sh -c \"$@\"; fi; }\n"
-	    /* check, then a marker, then reload: one process for both */
-	    "CR='if [ -n \"$1\" ]; then (eval \"$1\") || exit $?; fi; echo certfleet-checked; if [ -n \"$2\" ]; then (eval \"$2\") || exit $?; fi'\n"
-	    /* the cause from a failed command's stderr: its last line after the
-	     * last ": ", i.e. strerror's text ("Permission denied") */
-	    "cause() { why=${1%\"$nl\"}; why=${why##*\"$nl\"}; why=${why##*: }; [ -n \"$why\" ] || why=\"failed\"; }\n"
-	    /* what the operator can do about a cause, for directory $1 */
-	    "hint() { case $why in\n"
-	    "  *'ermission denied'*|*'ot permitted'*) hint=\" (the login user $(id -un 2>/dev/null) needs write access to $1; see README: Preparing a node)\" ;;\n"
-	    "  *'ead-only file system'*) hint=\" ($1 is on a read-only file system)\" ;;\n"
-	    "  *'o space left'*|*'uota exceeded'*) hint=\" (the file system of $1 is full)\" ;;\n"
-	    "  *) hint= ;; esac; }\n"
-	    "cleanup_tmp() { i=0; while [ $i -lt $N ]; do eval \"z=\\${Z$i:-}\"; if [ -n \"$z\" ]; then get n N $i; rm -f -- \"$n\"; fi; i=$((i+1)); done; }\n"
-	    /* $1 -> $2 (a temp name in the same directory): a hard link (same
-	     * bytes, mode, owner), or, when fs.protected_hardlinks refuses to
-	     * link a file the login does not own, a copy of its bytes and mode
-	     * created exclusively (umask 077 until cp -p sets the mode) */
-	    "keep() { rm -f -- \"$2\"; lerr=$(ln -- \"$1\" \"$2\" 2>&1) && return 0; rm -f -- \"$2\"; cerr=$(cp -p -- \"$1\" \"$2\" 2>&1) && return 0; rm -f -- \"$2\"; return 1; }\n"
-	    "restore() {\n"
-	    "  i=0; while [ $i -lt $N ]; do\n"
-	    "    get t T $i; get d D $i; get b B $i; eval \"p=\\${P$i:-}\"; eval \"w=\\${W$i:-}\"\n"
-	    "    if [ -n \"$w\" ]; then\n"
-	    "      eval \"e=\\${E$i:-}\"; restored=1\n"
-	    "      if [ -n \"$p\" ]; then keep \"$d/.$b.certfleet-prev\" \"$d/.certfleet.$b.rb.tmp\" && mv -f -- \"$d/.certfleet.$b.rb.tmp\" \"$t\";\n"
-	    "      elif [ -z \"$e\" ]; then rm -f -- \"$t\"; fi\n"
-	    "    fi\n"
-	    "    i=$((i+1)); done\n"
-	    "  if [ -n \"${restored:-}\" ]; then echo certfleet-restored; fi\n"
-	    "}\n"
-	    "fail() { code=$1; shift; umask 077; set +C; echo \"certfleet: $*\" >&2; cleanup_tmp; exit $code; }\n"
-	    /* the write of $1 (temp of $3, in dir $2) failed with stderr $4:
-	     * dash's printf says only "I/O error", so a bounded write of zeros
-	     * to the same (doomed) temp file names the errno */
-	    "wfail() {\n"
-	    "  cause \"$4\"\n"
-	    "  case $why in *'I/O error'*) e2=$( { head -c \"${#c}\" /dev/zero >>\"$1\"; } 2>&1 ) || cause \"$e2\" ;; esac\n"
-	    "  c=; hint \"$2\"; fail 11 \"cannot write $3: $why$hint\"\n"
-	    "}\n"
-	    "main() {\n"
-	    /* an external printf would carry a key in its argv */
-	    "case $(command -V printf 2>/dev/null) in *builtin*) ;; *) fail 11 \"printf is not a builtin of this node's sh: refusing to pass key bytes in an argv\" ;; esac\n"
-	    /* 1. targets must be regular files (or absent); a symlink planted at a
-	     *    target is refused, never followed or replaced. */
-	    "set --\n"
-	    "i=0; while [ $i -lt $N ]; do\n"
-	    "  get t T $i; get d D $i; get b B $i\n"
-	    "  [ -d \"$d\" ] || fail 11 \"directory $d does not exist\"\n"
-	    "  if [ -L \"$t\" ]; then fail 10 \"$t is a symbolic link: refusing to replace it\"; fi\n"
-	    "  if [ -e \"$t\" ] && [ ! -f \"$t\" ]; then fail 10 \"$t exists and is not a regular file\"; fi\n"
-	    /* stale temp files of killed runs */
-	    "  for x in \"$d/.certfleet.$b.\"*.tmp; do if [ -e \"$x\" ] || [ -L \"$x\" ]; then rm -f -- \"$x\"; fi; done\n"
-	    "  if [ -f \"$t\" ]; then eval \"E$i=1\"; set -- \"$@\" \"$t\"; fi\n"
-	    "  i=$((i+1)); done\n"
-	    /* 2. which targets already hold the new bytes */
-	    "sums=\n"
-	    "if [ $# -gt 0 ]; then sums=$(sha256sum -- \"$@\" 2>/dev/null) || sums=; fi\n"
-	    /* 3. write the changed files: O_EXCL temp files, exact mode; the
-	     *    subshell keeps the write's error text for the message */
-	    "set --\n"
-	    "i=0; while [ $i -lt $N ]; do\n"
-	    "  get t T $i; get n N $i; get h H $i\n"
-	    "  case \"$nl$sums$nl\" in *\"$nl$h  $t$nl\"*) eval \"S$i=1\"; i=$((i+1)); continue ;; esac\n"
-	    "  get d D $i; get u U $i; get x X $i; get m M $i; get o O $i; get g G $i; get c C $i\n"
-	    "  set -C; umask \"$u\"\n"
-	    "  if ! err=$( { printf '%s' \"$c\" >\"$n\"; } 2>&1 ); then eval \"Z$i=1\"; wfail \"$n\" \"$d\" \"$t\" \"$err\"; fi\n"
-	    "  c=; umask 077; set +C; eval \"Z$i=1\"; set -- \"$@\" \"$n\"\n"
-	    "  if [ -n \"$x\" ]; then err=$(chmod \"$m\" \"$n\" 2>&1) || { cause \"$err\"; fail 11 \"chmod $m $t failed: $why\"; }; fi\n"
-	    "  if [ -n \"$o$g\" ]; then err=$(chown -- \"$o${g:+:$g}\" \"$n\" 2>&1) || { cause \"$err\"; fail 11 \"chown $o${g:+:$g} $t failed: $why (owner and group need a login that may chown, i.e. root)\"; }; fi\n"
-	    "  i=$((i+1)); done\n"
-	    "i=0; while [ $i -lt $N ]; do unset \"C$i\"; i=$((i+1)); done\n"
-	    /* the new bytes on disk before any rename makes them the file */
-	    "if [ $# -gt 0 ]; then sync -- \"$@\" 2>/dev/null || sync; fi\n"
-	    /* 4. keep the previous version (hard link, or a copy when the link
-	     *    is refused); -ef: after a rollback target and backup are one
-	     *    inode.  Nothing has been swapped yet: a failure here leaves
-	     *    every target as it was. */
-	    "i=0; while [ $i -lt $N ]; do\n"
-	    "  get t T $i; get d D $i; get b B $i; eval \"e=\\${E$i:-}\"; eval \"sm=\\${S$i:-}\"\n"
-	    "  if [ -n \"$e\" ] && [ -z \"$sm\" ]; then\n"
-	    "    if ! [ \"$t\" -ef \"$d/.$b.certfleet-prev\" ]; then\n"
-	    "      if ! lerr=$(ln -f -- \"$t\" \"$d/.$b.certfleet-prev\" 2>&1); then\n"
-	    "        k=\"$d/.certfleet.$b.prev.tmp\"\n"
-	    "        if ! { rm -f -- \"$k\"; cerr=$(cp -p -- \"$t\" \"$k\" 2>&1); }; then\n"
-	    "          rm -f -- \"$k\"; cause \"$lerr\"; lwhy=$why; cause \"$cerr\"\n"
-	    "          ph=0; if [ -r /proc/sys/fs/protected_hardlinks ]; then read -r ph </proc/sys/fs/protected_hardlinks; fi\n"
-	    "          case $lwhy in *'ot permitted'*) if [ \"$ph\" = 1 ]; then lwhy=\"$lwhy: fs.protected_hardlinks=1 lets a login hard-link only files it owns\"; fi ;; esac\n"
-	    "          me=$(id -un 2>/dev/null)\n"
-	    "          fail 11 \"cannot keep previous version of $t: hard link refused ($lwhy) and cannot copy it ($why): make the login user $me its owner once (chown $me $t; see README: Preparing a node)\"\n"
-	    "        fi\n"
-	    "        err=$(mv -f -- \"$k\" \"$d/.$b.certfleet-prev\" 2>&1) || { rm -f -- \"$k\"; cause \"$err\"; hint \"$d\"; fail 11 \"cannot keep previous version of $t: $why$hint\"; }\n"
-	    "      fi\n"
-	    "    fi\n"
-	    "    eval \"P$i=1\"; echo \"certfleet-prev $i\"\n"
-	    "  fi\n"
-	    "  i=$((i+1)); done\n"
-	    /* 5. swap: rename(2) over the target, atomic for every reader */
-	    "i=0; while [ $i -lt $N ]; do\n"
-	    "  eval \"sm=\\${S$i:-}\"\n"
-	    "  if [ -z \"$sm\" ]; then\n"
-	    "    get t T $i; get n N $i; get d D $i\n"
-	    "    if ! err=$(mv -f -- \"$n\" \"$t\" 2>&1); then cause \"$err\"; hint \"$d\"; restore; fail 11 \"cannot move new file into place at $t: $why$hint\"; fi\n"
-	    "    eval \"W$i=1\"; eval \"Z$i=\"\n"
-	    "  fi\n"
-	    "  i=$((i+1)); done\n"
-	    /* 6. check before the new files go live, then reload */
-	    "if [ -n \"$CHECK$RELOAD\" ]; then\n"
-	    "  out=$(run \"$CR\" sh \"$CHECK\" \"$RELOAD\" 2>&1 </dev/null); st=$?\n"
-	    "  if [ $st -ne 0 ]; then\n"
-	    "    if [ $st -eq 124 ] || [ $st -eq 137 ]; then out=\"$out did not finish within ${LIMIT}s (killed)\"; fi\n"
-	    "    case $out in\n"
-	    "    *certfleet-checked*) restore; if [ -n \"$RELOAD\" ]; then run \"$RELOAD\" </dev/null >/dev/null 2>&1; fi\n"
-	    "      printf '%s\\n' \"$out\" >&2; fail 13 \"reload failed: $RELOAD\" ;;\n"
-	    "    *) restore; printf '%s\\n' \"$out\" >&2; fail 12 \"check failed: $CHECK\" ;;\n"
-	    "    esac\n"
-	    "  fi\n"
-	    "fi\n"
-	    "echo certfleet-ok\n"
-	    "}\n";
 	static const char stage_tail[] = "main\n";
 
-	if (cf_buf_append(&s, stage_body, sizeof(stage_body) - 1) < 0)
+	if (cf_buf_append(&s, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) < 0 ||
+	    cf_buf_append(&s, cf_sh_stage, strlen(cf_sh_stage)) < 0)
 		goto nomem;
 	/* The contents go last, into a buffer sized for them up front: a
 	 * realloc would leave a copy of the key behind in freed memory. */
@@ -436,27 +236,7 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	if (cf_buf_append(&s, stage_tail, sizeof(stage_tail) - 1) < 0)
 		goto nomem;
 
-	/* Rollback after a failed verify: positional args are the indices the
-	 * stage script reported as backed up. */
-	static const char rb_body[] =
-	    "get() { eval \"$1=\\${$2$3}\"; }\n"
-	    "run() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 \"$LIMIT\" sh -c \"$1\"; else sh -c \"$1\"; fi; }\n"
-	    "main() {\n"
-	    "rc=0\n"
-	    "for i in \"$@\"; do\n"
-	    "  get t T $i; get d D $i; get b B $i\n"
-	    "  [ \"$t\" -ef \"$d/.$b.certfleet-prev\" ] && continue\n"
-	    /* a copy when fs.protected_hardlinks refuses the link (a backup
-	     * that is still another user's file) */
-	    "  k=\"$d/.certfleet.$b.rb.tmp\"; rm -f -- \"$k\"\n"
-	    "  { ln -- \"$d/.$b.certfleet-prev\" \"$k\" 2>/dev/null || { rm -f -- \"$k\"; cp -p -- \"$d/.$b.certfleet-prev\" \"$k\"; }; } && mv -f -- \"$k\" \"$t\" || { rm -f -- \"$k\"; rc=11; }\n"
-	    "done\n"
-	    "if [ -n \"$RELOAD\" ]; then run \"$RELOAD\" </dev/null 2>&1 || rc=13; fi\n"
-	    "if [ $rc -eq 0 ]; then echo certfleet-rolled-back; fi\n"
-	    "exit $rc\n"
-	    "}\n"
-	    "main \"$@\"\n";
-	if (cf_buf_append(&rb, rb_body, sizeof(rb_body) - 1) < 0)
+	if (cf_buf_append(&rb, cf_sh_rollback, strlen(cf_sh_rollback)) < 0)
 		goto nomem;
 
 	r->stage_script = s.data;
@@ -464,10 +244,16 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 	s.data = NULL;
 	r->rollback_script = rb.data;
 	rb.data = NULL;
-	if (cf_buf_append(&pf, preflight_body, sizeof(preflight_body) - 1) < 0)
+	if (cf_buf_append(&pf, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) < 0 ||
+	    cf_buf_append(&pf, cf_sh_preflight, strlen(cf_sh_preflight)) < 0)
 		goto nomem;
 	r->preflight_script = pf.data;
 	pf.data = NULL;
+	if (cf_buf_printf(&au, "N=%zu\n", n) < 0 ||
+	    cf_buf_append(&au, cf_sh_audit, strlen(cf_sh_audit)) < 0)
+		goto nomem;
+	r->audit_script = au.data;
+	au.data = NULL;
 	rc = 0;
 	goto out;
 nomem:
@@ -476,6 +262,7 @@ out:
 	cf_buf_free_secret(&s);
 	cf_buf_free(&rb);
 	cf_buf_free(&pf);
+	cf_buf_free(&au);
 	cf_buf_free(&dir);
 	return rc;
 }
@@ -672,8 +459,8 @@ last_line(const char *out, char *buf, size_t len)
  * libssh2 reports 0 when no exit-status message came back, and a forced
  * command (authorized_keys command=, ForceCommand) exits 0 without ever
  * running our script. */
-static bool
-has_marker(const char *out, const char *marker)
+bool
+rollout_has_marker(const char *out, const char *marker)
 {
 	size_t ml = strlen(marker);
 
@@ -743,7 +530,7 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 		memmove(why, why + 11, strlen(why + 11) + 1);
 	summarize_output(out, detail, sizeof(detail));
 	restored = out != NULL && strstr(out, "certfleet-restored\n") != NULL;
-	if (status == STAGE_OK && !has_marker(out, "certfleet-ok"))
+	if (status == STAGE_OK && !rollout_has_marker(out, "certfleet-ok"))
 		status = STAGE_NO_MARKER;
 	switch (status) {
 	case STAGE_OK:
@@ -906,6 +693,109 @@ api_push_back(struct run *r, cf_ssh_t *s, const char *prev_idx,
 	return false;
 }
 
+/* A word of the audit script's output (a mode, a user or group name): the
+ * node's text reaches a report only when it looks like one. */
+static void
+audit_word(const char *w, char *buf, size_t cap)
+{
+	size_t i, n = strlen(w);
+
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)w[i]) && strchr("._-", w[i]) == NULL)
+			break;
+	if (n == 0 || i < n || n >= cap)
+		snprintf(buf, cap, "?");
+	else
+		memcpy(buf, w, n + 1);
+}
+
+static void
+join_item(char *dst, size_t cap, const char *item)
+{
+	size_t used = strlen(dst);
+
+	if (used + 1 < cap)
+		snprintf(dst + used, cap - used, "%s%s", used ? "; " : "", item);
+}
+
+/* A node that already serves the current certificate: do its files hold
+ * what the playbook says (bytes, mode, owner)?  The audit script fixes a
+ * mode or owner that drifted; what it fixed goes to nr->fixed, what it
+ * could not to nr->drift.  Returns 1 when some file's bytes differ from
+ * the store's (the caller stages, on the same session), 0 when they hold,
+ * -1 with err set when the script could not tell. */
+static int
+audit(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, cf_err_t *err)
+{
+	const struct cf_playbook *pb = r->pb;
+	char *out = NULL;
+	int status = -1, rc = -1;
+	const char *p, *nl;
+
+	if (ssh_exec(s, "sh -s", r->audit_script, strlen(r->audit_script),
+	             &status, &out, err) < 0)
+		goto out;
+	if (status != 0 || !rollout_has_marker(out, "certfleet-audited")) {
+		char last[200];
+
+		last_line(out, last, sizeof(last));
+		cf_err_set(err, CF_ERR_WRITE, "audit script exited %d without "
+		           "its completion marker: %s", status, last);
+		goto out;
+	}
+	if (rollout_has_marker(out, "certfleet-stale")) {
+		rc = 1;
+		goto out;
+	}
+	for (p = out; p != NULL && *p; p = nl ? nl + 1 : NULL) {
+		char line[200], what[16], old[40], want[40], item[400];
+		char *w, *o, *n, *end;
+		bool fixed;
+		unsigned long idx;
+
+		nl = strchr(p, '\n');
+		snprintf(line, sizeof(line), "%.*s",
+		         (int)(nl ? (size_t)(nl - p) : strlen(p)), p);
+		if (strncmp(line, "certfleet-fixed ", 16) == 0)
+			fixed = true;
+		else if (strncmp(line, "certfleet-unfixed ", 18) == 0)
+			fixed = false;
+		else
+			continue;
+		w = line + (fixed ? 16 : 18);
+		idx = strtoul(w, &end, 10);
+		if (end == w || *end != ' ' || idx >= pb->deploy.n_files)
+			continue;
+		w = end + 1;
+		if ((o = strchr(w, ' ')) == NULL)
+			continue;
+		*o++ = '\0';
+		if ((n = strchr(o, ' ')) == NULL)
+			continue;
+		*n++ = '\0';
+		audit_word(w, what, sizeof(what));
+		audit_word(o, old, sizeof(old));
+		audit_word(n, want, sizeof(want));
+		if (fixed) {
+			snprintf(item, sizeof(item), "%s %s %s→%s",
+			         pb->deploy.files[idx].path, what, old, want);
+			join_item(nr->fixed, sizeof(nr->fixed), item);
+		} else {
+			snprintf(item, sizeof(item), "%s %s %s, not %s (cannot "
+			         "fix: %s)", pb->deploy.files[idx].path, what,
+			         old, want, strcmp(what, "mode") == 0
+			         ? "chmod refused" : "chown needs a root login");
+			join_item(nr->drift, sizeof(nr->drift), item);
+		}
+	}
+	nr->audited = true;
+	nr->touched = nr->fixed[0] != '\0';
+	rc = 0;
+out:
+	free(out);
+	return rc;
+}
+
 static void
 rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
               bool api_committed, struct cf_node_result *nr)
@@ -922,7 +812,7 @@ rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
 	ssh_set_deadline(s, cf_now_ms() + (int64_t)r->pb->ssh.timeout * 1000);
 	if (ssh_exec(s, cmd.data, r->rollback_script,
 	             strlen(r->rollback_script), &status, &out, &e) == 0 &&
-	    status == 0 && has_marker(out, "certfleet-rolled-back"))
+	    status == 0 && rollout_has_marker(out, "certfleet-rolled-back"))
 		nr->rolled_back = !api_committed ||
 		                  api_push_back(r, s, prev_idx, nr);
 out:
@@ -1020,8 +910,10 @@ node_pipeline(struct run *r, size_t pos)
 	bool gated = false, api_committed = false;
 	char sha[65] = "";
 	int64_t nat = 0;
+	bool audit_first = false;
 
-	/* 1. what does it serve now? skip SSH entirely when it is current */
+	/* 1. what does it serve now?  A node that serves the current
+	 * certificate gets no stage script, only the audit (mode, owner) */
 	if (!o->force || o->verify_only) {
 		if (probe(r, node, conn_deadline, sha, &nat, &perr) == 0) {
 			memcpy(nr->before_sha256, sha, 65);
@@ -1030,7 +922,10 @@ node_pipeline(struct run *r, size_t pos)
 			if (strcmp(sha, r->info->sha256_hex) == 0) {
 				nr->outcome = o->verify_only ? CF_OUT_VERIFIED
 				                             : CF_OUT_UNCHANGED;
-				goto done;
+				if (o->verify_only || o->dry_run ||
+				    r->audit_script == NULL)
+					goto done;
+				audit_first = true;
 			}
 			if (o->verify_only) {
 				char na[32];
@@ -1058,11 +953,29 @@ node_pipeline(struct run *r, size_t pos)
 	if (ssh_connect(r->ssh, node->host, node->port, node->user,
 	                conn_deadline,
 	                cf_now_ms() + (int64_t)pb->ssh.timeout * 1000, &s,
-	                &nr->err) < 0) {
-		nr->outcome = CF_OUT_FAILED;
+	                audit_first ? &perr : &nr->err) < 0) {
+		/* it serves the certificate: not a failure, only unaudited */
+		if (audit_first)
+			snprintf(nr->note, sizeof(nr->note),
+			         "files not audited: %.400s", perr.msg);
+		else
+			nr->outcome = CF_OUT_FAILED;
 		goto done;
 	}
 	trace(r, node, t0, "ssh connected+authenticated");
+	if (audit_first) {
+		int a;
+
+		ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
+		a = audit(r, s, nr, &perr);
+		trace(r, node, t0, a == 0 ? "audited" : "audit: stale files");
+		if (a < 0)
+			snprintf(nr->note, sizeof(nr->note),
+			         "files not audited: %.400s", perr.msg);
+		if (a <= 0)
+			goto done;
+		/* served bytes are right, files on disk are not: stage */
+	}
 	if (o->dry_run) {
 		/* read-only checks of what the real run would need */
 		ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
@@ -1106,6 +1019,7 @@ node_pipeline(struct run *r, size_t pos)
 		if (api_push(r, s, &api_committed, &nr->err) == 0 &&
 		    verify_loop(r, node, vdl, nr, &nr->err) == 0) {
 			nr->outcome = CF_OUT_DEPLOYED;
+			nr->audited = true; /* written with the playbook's mode */
 			if (!pb->deploy.keep_previous)
 				drop_key_backups(r, s, node, t0);
 			goto done;
@@ -1302,9 +1216,25 @@ run_free(struct run *r)
 	cf_free_secret(r->stage_script, r->stage_script_cap);
 	free(r->rollback_script);
 	free(r->preflight_script);
+	free(r->audit_script);
 	tlsprobe_ctx_free(r->tls);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
+}
+
+/* What every run starts from; run_free undoes it. */
+static void
+run_init(struct run *r, const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
+         const struct cf_rollout_opts *opts, struct cf_rollout_result *res)
+{
+	memset(r, 0, sizeof(*r));
+	memset(res, 0, sizeof(*res));
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->pb = pb;
+	r->ssh = ssh;
+	r->opts = opts;
+	r->res = res;
 }
 
 int
@@ -1319,16 +1249,9 @@ rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 	char token[13];
 	int rc = -1;
 
-	memset(&r, 0, sizeof(r));
-	memset(&res, 0, sizeof(res));
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_cond_init(&r.cv, NULL);
-	r.pb = pb;
-	r.ssh = ssh;
+	run_init(&r, pb, ssh, opts, &res);
 	r.bundle = bundle;
 	r.info = info;
-	r.opts = opts;
-	r.res = &res;
 	r.trace = getenv("CERTFLEET_TRACE") != NULL;
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		cf_err_set(err, CF_ERR_INTERNAL, "no randomness for temp names");
@@ -1362,18 +1285,11 @@ rollout_each(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 	struct cf_rollout_opts o = *opts;
 	int rc;
 
-	memset(&r, 0, sizeof(r));
-	memset(&res, 0, sizeof(res));
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_cond_init(&r.cv, NULL);
 	/* no probe: the pipeline goes straight to SSH for callbacks */
 	o.force = true;
 	o.verify_only = false;
 	o.dry_run = false;
-	r.pb = pb;
-	r.ssh = ssh;
-	r.opts = &o;
-	r.res = &res;
+	run_init(&r, pb, ssh, &o, &res);
 	r.each_fn = fn;
 	r.each_arg = arg;
 	rc = run_all(&r, err);

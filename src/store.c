@@ -1368,6 +1368,7 @@ node_state_free(struct cf_node_state *n)
 	free(n->name);
 	free(n->reason);
 	free(n->detail);
+	free(n->drift);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -1393,7 +1394,9 @@ parse_node(const char *name, json_t *o, struct cf_node_state *n, bool *oom,
 	    !get_str(o, "detail", &n->detail, oom, why, whylen) ||
 	    !get_i64(o, "quarantined_since", &n->quarantined_since, why, whylen) ||
 	    !get_uint(o, "attempts", &n->attempts, why, whylen) ||
-	    !get_bool(o, "manual", &n->manual, why, whylen))
+	    !get_bool(o, "manual", &n->manual, why, whylen) ||
+	    !get_str(o, "drift", &n->drift, oom, why, whylen) ||
+	    !get_i64(o, "drift_seen", &n->drift_seen, why, whylen))
 		goto out;
 	if (sha != NULL) {
 		if (strlen(sha) >= sizeof(n->serving_sha256)) {
@@ -1498,7 +1501,9 @@ node_to_json(const struct cf_node_state *n)
 	    json_object_set_new(o, "quarantined_since",
 	                        json_integer(n->quarantined_since)) < 0 ||
 	    json_object_set_new(o, "attempts", json_integer(n->attempts)) < 0 ||
-	    json_object_set_new(o, "manual", json_boolean(n->manual)) < 0) {
+	    json_object_set_new(o, "manual", json_boolean(n->manual)) < 0 ||
+	    json_object_set_new(o, "drift", cf_json_str_or_null(n->drift)) < 0 ||
+	    json_object_set_new(o, "drift_seen", json_integer(n->drift_seen)) < 0) {
 		json_decref(o);
 		return NULL;
 	}

@@ -52,6 +52,11 @@ void fleet_observe(struct cf_node_state *st, const char *sha256_hex,
 int fleet_observe_result(struct cf_node_states *ns,
                          const struct cf_node_result *r, int64_t now);
 
+/* What the last audit found on a node and could not fix (NULL or "" for
+ * nothing): kept with the time it was seen, for verify and check.  0, or
+ * -1 when out of memory. */
+int fleet_set_drift(struct cf_node_state *st, const char *drift, int64_t now);
+
 /* Fold one rollout result into its node's record (created if needed).
  * current_sha: the digest of the certificate the run deployed, or NULL
  * (results that can only fail a node: http-01 failures).  Sets *note

@@ -14,6 +14,7 @@ typedef enum {
 	CF_EV_NODE_RELEASED,    /* node */
 	CF_EV_EXPIRY_WARNING,   /* node (or NULL for the stored cert), not_after */
 	CF_EV_CANARY_STOPPED,   /* text = stop reason */
+	CF_EV_NODE_DRIFT,       /* node, text = what deploy fixed / could not */
 } cf_event_kind_t;
 
 struct cf_event {

@@ -36,6 +36,9 @@ struct cf_file_spec {
 	unsigned mode;       /* default 0600 for privkey/combined, else 0644 */
 	char *owner;         /* NULL = leave as created */
 	char *group;         /* NULL = leave as created */
+	bool shared_dir;     /* another account may write the directory: the
+	                        stage script only uses link-safe steps there
+	                        instead of refusing it */
 };
 
 struct cf_node {

@@ -53,6 +53,11 @@ struct cf_node_result {
 	int64_t after_not_after;      /* not_after of what it serves at the end */
 	int64_t duration_ms;
 	char note[CF_ERR_MSG_MAX];    /* dry run: e.g. "backup by copy" */
+	/* deploy: the node's files were checked against the playbook (the
+	 * audit of a node already serving the certificate, or a stage) */
+	bool audited;
+	char fixed[CF_ERR_MSG_MAX];   /* "; "-joined: "PATH mode 0644→0600" */
+	char drift[CF_ERR_MSG_MAX];   /* "; "-joined drift it could not fix */
 };
 
 struct cf_rollout_result {
@@ -107,6 +112,10 @@ int rollout_each(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
  * the node (for its own restore and `rollback`): DIR/.BASENAME.certfleet-prev.
  * Caller frees; NULL when out of memory. */
 char *rollout_backup_path(const char *path);
+/* out (a node script's output) has marker as a whole line: a script's
+ * completion marker is its proof of success, since libssh2 reports exit
+ * status 0 when none came back. */
+bool rollout_has_marker(const char *out, const char *marker);
 /* A deploy.files entry holding a private key ("privkey", "combined"). */
 bool rollout_is_key_file(const struct cf_file_spec *f);
 

@@ -144,6 +144,11 @@ struct cf_node_state {
 	int64_t quarantined_since;
 	unsigned attempts;          /* consecutive failed attempts */
 	bool manual;                /* added by `quarantine add`: not retried */
+	/* files whose mode/owner differ from the playbook and that the last
+	 * deploy could not fix ("; "-joined), NULL = none; verify and check
+	 * (no SSH) report it */
+	char *drift;
+	int64_t drift_seen;         /* when that deploy saw it */
 };
 
 struct cf_node_states {

@@ -8,7 +8,9 @@
 #   2. a newer certificate: n1 (quarantined) is not picked as canary again,
 #      every other node gets it, exit 2;
 #   3. the same run again: only n1 is tried (no canary: the others already
-#      serve the certificate), exit 2, no SSH to the others;
+#      serve the certificate), exit 2; the others get one SSH login for the
+#      audit of modes and owners (nothing drifted: no file rewritten or
+#      even touched, no reload);
 #   4. one node selected (--only n1): nothing can confirm, so its failed
 #      canary stops the rollout, exit 1, as with a one-node fleet;
 #   5. n1 fixed: the next run deploys it and releases it.
@@ -29,6 +31,8 @@ tb_break_check 1
 
 # logins N: accepted SSH logins on node N so far
 logins() { grep -c 'Accepted publickey' "$(tb_dir "$1")/logs/sshd.log" 2>/dev/null; }
+# workers N: nginx's master and worker pids (a reload replaces the workers)
+workers() { local m; m=$(cat "$(tb_dir "$1")/logs/nginx.pid"); echo "$m: $(pgrep -P "$m" | sort | tr '\n' ' ')"; }
 
 t_step "1. n1's own config is broken: it fails as canary, n2 confirms the certificate"
 cf_run 2 --json -p "$PB" deploy --cert "$NEW/fullchain.pem" --key "$NEW/privkey.pem"
@@ -66,16 +70,25 @@ for i in 2 3 4; do assert_node_has "$i" "$NEWER"; done
 assert_served 1 "$OLD_SHA" "n1 still serves the old certificate"
 
 t_step "3. the same run again: only n1 is tried, exit 2"
-for i in 2 3 4; do eval "before$i=$(logins $i)"; done
+for i in 2 3 4; do
+	eval "before$i=$(logins $i)"
+	eval "workers$i='$(workers $i)'"
+	t_snap "$i" run3
+done
 cf_run 2 --json -p "$PB" deploy
 J=$T_OUT
 assert_nodes "$J" outcome unchanged n2 n3 n4
 assert_node "$J" n1 outcome failed
 assert_node "$J" n1 canary false "n1 is not a canary: the others serve the certificate"
 assert_json "$J" 'd["stopped"]' false
+# already current: one login for the audit (mode/owner), nothing else
 for i in 2 3 4; do
 	eval "b=\$before$i"
-	assert_eq "$(logins $i)" "$b" "n$i: no SSH login (already current)"
+	assert_eq "$(logins $i)" "$((b + 1))" "n$i: one SSH login (the audit)"
+	assert_unchanged "$i" run3 "n$i: no file rewritten (names, modes, sizes, mtimes, ctimes, bytes)"
+	eval "w=\$workers$i"
+	assert_eq "$(workers $i)" "$w" "n$i: not reloaded (same nginx master and workers)"
+	assert_node "$J" "n$i" touched false
 done
 assert_served 1 "$OLD_SHA" "n1 still serves the old certificate"
 

@@ -380,6 +380,38 @@ test_suspects(void **state)
 	store_nodes_free(&ns);
 }
 
+/* Drift an audit could not fix is kept with when it was seen; a later
+ * audit that finds none clears it; a run that did not audit (verify, an
+ * unreachable node) leaves it as it was. */
+static void
+test_drift(void **state)
+{
+	struct cf_node_states ns = {0};
+	struct fleet_note note;
+	struct cf_node_result r = result(CF_OUT_UNCHANGED, CUR, false, CF_OK,
+	                                 NULL);
+	const struct cf_node_state *st;
+
+	(void)state;
+	r.audited = true;
+	strcpy(r.drift, "/srv/tls/privkey.pem owner nobody (want root)");
+	record(&ns, r, CUR, 100, &note);
+	st = store_node_find(&ns, "n1");
+	assert_non_null(st);
+	assert_string_equal(st->drift, r.drift);
+	assert_int_equal(st->drift_seen, 100);
+	r.audited = false;
+	r.drift[0] = '\0';
+	record(&ns, r, CUR, 200, &note);
+	assert_non_null(st->drift);
+	assert_int_equal(st->drift_seen, 100);
+	r.audited = true;
+	record(&ns, r, CUR, 300, &note);
+	assert_null(st->drift);
+	assert_int_equal(st->drift_seen, 0);
+	store_nodes_free(&ns);
+}
+
 int
 main(void)
 {
@@ -396,6 +428,7 @@ main(void)
 	    cmocka_unit_test(test_release),
 	    cmocka_unit_test(test_observe_result),
 	    cmocka_unit_test(test_suspects),
+	    cmocka_unit_test(test_drift),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
