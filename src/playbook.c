@@ -95,8 +95,10 @@ static const char *const ssh_keys[] = {
 	NULL,
 };
 static const char *const deploy_keys[] = {
-	"files", "check", "reload", "webroot", "keep_previous", NULL,
+	"files", "check", "reload", "webroot", "keep_previous", "haproxy_api",
+	NULL,
 };
+static const char *const haproxy_api_keys[] = {"port", "cert", NULL};
 static const char *const file_keys[] = {
 	"path", "content", "mode", "owner", "group", "shared_dir", NULL,
 };
@@ -1256,6 +1258,55 @@ parse_file(struct pctx *c, json_t *file, struct cf_file_spec *f)
 	return 0;
 }
 
+/* deploy.haproxy_api: the file HAProxy's runtime API replaces must be one
+ * certfleet deploys, as one combined PEM (the API takes leaf, chain and
+ * key in one payload), and no reload may run besides (the point of the
+ * mode is that the process is never reloaded). */
+static int
+parse_haproxy_api(struct pctx *c, json_t *o, struct cf_playbook *pb)
+{
+	json_t *h;
+	size_t i;
+
+	if (enter_object(c, o, "haproxy_api", false, haproxy_api_keys, &h) < 0)
+		return -1;
+	if (h == NULL) {
+		pop(c);
+		return 0;
+	}
+	push_key(c, "port");
+	if (json_object_get(h, "port") == NULL)
+		return missing(c);
+	pop(c);
+	if (get_uint(c, h, "port", 1, 65535, &pb->deploy.haproxy_api.port) < 0 ||
+	    get_string(c, h, "cert", true, check_path,
+	               &pb->deploy.haproxy_api.cert) < 0)
+		return -1;
+	push_key(c, "cert");
+	for (i = 0; i < pb->deploy.n_files; i++)
+		if (strcmp(pb->deploy.files[i].path,
+		           pb->deploy.haproxy_api.cert) == 0)
+			break;
+	if (i == pb->deploy.n_files)
+		return bad(c, "%s is not one of the deploy.files paths: the "
+		           "runtime API replaces a certificate certfleet "
+		           "deploys", pb->deploy.haproxy_api.cert);
+	if (pb->deploy.files[i].content != CF_CONTENT_COMBINED)
+		return bad(c, "deploy.files[%zu] (%s) has content \"%s\": the "
+		           "runtime API takes certificate, chain and key in "
+		           "one payload, so its content must be \"combined\"",
+		           i, pb->deploy.haproxy_api.cert,
+		           content_names[pb->deploy.files[i].content]);
+	pop(c);
+	if (pb->deploy.reload != NULL)
+		return bad(c, "deploy.reload is not run in this mode (the "
+		           "certificate goes live through the runtime API, "
+		           "without a reload): remove one of the two");
+	pb->deploy.haproxy_api.file = i;
+	pop(c);
+	return 0;
+}
+
 static int
 parse_deploy(struct pctx *c, json_t *root, struct cf_playbook *pb)
 {
@@ -1301,7 +1352,8 @@ parse_deploy(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	               &pb->deploy.reload) < 0 ||
 	    get_string(c, o, "webroot", false, check_path,
 	               &pb->deploy.webroot) < 0 ||
-	    get_bool(c, o, "keep_previous", &pb->deploy.keep_previous) < 0)
+	    get_bool(c, o, "keep_previous", &pb->deploy.keep_previous) < 0 ||
+	    parse_haproxy_api(c, o, pb) < 0)
 		goto out;
 	pop(c);
 	rc = 0;
@@ -1795,6 +1847,7 @@ playbook_free(struct cf_playbook *pb)
 	free(pb->deploy.check);
 	free(pb->deploy.reload);
 	free(pb->deploy.webroot);
+	free(pb->deploy.haproxy_api.cert);
 	free(pb->verify.server_name);
 	free(pb->acme.directory);
 	strv_free(pb->acme.contact, pb->acme.n_contact);

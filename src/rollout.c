@@ -25,6 +25,7 @@
 #include <openssl/sha.h>
 
 #include "certfleet/gate.h"
+#include "certfleet/haproxy.h"
 #include "certfleet/rollout.h"
 #include "certfleet/tlsprobe.h"
 #include "certfleet/util.h"
@@ -633,6 +634,65 @@ out:
 	return rc;
 }
 
+/* HAProxy hitless mode (deploy.haproxy_api): after the stage script
+ * swapped the files and ran the check (its RELOAD is empty in this mode),
+ * the new combined PEM goes to HAProxy's runtime API in the reload's
+ * place.  A no-op in every other mode. */
+static int
+api_push(struct run *r, cf_ssh_t *s, bool *committed, cf_err_t *err)
+{
+	const struct cf_playbook *pb = r->pb;
+	size_t f = pb->deploy.haproxy_api.file;
+
+	if (pb->deploy.haproxy_api.port == 0)
+		return 0;
+	ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
+	return haproxy_cert_update(s, pb->deploy.haproxy_api.port,
+	                           pb->deploy.haproxy_api.cert,
+	                           r->payloads[f].data, r->payloads[f].len,
+	                           r->info->serial_hex, committed, err);
+}
+
+/* After the rollback script: when HAProxy took the new certificate
+ * through its runtime API (the commit was sent), it serves that from
+ * memory until told otherwise, so the previous one is pushed back too.
+ * Its bytes are the restored file's, read back over the same session
+ * (SFTP, into one wiped buffer): the coordinator need not have them (the
+ * node may have served a certificate certfleet never stored), and they
+ * never appear in the rollback script's output, an argv or a log.
+ * Nothing to do when the file had no backup (it already held the new
+ * bytes before this run: disk and memory agree). */
+static bool
+api_push_back(struct run *r, cf_ssh_t *s, const char *prev_idx,
+              struct cf_node_result *nr)
+{
+	const struct cf_playbook *pb = r->pb;
+	cf_err_t e = {0};
+	char first[CF_ERR_MSG_MAX];
+	bool backed_up = false;
+
+	for (const char *p = prev_idx; *p != '\0';) {
+		char *end;
+		unsigned long i = strtoul(p, &end, 10);
+
+		if (end == p)
+			break;
+		backed_up |= i == pb->deploy.haproxy_api.file;
+		p = end;
+	}
+	if (!backed_up)
+		return true;
+	if (haproxy_cert_reload_file(s, pb->deploy.haproxy_api.port,
+	                             pb->deploy.haproxy_api.cert, &e) == 0)
+		return true;
+	/* the first cause stays first */
+	memcpy(first, nr->err.msg, sizeof(first));
+	cf_err_set(&nr->err, nr->err.code, "%s; files restored, but the "
+	           "previous certificate could not be pushed back: %s", first,
+	           e.msg);
+	return false;
+}
+
 /* A word of the audit script's output (a mode, a user or group name): the
  * node's text reaches a report only when it looks like one. */
 static void
@@ -738,7 +798,7 @@ out:
 
 static void
 rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
-              struct cf_node_result *nr)
+              bool api_committed, struct cf_node_result *nr)
 {
 	cf_buf_t cmd = {0};
 	char *out = NULL;
@@ -753,7 +813,8 @@ rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
 	if (ssh_exec(s, cmd.data, r->rollback_script,
 	             strlen(r->rollback_script), &status, &out, &e) == 0 &&
 	    status == 0 && rollout_has_marker(out, "certfleet-rolled-back"))
-		nr->rolled_back = true;
+		nr->rolled_back = !api_committed ||
+		                  api_push_back(r, s, prev_idx, nr);
 out:
 	free(out);
 	cf_buf_free(&cmd);
@@ -846,7 +907,7 @@ node_pipeline(struct run *r, size_t pos)
 	cf_err_t perr = {0};
 	cf_buf_t prev_idx = {0};
 	enum gate g = GATE_GO;
-	bool gated = false;
+	bool gated = false, api_committed = false;
 	char sha[65] = "";
 	int64_t nat = 0;
 	bool audit_first = false;
@@ -955,7 +1016,8 @@ node_pipeline(struct run *r, size_t pos)
 	{
 		int64_t vdl = cf_now_ms() + (int64_t)pb->verify.timeout * 1000;
 
-		if (verify_loop(r, node, vdl, nr, &nr->err) == 0) {
+		if (api_push(r, s, &api_committed, &nr->err) == 0 &&
+		    verify_loop(r, node, vdl, nr, &nr->err) == 0) {
 			nr->outcome = CF_OUT_DEPLOYED;
 			nr->audited = true; /* written with the playbook's mode */
 			if (!pb->deploy.keep_previous)
@@ -963,7 +1025,8 @@ node_pipeline(struct run *r, size_t pos)
 			goto done;
 		}
 	}
-	rollback_node(r, s, prev_idx.data ? prev_idx.data : "", nr);
+	rollback_node(r, s, prev_idx.data ? prev_idx.data : "", api_committed,
+	              nr);
 	/* record what it serves after the rollback, best effort */
 	if (probe(r, node, cf_now_ms() + 2000, sha, &nat, &perr) == 0) {
 		memcpy(nr->after_sha256, sha, 65);

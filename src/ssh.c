@@ -1189,13 +1189,15 @@ exec_start(const struct exec_ctx *x, const char *command,
  * meanwhile.  The cost: a command that exits without reading more stdin
  * than the server's channel window (2 MiB for OpenSSH) holds ends at the
  * deadline. */
+/* All of in[0..len) on the channel.  1 = the peer closed the channel
+ * before taking it all (not a transport failure: for a command, its exit
+ * status tells the story). */
 static int
-exec_send_stdin(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch,
-                const char *in, size_t len, cf_err_t *err)
+chan_write_all(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, const char *in,
+               size_t len, cf_err_t *err)
 {
 	size_t off = 0;
 	ssize_t n;
-	int r;
 
 	while (off < len) {
 		n = libssh2_channel_write(ch, in + off, len - off);
@@ -1204,15 +1206,24 @@ exec_send_stdin(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch,
 				return -1;
 			continue;
 		}
-		/* The command exited without reading all of its stdin: not a
-		 * transport failure, its exit status tells the story. */
 		if (n == LIBSSH2_ERROR_CHANNEL_CLOSED ||
 		    n == LIBSSH2_ERROR_CHANNEL_EOF_SENT)
-			break;
+			return 1;
 		if (n < 0)
 			return ssh_fail(x->s, (int)n, x->what, err);
 		off += (size_t)n;
 	}
+	return 0;
+}
+
+static int
+exec_send_stdin(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch,
+                const char *in, size_t len, cf_err_t *err)
+{
+	int r;
+
+	if (chan_write_all(x, ch, in, len, err) < 0)
+		return -1;
 	while ((r = libssh2_channel_send_eof(ch)) == LIBSSH2_ERROR_EAGAIN)
 		if (exec_wait(x, err) < 0)
 			return -1;
@@ -1224,11 +1235,12 @@ exec_send_stdin(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch,
 	return 0;
 }
 
-/* Read the output to EOF, keeping up to OUTPUT_MAX bytes in ob (none when
- * ob is NULL). */
+/* Read to EOF, or (until non-NULL, ob non-NULL) until what was read ends
+ * with `until`, keeping up to OUTPUT_MAX bytes in ob (none when ob is
+ * NULL). */
 static int
-exec_read_output(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
-                 cf_err_t *err)
+chan_read(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
+          const char *until, cf_err_t *err)
 {
 	char buf[16384];
 	ssize_t n;
@@ -1236,6 +1248,9 @@ exec_read_output(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
 	for (;;) {
 		n = libssh2_channel_read(ch, buf, sizeof(buf));
 		if (n == LIBSSH2_ERROR_EAGAIN) {
+			if (until != NULL && ob != NULL && ob->len >= strlen(until) &&
+			    strcmp(ob->data + ob->len - strlen(until), until) == 0)
+				return 0;
 			if (exec_wait(x, err) < 0)
 				return -1;
 			continue;
@@ -1244,6 +1259,9 @@ exec_read_output(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
 			return ssh_fail(x->s, (int)n, x->what, err);
 		if (n == 0) {
 			if (libssh2_channel_eof(ch))
+				return 0;
+			if (until != NULL && ob != NULL && ob->len >= strlen(until) &&
+			    strcmp(ob->data + ob->len - strlen(until), until) == 0)
 				return 0;
 			if (cf_ms_left(x->s->deadline) == 0) {
 				x->s->broken = true;
@@ -1265,14 +1283,19 @@ exec_read_output(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
 	}
 }
 
-/* Close the channel and wait for the server's close; the exit status,
- * 128 + the signal's number when a signal ended the command. */
+/* Read the output to EOF, keeping up to OUTPUT_MAX bytes in ob (none when
+ * ob is NULL). */
 static int
-exec_close(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, int *status,
-           cf_err_t *err)
+exec_read_output(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
+                 cf_err_t *err)
 {
-	char *sig = NULL;
-	size_t siglen = 0;
+	return chan_read(x, ch, ob, NULL, err);
+}
+
+/* Close the channel and wait for the server's close. */
+static int
+chan_close(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_err_t *err)
+{
 	int r;
 
 	while ((r = libssh2_channel_close(ch)) == LIBSSH2_ERROR_EAGAIN)
@@ -1283,6 +1306,20 @@ exec_close(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, int *status,
 			return -1;
 	if (r < 0)
 		return ssh_fail(x->s, r, x->what, err);
+	return 0;
+}
+
+/* Close the channel and wait for the server's close; the exit status,
+ * 128 + the signal's number when a signal ended the command. */
+static int
+exec_close(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, int *status,
+           cf_err_t *err)
+{
+	char *sig = NULL;
+	size_t siglen = 0;
+
+	if (chan_close(x, ch, err) < 0)
+		return -1;
 	*status = libssh2_channel_get_exit_status(ch);
 	if (libssh2_channel_get_exit_signal(ch, &sig, &siglen, NULL, NULL, NULL,
 	                                    NULL) == 0 &&
@@ -1336,5 +1373,187 @@ out:
 				break;
 		}
 	cf_buf_free(&ob);
+	return rc;
+}
+
+/* ---- direct-tcpip ------------------------------------------------------ */
+
+struct cf_ssh_tcpip {
+	struct exec_ctx x;
+	LIBSSH2_CHANNEL *ch;
+	char what[HOST_MAX + 64];
+};
+
+int
+ssh_tcpip_open(cf_ssh_t *s, const char *host, unsigned port,
+               cf_ssh_tcpip_t **out, cf_err_t *err)
+{
+	cf_ssh_tcpip_t *c;
+	int r;
+
+	if (ssh_usable(s, err) < 0)
+		return -1;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+	snprintf(c->what, sizeof(c->what), "%s:%u through the ssh session to %s",
+	         host, port, s->host);
+	c->x.s = s;
+	c->x.what = c->what;
+	c->x.t0 = cf_now_ms();
+	/* The originator address is informational (RFC 4254 7.2). */
+	while ((c->ch = libssh2_channel_direct_tcpip_ex(s->session, host,
+	                                                (int)port, "127.0.0.1",
+	                                                0)) == NULL) {
+		r = libssh2_session_last_errno(s->session);
+		/* The server said no (connect refused on its side,
+		 * AllowTcpForwarding no, permitopen): the session itself is
+		 * fine and stays usable, e.g. for a rollback. */
+		if (r == LIBSSH2_ERROR_CHANNEL_FAILURE) {
+			cf_err_set(err, CF_ERR_REFUSED, "cannot reach %s: %s (is it "
+			           "listening there, and does sshd allow TCP "
+			           "forwarding?)", c->what, ssh_errmsg(s->session));
+			free(c);
+			return -1;
+		}
+		if (r != LIBSSH2_ERROR_EAGAIN) {
+			ssh_fail(s, r, c->what, err);
+			free(c);
+			return -1;
+		}
+		if (exec_wait(&c->x, err) < 0) {
+			free(c);
+			return -1;
+		}
+	}
+	*out = c;
+	return 0;
+}
+
+int
+ssh_tcpip_send(cf_ssh_tcpip_t *c, const void *data, size_t len, cf_err_t *err)
+{
+	int r;
+
+	if (ssh_usable(c->x.s, err) < 0)
+		return -1;
+	r = chan_write_all(&c->x, c->ch, data, len, err);
+	if (r > 0)
+		return cf_err_set(err, CF_ERR_SSH, "%s: closed by the peer",
+		                  c->what);
+	return r;
+}
+
+int
+ssh_tcpip_recv(cf_ssh_tcpip_t *c, const char *until, char **out,
+               cf_err_t *err)
+{
+	cf_buf_t ob = {0};
+
+	if (ssh_usable(c->x.s, err) < 0)
+		return -1;
+	if (chan_read(&c->x, c->ch, &ob, until, err) < 0) {
+		cf_buf_free(&ob);
+		return -1;
+	}
+	if (ob.data == NULL && cf_buf_append(&ob, "", 0) < 0)
+		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+	*out = ob.data;
+	return 0;
+}
+
+void
+ssh_tcpip_close(cf_ssh_tcpip_t *c)
+{
+	cf_err_t ignored;
+
+	if (c == NULL)
+		return;
+	/* libssh2_session_free reclaims a channel we could not free here. */
+	if (!c->x.s->broken && chan_close(&c->x, c->ch, &ignored) == 0)
+		while (libssh2_channel_free(c->ch) == LIBSSH2_ERROR_EAGAIN)
+			if (exec_wait(&c->x, &ignored) < 0)
+				break;
+	free(c);
+}
+
+/* ---- download -------------------------------------------------------- */
+
+int
+ssh_download(cf_ssh_t *s, const char *remote_path, size_t max, char **out,
+             size_t *out_len, cf_err_t *err)
+{
+	LIBSSH2_SFTP_HANDLE *fh = NULL;
+	LIBSSH2_SFTP_ATTRIBUTES attrs;
+	char what[CF_ERR_MSG_MAX / 2], *buf = NULL;
+	size_t size = 0, off = 0;
+	ssize_t n;
+	int64_t t0 = cf_now_ms();
+	int r, rc = -1;
+
+	if (ssh_usable(s, err) < 0)
+		return -1;
+	snprintf(what, sizeof(what), "download of %s", remote_path);
+	if (sftp_ensure(s, t0, what, err) < 0)
+		goto out;
+	while ((fh = libssh2_sftp_open_ex(s->sftp, remote_path,
+	                                  strlen(remote_path), LIBSSH2_FXF_READ,
+	                                  0, LIBSSH2_SFTP_OPENFILE)) == NULL) {
+		r = libssh2_session_last_errno(s->session);
+		if (r != LIBSSH2_ERROR_EAGAIN) {
+			sftp_error(s, r, "cannot open", remote_path, false, err);
+			goto out;
+		}
+		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
+			goto out;
+	}
+	while ((r = libssh2_sftp_fstat_ex(fh, &attrs, 0)) == LIBSSH2_ERROR_EAGAIN)
+		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
+			goto out;
+	if (r < 0) {
+		sftp_error(s, r, "stat of", remote_path, false, err);
+		goto out;
+	}
+	if (!(attrs.flags & LIBSSH2_SFTP_ATTR_SIZE) || attrs.filesize > max) {
+		cf_err_set(err, CF_ERR_WRITE, "%s: no size, or larger than %zu "
+		           "bytes", remote_path, max);
+		goto out;
+	}
+	/* One buffer of the file's size: the bytes may be a key, and a
+	 * growing buffer would leave copies behind in freed memory. */
+	size = (size_t)attrs.filesize;
+	if ((buf = malloc(size + 1)) == NULL) {
+		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	while (off < size) {
+		n = libssh2_sftp_read(fh, buf + off, size - off);
+		if (n == LIBSSH2_ERROR_EAGAIN) {
+			if (ssh_wait(s, s->deadline, t0, what, err) < 0)
+				goto out;
+			continue;
+		}
+		if (n < 0) {
+			sftp_error(s, (int)n, "read of", remote_path, false, err);
+			goto out;
+		}
+		if (n == 0)
+			break; /* shrank meanwhile: what is there */
+		off += (size_t)n;
+	}
+	buf[off] = '\0';
+	*out = buf;
+	*out_len = off;
+	buf = NULL;
+	rc = 0;
+out:
+	if (fh != NULL && !s->broken)
+		while (libssh2_sftp_close_handle(fh) == LIBSSH2_ERROR_EAGAIN) {
+			cf_err_t ignored;
+
+			if (ssh_wait(s, s->deadline, t0, what, &ignored) < 0)
+				break;
+		}
+	if (buf != NULL)
+		cf_free_secret(buf, size + 1);
 	return rc;
 }

@@ -77,6 +77,16 @@ struct cf_playbook {
 		bool keep_previous;  /* default true; false: a verified node's
 		                        .NAME.certfleet-prev backups of key files
 		                        are removed */
+		/* HAProxy hitless mode: the certificate goes live through
+		 * HAProxy's runtime API (haproxy.h) instead of a reload.
+		 * port 0 = not used.  cert is the path of the one
+		 * deploy.files entry (content combined) HAProxy loaded;
+		 * reload is then NULL (validated). */
+		struct {
+			unsigned port;   /* at 127.0.0.1 on the node */
+			char *cert;      /* == files[file].path */
+			size_t file;     /* index in files */
+		} haproxy_api;
 	} deploy;
 
 	struct {

@@ -112,6 +112,41 @@ int ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
              size_t stdin_len, int *exit_status, char **output,
              cf_err_t *err);
 
+/* Read a whole remote file (SFTP) of at most max bytes into *out
+ * (NUL-terminated, *out_len bytes; caller frees with cf_free_secret: it
+ * may be a key, and is held in one buffer of the file's size, never
+ * grown).  Errors: CF_ERR_WRITE (SFTP status: missing, permission, too
+ * large), CF_ERR_TIMEOUT, CF_ERR_SSH. */
+int ssh_download(cf_ssh_t *s, const char *remote_path, size_t max,
+                 char **out, size_t *out_len, cf_err_t *err);
+
+/* A TCP connection made by the node's sshd on our behalf (RFC 4254 7.2,
+ * "direct-tcpip") to host:port as the node sees it: a service that
+ * listens only on the node's loopback (HAProxy's runtime API), later a
+ * node behind a jump host.  Bytes travel inside the encrypted session;
+ * nothing is needed on the node but sshd with TCP forwarding allowed
+ * (AllowTcpForwarding, the default; an authorized_keys "restrict" line
+ * needs "port-forwarding" and may narrow it with permitopen="HOST:PORT").
+ * All calls are bounded by the session's deadline (ssh_set_deadline).
+ * A refused open (nothing listening there, forwarding not allowed) is
+ * CF_ERR_REFUSED and leaves the session usable; a timeout breaks it as any
+ * other call does. */
+typedef struct cf_ssh_tcpip cf_ssh_tcpip_t;
+int ssh_tcpip_open(cf_ssh_t *s, const char *host, unsigned port,
+                   cf_ssh_tcpip_t **out, cf_err_t *err);
+/* All of data, or an error (CF_ERR_SSH also when the peer closed). */
+int ssh_tcpip_send(cf_ssh_tcpip_t *c, const void *data, size_t len,
+                   cf_err_t *err);
+/* What the peer sends until it closes the connection, or, with until
+ * non-NULL, until what arrived ends with `until` (a prompt).  *out is
+ * NUL-terminated, capped at 64 KiB (the rest is read and dropped), caller
+ * frees. */
+int ssh_tcpip_recv(cf_ssh_tcpip_t *c, const char *until, char **out,
+                   cf_err_t *err);
+/* Close the channel (bounded by the session's deadline) and free; NULL ok.
+ * Always before ssh_close of its session. */
+void ssh_tcpip_close(cf_ssh_tcpip_t *c);
+
 /* Disconnect politely (bounded by a short deadline, 1 s) and free; a
  * session that failed its host key check or timed out is just torn down.
  * Always closes the socket. NULL ok. */

@@ -162,21 +162,25 @@ svc_apache_pid() { tb_exec "$1" cat "$SVC_APACHE_PIDFILE" 2>/dev/null; }
 
 # --- haproxy 2.6 ---------------------------------------------------------
 
-# svc_haproxy_start I [CERTNAME]
+# svc_haproxy_start I [CERTNAME] [APIPORT]
 #   haproxy in master-worker mode on node I, IP:443, serving the combined
 #   PEM /etc/haproxy/certs/example.com.pem (playbooks/haproxy.json).  Started
 #   as Debian's haproxy.service does (-W, -p /run/haproxy.pid), so the
 #   recipe's reload (SIGUSR2 to that pid: the master reloads its workers,
 #   keeping its own pid) is the same here as on a host.  nginx is stopped.
+#   With APIPORT, the runtime API listens on the node's loopback,
+#   `stats socket ipv4@127.0.0.1:APIPORT level admin`
+#   (playbooks/haproxy-hitless.json).
 svc_haproxy_start() {
-	local i=$1 cert=${2:-old} d ip
+	local i=$1 cert=${2:-old} api=${3:-} d ip
 	d=$(tb_dir "$i")
 	ip=$(tb_ip "$i")
 	svc_prepare "$i" || return 1
 	mkdir -p "$d/haproxy/certs"
 	cat >"$d/haproxy/haproxy.cfg" <<EOF
 global
-    maxconn 256
+    maxconn 256${api:+
+    stats socket ipv4@127.0.0.1:$api level admin}
 defaults
     mode http
     timeout connect 5s
@@ -189,12 +193,49 @@ EOF
 	svc_put_cert "$i" "$cert" /etc/haproxy/certs/example.com.pem combined 0600 ||
 	    return 1
 	svc_stop_nginx "$i" || { tb_log "node $i: nginx does not stop"; return 1; }
+	svc_haproxy_run "$i"
+}
+
+# (Re)start node I's haproxy on the config and files it has now.
+svc_haproxy_run() {
+	local i=$1 d
+	d=$(tb_dir "$i")
 	tb_exec "$i" haproxy -W -D -f /etc/haproxy/haproxy.cfg -p "$SVC_HAPROXY_PIDFILE" \
 	    </dev/null >>"$d/logs/haproxy.log" 2>&1 || {
 		tail -n 5 "$d/logs/haproxy.log" >&2
 		return 1
 	}
 	svc_wait_ports "$i" 443
+}
+
+# Stop node I's haproxy (master and workers), bounded; status.
+svc_haproxy_stop() {
+	local m t=0
+	m=$(svc_haproxy_pid "$1")
+	[ -n "$m" ] || return 0
+	kill "$m" 2>/dev/null
+	while kill -0 "$m" 2>/dev/null && [ $t -lt 100 ]; do
+		sleep 0.05
+		t=$((t + 1))
+	done
+	! kill -0 "$m" 2>/dev/null
+}
+
+# svc_haproxy_api I PORT COMMAND: HAProxy's answer to one runtime API
+# command, asked from inside node I (its loopback).
+svc_haproxy_api() {
+	tb_exec "$1" "$TB_PY" - "$2" "$3" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(sys.argv[2].encode() + b"\n")
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode(errors="replace"))
+PY
 }
 
 # The haproxy master's pid on node I, and its workers' pids (one a line).
