@@ -123,147 +123,180 @@ http01_webroot(const struct cf_playbook *pb)
 	return pb->deploy.webroot;
 }
 
-/* The three node scripts (src/sh/NAME.sh, embedded at build time) with their
- * values in front: every value single-quoted, the files' contents last, in
- * a buffer sized for them up front. */
+/* The scripts build_scripts assembles, while it does. */
+struct scripts {
+	cf_buf_t stage, rollback, preflight, audit;
+};
+
+/* File i's values, in front of each script that needs them: -1 when out
+ * of memory. */
 static int
-build_scripts(struct run *r, const char *token, cf_err_t *err)
+add_file_vars(struct run *r, size_t i, const char *token, struct scripts *sc)
 {
-	const struct cf_playbook *pb = r->pb;
-	cf_buf_t s = {0}, rb = {0}, pf = {0}, au = {0}, dir = {0};
-	size_t i, n = pb->deploy.n_files, secret = 0;
+	const struct cf_file_spec *f = &r->pb->deploy.files[i];
+	const char *base = strrchr(f->path, '/') + 1;
+	const char *owner = f->owner ? f->owner : "";
+	const char *group = f->group ? f->group : "";
+	cf_buf_t dir = {0};
 	char mode[8], umask_s[8], hex[65];
 	unsigned char md[32];
 	int rc = -1;
 
-	r->tmp_paths = calloc(n, sizeof(char *));
-	if (r->tmp_paths == NULL)
-		goto nomem;
-	if (cf_buf_printf(&s, "set -u\numask 077\nN=%zu\nTOK=%s\n", n,
-	                  token) < 0 ||
-	    cf_buf_printf(&rb, "TOK=%s\n", token) < 0)
-		goto nomem;
-	for (i = 0; i < n; i++) {
-		const struct cf_file_spec *f = &pb->deploy.files[i];
-		const char *base = strrchr(f->path, '/') + 1;
-
-		dir.len = 0;
-		if (dirname_of(f->path, &dir) < 0)
-			goto nomem;
-		if (asprintf(&r->tmp_paths[i], "%s/.certfleet.%s.%s.tmp",
-		             strcmp(dir.data, "/") == 0 ? "" : dir.data, base,
-		             token) < 0) {
-			r->tmp_paths[i] = NULL;
-			goto nomem;
-		}
-		snprintf(mode, sizeof(mode), "%04o", f->mode);
-		/* open(2) creates with 0666 & ~umask: exact for any mode
-		 * within 0666; other bits need a chmod (X) */
-		snprintf(umask_s, sizeof(umask_s), "%04o", ~f->mode & 0777);
-		SHA256((const unsigned char *)r->payloads[i].data,
-		       r->payloads[i].len, md);
-		cf_hex(md, sizeof(md), hex);
-		if (add_var(&s, "T", i, f->path) < 0 ||
-		    add_var(&s, "D", i, dir.data) < 0 ||
-		    add_var(&s, "B", i, base) < 0 ||
-		    add_var(&s, "N", i, r->tmp_paths[i]) < 0 ||
-		    add_var(&s, "M", i, mode) < 0 ||
-		    add_var(&s, "U", i, umask_s) < 0 ||
-		    add_var(&s, "X", i, (f->mode & ~0666u) ? "1" : "") < 0 ||
-		    add_var(&s, "H", i, hex) < 0 ||
-		    add_var(&s, "O", i, f->owner ? f->owner : "") < 0 ||
-		    add_var(&s, "G", i, f->group ? f->group : "") < 0 ||
-		    add_var(&s, "SD", i, f->shared_dir ? "1" : "") < 0 ||
-		    add_var(&pf, "SD", i, f->shared_dir ? "1" : "") < 0 ||
-		    add_var(&rb, "T", i, f->path) < 0 ||
-		    add_var(&rb, "D", i, dir.data) < 0 ||
-		    add_var(&rb, "B", i, base) < 0 ||
-		    add_var(&pf, "T", i, f->path) < 0 ||
-		    add_var(&au, "T", i, f->path) < 0 ||
-		    add_var(&au, "M", i, mode) < 0 ||
-		    add_var(&au, "H", i, hex) < 0 ||
-		    add_var(&au, "O", i, f->owner ? f->owner : "") < 0 ||
-		    add_var(&au, "G", i, f->group ? f->group : "") < 0 ||
-		    add_var(&pf, "D", i, dir.data) < 0 ||
-		    cf_buf_printf(&pf, "SZ%zu=%zu\nOG%zu=%s\n", i,
-		                  r->payloads[i].len, i,
-		                  f->owner || f->group ? "1" : "") < 0)
-			goto nomem;
-		secret += 24 + shquote_len(r->payloads[i].data,
-		                           r->payloads[i].len);
+	if (dirname_of(f->path, &dir) < 0)
+		goto out;
+	if (asprintf(&r->tmp_paths[i], "%s/.certfleet.%s.%s.tmp",
+	             strcmp(dir.data, "/") == 0 ? "" : dir.data, base,
+	             token) < 0) {
+		r->tmp_paths[i] = NULL;
+		goto out;
 	}
-	if (cf_buf_append(&s, "CHECK=", 6) < 0 ||
-	    cf_buf_shquote(&s, pb->deploy.check ? pb->deploy.check : "") < 0 ||
-	    cf_buf_append(&s, "\nRELOAD=", 8) < 0 ||
-	    cf_buf_shquote(&s, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
-	    cf_buf_append(&rb, "RELOAD=", 7) < 0 ||
-	    cf_buf_shquote(&rb, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
-	    cf_buf_printf(&rb, "\nN=%zu\n", n) < 0 ||
-	    cf_buf_printf(&pf, "N=%zu\nCHECK=", n) < 0 ||
-	    cf_buf_shquote(&pf, pb->deploy.check ? pb->deploy.check : "") < 0 ||
-	    cf_buf_append(&pf, "\nRELOAD=", 8) < 0 ||
-	    cf_buf_shquote(&pf, pb->deploy.reload ? pb->deploy.reload : "") < 0 ||
-	    cf_buf_append(&pf, "\nWEBROOT=", 9) < 0 ||
-	    cf_buf_shquote(&pf, http01_webroot(pb)) < 0 ||
-	    cf_buf_append(&pf, "\n", 1) < 0)
-		goto nomem;
+	snprintf(mode, sizeof(mode), "%04o", f->mode);
+	/* open(2) creates with 0666 & ~umask: exact for any mode within
+	 * 0666; other bits need a chmod (X) */
+	snprintf(umask_s, sizeof(umask_s), "%04o", ~f->mode & 0777);
+	SHA256((const unsigned char *)r->payloads[i].data, r->payloads[i].len,
+	       md);
+	cf_hex(md, sizeof(md), hex);
+	if (add_var(&sc->stage, "T", i, f->path) < 0 ||
+	    add_var(&sc->stage, "D", i, dir.data) < 0 ||
+	    add_var(&sc->stage, "B", i, base) < 0 ||
+	    add_var(&sc->stage, "N", i, r->tmp_paths[i]) < 0 ||
+	    add_var(&sc->stage, "M", i, mode) < 0 ||
+	    add_var(&sc->stage, "U", i, umask_s) < 0 ||
+	    add_var(&sc->stage, "X", i, (f->mode & ~0666u) ? "1" : "") < 0 ||
+	    add_var(&sc->stage, "H", i, hex) < 0 ||
+	    add_var(&sc->stage, "O", i, owner) < 0 ||
+	    add_var(&sc->stage, "G", i, group) < 0 ||
+	    add_var(&sc->stage, "SD", i, f->shared_dir ? "1" : "") < 0 ||
+	    add_var(&sc->rollback, "T", i, f->path) < 0 ||
+	    add_var(&sc->rollback, "D", i, dir.data) < 0 ||
+	    add_var(&sc->rollback, "B", i, base) < 0 ||
+	    add_var(&sc->preflight, "SD", i, f->shared_dir ? "1" : "") < 0 ||
+	    add_var(&sc->preflight, "T", i, f->path) < 0 ||
+	    add_var(&sc->preflight, "D", i, dir.data) < 0 ||
+	    cf_buf_printf(&sc->preflight, "SZ%zu=%zu\nOG%zu=%s\n", i,
+	                  r->payloads[i].len, i,
+	                  f->owner || f->group ? "1" : "") < 0 ||
+	    add_var(&sc->audit, "T", i, f->path) < 0 ||
+	    add_var(&sc->audit, "M", i, mode) < 0 ||
+	    add_var(&sc->audit, "H", i, hex) < 0 ||
+	    add_var(&sc->audit, "O", i, owner) < 0 ||
+	    add_var(&sc->audit, "G", i, group) < 0)
+		goto out;
+	rc = 0;
+out:
+	cf_buf_free(&dir);
+	return rc;
+}
+
+/* The playbook's commands and the time they get: -1 when out of memory. */
+static int
+add_command_vars(const struct cf_playbook *pb, struct scripts *sc)
+{
+	const char *check = pb->deploy.check ? pb->deploy.check : "";
+	const char *reload = pb->deploy.reload ? pb->deploy.reload : "";
 	/* check and reload together get half the node's deadline: one that
 	 * hangs is killed on the node and the old files come back even after
 	 * we have given up on the session */
-	if (cf_buf_printf(&s, "\nLIMIT=%u\n",
-	                  pb->ssh.timeout / 2 > 0 ? pb->ssh.timeout / 2 : 1) < 0 ||
-	    cf_buf_printf(&rb, "LIMIT=%u\n",
-	                  pb->ssh.timeout / 2 > 0 ? pb->ssh.timeout / 2 : 1) < 0)
-		goto nomem;
+	unsigned limit = pb->ssh.timeout / 2 > 0 ? pb->ssh.timeout / 2 : 1;
 
-	static const char stage_tail[] = "main\n";
+	if (cf_buf_append(&sc->stage, "CHECK=", 6) < 0 ||
+	    cf_buf_shquote(&sc->stage, check) < 0 ||
+	    cf_buf_append(&sc->stage, "\nRELOAD=", 8) < 0 ||
+	    cf_buf_shquote(&sc->stage, reload) < 0 ||
+	    cf_buf_printf(&sc->stage, "\nLIMIT=%u\n", limit) < 0 ||
+	    cf_buf_append(&sc->rollback, "RELOAD=", 7) < 0 ||
+	    cf_buf_shquote(&sc->rollback, reload) < 0 ||
+	    cf_buf_printf(&sc->rollback, "\nN=%zu\nLIMIT=%u\n",
+	                  pb->deploy.n_files, limit) < 0 ||
+	    cf_buf_printf(&sc->preflight, "N=%zu\nCHECK=",
+	                  pb->deploy.n_files) < 0 ||
+	    cf_buf_shquote(&sc->preflight, check) < 0 ||
+	    cf_buf_append(&sc->preflight, "\nRELOAD=", 8) < 0 ||
+	    cf_buf_shquote(&sc->preflight, reload) < 0 ||
+	    cf_buf_append(&sc->preflight, "\nWEBROOT=", 9) < 0 ||
+	    cf_buf_shquote(&sc->preflight, http01_webroot(pb)) < 0 ||
+	    cf_buf_append(&sc->preflight, "\n", 1) < 0 ||
+	    cf_buf_printf(&sc->audit, "N=%zu\n", pb->deploy.n_files) < 0)
+		return -1;
+	return 0;
+}
 
-	if (cf_buf_append(&s, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) < 0 ||
-	    cf_buf_append(&s, cf_sh_stage, strlen(cf_sh_stage)) < 0)
-		goto nomem;
-	/* The contents go last, into a buffer sized for them up front: a
-	 * realloc would leave a copy of the key behind in freed memory. */
-	if (cf_buf_reserve(&s, secret + sizeof(stage_tail)) < 0)
-		goto nomem;
+/* The files' contents, the stage script's last values, then the call of
+ * main: into a buffer sized for them up front, since a realloc would
+ * leave a copy of the key behind in freed memory.  -1 when out of
+ * memory. */
+static int
+add_contents(const struct run *r, cf_buf_t *s)
+{
+	static const char tail[] = "main\n";
+	size_t i, n = r->pb->deploy.n_files, secret = 0;
+
+	for (i = 0; i < n; i++)
+		secret += 24 + shquote_len(r->payloads[i].data,
+		                           r->payloads[i].len);
+	if (cf_buf_reserve(s, secret + sizeof(tail)) < 0)
+		return -1;
 	for (i = 0; i < n; i++) {
-		char *before = s.data;
+		char *before = s->data;
 
-		if (cf_buf_printf(&s, "C%zu=", i) < 0 ||
-		    cf_buf_shquote(&s, r->payloads[i].data) < 0 ||
-		    cf_buf_append(&s, "\n", 1) < 0 || s.data != before)
-			goto nomem;
+		if (cf_buf_printf(s, "C%zu=", i) < 0 ||
+		    cf_buf_shquote(s, r->payloads[i].data) < 0 ||
+		    cf_buf_append(s, "\n", 1) < 0 || s->data != before)
+			return -1;
 	}
-	if (cf_buf_append(&s, stage_tail, sizeof(stage_tail) - 1) < 0)
-		goto nomem;
+	return cf_buf_append(s, tail, sizeof(tail) - 1);
+}
 
-	if (cf_buf_append(&rb, cf_sh_rollback, strlen(cf_sh_rollback)) < 0)
-		goto nomem;
+/* The node scripts of this run: their values in front (each
+ * single-quoted), then the script text (src/sh/NAME.sh, embedded); the
+ * stage script carries the files' contents and is secret. */
+static int
+build_scripts(struct run *r, const char *token, cf_err_t *err)
+{
+	struct scripts sc = {0};
+	size_t i, n = r->pb->deploy.n_files;
+	int rc = -1;
 
-	r->stage_script = s.data;
-	r->stage_script_cap = s.cap;
-	s.data = NULL;
-	r->rollback_script = rb.data;
-	rb.data = NULL;
-	if (cf_buf_append(&pf, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) < 0 ||
-	    cf_buf_append(&pf, cf_sh_preflight, strlen(cf_sh_preflight)) < 0)
+	r->tmp_paths = calloc(n, sizeof(char *));
+	if (r->tmp_paths == NULL ||
+	    cf_buf_printf(&sc.stage, "set -u\numask 077\nN=%zu\nTOK=%s\n", n,
+	                  token) < 0 ||
+	    cf_buf_printf(&sc.rollback, "TOK=%s\n", token) < 0)
 		goto nomem;
-	r->preflight_script = pf.data;
-	pf.data = NULL;
-	if (cf_buf_printf(&au, "N=%zu\n", n) < 0 ||
-	    cf_buf_append(&au, cf_sh_audit, strlen(cf_sh_audit)) < 0)
+	for (i = 0; i < n; i++)
+		if (add_file_vars(r, i, token, &sc) < 0)
+			goto nomem;
+	if (add_command_vars(r->pb, &sc) < 0 ||
+	    cf_buf_append(&sc.stage, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) < 0 ||
+	    cf_buf_append(&sc.stage, cf_sh_stage, strlen(cf_sh_stage)) < 0 ||
+	    add_contents(r, &sc.stage) < 0 ||
+	    cf_buf_append(&sc.rollback, cf_sh_rollback,
+	                  strlen(cf_sh_rollback)) < 0 ||
+	    cf_buf_append(&sc.preflight, cf_sh_dirsafe,
+	                  strlen(cf_sh_dirsafe)) < 0 ||
+	    cf_buf_append(&sc.preflight, cf_sh_preflight,
+	                  strlen(cf_sh_preflight)) < 0 ||
+	    cf_buf_append(&sc.audit, cf_sh_audit, strlen(cf_sh_audit)) < 0)
 		goto nomem;
-	r->audit_script = au.data;
-	au.data = NULL;
+	r->stage_script = sc.stage.data;
+	r->stage_script_cap = sc.stage.cap;
+	sc.stage.data = NULL;
+	r->rollback_script = sc.rollback.data;
+	sc.rollback.data = NULL;
+	r->preflight_script = sc.preflight.data;
+	sc.preflight.data = NULL;
+	r->audit_script = sc.audit.data;
+	sc.audit.data = NULL;
 	rc = 0;
 	goto out;
 nomem:
 	cf_err_set(err, CF_ERR_NOMEM, "out of memory building node scripts");
 out:
-	cf_buf_free_secret(&s);
-	cf_buf_free(&rb);
-	cf_buf_free(&pf);
-	cf_buf_free(&au);
-	cf_buf_free(&dir);
+	cf_buf_free_secret(&sc.stage);
+	cf_buf_free(&sc.rollback);
+	cf_buf_free(&sc.preflight);
+	cf_buf_free(&sc.audit);
 	return rc;
 }
 
