@@ -153,7 +153,7 @@ gate_node_left(struct gate_state *g, enum gate how, bool failed,
 		g->recipe_failures++;
 		if (g->max_failures > 0 &&
 		    g->recipe_failures >= g->max_failures && !g->stopped) {
-			g->stopped = true;
+			g->stopped = g->budget_stop = true;
 			snprintf(g->stop_reason, sizeof(g->stop_reason),
 			         "%u %s failed check/reload/verify "
 			         "(rollout.max_failures): rollout stopped",
@@ -165,8 +165,12 @@ gate_node_left(struct gate_state *g, enum gate how, bool failed,
 }
 
 void
-gate_run_end(struct gate_state *g, bool serving)
+gate_run_end(struct gate_state *g, bool serving, bool held)
 {
+	if (g->stopped && g->budget_stop && !held) {
+		g->stopped = g->budget_stop = false;
+		g->stop_reason[0] = '\0';
+	}
 	/* nothing proves the failures were the nodes' own (a one-node
 	 * fleet, the rest unreachable) */
 	if (!g->stopped && g->canary_failed > 0 && g->canary_ok == 0 &&

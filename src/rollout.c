@@ -1203,10 +1203,8 @@ run_all(struct run *r, cf_err_t *err)
 	 * recipe work elsewhere (a one-node fleet, the rest unreachable):
 	 * nothing proves the failures were the nodes' own, so this is the
 	 * stop a lone failed canary always was. */
-	for (i = 0; i < res->n; i++)
-		serving |= res->nodes[i].outcome == CF_OUT_UNCHANGED;
-	gate_run_end(&r->gate, serving);
 	for (i = 0; i < res->n; i++) {
+		serving |= res->nodes[i].outcome == CF_OUT_UNCHANGED;
 		switch (res->nodes[i].outcome) {
 		case CF_OUT_DEPLOYED: res->n_deployed++; break;
 		case CF_OUT_UNCHANGED:
@@ -1217,6 +1215,7 @@ run_all(struct run *r, cf_err_t *err)
 		case CF_OUT_DRYRUN:   res->n_dryrun++; break;
 		}
 	}
+	gate_run_end(&r->gate, serving, res->n_stopped > 0);
 	res->stopped = r->gate.stopped;
 	memcpy(res->stop_reason, r->gate.stop_reason, sizeof(res->stop_reason));
 	res->n_canary_failed = r->gate.canary_failed;

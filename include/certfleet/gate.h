@@ -38,6 +38,7 @@ struct gate_state {
 	bool proven;                /* suspects need no canary: gate.c */
 	unsigned recipe_failures;
 	bool stopped;
+	bool budget_stop;           /* stopped by rollout.max_failures */
 	char stop_reason[CF_ERR_MSG_MAX];
 };
 
@@ -66,9 +67,11 @@ bool gate_node_decide(struct gate_state *g, size_t pos, enum gate *out);
 void gate_node_left(struct gate_state *g, enum gate how, bool failed,
                     cf_code_t code, const char *name);
 
-/* Every node ended.  Canaries failed and no node could say whether the
- * certificate and recipe work elsewhere (`serving`: a node serves it):
- * stop, as a lone failed canary always did. */
-void gate_run_end(struct gate_state *g, bool serving);
+/* Every node ended.  A max_failures budget spent when no node was left
+ * to start (`held`: the gate stopped none) stopped nothing: the run is
+ * partial, not stopped.  Canaries failed and no node could say whether
+ * the certificate and recipe work elsewhere (`serving`: a node serves
+ * it): stop, as a lone failed canary always did. */
+void gate_run_end(struct gate_state *g, bool serving, bool held);
 
 #endif

@@ -163,7 +163,9 @@ P1=$(pids 1)
 t_step "n2's API unreachable: push fails before commit, n2 restored and quarantined"
 tb_exec 2 iptables -I INPUT -i lo -p tcp --dport "$API" -j REJECT --reject-with tcp-reset ||
     t_fatal "iptables on n2"
-cf_run 1 --json -p "$PB" deploy --cert "$TB/certs/newer/fullchain.pem" \
+# exit 2: n1 deployed, n2 failed; the recipe's max_failures (1) is spent by
+# the last node, which stops nothing
+cf_run 2 --json -p "$PB" deploy --cert "$TB/certs/newer/fullchain.pem" \
     --key "$TB/certs/newer/privkey.pem"
 J=$T_OUT
 assert_node "$J" n1 outcome deployed

@@ -83,7 +83,7 @@ test_unreachable_canary_does_not_count(void **state)
 	gate_node_arrived(&g, 2);
 	assert_int_equal(decided(&g, 2), GATE_CANARY);
 	gate_node_left(&g, GATE_CANARY, false, CF_OK, "n2");
-	gate_run_end(&g, false);
+	gate_run_end(&g, false, false);
 	assert_false(g.stopped);
 	gate_free(&g);
 }
@@ -137,7 +137,7 @@ test_successor_clears(void **state)
 	gate_node_left(&g, GATE_CANARY, false, CF_OK, "n1");
 	gate_node_arrived(&g, 2);
 	assert_int_equal(decided(&g, 2), GATE_GO);
-	gate_run_end(&g, false);
+	gate_run_end(&g, false, false);
 	assert_false(g.stopped);
 	assert_int_equal(g.canary_failed, 1);
 	gate_free(&g);
@@ -199,7 +199,7 @@ test_suspects_proven(void **state)
 	assert_false(g.stopped);
 	gate_node_arrived(&g, 2);
 	assert_int_equal(decided(&g, 2), GATE_GO);
-	gate_run_end(&g, true);
+	gate_run_end(&g, true, false);
 	assert_false(g.stopped);
 	gate_free(&g);
 }
@@ -240,7 +240,7 @@ test_exhaust_nothing_confirms(void **state)
 	gate_node_left(&g, GATE_CANARY, true, CF_ERR_VERIFY, "n0");
 	gate_node_skipped(&g, 1, false); /* n1 unreachable */
 	assert_false(g.stopped);
-	gate_run_end(&g, false);
+	gate_run_end(&g, false, false);
 	assert_true(g.stopped);
 	assert_string_equal(g.stop_reason,
 	                    "canary n0 failed (verify-failed), and no other "
@@ -262,13 +262,13 @@ test_exhaust_confirmed(void **state)
 	assert_int_equal(decided(&g, 0), GATE_CANARY);
 	gate_node_left(&g, GATE_CANARY, true, CF_ERR_VERIFY, "n0");
 	gate_node_skipped(&g, 1, true);
-	gate_run_end(&g, true);
+	gate_run_end(&g, true, false);
 	assert_false(g.stopped);
 	/* no canary failed: nothing to confirm */
 	gate_free(&g);
 	assert_int_equal(gate_init(&g, 1, 1, 1, 1, 0), 0);
 	gate_node_skipped(&g, 0, false);
-	gate_run_end(&g, false);
+	gate_run_end(&g, false, false);
 	assert_false(g.stopped);
 	gate_free(&g);
 }
@@ -292,6 +292,31 @@ test_max_failures(void **state)
 	                    "(rollout.max_failures): rollout stopped");
 	gate_node_arrived(&g, 3);
 	assert_int_equal(decided(&g, 3), GATE_STOPPED);
+	gate_free(&g);
+}
+
+/* A budget spent by the last nodes, with none left to start, stopped
+ * nothing: the run ends partial, not stopped.  Spent while nodes were
+ * still waiting, it stays a stop. */
+static void
+test_max_failures_nothing_left(void **state)
+{
+	struct gate_state g;
+
+	(void)state;
+	assert_int_equal(gate_init(&g, 2, 2, 0, 1, 1), 0);
+	gate_node_left(&g, GATE_GO, false, CF_OK, "n0");
+	gate_node_left(&g, GATE_GO, true, CF_ERR_CHECK, "n1");
+	assert_true(g.stopped);
+	gate_run_end(&g, true, false);
+	assert_false(g.stopped);
+	assert_string_equal(g.stop_reason, "");
+	gate_free(&g);
+
+	assert_int_equal(gate_init(&g, 2, 2, 0, 1, 1), 0);
+	gate_node_left(&g, GATE_GO, true, CF_ERR_CHECK, "n0");
+	gate_run_end(&g, false, true);
+	assert_true(g.stopped);
 	gate_free(&g);
 }
 
@@ -328,6 +353,7 @@ main(void)
 	    cmocka_unit_test(test_exhaust_nothing_confirms),
 	    cmocka_unit_test(test_exhaust_confirmed),
 	    cmocka_unit_test(test_max_failures),
+	    cmocka_unit_test(test_max_failures_nothing_left),
 	    cmocka_unit_test(test_target_capped),
 	};
 
