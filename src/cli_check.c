@@ -357,6 +357,9 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	if (opt.crit < 0)
 		opt.crit = dflt_crit;
 
+	/* the served chain is compared with the stored one */
+	if (store_get_version_chain(st, version, &b.chain, &err) < 0)
+		goto unknown;
 	/* every node, pinned ones too: read-only, and a pinned node that
 	 * answers still serves clients */
 	o.verify_only = true;
