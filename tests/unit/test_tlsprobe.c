@@ -407,6 +407,51 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* The reasons verify gives for a served chain, from the identities alone. */
+static void
+test_chain_diff(void **state)
+{
+	struct tlsprobe_cert leaf = {{1}, "leaf"}, a = {{2}, "Int A"},
+	                     b = {{3}, "Int B"}, x = {{4}, "Old X"};
+	struct tlsprobe_cert want[] = {a, b};
+	char why[256];
+
+	(void)state;
+	{
+		struct tlsprobe_cert s[] = {leaf, a, b};
+		assert_int_equal(tlsprobe_chain_diff(s, 3, want, 2, why, sizeof(why)), 0);
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf};
+		assert_int_equal(tlsprobe_chain_diff(s, 1, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "sends the leaf without intermediate 'Int A'");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf, a};
+		assert_int_equal(tlsprobe_chain_diff(s, 2, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "does not send intermediate 'Int B'");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf, a, b, x};
+		assert_int_equal(tlsprobe_chain_diff(s, 4, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "sends a stale extra certificate 'Old X'");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf, b, a};
+		assert_int_equal(tlsprobe_chain_diff(s, 3, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "sends intermediates in the wrong order");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf, a, a, b};
+		assert_int_equal(tlsprobe_chain_diff(s, 4, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "sends an intermediate more than once");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf};
+		assert_int_equal(tlsprobe_chain_diff(s, 1, NULL, 0, why, sizeof(why)), 0);
+	}
+}
+
 /* One shared context used by many threads at once, as rollout does. */
 static void
 test_shared_ctx_threads(void **state)
@@ -447,6 +492,7 @@ main(void)
 	    cmocka_unit_test(test_refused),
 	    cmocka_unit_test(test_not_tls),
 	    cmocka_unit_test(test_shared_ctx_threads),
+	    cmocka_unit_test(test_chain_diff),
 	};
 
 	/* As in main: a peer resetting mid-write must not kill us. */
