@@ -636,11 +636,12 @@ pair_code(size_t ei, size_t ni)
 /* Check one endpoint under one name: serves the new leaf (polling until
  * deadline when poll: reloads are asynchronous, old workers may still
  * accept for a moment), with exactly the stored chain, trusted.  The
- * chain and trust checks use what the last handshake decoded. */
+ * chain and trust checks use what the last handshake decoded.  *cause:
+ * the last probe's own error code when no handshake succeeded. */
 static int
 verify_pair(struct run *r, const struct cf_node *node, size_t ei, size_t ni,
             int64_t deadline, bool poll, struct cf_node_result *nr,
-            cf_err_t *err)
+            cf_err_t *err, cf_code_t *cause)
 {
 	const struct cf_endpoint *ep = &r->pb->verify.endpoints[ei];
 	const char *sni = r->names[ni], *want = r->info->sha256_hex;
@@ -681,6 +682,7 @@ verify_pair(struct run *r, const struct cf_node *node, size_t ei, size_t ni,
 		if ((have && strcmp(res.sha256_hex, want) == 0) || !poll)
 			break;
 	}
+	*cause = have ? CF_OK : perr.code;
 	if (!have) {
 		/* the first endpoint's own failure keeps its cause (timeout,
 		 * refused, tls) for `verify`/`check`, as before */
@@ -741,19 +743,44 @@ static int
 verify_all(struct run *r, const struct cf_node *node, int64_t deadline,
            bool poll, struct cf_node_result *nr, cf_err_t *err)
 {
+	size_t n = r->pb->verify.n_endpoints * r->n_names;
+	cf_code_t cause = CF_OK;
+	int rc = 0;
+
+	free(nr->checks);
+	nr->n_checks = 0;
+	if ((nr->checks = calloc(n, sizeof(*nr->checks))) == NULL)
+		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 	for (size_t ei = 0; ei < r->pb->verify.n_endpoints; ei++)
 		for (size_t ni = 0; ni < r->n_names; ni++) {
+			struct cf_endpoint_check *c = &nr->checks[nr->n_checks++];
 			int64_t dl = deadline;
 
+			c->port = r->pb->verify.endpoints[ei].port;
+			c->starttls = r->pb->verify.endpoints[ei].starttls;
+			c->sni = r->names[ni];
 			/* a read-only check gives each handshake the
 			 * connect timeout, as the first probe always had */
 			if (!poll)
 				dl = cf_now_ms() +
 				     (int64_t)r->pb->ssh.connect_timeout * 1000;
-			if (verify_pair(r, node, ei, ni, dl, poll, nr, err) < 0)
+			c->ok = verify_pair(r, node, ei, ni, dl, poll, nr,
+			                    &c->err, &cause) == 0;
+			if (c->ok)
+				continue;
+			/* the first failure is the node's; after a deploy it
+			 * ends the check (the node is rolled back), a
+			 * read-only check reports every pair */
+			if (rc == 0)
+				*err = c->err;
+			rc = -1;
+			/* a node that does not answer in time would cost a
+			 * deadline per pair: one is enough to say so */
+			if (poll || cause == CF_ERR_TIMEOUT ||
+			    cause == CF_ERR_UNREACHABLE)
 				return -1;
 		}
-	return 0;
+	return rc;
 }
 
 /* Poll until the node serves the new leaf everywhere or the deadline
@@ -1224,6 +1251,8 @@ rollout_result_free(struct cf_rollout_result *r)
 {
 	if (r == NULL)
 		return;
+	for (size_t i = 0; r->nodes != NULL && i < r->n; i++)
+		free(r->nodes[i].checks);
 	free(r->nodes);
 	memset(r, 0, sizeof(*r));
 }

@@ -41,6 +41,15 @@ typedef enum {
 	CF_OUT_VERIFIED,      /* verify-only: serves the certificate */
 } cf_outcome_t;
 
+/* What verify saw on one endpoint under one SNI name. */
+struct cf_endpoint_check {
+	unsigned port;
+	starttls_proto_t starttls;
+	const char *sni;              /* borrowed from the playbook */
+	bool ok;                      /* new leaf, exact chain, trusted */
+	cf_err_t err;                 /* when !ok: code and message */
+};
+
 struct cf_node_result {
 	const struct cf_node *node;   /* borrowed from the playbook */
 	cf_outcome_t outcome;
@@ -53,6 +62,12 @@ struct cf_node_result {
 	int64_t after_not_after;      /* not_after of what it serves at the end */
 	int64_t duration_ms;
 	char note[CF_ERR_MSG_MAX];    /* dry run: e.g. "backup by copy" */
+	struct cf_endpoint_check *checks; /* endpoint x name pairs verify
+	                                     checked, endpoint-major; after a
+	                                     deploy it stops at the first
+	                                     failure, verify/check look at
+	                                     all.  Freed with the result. */
+	size_t n_checks;
 };
 
 struct cf_rollout_result {

@@ -103,6 +103,12 @@ assert_node "$T_OUT" n1 outcome verified
 assert_node "$T_OUT" n5 outcome failed
 assert_node "$T_OUT" n5 reason verify-chain
 assert_node "$T_OUT" n5 error "n5:443 (SNI node.test) sends the leaf without intermediate 'certfleet test intermediate CA'"
+# --json carries every endpoint and SNI verify looked at
+ep() { json_get "$T_OUT" "[(e['port'], e['starttls'], e['sni'], e['ok'], e['reason']) for n in d['nodes'] if n['name'] == '$1' for e in n['endpoints']]"; }
+assert_eq "$(ep n1)" "[[443, \"none\", \"node.test\", true, null], [443, \"none\", \"www.node.test\", true, null]]" \
+    "n1: both names verified on 443"
+assert_eq "$(ep n5)" "[[443, \"none\", \"node.test\", false, \"verify-chain\"], [443, \"none\", \"www.node.test\", false, \"verify-chain\"]]" \
+    "n5: both names fail verify-chain on 443"
 cf_run 2 -p "$P2" check
 assert_file_match "$T_OUT" "^CERTFLEET CRITICAL - web: .*1 misconfigured \\(n5:443 \\(SNI node\\.test\\) sends the leaf without intermediate 'certfleet test intermediate CA'\\)" \
     "check: CRITICAL naming n5:443 and the SNI"
