@@ -126,7 +126,7 @@ EOF
 	# Pebble's root is new on every start: keep it for verify.ca_bundle
 	PEBBLE_ROOT_PEM=$PEBBLE_DIR/root.pem
 	export PEBBLE_ROOT_PEM
-	if ! pebble_root_pem >"$PEBBLE_ROOT_PEM" || [ ! -s "$PEBBLE_ROOT_PEM" ]; then
+	if ! pebble_root_pem 0 >"$PEBBLE_ROOT_PEM" || [ ! -s "$PEBBLE_ROOT_PEM" ]; then
 		pebble_log "cannot fetch Pebble's root"
 		pebble_down
 		return 1
