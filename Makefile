@@ -58,10 +58,6 @@ $(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 
 unit: $(UNIT_BINS)
 
-# Not a unit test (tests/run.sh runs only test_*): the STARTTLS client of
-# t-starttls-real, which has it talk to real postfix and dovecot.
-unit: $(BUILD)/tests/starttls_probe
-
 $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS) $(HDRS) $(wildcard tests/unit/*.h) | $(BUILD)/tests
 	@echo "  CCLD    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LIBS) -lcmocka

@@ -196,7 +196,9 @@ out:
 /* What the probe of every node found, against the store's node states. */
 struct check_tally {
 	cf_buf_t stale, quar, pinned;   /* name lists for the line */
-	unsigned n_stale, n_quar, n_pinned, n_unreach, n_current;
+	cf_buf_t bad;                   /* verify's own messages: node,
+	                                   endpoint, SNI and what is wrong */
+	unsigned n_stale, n_quar, n_pinned, n_unreach, n_current, n_bad;
 	int64_t soonest;                /* soonest expiry served, 0: none */
 	const char *soonest_who;        /* borrowed: a node name or "store" */
 };
@@ -222,6 +224,13 @@ check_tally_nodes(const struct cf_rollout_result *res,
 			t->n_current++;
 		if (pin) {
 			list_add(&t->pinned, &t->n_pinned, r->node->name, NULL);
+		} else if (r->outcome != CF_OUT_VERIFIED &&
+		           cf_err_is_verify(r->err.code) &&
+		           r->err.code != CF_ERR_VERIFY) {
+			/* answers, but clients on some endpoint or name get a
+			 * wrong chain, an untrusted one or another
+			 * certificate: an outage now, not a lag */
+			list_add(&t->bad, &t->n_bad, r->err.msg, NULL);
 		} else if (r->outcome != CF_OUT_VERIFIED) {
 			bool reached = r->after_sha256[0] != '\0';
 
@@ -262,7 +271,7 @@ check_report(const struct cf_cli *cli, const struct cf_playbook *pb,
 	if (soonest_days > -0.05 && soonest_days < 0.05)
 		soonest_days = 0; /* never print "-0.0" */
 
-	if (soonest_days <= 0 || soonest_days < crit ||
+	if (soonest_days <= 0 || soonest_days < crit || t->n_bad > 0 ||
 	    rs->consecutive_failures >= CHECK_RENEWAL_CRIT)
 		state = raise_state(state, CHECK_CRITICAL);
 	if (soonest_days < warn || t->n_quar > 0 || t->n_stale > 0 ||
@@ -281,6 +290,9 @@ check_report(const struct cf_cli *cli, const struct cf_playbook *pb,
 	              pb->n_nodes);
 	if (t->n_stale > 0)
 		cf_buf_printf(&line, " (%s)", t->stale.data ? t->stale.data : "");
+	if (t->n_bad > 0)
+		cf_buf_printf(&line, ", %u misconfigured (%s)", t->n_bad,
+		              t->bad.data ? t->bad.data : "");
 	cf_buf_printf(&line, ", %u quarantined", t->n_quar);
 	if (t->n_quar > 0)
 		cf_buf_printf(&line, " (%s)", t->quar.data ? t->quar.data : "");
@@ -363,6 +375,9 @@ cli_check(struct cf_cli *cli, int argc, char **argv)
 	if (opt.crit < 0)
 		opt.crit = dflt_crit;
 
+	/* the served chain is compared with the stored one */
+	if (store_get_version_chain(st, version, &b.chain, &err) < 0)
+		goto unknown;
 	/* every node, pinned ones too: read-only, and a pinned node that
 	 * answers still serves clients */
 	o.verify_only = true;
@@ -389,6 +404,7 @@ out:
 	playbook_free(pb);
 	free(version);
 	cf_buf_free(&t.stale);
+	cf_buf_free(&t.bad);
 	cf_buf_free(&t.quar);
 	cf_buf_free(&t.pinned);
 	return ex;

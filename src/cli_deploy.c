@@ -209,6 +209,10 @@ rollout_bundle(struct cf_session *s, struct rollout_args *a,
 		                  "certificate yet: run `deploy --cert F --key F` "
 		                  "or `renew` first", store_dir(s->st));
 	*have = true;
+	/* verify compares the served chain with the stored one */
+	if (a->mode == MODE_VERIFY &&
+	    store_get_version_chain(s->st, *version, &b->chain, err) < 0)
+		return -1;
 	return 0;
 }
 

@@ -128,11 +128,23 @@ cf_err_reason(cf_code_t code)
 	case CF_ERR_CHECK:           return "check-failed";
 	case CF_ERR_RELOAD:          return "reload-failed";
 	case CF_ERR_VERIFY:          return "verify-failed";
+	case CF_ERR_VERIFY_CHAIN:    return "verify-chain";
+	case CF_ERR_VERIFY_TRUST:    return "verify-trust";
+	case CF_ERR_VERIFY_NAME:     return "verify-name";
+	case CF_ERR_VERIFY_ENDPOINT: return "verify-endpoint";
 	case CF_ERR_TLS:             return "tls";
 	case CF_ERR_ACME:            return "acme";
 	case CF_ERR_HOOK:            return "hook";
 	default:                     return "error";
 	}
+}
+
+int
+cf_err_is_verify(cf_code_t code)
+{
+	return code == CF_ERR_VERIFY || code == CF_ERR_VERIFY_CHAIN ||
+	       code == CF_ERR_VERIFY_TRUST || code == CF_ERR_VERIFY_NAME ||
+	       code == CF_ERR_VERIFY_ENDPOINT;
 }
 
 int

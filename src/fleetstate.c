@@ -135,7 +135,7 @@ fleet_record(struct cf_node_states *ns, const struct cf_node_result *r,
 	if (r->audited && fleet_set_drift(st, r->drift, now) < 0)
 		return -1;
 	if (r->outcome == CF_OUT_FAILED && st->quarantined && !r->touched &&
-	    r->err.code == CF_ERR_VERIFY) {
+	    cf_err_is_verify(r->err.code)) {
 		/* a read-only probe of a node quarantined for a real cause
 		 * (host key, disk...) must not hide that cause */
 		note->change = FLEET_CAUSE_KEPT;

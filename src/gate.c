@@ -99,7 +99,7 @@ is_recipe_failure(cf_code_t c)
 {
 	/* check/reload/verify failing says the certificate or the recipe is
 	 * bad, not the host; unreachable or full hosts say nothing about it. */
-	return c == CF_ERR_CHECK || c == CF_ERR_RELOAD || c == CF_ERR_VERIFY;
+	return c == CF_ERR_CHECK || c == CF_ERR_RELOAD || cf_err_is_verify(c);
 }
 
 /* The stop reason names every failed canary: the operator's first

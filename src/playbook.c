@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@
 #define PB_MAX_USER 32
 #define PB_MAX_HOST 253
 #define PB_MAX_DOMAINS 100
+#define PB_MAX_ENDPOINTS 32
 #define PB_MAX_COMMAND 4096
 #define PB_MAX_URL 2048
 #define PB_MAX_TEXT 256
@@ -103,8 +105,10 @@ static const char *const file_keys[] = {
 	"path", "content", "mode", "owner", "group", "shared_dir", NULL,
 };
 static const char *const verify_keys[] = {
-	"port", "server_name", "timeout", NULL,
+	"port", "endpoints", "server_name", "names", "ca_bundle", "timeout",
+	NULL,
 };
+static const char *const endpoint_keys[] = {"port", "starttls", NULL};
 static const char *const rollout_keys[] = {
 	"concurrency", "canary", "canary_failures", "max_failures", NULL,
 };
@@ -1363,9 +1367,92 @@ out:
 }
 
 static int
+parse_endpoint(struct pctx *c, json_t *e, struct cf_endpoint *ep)
+{
+	json_t *v;
+
+	if (!json_is_object(e))
+		return wrong_type(c, e, "an object");
+	if (check_keys(c, e, endpoint_keys) < 0)
+		return -1;
+	if (json_object_get(e, "port") == NULL) {
+		push_key(c, "port");
+		return missing(c);
+	}
+	if (get_uint(c, e, "port", 1, 65535, &ep->port) < 0)
+		return -1;
+	ep->starttls = STARTTLS_NONE;
+	if ((v = json_object_get(e, "starttls")) != NULL) {
+		push_key(c, "starttls");
+		if (!json_is_string(v))
+			return wrong_type(c, v, "a string");
+		if (starttls_proto_parse(json_string_value(v), &ep->starttls) < 0)
+			return bad(c, "unknown STARTTLS protocol \"%.32s\" "
+			           "(known: smtp, imap, pop3)",
+			           json_string_value(v));
+		pop(c);
+	}
+	return 0;
+}
+
+/* verify.endpoints, or the one endpoint verify.port names.  Two entries
+ * on one port would be one server checked twice, or a typo hiding the
+ * port that was meant. */
+static int
+parse_endpoints(struct pctx *c, json_t *o, struct cf_playbook *pb)
+{
+	json_t *arr = NULL;
+	size_t n;
+
+	if (o != NULL && json_object_get(o, "endpoints") != NULL &&
+	    json_object_get(o, "port") != NULL) {
+		push_key(c, "endpoints");
+		return bad(c, "give verify.endpoints or verify.port, not both");
+	}
+	if (o != NULL && enter_array(c, o, "endpoints", false, 1,
+	                             PB_MAX_ENDPOINTS, "endpoints", &arr) < 0)
+		return -1;
+	if (arr == NULL) {
+		if (o != NULL)
+			pop(c);
+		if ((pb->verify.endpoints = calloc(1, sizeof(struct cf_endpoint))) ==
+		    NULL)
+			return nomem(c);
+		pb->verify.n_endpoints = 1;
+		pb->verify.endpoints[0].port = pb->verify.port;
+		return 0;
+	}
+	n = json_array_size(arr);
+	if ((pb->verify.endpoints = calloc(n, sizeof(struct cf_endpoint))) == NULL)
+		return nomem(c);
+	pb->verify.n_endpoints = n;
+	for (size_t i = 0; i < n; i++) {
+		push_index(c, i);
+		if (parse_endpoint(c, json_array_get(arr, i),
+		                   &pb->verify.endpoints[i]) < 0)
+			return -1;
+		for (size_t j = 0; j < i; j++) {
+			if (pb->verify.endpoints[j].port !=
+			    pb->verify.endpoints[i].port)
+				continue;
+			push_key(c, "port");
+			return bad(c, "duplicate endpoint: port %u is also "
+			           "verify.endpoints[%zu]",
+			           pb->verify.endpoints[i].port, j);
+		}
+		pop(c);
+	}
+	pb->verify.port = pb->verify.endpoints[0].port;
+	pop(c);
+	return 0;
+}
+
+static int
 parse_verify(struct pctx *c, json_t *root, struct cf_playbook *pb)
 {
+	size_t first, again;
 	json_t *o;
+	int r;
 
 	if (enter_object(c, root, "verify", false, verify_keys, &o) < 0)
 		return -1;
@@ -1373,9 +1460,25 @@ parse_verify(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	    (get_uint(c, o, "port", 1, 65535, &pb->verify.port) < 0 ||
 	     get_string(c, o, "server_name", false, check_server_name,
 	                &pb->verify.server_name) < 0 ||
+	     get_string_array(c, o, "names", false, 1, PB_MAX_DOMAINS,
+	                      "names", check_server_name, &pb->verify.names,
+	                      &pb->verify.n_names) < 0 ||
+	     get_string(c, o, "ca_bundle", false, check_path,
+	                &pb->verify.ca_bundle) < 0 ||
 	     get_uint(c, o, "timeout", 1, PB_MAX_TIMEOUT,
 	              &pb->verify.timeout) < 0))
 		return -1;
+	if (parse_endpoints(c, o, pb) < 0)
+		return -1;
+	r = find_dup((const char *const *)pb->verify.names, pb->verify.n_names,
+	             &first, &again);
+	if (r < 0)
+		return nomem(c);
+	if (r > 0) {
+		push_key(c, "names");
+		push_index(c, again);
+		return bad(c, "duplicate of verify.names[%zu]", first);
+	}
 	pop(c);
 	return 0;
 }
@@ -1495,6 +1598,25 @@ out:
 	return rc;
 }
 
+/* RFC 6125 6.4.3 as browsers apply it: "*.example.com" covers exactly one
+ * more label, "a.example.com", never "example.com" or "a.b.example.com". */
+static bool
+name_covered(const struct cf_playbook *pb, const char *name)
+{
+	const char *dot = strchr(name, '.');
+
+	for (size_t i = 0; i < pb->cert.n_domains; i++) {
+		const char *d = pb->cert.domains[i];
+
+		if (strcasecmp(d, name) == 0)
+			return true;
+		if (d[0] == '*' && d[1] == '.' && dot != NULL && dot != name &&
+		    strcasecmp(d + 1, dot) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Rules that span sections, checked once each part is valid on its own. */
 static int
 check_cross(struct pctx *c, struct cf_playbook *pb)
@@ -1526,6 +1648,16 @@ check_cross(struct pctx *c, struct cf_playbook *pb)
 			return bad(c, "a wildcard name needs acme.challenge "
 			           "\"dns-01\"");
 		}
+	}
+	for (size_t i = 0; i < pb->verify.n_names; i++) {
+		if (name_covered(pb, pb->verify.names[i]))
+			continue;
+		push_key(c, "verify");
+		push_key(c, "names");
+		push_index(c, i);
+		return bad(c, "\"%s\" is not covered by certificate.domains: "
+		           "the certificate would never be served for it",
+		           pb->verify.names[i]);
 	}
 	if (pb->verify.server_name == NULL) {
 		/* SNI must be a name a vhost answers to; "*.example.com"
@@ -1849,6 +1981,9 @@ playbook_free(struct cf_playbook *pb)
 	free(pb->deploy.webroot);
 	free(pb->deploy.haproxy_api.cert);
 	free(pb->verify.server_name);
+	free(pb->verify.endpoints);
+	strv_free(pb->verify.names, pb->verify.n_names);
+	free(pb->verify.ca_bundle);
 	free(pb->acme.directory);
 	strv_free(pb->acme.contact, pb->acme.n_contact);
 	free(pb->acme.challenge);
@@ -1872,6 +2007,32 @@ playbook_free(struct cf_playbook *pb)
 	}
 	free(pb->nodes);
 	free(pb);
+}
+
+int
+playbook_verify_names(const struct cf_playbook *pb, const char ***out,
+                      size_t *n, cf_err_t *err)
+{
+	size_t cap = 1 + pb->cert.n_domains + pb->verify.n_names, k = 0;
+	const char **v = calloc(cap, sizeof(*v));
+
+	if (v == NULL)
+		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+	v[k++] = pb->verify.server_name;
+	for (size_t i = 0; i < cap - 1; i++) {
+		const char *s = i < pb->cert.n_domains
+		                    ? pb->cert.domains[i]
+		                    : pb->verify.names[i - pb->cert.n_domains];
+		bool seen = s[0] == '*';
+
+		for (size_t j = 0; j < k && !seen; j++)
+			seen = strcasecmp(v[j], s) == 0;
+		if (!seen)
+			v[k++] = s;
+	}
+	*out = v;
+	*n = k;
+	return 0;
 }
 
 const struct cf_node *

@@ -236,6 +236,26 @@ split_list(const char *s)
 	return a;
 }
 
+/* verify's per-endpoint, per-SNI results (docs/json.md). */
+static json_t *
+endpoint_checks(const struct cf_node_result *r)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < r->n_checks; i++) {
+		const struct cf_endpoint_check *c = &r->checks[i];
+
+		json_array_append_new(a, json_pack(
+		    "{s:i,s:s,s:s,s:b,s:o,s:o}", "port", (int)c->port,
+		    "starttls", starttls_proto_name(c->starttls), "sni", c->sni,
+		    "ok", c->ok,
+		    "reason", c->ok ? json_null()
+		                    : json_string(cf_err_reason(c->err.code)),
+		    "error", c->ok ? json_null() : json_string(c->err.msg)));
+	}
+	return a;
+}
+
 static json_t *
 run_doc(const char *command, int exit_code, const char *version,
         const struct cf_certinfo *ci, const struct cf_rollout_result *res,
@@ -275,6 +295,8 @@ run_doc(const char *command, int exit_code, const char *version,
 		} else {
 			json_object_set_new(o, "drift", split_list(r->drift));
 		}
+		if (r->n_checks > 0)
+			json_object_set_new(o, "endpoints", endpoint_checks(r));
 		/* verify is read-only and a dry run records nothing: their
 		 * failures quarantine no one */
 		json_object_set_new(o, "quarantined",

@@ -74,6 +74,11 @@ struct run {
 
 	bool trace;
 	struct tlsprobe_ctx *tls;   /* shared by every probe of the run */
+	const char **names;         /* every SNI verify asks for; [0] is
+	                               verify.server_name */
+	size_t n_names;
+	struct tlsprobe_cert *want_chain; /* the bundle's intermediates */
+	size_t n_want_chain;
 
 	/* rollout_each */
 	cf_node_fn each_fn;
@@ -393,82 +398,219 @@ trace(const struct run *r, const struct cf_node *node, int64_t t0,
 	        (long long)(cf_now_ms() - t0), step);
 }
 
-static const char *
-sni_of(const struct cf_playbook *pb)
+/* "n3:443 (SNI www.example.test)", "n3:25 (smtp STARTTLS, SNI mail.x)":
+ * how every verify message names what it looked at. */
+static void
+endpoint_label(const struct cf_node *node, const struct cf_endpoint *ep,
+               const char *sni, char *buf, size_t len)
 {
-	return pb->verify.server_name ? pb->verify.server_name
-	                              : pb->cert.domains[0];
+	if (ep->starttls != STARTTLS_NONE)
+		snprintf(buf, len, "%s:%u (%s STARTTLS, SNI %s)", node->name,
+		         ep->port, starttls_proto_name(ep->starttls), sni);
+	else
+		snprintf(buf, len, "%s:%u (SNI %s)", node->name, ep->port, sni);
 }
 
-/* One probe: fills sha (hex) and not_after on success. */
+/* One probe of endpoint ep with SNI sni; *res is the caller's to free. */
 static int
-probe(const struct run *r, const struct cf_node *node, int64_t deadline,
-      char sha[65], int64_t *not_after, cf_err_t *err)
+probe_one(const struct run *r, const struct cf_node *node,
+          const struct cf_endpoint *ep, const char *sni, int64_t deadline,
+          struct tlsprobe_result *res, cf_err_t *err)
 {
-	const struct cf_playbook *pb = r->pb;
-	unsigned char *der = NULL, h[32];
-	size_t der_len = 0;
-	int64_t na = 0;
-
 	/* The leaf is identified by the SHA-256 of its DER and its expiry
 	 * read from what the handshake decoded: never decoded twice (OpenSSL
 	 * 3's key decoding is the largest cost in the coordinator's
 	 * profile). */
-	if (tlsprobe_fetch_ctx(r->tls, node->host, pb->verify.port, sni_of(pb),
-	                       deadline, &der, &der_len, &na, err) < 0)
+	return tlsprobe_fetch_ctx(r->tls, node->host, ep->port, ep->starttls, sni,
+	                          deadline, res, err);
+}
+
+/* One probe of the first endpoint under the first name: fills sha (hex)
+ * and not_after on success. */
+static int
+probe(const struct run *r, const struct cf_node *node, int64_t deadline,
+      char sha[65], int64_t *not_after, cf_err_t *err)
+{
+	struct tlsprobe_result res;
+
+	if (probe_one(r, node, &r->pb->verify.endpoints[0], r->names[0],
+	              deadline, &res, err) < 0)
 		return -1;
-	crypto_sha256(der, der_len, h);
-	free(der);
-	cf_hex(h, sizeof(h), sha);
+	memcpy(sha, res.sha256_hex, 65);
 	if (not_after != NULL)
-		*not_after = na;
+		*not_after = res.not_after;
+	tlsprobe_result_free(&res);
 	return 0;
 }
 
-/* Poll until the node serves the new leaf or the deadline passes: reloads
- * are asynchronous (old workers may still accept for a moment). */
-static int
-verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
-            struct cf_node_result *nr, cf_err_t *err)
+/* Which reason a pair that does not serve the certificate gets: the first
+ * endpoint under the first name is what verify always checked
+ * (verify-failed); a further name is verify-name, a further endpoint
+ * verify-endpoint. */
+static cf_code_t
+pair_code(size_t ei, size_t ni)
 {
-	const char *want = r->info->sha256_hex;
+	return ni > 0 ? CF_ERR_VERIFY_NAME
+	              : ei > 0 ? CF_ERR_VERIFY_ENDPOINT : CF_ERR_VERIFY;
+}
+
+/* Check one endpoint under one name: serves the new leaf (polling until
+ * deadline when poll: reloads are asynchronous, old workers may still
+ * accept for a moment), with exactly the stored chain, trusted.  The
+ * chain and trust checks use what the last handshake decoded.  *cause:
+ * the last probe's own error code when no handshake succeeded. */
+static int
+verify_pair(struct run *r, const struct cf_node *node, size_t ei, size_t ni,
+            int64_t deadline, bool poll, struct cf_node_result *nr,
+            cf_err_t *err, cf_code_t *cause)
+{
+	const struct cf_endpoint *ep = &r->pb->verify.endpoints[ei];
+	const char *sni = r->names[ni], *want = r->info->sha256_hex;
 	/* Each probe is a full TLS handshake (a few ms of coordinator CPU,
 	 * the largest per-node cost at fleet scale), and a probe right after
 	 * the reload command returns almost always still sees the old
 	 * workers: wait a little first, then back off quickly. */
-	int64_t pause = 60, nat = 0, t0 = cf_now_ms();
-	char sha[65] = "", step[48];
+	int64_t pause = 60, t0 = cf_now_ms();
+	struct tlsprobe_result res;
+	char step[64], label[200], why[256], na[32];
 	cf_err_t perr = {0};
+	bool have = false, first = ei == 0 && ni == 0;
 	unsigned probes = 0;
+	int rc = -1;
 
+	memset(&res, 0, sizeof(res));
+	endpoint_label(node, ep, sni, label, sizeof(label));
 	for (;;) {
-		if (cf_ms_left(deadline) <= pause)
-			break;
-		usleep((useconds_t)pause * 1000);
-		pause = pause * 3 / 2 > 400 ? 400 : pause * 3 / 2;
-		int64_t attempt_deadline = cf_now_ms() + 3000;
+		int64_t attempt_deadline;
 
-		if (attempt_deadline > deadline)
+		if (poll) {
+			if (cf_ms_left(deadline) <= pause)
+				break;
+			usleep((useconds_t)pause * 1000);
+			pause = pause * 3 / 2 > 400 ? 400 : pause * 3 / 2;
+		}
+		attempt_deadline = cf_now_ms() + 3000;
+		if (attempt_deadline > deadline || !poll)
 			attempt_deadline = deadline;
 		probes++;
-		if (probe(r, node, attempt_deadline, sha, &nat, &perr) == 0) {
-			memcpy(nr->after_sha256, sha, 65);
-			nr->after_not_after = nat;
-			if (strcmp(sha, want) == 0) {
-				snprintf(step, sizeof(step), "verified by probe %u",
-				         probes);
-				trace(r, node, t0, step);
-				return 0;
-			}
+		tlsprobe_result_free(&res);
+		have = probe_one(r, node, ep, sni, attempt_deadline, &res,
+		                 &perr) == 0;
+		if (have && first) {
+			memcpy(nr->after_sha256, res.sha256_hex, 65);
+			nr->after_not_after = res.not_after;
 		}
+		if ((have && strcmp(res.sha256_hex, want) == 0) || !poll)
+			break;
 	}
-	if (sha[0] != '\0')
-		return cf_err_set(err, CF_ERR_VERIFY,
-		                  "%s:%u still serves %.16s…, not the new "
-		                  "certificate %.16s… after %us",
-		                  node->host, r->pb->verify.port, sha, want,
-		                  r->pb->verify.timeout);
-	return cf_err_set(err, CF_ERR_VERIFY, "verify failed: %s", perr.msg);
+	*cause = have ? CF_OK : perr.code;
+	if (!have) {
+		/* the first endpoint's own failure keeps its cause (timeout,
+		 * refused, tls) for `verify`/`check`, as before */
+		if (first && !poll)
+			*err = perr;
+		else if (first)
+			cf_err_set(err, CF_ERR_VERIFY, "verify failed: %s",
+			           perr.msg);
+		else
+			cf_err_set(err, pair_code(ei, ni), "%s: %s", label,
+			           perr.msg);
+		goto out;
+	}
+	if (strcmp(res.sha256_hex, want) != 0) {
+		if (first && poll)
+			cf_err_set(err, CF_ERR_VERIFY,
+			           "%s:%u still serves %.16s…, not the new "
+			           "certificate %.16s… after %us",
+			           node->host, ep->port, res.sha256_hex, want,
+			           r->pb->verify.timeout);
+		else if (first)
+			cf_err_set(err, CF_ERR_VERIFY,
+			           "serves %.16s… (expires %s), not the current "
+			           "certificate %.16s…", res.sha256_hex,
+			           (cf_fmt_time(res.not_after, na, sizeof(na)), na),
+			           want);
+		else
+			cf_err_set(err, pair_code(ei, ni),
+			           "%s serves %.16s… (expires %s), not the %s "
+			           "certificate %.16s…", label, res.sha256_hex,
+			           (cf_fmt_time(res.not_after, na, sizeof(na)), na),
+			           poll ? "new" : "current", want);
+		goto out;
+	}
+	if (tlsprobe_chain_diff(res.chain, res.n_chain, r->want_chain,
+	                        r->n_want_chain, why, sizeof(why)) < 0) {
+		cf_err_set(err, CF_ERR_VERIFY_CHAIN, "%s %s", label, why);
+		goto out;
+	}
+	if (!res.trusted) {
+		cf_err_set(err, CF_ERR_VERIFY_TRUST, "%s: %s", label,
+		           res.untrusted_why);
+		goto out;
+	}
+	snprintf(step, sizeof(step), "verified :%u %.24s by probe %u", ep->port,
+	         sni, probes);
+	trace(r, node, t0, step);
+	rc = 0;
+out:
+	tlsprobe_result_free(&res);
+	return rc;
+}
+
+/* Every endpoint under every name, the first failure wins.  poll: after a
+ * deploy, wait (until deadline) for each to serve the new leaf; the first
+ * pair absorbs the reload's delay, the others are one handshake each. */
+static int
+verify_all(struct run *r, const struct cf_node *node, int64_t deadline,
+           bool poll, struct cf_node_result *nr, cf_err_t *err)
+{
+	size_t n = r->pb->verify.n_endpoints * r->n_names;
+	cf_code_t cause = CF_OK;
+	int rc = 0;
+
+	free(nr->checks);
+	nr->n_checks = 0;
+	if ((nr->checks = calloc(n, sizeof(*nr->checks))) == NULL)
+		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+	for (size_t ei = 0; ei < r->pb->verify.n_endpoints; ei++)
+		for (size_t ni = 0; ni < r->n_names; ni++) {
+			struct cf_endpoint_check *c = &nr->checks[nr->n_checks++];
+			int64_t dl = deadline;
+
+			c->port = r->pb->verify.endpoints[ei].port;
+			c->starttls = r->pb->verify.endpoints[ei].starttls;
+			c->sni = r->names[ni];
+			/* a read-only check gives each handshake the
+			 * connect timeout, as the first probe always had */
+			if (!poll)
+				dl = cf_now_ms() +
+				     (int64_t)r->pb->ssh.connect_timeout * 1000;
+			c->ok = verify_pair(r, node, ei, ni, dl, poll, nr,
+			                    &c->err, &cause) == 0;
+			if (c->ok)
+				continue;
+			/* the first failure is the node's; after a deploy it
+			 * ends the check (the node is rolled back), a
+			 * read-only check reports every pair */
+			if (rc == 0)
+				*err = c->err;
+			rc = -1;
+			/* a node that does not answer in time would cost a
+			 * deadline per pair: one is enough to say so */
+			if (poll || cause == CF_ERR_TIMEOUT ||
+			    cause == CF_ERR_UNREACHABLE)
+				return -1;
+		}
+	return rc;
+}
+
+/* Poll until the node serves the new leaf everywhere or the deadline
+ * passes. */
+static int
+verify_loop(struct run *r, const struct cf_node *node, int64_t deadline,
+            struct cf_node_result *nr, cf_err_t *err)
+{
+	return verify_all(r, node, deadline, true, nr, err);
 }
 
 static void
@@ -926,6 +1068,118 @@ report_outcome_name_local(cf_outcome_t o)
 	       : o == CF_OUT_FAILED ? "done: failed" : "done";
 }
 
+/* 1. What does the node serve now?  0: go on over SSH (*current when it
+ * already serves the run's certificate: its files are audited, not
+ * staged); 1: the node is done, nr->outcome set. */
+static int
+what_it_serves(struct run *r, const struct cf_node *node, int64_t deadline,
+               struct cf_node_result *nr, bool *current)
+{
+	const struct cf_rollout_opts *o = r->opts;
+	cf_err_t perr = {0};
+	char sha[65] = "";
+	int64_t nat = 0;
+
+	if (o->force)
+		return 0;
+	if (probe(r, node, deadline, sha, &nat, &perr) == 0) {
+		memcpy(nr->before_sha256, sha, 65);
+		memcpy(nr->after_sha256, sha, 65);
+		nr->after_not_after = nat;
+		if (strcmp(sha, r->info->sha256_hex) != 0)
+			return 0;
+		nr->outcome = CF_OUT_UNCHANGED;
+		if (o->dry_run || r->audit_script == NULL)
+			return 1;
+		*current = true;
+		return 0;
+	}
+	if (perr.code == CF_ERR_TIMEOUT) {
+		/* A node whose TLS port does not answer in time can never be
+		 * verified; trying SSH too would double the wait on a
+		 * blackholed host. */
+		nr->err = perr;
+		nr->outcome = CF_OUT_FAILED;
+		return 1;
+	}
+	return 0;
+}
+
+/* A node that already serves the certificate, its files audited over
+ * session s (NULL: no login, noted): what clients see is checked as after
+ * a deploy, every endpoint and name.  A failure there is the node's own
+ * configuration (nothing was changed: nothing to roll back).  Returns 1
+ * when the node is done, 0 when its files on disk are stale and it must
+ * be staged after all. */
+static int
+serving_node(struct run *r, cf_ssh_t *s, const cf_err_t *conn_err,
+             struct cf_node_result *nr, int64_t t0)
+{
+	const struct cf_node *node = nr->node;
+	cf_err_t e = {0};
+	int a = -1;
+
+	if (s != NULL) {
+		ssh_set_deadline(s, cf_now_ms() +
+		                    (int64_t)r->pb->ssh.timeout * 1000);
+		a = audit(r, s, nr, &e);
+		trace(r, node, t0, a == 0 ? "audited" : "audit: stale files");
+		if (a > 0)
+			return 0; /* served bytes are right, files on disk not */
+	} else {
+		e = *conn_err;
+	}
+	if (a < 0)
+		snprintf(nr->note, sizeof(nr->note), "files not audited: %.400s",
+		         e.msg);
+	if (verify_all(r, node, cf_now_ms() + (int64_t)r->pb->verify.timeout *
+	                                          1000,
+	               false, nr, &nr->err) < 0)
+		nr->outcome = CF_OUT_FAILED;
+	return 1;
+}
+
+/* 4-5. Stage (upload, swap, check, reload; restore on failure), push
+ * through HAProxy's runtime API when configured, verify from outside as
+ * a client would; roll back on failure. */
+static void
+deploy_node(struct run *r, cf_ssh_t *s, struct cf_node_result *nr,
+            int64_t t0)
+{
+	const struct cf_playbook *pb = r->pb;
+	const struct cf_node *node = nr->node;
+	cf_buf_t prev_idx = {0};
+	bool api_committed = false;
+	cf_err_t perr = {0};
+	char sha[65] = "";
+	int64_t nat = 0, vdl;
+
+	if (stage(r, s, node, nr, &prev_idx, &nr->err) < 0) {
+		nr->outcome = CF_OUT_FAILED;
+		goto out;
+	}
+	trace(r, node, t0, "staged (uploaded, swapped, checked, reloaded)");
+	vdl = cf_now_ms() + (int64_t)pb->verify.timeout * 1000;
+	if (api_push(r, s, &api_committed, &nr->err) == 0 &&
+	    verify_loop(r, node, vdl, nr, &nr->err) == 0) {
+		nr->outcome = CF_OUT_DEPLOYED;
+		nr->audited = true; /* written with the playbook's mode */
+		if (!pb->deploy.keep_previous)
+			drop_key_backups(r, s, node, t0);
+		goto out;
+	}
+	rollback_node(r, s, prev_idx.data ? prev_idx.data : "", api_committed,
+	              nr);
+	/* record what it serves after the rollback, best effort */
+	if (probe(r, node, cf_now_ms() + 2000, sha, &nat, &perr) == 0) {
+		memcpy(nr->after_sha256, sha, 65);
+		nr->after_not_after = nat;
+	}
+	nr->outcome = CF_OUT_FAILED;
+out:
+	cf_buf_free(&prev_idx);
+}
+
 static void
 node_pipeline(struct run *r, size_t pos)
 {
@@ -937,78 +1191,37 @@ node_pipeline(struct run *r, size_t pos)
 	int64_t t0 = cf_now_ms();
 	int64_t conn_deadline = t0 + (int64_t)pb->ssh.connect_timeout * 1000;
 	cf_ssh_t *s = NULL;
-	cf_err_t perr = {0};
-	cf_buf_t prev_idx = {0};
+	cf_err_t cerr = {0};
 	enum gate g = GATE_GO;
-	bool gated = false, api_committed = false;
-	char sha[65] = "";
-	int64_t nat = 0;
-	bool audit_first = false;
+	bool gated = false, current = false;
 
-	/* 1. what does it serve now?  A node that serves the current
-	 * certificate gets no stage script, only the audit (mode, owner) */
-	if (!o->force || o->verify_only) {
-		if (probe(r, node, conn_deadline, sha, &nat, &perr) == 0) {
-			memcpy(nr->before_sha256, sha, 65);
-			memcpy(nr->after_sha256, sha, 65);
-			nr->after_not_after = nat;
-			if (strcmp(sha, r->info->sha256_hex) == 0) {
-				nr->outcome = o->verify_only ? CF_OUT_VERIFIED
-				                             : CF_OUT_UNCHANGED;
-				if (o->verify_only || o->dry_run ||
-				    r->audit_script == NULL)
-					goto done;
-				audit_first = true;
-			}
-			if (o->verify_only) {
-				char na[32];
-
-				cf_fmt_time(nat, na, sizeof(na));
-				cf_err_set(&nr->err, CF_ERR_VERIFY,
-				           "serves %.16s… (expires %s), not the "
-				           "current certificate %.16s…", sha, na,
-				           r->info->sha256_hex);
-				nr->outcome = CF_OUT_FAILED;
-				goto done;
-			}
-		} else if (o->verify_only || perr.code == CF_ERR_TIMEOUT) {
-			/* A node whose TLS port does not answer in time can
-			 * never be verified; trying SSH too would double the
-			 * wait on a blackholed host. */
-			nr->err = perr;
-			nr->outcome = CF_OUT_FAILED;
-			goto done;
-		}
+	/* `verify`/`check`: every endpoint under every name, read-only */
+	if (o->verify_only) {
+		nr->outcome = verify_all(r, node, conn_deadline, false, nr,
+		                         &nr->err) == 0
+		                  ? CF_OUT_VERIFIED
+		                  : CF_OUT_FAILED;
+		memcpy(nr->before_sha256, nr->after_sha256, 65);
+		goto done;
 	}
-
+	if (what_it_serves(r, node, conn_deadline, nr, &current) != 0)
+		goto done;
 	trace(r, node, t0, "probed");
 	/* 2. connect, host key, auth */
 	if (ssh_connect(r->ssh, node->host, node->port, node->user,
 	                conn_deadline,
 	                cf_now_ms() + (int64_t)pb->ssh.timeout * 1000, &s,
-	                audit_first ? &perr : &nr->err) < 0) {
-		/* it serves the certificate: not a failure, only unaudited */
-		if (audit_first)
-			snprintf(nr->note, sizeof(nr->note),
-			         "files not audited: %.400s", perr.msg);
+	                current ? &cerr : &nr->err) < 0) {
+		/* serving the certificate, it has not failed: only unaudited */
+		if (current)
+			serving_node(r, NULL, &cerr, nr, t0);
 		else
 			nr->outcome = CF_OUT_FAILED;
 		goto done;
 	}
 	trace(r, node, t0, "ssh connected+authenticated");
-	if (audit_first) {
-		int a;
-
-		ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
-		a = audit(r, s, nr, &perr);
-		trace(r, node, t0, a == 0 ? "audited" : "audit: stale files");
-		if (a < 0)
-			snprintf(nr->note, sizeof(nr->note),
-			         "files not audited: %.400s", perr.msg);
-		if (a <= 0)
-			goto done;
-		/* served bytes are right, files on disk are not: stage */
-	}
+	if (current && serving_node(r, s, NULL, nr, t0) != 0)
+		goto done;
 	if (o->dry_run) {
 		/* read-only checks of what the real run would need */
 		ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
@@ -1016,7 +1229,6 @@ node_pipeline(struct run *r, size_t pos)
 		                                                : CF_OUT_FAILED;
 		goto done;
 	}
-
 	/* 3. canary gate: nothing is written before it */
 	if (r->each_fn == NULL) {
 		g = gate_enter(r, pos);
@@ -1029,44 +1241,12 @@ node_pipeline(struct run *r, size_t pos)
 	}
 	trace(r, node, t0, "through gate");
 	ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
-
-	if (r->each_fn != NULL) {
-		if (r->each_fn(r->each_arg, node, s, &nr->err) < 0)
-			nr->outcome = CF_OUT_FAILED;
-		else
-			nr->outcome = CF_OUT_DEPLOYED;
-		goto done;
-	}
-
-	/* 4. upload, swap, check, reload (restore on failure) */
-	if (stage(r, s, node, nr, &prev_idx, &nr->err) < 0) {
-		nr->outcome = CF_OUT_FAILED;
-		goto done;
-	}
-
-	trace(r, node, t0, "staged (uploaded, swapped, checked, reloaded)");
-	/* 5. verify from outside, as a client would */
-	{
-		int64_t vdl = cf_now_ms() + (int64_t)pb->verify.timeout * 1000;
-
-		if (api_push(r, s, &api_committed, &nr->err) == 0 &&
-		    verify_loop(r, node, vdl, nr, &nr->err) == 0) {
-			nr->outcome = CF_OUT_DEPLOYED;
-			nr->audited = true; /* written with the playbook's mode */
-			if (!pb->deploy.keep_previous)
-				drop_key_backups(r, s, node, t0);
-			goto done;
-		}
-	}
-	rollback_node(r, s, prev_idx.data ? prev_idx.data : "", api_committed,
-	              nr);
-	/* record what it serves after the rollback, best effort */
-	if (probe(r, node, cf_now_ms() + 2000, sha, &nat, &perr) == 0) {
-		memcpy(nr->after_sha256, sha, 65);
-		nr->after_not_after = nat;
-	}
-	nr->outcome = CF_OUT_FAILED;
-
+	if (r->each_fn != NULL)
+		nr->outcome = r->each_fn(r->each_arg, node, s, &nr->err) < 0
+		                  ? CF_OUT_FAILED
+		                  : CF_OUT_DEPLOYED;
+	else
+		deploy_node(r, s, nr, t0);
 done:
 	trace(r, node, t0, report_outcome_name_local(nr->outcome));
 	nr->duration_ms = cf_now_ms() - t0;
@@ -1082,7 +1262,6 @@ done:
 	else if (!gated)
 		gate_skip(r, pos, nr);
 	ssh_close(s);
-	cf_buf_free(&prev_idx);
 }
 
 static void *
@@ -1110,6 +1289,8 @@ rollout_result_free(struct cf_rollout_result *r)
 {
 	if (r == NULL)
 		return;
+	for (size_t i = 0; r->nodes != NULL && i < r->n; i++)
+		free(r->nodes[i].checks);
 	free(r->nodes);
 	memset(r, 0, sizeof(*r));
 }
@@ -1250,6 +1431,8 @@ run_free(struct run *r)
 	free(r->preflight_script);
 	free(r->audit_script);
 	tlsprobe_ctx_free(r->tls);
+	free(r->names);
+	free(r->want_chain);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 }
@@ -1290,7 +1473,10 @@ rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 		goto out;
 	}
 	cf_hex(rnd, sizeof(rnd), token);
-	if (tlsprobe_ctx_new(&r.tls, err) < 0)
+	if (tlsprobe_ctx_new(pb->verify.ca_bundle, &r.tls, err) < 0 ||
+	    playbook_verify_names(pb, &r.names, &r.n_names, err) < 0 ||
+	    tlsprobe_pem_certs(bundle->chain, &r.want_chain, &r.n_want_chain,
+	                       err) < 0)
 		goto out;
 	/* verify/check only probe: no key-bearing script is ever built
 	 * (their bundle holds no key: store_get_current_cert) */

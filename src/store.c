@@ -1156,6 +1156,33 @@ store_get_current_cert(cf_store_t *st, struct cf_certinfo *info,
 }
 
 int
+store_get_version_chain(cf_store_t *st, const char *id, char **chain,
+                        cf_err_t *err)
+{
+	char *vdir = NULL, *path = NULL, *data = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	if ((vdir = path_join(st->versions, id)) == NULL ||
+	    (path = path_join(vdir, "chain.pem")) == NULL) {
+		nomem(err);
+		goto out;
+	}
+	if (cf_read_file(path, MAX_PEM, &data, &len, err) < 0) {
+		if (err != NULL)
+			err->code = CF_ERR_STATE;
+		cf_err_prefix(err, "version %s is unusable: ", id);
+		goto out;
+	}
+	*chain = data;
+	rc = 0;
+out:
+	free(vdir);
+	free(path);
+	return rc;
+}
+
+int
 store_get_previous(cf_store_t *st, struct cf_bundle *b,
                    struct cf_certinfo *info, char **version, bool *found,
                    cf_err_t *err)

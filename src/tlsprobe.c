@@ -1,12 +1,16 @@
-/* tlsprobe.c - fetch the leaf certificate a node serves.
+/* tlsprobe.c - fetch the certificates a node serves.
  *
- * The question asked is "which exact certificate does this node hand out
- * for this name right now", so the handshake verifies nothing (the caller
- * compares the leaf's SHA-256 with what it deployed), never resumes a
- * session (a resumed session would show the certificate of an earlier
- * handshake) and is bounded by the caller's deadline at every step. */
+ * The question asked is "which exact certificates does this node hand out
+ * for this name right now, and would a client trust them", so the
+ * handshake itself never fails on the chain (the caller compares the
+ * leaf's SHA-256 and the chain with what it deployed, and the trust check
+ * runs afterwards on the chain the handshake decoded, so every failure
+ * can be named), never resumes a session (a resumed session would show
+ * the certificate of an earlier handshake) and is bounded by the caller's
+ * deadline at every step. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +18,11 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include "certfleet/net.h"
 #include "certfleet/crypto.h"
@@ -24,6 +31,8 @@
 
 struct tlsprobe_ctx {
 	SSL_CTX *ssl;
+	X509_STORE *trust;   /* read-only after tlsprobe_ctx_new */
+	char *ca_bundle;     /* for messages; NULL = system store */
 };
 
 static int
@@ -35,7 +44,8 @@ chain_ignored(X509_STORE_CTX *x, void *arg)
 }
 
 int
-tlsprobe_ctx_new(struct tlsprobe_ctx **out, cf_err_t *err)
+tlsprobe_ctx_new(const char *ca_bundle, struct tlsprobe_ctx **out,
+                 cf_err_t *err)
 {
 	struct tlsprobe_ctx *c = NULL;
 	char why[256];
@@ -66,6 +76,32 @@ tlsprobe_ctx_new(struct tlsprobe_ctx **out, cf_err_t *err)
 	SSL_CTX_set_security_level(c->ssl, 0);
 	SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(c->ssl, SSL_OP_NO_TICKET);
+	/* Loading the system store reads and parses ~150 roots: once per
+	 * run, not per probe. */
+	if ((c->trust = X509_STORE_new()) == NULL) {
+		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (ca_bundle != NULL) {
+		if ((c->ca_bundle = strdup(ca_bundle)) == NULL) {
+			cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		if (X509_STORE_load_file(c->trust, ca_bundle) != 1) {
+			ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+			cf_err_set(err, CF_ERR_CONFIG,
+			           "verify.ca_bundle %s: no usable PEM "
+			           "certificates: %s", ca_bundle, why);
+			goto out;
+		}
+	} else if (X509_STORE_set_default_paths(c->trust) != 1) {
+		ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+		cf_err_set(err, CF_ERR_INTERNAL,
+		           "cannot load the system trust store: %s", why);
+		goto out;
+	}
+	/* what a TLS client checks: a server certificate, valid now */
+	X509_STORE_set_purpose(c->trust, X509_PURPOSE_SSL_SERVER);
 	*out = c;
 	c = NULL;
 	rc = 0;
@@ -81,6 +117,8 @@ tlsprobe_ctx_free(struct tlsprobe_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	SSL_CTX_free(ctx->ssl);
+	X509_STORE_free(ctx->trust);
+	free(ctx->ca_bundle);
 	free(ctx);
 }
 
@@ -118,25 +156,141 @@ handshake_reason(int sslerr, int saved_errno, char *buf, size_t len)
 	ERR_clear_error();
 }
 
+void
+tlsprobe_result_free(struct tlsprobe_result *r)
+{
+	if (r == NULL)
+		return;
+	free(r->chain);
+	r->chain = NULL;
+	r->n_chain = 0;
+}
+
+static void
+cert_name(X509 *x, bool issuer, char *buf, size_t len)
+{
+	X509_NAME *n = issuer ? X509_get_issuer_name(x) : X509_get_subject_name(x);
+	int i = X509_NAME_get_index_by_NID(n, NID_commonName, -1);
+	ASN1_STRING *d;
+	unsigned char *u = NULL;
+	int ulen;
+
+	buf[0] = '\0';
+	if (i >= 0 && (d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i))) !=
+	                  NULL &&
+	    (ulen = ASN1_STRING_to_UTF8(&u, d)) >= 0) {
+		snprintf(buf, len, "%.*s", ulen, (const char *)u);
+		OPENSSL_free(u);
+		cf_sanitize(buf, buf, len);
+		return;
+	}
+	X509_NAME_oneline(n, buf, (int)len);
+	cf_sanitize(buf, buf, len);
+}
+
+static int
+cert_id(X509 *x, struct tlsprobe_cert *out)
+{
+	unsigned char *der = NULL;
+	int len = i2d_X509(x, &der);
+
+	if (len <= 0)
+		return -1;
+	crypto_sha256(der, (size_t)len, out->sha256);
+	OPENSSL_free(der);
+	cert_name(x, false, out->name, sizeof(out->name));
+	return 0;
+}
+
+/* Validate the served chain as a client would: leaf plus what the server
+ * sent as untrusted intermediates, against the run's store, now. */
+static void
+check_trust(const struct tlsprobe_ctx *ctx, X509 *leaf, STACK_OF(X509) *sent,
+            struct tlsprobe_result *res)
+{
+	X509_STORE_CTX *x = X509_STORE_CTX_new();
+	STACK_OF(X509) *built;
+	X509 *top;
+	char anchor[128], where[160];
+	int e;
+
+	res->trusted = 0;
+	if (x == NULL || X509_STORE_CTX_init(x, ctx->trust, leaf, sent) != 1) {
+		snprintf(res->untrusted_why, sizeof(res->untrusted_why),
+		         "cannot check trust (out of memory)");
+		goto out;
+	}
+	if (X509_verify_cert(x) == 1) {
+		res->trusted = 1;
+		goto out;
+	}
+	e = X509_STORE_CTX_get_error(x);
+	if (ctx->ca_bundle != NULL)
+		snprintf(where, sizeof(where), "verify.ca_bundle %s",
+		         ctx->ca_bundle);
+	else
+		snprintf(where, sizeof(where), "the system trust store; a "
+		         "private CA needs verify.ca_bundle");
+	built = X509_STORE_CTX_get0_chain(x);
+	top = built != NULL && sk_X509_num(built) > 0
+	          ? sk_X509_value(built, sk_X509_num(built) - 1)
+	          : leaf;
+	switch (e) {
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+		cert_name(top, true, anchor, sizeof(anchor));
+		snprintf(res->untrusted_why, sizeof(res->untrusted_why),
+		         "chain ends at '%s', which is not a trusted root (%s)",
+		         anchor, where);
+		break;
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+		cert_name(top, false, anchor, sizeof(anchor));
+		snprintf(res->untrusted_why, sizeof(res->untrusted_why),
+		         "chain ends at '%s', which is not a trusted root (%s)",
+		         anchor, where);
+		break;
+	default: {
+		X509 *bad = X509_STORE_CTX_get_current_cert(x);
+
+		cert_name(bad != NULL ? bad : leaf, false, anchor, sizeof(anchor));
+		snprintf(res->untrusted_why, sizeof(res->untrusted_why),
+		         "chain does not validate at '%s': %s", anchor,
+		         X509_verify_cert_error_string(e));
+	}
+	}
+out:
+	X509_STORE_CTX_free(x);
+}
+
 int
 tlsprobe_fetch_ctx(struct tlsprobe_ctx *ctx, const char *host, unsigned port,
-                   const char *server_name, int64_t deadline,
-                   unsigned char **der, size_t *der_len, int64_t *not_after,
+                   starttls_proto_t proto, const char *server_name,
+                   int64_t deadline, struct tlsprobe_result *out,
                    cf_err_t *err)
 {
 	int64_t t0 = cf_now_ms();
+	struct tlsprobe_result res;
 	SSL *ssl = NULL;
 	X509 *peer = NULL;
-	unsigned char *buf = NULL, *p;
+	STACK_OF(X509) *sent;
 	char why[256];
-	int fd = -1, rc = -1, r, e, w, saved_errno, len;
+	int fd = -1, rc = -1, r, e, w, saved_errno, n;
 	short ev;
 
+	memset(&res, 0, sizeof(res));
 	/* The error queue is per thread; start clean so a failure reports
 	 * this probe's cause, not a leftover. */
 	ERR_clear_error();
 	if (net_connect(host, port, deadline, &fd, err) < 0)
 		goto out;
+	/* the plaintext dialogue stops right before the server's first TLS
+	 * byte: the handshake continues on the same connection */
+	if (proto != STARTTLS_NONE &&
+	    starttls_begin(fd, proto, NULL, deadline, err) < 0) {
+		cf_err_prefix(err, "%s:%u: ", host, port);
+		goto out;
+	}
 	ssl = SSL_new(ctx->ssl);
 	if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
 		handshake_reason(SSL_ERROR_SSL, 0, why, sizeof(why));
@@ -191,47 +345,147 @@ tlsprobe_fetch_ctx(struct tlsprobe_ctx *ctx, const char *host, unsigned port,
 		           host, port);
 		goto out;
 	}
-	len = i2d_X509(peer, NULL);
-	if (len <= 0) {
+	/* On the client side the peer chain includes the leaf, in the order
+	 * the server sent it: exactly what a client receives. */
+	sent = SSL_get_peer_cert_chain(ssl);
+	n = sent != NULL ? sk_X509_num(sent) : 0;
+	if (n < 1 || X509_cmp(sk_X509_value(sent, 0), peer) != 0) {
 		cf_err_set(err, CF_ERR_TLS,
-		           "certificate served by %s:%u cannot be encoded", host,
-		           port);
+		           "TLS server %s:%u sent no usable certificate chain",
+		           host, port);
 		goto out;
 	}
-	buf = malloc((size_t)len);
-	if (buf == NULL) {
+	if ((res.chain = calloc((size_t)n, sizeof(*res.chain))) == NULL) {
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	p = buf;
-	if (i2d_X509(peer, &p) != len) {
-		cf_err_set(err, CF_ERR_TLS,
-		           "certificate served by %s:%u cannot be encoded", host,
-		           port);
-		goto out;
-	}
+	for (int i = 0; i < n; i++)
+		if (cert_id(sk_X509_value(sent, i), &res.chain[i]) < 0) {
+			cf_err_set(err, CF_ERR_TLS,
+			           "certificate %d served by %s:%u cannot be "
+			           "encoded", i, host, port);
+			goto out;
+		}
+	res.n_chain = (size_t)n;
+	cf_hex(res.chain[0].sha256, 32, res.sha256_hex);
 	/* from the certificate the handshake already decoded: decoding the
 	 * DER again costs as much as the handshake's own key decoding */
-	if (not_after != NULL &&
-	    crypto_asn1_time_epoch(X509_get0_notAfter(peer), not_after) < 0) {
+	if (crypto_asn1_time_epoch(X509_get0_notAfter(peer), &res.not_after) <
+	    0) {
 		cf_err_set(err, CF_ERR_TLS,
 		           "certificate served by %s:%u has no valid notAfter",
 		           host, port);
 		goto out;
 	}
+	check_trust(ctx, peer, sent, &res);
 	/* One non-blocking close_notify, no waiting for the peer's: the
 	 * answer is in hand and a slow peer must not cost a worker. */
 	(void)SSL_shutdown(ssl);
-	*der = buf;
-	*der_len = (size_t)len;
-	buf = NULL;
+	*out = res;
+	memset(&res, 0, sizeof(res));
 	rc = 0;
 out:
-	free(buf);
+	tlsprobe_result_free(&res);
 	X509_free(peer);
 	SSL_free(ssl);
 	if (fd >= 0)
 		close(fd);
 	ERR_clear_error();
 	return rc;
+}
+
+int
+tlsprobe_pem_certs(const char *pem, struct tlsprobe_cert **out, size_t *n,
+                   cf_err_t *err)
+{
+	struct tlsprobe_cert *v = NULL, *nv;
+	size_t k = 0;
+	BIO *b = NULL;
+	X509 *x = NULL;
+	int rc = -1;
+
+	if (pem == NULL || pem[0] == '\0') {
+		*out = NULL;
+		*n = 0;
+		return 0;
+	}
+	if ((b = BIO_new_mem_buf(pem, -1)) == NULL) {
+		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		if ((nv = realloc(v, (k + 1) * sizeof(*v))) == NULL) {
+			cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		v = nv;
+		if (cert_id(x, &v[k]) < 0) {
+			cf_err_set(err, CF_ERR_DATA, "chain certificate %zu "
+			           "cannot be encoded", k);
+			goto out;
+		}
+		k++;
+		X509_free(x);
+		x = NULL;
+	}
+	*out = v;
+	*n = k;
+	v = NULL;
+	rc = 0;
+out:
+	ERR_clear_error();
+	X509_free(x);
+	BIO_free(b);
+	free(v);
+	return rc;
+}
+
+static bool
+cert_in(const struct tlsprobe_cert *c, const struct tlsprobe_cert *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(c->sha256, v[i].sha256, 32) == 0)
+			return true;
+	return false;
+}
+
+int
+tlsprobe_chain_diff(const struct tlsprobe_cert *served, size_t n_served,
+                    const struct tlsprobe_cert *want, size_t n_want,
+                    char *why, size_t whylen)
+{
+	const struct tlsprobe_cert *extra = n_served > 1 ? served + 1 : NULL;
+	size_t n_extra = n_served > 1 ? n_served - 1 : 0;
+
+	/* the missing intermediate first: it is the outage (clients cannot
+	 * build a path); a stale extra is only waste or a wrong path */
+	for (size_t i = 0; i < n_want; i++) {
+		if (cert_in(&want[i], extra, n_extra))
+			continue;
+		if (n_extra == 0)
+			snprintf(why, whylen, "sends the leaf without "
+			         "intermediate '%s'", want[i].name);
+		else
+			snprintf(why, whylen, "does not send intermediate '%s'",
+			         want[i].name);
+		return -1;
+	}
+	for (size_t i = 0; i < n_extra; i++) {
+		if (cert_in(&extra[i], want, n_want))
+			continue;
+		snprintf(why, whylen, "sends a stale extra certificate '%s'",
+		         extra[i].name);
+		return -1;
+	}
+	if (n_extra != n_want) {
+		snprintf(why, whylen, "sends an intermediate more than once");
+		return -1;
+	}
+	for (size_t i = 0; i < n_want; i++)
+		if (memcmp(extra[i].sha256, want[i].sha256, 32) != 0) {
+			snprintf(why, whylen,
+			         "sends intermediates in the wrong order");
+			return -1;
+		}
+	return 0;
 }

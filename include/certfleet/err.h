@@ -32,6 +32,12 @@ typedef enum {
 	CF_ERR_CHECK,           /* "check-failed" */
 	CF_ERR_RELOAD,          /* "reload-failed" */
 	CF_ERR_VERIFY,          /* "verify-failed": node does not serve the cert */
+	CF_ERR_VERIFY_CHAIN,    /* "verify-chain": leaf right, chain sent wrong */
+	CF_ERR_VERIFY_TRUST,    /* "verify-trust": chain validates to no anchor */
+	CF_ERR_VERIFY_NAME,     /* "verify-name": another SNI name is not
+	                           served the cert */
+	CF_ERR_VERIFY_ENDPOINT, /* "verify-endpoint": another endpoint (port)
+	                           does not serve the cert */
 	CF_ERR_TLS,             /* "tls": TLS handshake to the node failed */
 	CF_ERR_ACME,            /* CA said no / CA unusable */
 	CF_ERR_HOOK,            /* an external hook failed */
@@ -64,6 +70,11 @@ size_t cf_sanitize(const char *in, char *out, size_t outlen);
 /* Short stable token for a node-level code, used as the quarantine reason
  * and in --json ("timeout", "hostkey-changed", ...).  "error" otherwise. */
 const char *cf_err_reason(cf_code_t code);
+
+/* One of the verify codes: the node answers, but not with what a client
+ * needs (quarantine reasons verify-failed, -chain, -trust, -name,
+ * -endpoint). */
+int cf_err_is_verify(cf_code_t code);
 
 /* Process exit code for a run-level error (64, 65, 75, 78, else 1). */
 int cf_err_exit_code(cf_code_t code);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "certfleet/err.h"
+#include "certfleet/starttls.h"
 
 typedef enum {
 	CF_KEY_EC_P256 = 0, /* "ec-p256" (default) */
@@ -39,6 +40,13 @@ struct cf_file_spec {
 	bool shared_dir;     /* another account may write the directory: the
 	                        stage script only uses link-safe steps there
 	                        instead of refusing it */
+};
+
+/* One place a client reaches the certificate: a TCP port, with the
+ * plaintext dialogue spoken before TLS (STARTTLS_NONE: implicit TLS). */
+struct cf_endpoint {
+	unsigned port;
+	starttls_proto_t starttls;
 };
 
 struct cf_node {
@@ -90,8 +98,19 @@ struct cf_playbook {
 	} deploy;
 
 	struct {
-		unsigned port;       /* default 443 */
-		char *server_name;   /* SNI; default the first non-wildcard domain */
+		unsigned port;       /* endpoints[0].port (verify.port is the
+		                        one-endpoint shorthand); default 443 */
+		struct cf_endpoint *endpoints; /* n_endpoints >= 1, distinct
+		                                  ports */
+		size_t n_endpoints;
+		char *server_name;   /* the first SNI checked; default the first
+		                        non-wildcard domain */
+		char **names;        /* verify.names: sample names for
+		                        wildcards, each covered by
+		                        certificate.domains; may be NULL */
+		size_t n_names;
+		char *ca_bundle;     /* absolute path of PEM trust anchors;
+		                        NULL = the system store */
 		unsigned timeout;    /* seconds to wait for the new cert, default 10 */
 	} verify;
 
@@ -158,6 +177,13 @@ void playbook_free(struct cf_playbook *pb);
  * treats an identity): CF_ERR_CONFIG naming the file and its mode
  * otherwise.  No-op without a key file. */
 int playbook_load_secrets(struct cf_playbook *pb, cf_err_t *err);
+
+/* Every SNI name verify asks for, in order: verify.server_name, then each
+ * non-wildcard certificate.domains entry, then verify.names, without
+ * repeats (compared case-insensitively).  *out (caller frees the vector
+ * only; the strings are borrowed from pb) has *n >= 1 entries. */
+int playbook_verify_names(const struct cf_playbook *pb, const char ***out,
+                          size_t *n, cf_err_t *err);
 
 /* Find a node by name; NULL if absent. Borrowed pointer. */
 const struct cf_node *playbook_node(const struct cf_playbook *pb,

@@ -41,6 +41,15 @@ typedef enum {
 	CF_OUT_VERIFIED,      /* verify-only: serves the certificate */
 } cf_outcome_t;
 
+/* What verify saw on one endpoint under one SNI name. */
+struct cf_endpoint_check {
+	unsigned port;
+	starttls_proto_t starttls;
+	const char *sni;              /* borrowed from the playbook */
+	bool ok;                      /* new leaf, exact chain, trusted */
+	cf_err_t err;                 /* when !ok: code and message */
+};
+
 struct cf_node_result {
 	const struct cf_node *node;   /* borrowed from the playbook */
 	cf_outcome_t outcome;
@@ -58,6 +67,12 @@ struct cf_node_result {
 	bool audited;
 	char fixed[CF_ERR_MSG_MAX];   /* "; "-joined: "PATH mode 0644→0600" */
 	char drift[CF_ERR_MSG_MAX];   /* "; "-joined drift it could not fix */
+	struct cf_endpoint_check *checks; /* endpoint x name pairs verify
+	                                     checked, endpoint-major; after a
+	                                     deploy it stops at the first
+	                                     failure, verify/check look at
+	                                     all.  Freed with the result. */
+	size_t n_checks;
 };
 
 struct cf_rollout_result {

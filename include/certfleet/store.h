@@ -83,6 +83,10 @@ int store_get_current(cf_store_t *st, struct cf_bundle *b,
  * a user who cannot read keys. */
 int store_get_current_cert(cf_store_t *st, struct cf_certinfo *info,
                            char **version, bool *found, cf_err_t *err);
+/* The intermediates (chain.pem, may be "") of stored version id, the
+ * chain verify expects nodes to send; no key is read.  Caller frees. */
+int store_get_version_chain(cf_store_t *st, const char *id, char **chain,
+                            cf_err_t *err);
 /* Version before the current one (for rollback), same contract. */
 int store_get_previous(cf_store_t *st, struct cf_bundle *b,
                        struct cf_certinfo *info, char **version, bool *found,

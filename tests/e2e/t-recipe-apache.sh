@@ -19,6 +19,7 @@ svc_apache_start 1 || t_fatal "apache2 did not start on n1"
 svc_apache_start 2 || t_fatal "apache2 did not start on n2"
 tb_make_cert new 90 || t_fatal "tb_make_cert"
 tb_make_cert newer 90 || t_fatal "tb_make_cert"
+tb_make_cert newest 90 || t_fatal "tb_make_cert"
 PB=$TB/pb.json
 svc_recipe_playbook "$RECIPE" "$PB" || t_fatal "cannot adapt $RECIPE"
 
@@ -76,5 +77,20 @@ assert_eq "$(graceful_count 2)" 1 "n2: not reloaded again"
 assert_eq "$(svc_apache_pid 2)" "$P2" "n2: apache still running"
 t_status
 assert_node "$T_STATUS" n2 quarantined true
+
+t_step "n1's vhost loses SSLCertificateChainFile (leaf only): verify-chain, rolled back"
+sed -i '/SSLCertificateChainFile/d' "$(tb_dir 1)/apache2/sites-enabled/certfleet-test.conf"
+# exit 1: the only node is the canary, and a canary failing verify stops
+# the rollout
+cf_run 1 --json -p "$PB" deploy --only n1 --cert "$TB/certs/newest/fullchain.pem" \
+    --key "$TB/certs/newest/privkey.pem"
+J=$T_OUT
+assert_node "$J" n1 outcome failed
+assert_node "$J" n1 reason verify-chain
+assert_node "$J" n1 error "n1:443 (SNI $TB_SNI) sends the leaf without intermediate 'certfleet test intermediate CA'"
+assert_node "$J" n1 rolled_back true
+assert_node "$J" n1 quarantined true
+assert_apache_files 1 "$TB/certs/newer"
+t_wait_serves 1 "$(tb_cert_sha256 "$TB/certs/newer/cert.pem")" 10 "n1: apache serves newer again"
 
 t_done

@@ -92,4 +92,19 @@ assert_eq "$(workers 2)" "$W2" "n2: not reloaded (same worker)"
 t_status
 assert_node "$T_STATUS" n2 quarantined true
 
+t_step "n1's bind switched by hand to a leaf-only PEM: verify and check catch it"
+{ openssl x509 -in "$TB/certs/newer/cert.pem"; cat "$TB/certs/newer/privkey.pem"; } \
+    >"$(tb_dir 1)/haproxy/certs/leafonly.pem"
+sed -i 's|crt /etc/haproxy/certs/example.com.pem|crt /etc/haproxy/certs/leafonly.pem|' \
+    "$(tb_dir 1)/haproxy/haproxy.cfg"
+W1=$(workers 1)
+tb_exec 1 sh -c 'kill -USR2 "$(cat '"$SVC_HAPROXY_PIDFILE"')"' || t_fatal "n1 reload"
+t_wait_for 10 new_worker_only 1 "$W1" || t_notok "n1: no new worker"
+cf_run 2 --json -p "$PB" verify --only n1
+assert_node "$T_OUT" n1 reason verify-chain
+assert_node "$T_OUT" n1 error "n1:443 (SNI $TB_SNI) sends the leaf without intermediate 'certfleet test intermediate CA'"
+cf_run 2 -p "$PB" check
+assert_file_match "$T_OUT" "^CERTFLEET CRITICAL .*misconfigured \\(n1:443 \\(SNI $TB_SNI\\) sends the leaf without intermediate" \
+    "check: CRITICAL naming n1:443"
+
 t_done

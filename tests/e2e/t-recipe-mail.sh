@@ -1,12 +1,16 @@
 #!/bin/bash
 # playbooks/postfix-dovecot.json, as shipped (four files, postfix check &&
-# doveconf -n, postfix reload && doveadm reload, verify on 993), on real
+# doveconf -n, postfix reload && doveadm reload, verify.endpoints 25/587
+# smtp STARTTLS, 143 imap, 110 pop3, 465, 993, 995), on real
 # postfix 3.7 and dovecot 2.3 on two nodes (tests/lib/services.sh): after
 # deploy every mail port serves the new certificate -- STARTTLS on 25, 587
 # (smtp), 143 (imap), 110 (pop3), implicit TLS on 465, 993, 995 -- the
 # files have the recipe's modes, and both masters kept their pids.  Then
 # node 2's dovecot config is broken by hand: the recipe's check fails
 # there, its files are restored, it is quarantined; node 1 takes the next.
+# Last, node 1's dovecot is pointed by hand at a leaf-only file: certfleet
+# verify (speaking STARTTLS itself) names n1:143 and the missing
+# intermediate.
 . "$(dirname "$0")/../lib/common.sh"
 . "$T_ROOT/tests/lib/services.sh"
 t_start
@@ -71,6 +75,8 @@ assert_eq "$(svc_postfix_pid 1) $(svc_dovecot_pid 1)" "$P1 $D1" "n1: same postfi
 assert_eq "$(svc_postfix_pid 2) $(svc_dovecot_pid 2)" "$P2 $D2" "n2: same postfix and dovecot masters"
 assert_file_match "$(tb_dir 1)/logs/postfix.log" 'reload -- version' "n1: postfix reloaded"
 assert_file_match "$(tb_dir 1)/logs/dovecot.log" 'SIGHUP received - reloading configuration' "n1: dovecot reloaded"
+cf_run 0 --json -p "$PB" verify
+assert_nodes "$T_OUT" outcome verified n1 n2
 
 t_step "n2's dovecot config broken by hand: doveconf -n fails there only"
 svc_break 2 dovecot
@@ -92,5 +98,17 @@ assert_mail_files 2 "$TB/certs/new"
 assert_eq "$(svc_postfix_pid 2) $(svc_dovecot_pid 2)" "$P2 $D2" "n2: masters still running"
 t_status
 assert_node "$T_STATUS" n2 quarantined true
+
+t_step "n1's dovecot switched by hand to a leaf-only file: verify names n1:143"
+openssl x509 -in "$TB/certs/newer/cert.pem" >"$(tb_dir 1)/dovecot/tls/leaf.pem"
+echo 'ssl_cert = </etc/dovecot/tls/leaf.pem' >"$(tb_dir 1)/dovecot/local.conf"
+tb_exec 1 doveadm reload || t_fatal "n1: doveadm reload"
+SNI1=$(svc_recipe_get "$RECIPE" 'd["verify"]["server_name"]')
+leaf_only() { [ "$(timeout 5 openssl s_client -connect "$(tb_ip 1):993" -servername "$SNI1" -showcerts </dev/null 2>/dev/null |
+    grep -c 'BEGIN CERTIFICATE')" = 1 ]; }
+t_wait_for 15 leaf_only || t_notok "n1: dovecot did not switch to the leaf-only file"
+cf_run 2 --json -p "$PB" verify --only n1
+assert_node "$T_OUT" n1 reason verify-chain
+assert_node "$T_OUT" n1 error "n1:143 (imap STARTTLS, SNI $SNI1) sends the leaf without intermediate 'certfleet test intermediate CA'"
 
 t_done

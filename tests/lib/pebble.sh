@@ -123,6 +123,17 @@ EOF
 		fi
 		sleep 0.1
 	done
+	# Pebble's root is new on every start: keep it for verify.ca_bundle
+	PEBBLE_ROOT_PEM=$PEBBLE_DIR/root.pem
+	export PEBBLE_ROOT_PEM
+	if ! pebble_root_pem 0 >"$PEBBLE_ROOT_PEM" || [ ! -s "$PEBBLE_ROOT_PEM" ]; then
+		pebble_log "cannot fetch Pebble's root"
+		pebble_down
+		return 1
+	fi
+	if command -v tb_verify_ca >/dev/null 2>&1; then
+		tb_verify_ca || return 1
+	fi
 	return 0
 }
 
@@ -163,5 +174,5 @@ pebble_down() {
 	if [ -n "$PEBBLE_DIR" ] && [ -z "${PEBBLE_KEEP:-}" ]; then
 		rm -rf "$PEBBLE_DIR"
 	fi
-	PEBBLE_DIR=""
+	PEBBLE_DIR="" PEBBLE_ROOT_PEM=""
 }

@@ -436,6 +436,7 @@ PY
 #   keys it changed.
 svc_recipe_playbook() {
 	local i nodes=""
+	tb_verify_ca || return 1
 	for i in $(seq 1 "$TB_N"); do
 		nodes="$nodes $(tb_name "$i")=$(tb_ip "$i")"
 	done
@@ -447,7 +448,9 @@ pb["nodes"] = [{"name": n, "host": h}
                for n, h in (x.split("=", 1) for x in os.environ["SVC_NODES"].split())]
 pb["ssh"]["identity"] = tb + "/id_ed25519"
 pb["ssh"]["known_hosts"] = tb + "/known_hosts"
-changed = ["nodes", "ssh.identity", "ssh.known_hosts"]
+# the bed's private CA is no system root (tb_verify_ca)
+pb.setdefault("verify", {})["ca_bundle"] = tb + "/verify-ca.pem"
+changed = ["nodes", "ssh.identity", "ssh.known_hosts", "verify.ca_bundle"]
 if pb.pop("notify", None) is not None:
     changed.append("notify (removed)")
 with open(sys.argv[2], "w") as f:

@@ -504,6 +504,17 @@ tb_reap_stale() {
 
 # --- playbook ------------------------------------------------------------
 
+# $TB/verify-ca.pem: the trust anchors verify checks served chains against
+# (verify.ca_bundle of every bed playbook): the bed's root, plus the
+# running Pebble's root (a new one on every Pebble start: pebble_up calls
+# this again).
+tb_verify_ca() {
+	[ -n "$TB" ] || return 0
+	tb_ca_init || return 1
+	cat "$TB/ca/root.pem" ${PEBBLE_ROOT_PEM:+"$PEBBLE_ROOT_PEM"} \
+	    >"$TB/verify-ca.pem.tmp" && mv "$TB/verify-ca.pem.tmp" "$TB/verify-ca.pem"
+}
+
 # tb_playbook FILE [KEY=VALUE...]
 #   Writes a playbook for the bed's nodes.  KEY is a dotted path into the
 #   JSON (ssh.connect_timeout=3, rollout.canary=0, deploy.reload=/srv/reload.sh);
@@ -515,6 +526,7 @@ tb_reap_stale() {
 tb_playbook() {
 	local file=${1:?usage: tb_playbook FILE [KEY=VALUE...]} i nodes=""
 	shift
+	tb_verify_ca || return 1
 	for i in $(seq 1 "$TB_N"); do
 		_tb_node "$i"
 		nodes="$nodes $_name=$_ip"
@@ -543,7 +555,8 @@ pb = {
         "reload": "nginx -s reload -c /srv/nginx.conf",
         "webroot": "/srv/www",
     },
-    "verify": {"server_name": env["TB_PB_SNI"], "port": 443, "timeout": 10},
+    "verify": {"server_name": env["TB_PB_SNI"], "port": 443, "timeout": 10,
+               "ca_bundle": tb + "/verify-ca.pem"},
     "rollout": {
         "concurrency": int(env.get("TB_CONCURRENCY", "32")),
         "canary": int(env.get("TB_CANARY", "1")),

@@ -406,6 +406,64 @@ test_valid_minimal(void **state)
 	playbook_free(pb);
 }
 
+/* verify.endpoints and verify.names as loaded, and the SNI list verify
+ * asks for: server_name first, non-wildcard domains, sample names, no
+ * repeats. */
+static void
+test_verify_endpoints_names(void **state)
+{
+	(void)state;
+	static const char text[] = HEAD
+	    "  \"certificate\": {\"name\": \"web\", \"domains\": "
+	    "[\"example.com\", \"*.example.com\", \"WWW.example.com\"]},\n"
+	    SSH DEPLOY
+	    "  \"verify\": {\"endpoints\": [{\"port\": 993}, {\"port\": 25, "
+	    "\"starttls\": \"smtp\"}, {\"port\": 143, \"starttls\": \"imap\"}, "
+	    "{\"port\": 110, \"starttls\": \"pop3\"}], \"server_name\": "
+	    "\"www.example.com\", \"names\": [\"a.example.com\"], "
+	    "\"ca_bundle\": \"/etc/ssl/private-ca.pem\"},\n"
+	    NODES TAIL;
+	static const char shorthand[] = HEAD CERT SSH DEPLOY
+	    "  \"verify\": {\"port\": 8443},\n" NODES TAIL;
+	struct cf_playbook *pb = NULL;
+	const char **names = NULL;
+	size_t n = 0;
+	cf_err_t err = {0};
+
+	if (playbook_load_buf("v.json", text, sizeof(text) - 1, &pb, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(pb->verify.n_endpoints, 4);
+	assert_int_equal(pb->verify.port, 993);
+	assert_int_equal(pb->verify.endpoints[0].starttls, STARTTLS_NONE);
+	assert_int_equal(pb->verify.endpoints[1].port, 25);
+	assert_int_equal(pb->verify.endpoints[1].starttls, STARTTLS_SMTP);
+	assert_int_equal(pb->verify.endpoints[2].starttls, STARTTLS_IMAP);
+	assert_int_equal(pb->verify.endpoints[3].starttls, STARTTLS_POP3);
+	assert_string_equal(pb->verify.ca_bundle, "/etc/ssl/private-ca.pem");
+	assert_int_equal(pb->verify.n_names, 1);
+	assert_int_equal(playbook_verify_names(pb, &names, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(names[0], "www.example.com");
+	assert_string_equal(names[1], "example.com");
+	assert_string_equal(names[2], "a.example.com");
+	free(names);
+	playbook_free(pb);
+
+	pb = NULL;
+	if (playbook_load_buf("s.json", shorthand, sizeof(shorthand) - 1, &pb,
+	                      &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(pb->verify.n_endpoints, 1);
+	assert_int_equal(pb->verify.endpoints[0].port, 8443);
+	assert_int_equal(pb->verify.endpoints[0].starttls, STARTTLS_NONE);
+	assert_null(pb->verify.ca_bundle);
+	assert_int_equal(playbook_verify_names(pb, &names, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(names[0], "example.com");
+	free(names);
+	playbook_free(pb);
+}
+
 /* Inputs that must load: edge cases of the rules, not just the happy path. */
 static void
 test_valid_edges(void **state)
@@ -1085,6 +1143,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_jsonpos_format),
 		cmocka_unit_test(test_valid_full),
 		cmocka_unit_test(test_valid_minimal),
+		cmocka_unit_test(test_verify_endpoints_names),
 		cmocka_unit_test(test_valid_edges),
 		cmocka_unit_test(test_too_deep),
 		cmocka_unit_test(test_huge),

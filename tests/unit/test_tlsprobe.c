@@ -42,7 +42,7 @@ enum srv_mode { SRV_TLS, SRV_GARBAGE };
 struct cert {
 	EVP_PKEY *key;
 	X509 *x;
-	unsigned char *der;
+	unsigned char *der;   /* the SHA-256 of the DER: what a probe reports */
 	int der_len;
 };
 
@@ -78,9 +78,16 @@ make_cert(struct cert *c, const char *cn)
 	                           (const unsigned char *)cn, -1, -1, 0);
 	X509_set_issuer_name(c->x, nm);
 	assert_true(X509_sign(c->x, c->key, EVP_sha256()) > 0);
-	c->der = NULL;
-	c->der_len = i2d_X509(c->x, &c->der);
-	assert_true(c->der_len > 0);
+	{
+		unsigned char *d = NULL;
+		int dl = i2d_X509(c->x, &d);
+
+		assert_true(dl > 0);
+		c->der = OPENSSL_malloc(32);
+		crypto_sha256(d, (size_t)dl, c->der);
+		c->der_len = 32;
+		OPENSSL_free(d);
+	}
 }
 
 static void
@@ -126,11 +133,22 @@ probe_one_shot(const char *host, unsigned port, const char *server_name,
                cf_err_t *err)
 {
 	struct tlsprobe_ctx *ctx = NULL;
+	struct tlsprobe_result res;
 	int rc = -1;
 
-	if (tlsprobe_ctx_new(&ctx, err) == 0)
-		rc = tlsprobe_fetch_ctx(ctx, host, port, server_name, deadline,
-		                        der, der_len, NULL, err);
+	*der = NULL;
+	if (tlsprobe_ctx_new(NULL, &ctx, err) == 0 &&
+	    tlsprobe_fetch_ctx(ctx, host, port, STARTTLS_NONE, server_name,
+	                       deadline, &res, err) == 0) {
+		/* the leaf's SHA-256, as the cert fixtures hold it */
+		*der = malloc(32);
+		assert_non_null(*der);
+		assert_int_equal(res.n_chain, 1);
+		memcpy(*der, res.chain[0].sha256, 32);
+		*der_len = 32;
+		tlsprobe_result_free(&res);
+		rc = 0;
+	}
 	tlsprobe_ctx_free(ctx);
 	return rc;
 }
@@ -361,44 +379,77 @@ static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
-	unsigned char *der;
-	const unsigned char *p;
-	int64_t na = 0, want = 0;
-	X509 *x;
-	size_t len;
+	struct tlsprobe_result res;
+	const struct cert *c;
+	int64_t want = 0;
 	cf_err_t err;
 	int i;
 
 	for (i = 0; i < 20; i++) {
-		der = NULL;
+		c = i % 2 ? &c_other : &c_default;
 		if (tlsprobe_fetch_ctx(w->ctx, "127.0.0.1", w->port,
+		                       STARTTLS_NONE,
 		                       i % 2 ? "other.test" : "default.test",
-		                       cf_now_ms() + 5000, &der, &len, &na,
-		                       &err) < 0)
+		                       cf_now_ms() + 5000, &res, &err) < 0)
 			return NULL;
 		/* notAfter comes from the handshake's certificate: the same
-		 * as decoding the DER */
-		p = der;
-		x = d2i_X509(NULL, &p, (long)len);
-		if (x == NULL ||
-		    crypto_asn1_time_epoch(X509_get0_notAfter(x), &want) < 0 ||
-		    want != na || na <= 0) {
-			X509_free(x);
-			free(der);
+		 * as the certificate's own */
+		if (crypto_asn1_time_epoch(X509_get0_notAfter(c->x), &want) < 0 ||
+		    want != res.not_after || res.not_after <= 0 ||
+		    res.n_chain != 1 ||
+		    memcmp(res.chain[0].sha256, c->der, 32) != 0) {
+			tlsprobe_result_free(&res);
 			return NULL;
 		}
-		X509_free(x);
-		if (i % 2 ? (len != (size_t)c_other.der_len ||
-		             memcmp(der, c_other.der, len) != 0)
-		          : (len != (size_t)c_default.der_len ||
-		             memcmp(der, c_default.der, len) != 0)) {
-			free(der);
-			return NULL;
-		}
-		free(der);
+		tlsprobe_result_free(&res);
 	}
 	w->ok = 1;
 	return NULL;
+}
+
+/* The reasons verify gives for a served chain, from the identities alone. */
+static void
+test_chain_diff(void **state)
+{
+	struct tlsprobe_cert leaf = {{1}, "leaf"}, a = {{2}, "Int A"},
+	                     b = {{3}, "Int B"}, x = {{4}, "Old X"};
+	struct tlsprobe_cert want[] = {a, b};
+	char why[256];
+
+	(void)state;
+	{
+		struct tlsprobe_cert s[] = {leaf, a, b};
+		assert_int_equal(tlsprobe_chain_diff(s, 3, want, 2, why, sizeof(why)), 0);
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf};
+		assert_int_equal(tlsprobe_chain_diff(s, 1, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "sends the leaf without intermediate 'Int A'");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf, a};
+		assert_int_equal(tlsprobe_chain_diff(s, 2, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "does not send intermediate 'Int B'");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf, a, b, x};
+		assert_int_equal(tlsprobe_chain_diff(s, 4, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "sends a stale extra certificate 'Old X'");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf, b, a};
+		assert_int_equal(tlsprobe_chain_diff(s, 3, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "sends intermediates in the wrong order");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf, a, a, b};
+		assert_int_equal(tlsprobe_chain_diff(s, 4, want, 2, why, sizeof(why)), -1);
+		assert_string_equal(why, "sends an intermediate more than once");
+	}
+	{
+		struct tlsprobe_cert s[] = {leaf};
+		assert_int_equal(tlsprobe_chain_diff(s, 1, NULL, 0, why, sizeof(why)), 0);
+	}
 }
 
 /* One shared context used by many threads at once, as rollout does. */
@@ -414,7 +465,7 @@ test_shared_ctx_threads(void **state)
 
 	(void)state;
 	srv_start(&s, SRV_TLS);
-	assert_ok(tlsprobe_ctx_new(&ctx, &err));
+	assert_ok(tlsprobe_ctx_new(NULL, &ctx, &err));
 	for (i = 0; i < 8; i++) {
 		w[i].ctx = ctx;
 		w[i].port = s.port;
@@ -441,6 +492,7 @@ main(void)
 	    cmocka_unit_test(test_refused),
 	    cmocka_unit_test(test_not_tls),
 	    cmocka_unit_test(test_shared_ctx_threads),
+	    cmocka_unit_test(test_chain_diff),
 	};
 
 	/* As in main: a peer resetting mid-write must not kill us. */
