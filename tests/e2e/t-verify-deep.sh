@@ -113,6 +113,18 @@ cf_run 2 -p "$P2" check
 assert_file_match "$T_OUT" "^CERTFLEET CRITICAL - web: .*1 misconfigured \\(n5:443 \\(SNI node\\.test\\) sends the leaf without intermediate 'certfleet test intermediate CA'\\)" \
     "check: CRITICAL naming n5:443 and the SNI"
 
+t_step "deploy of the same certificate: n5's live misconfiguration fails there too"
+snap5=$(tb_exec 5 stat -c '%i %Y %n' /srv/tls/fullchain.pem /srv/tls/privkey.pem /srv/tls/cert.pem 2>/dev/null)
+cf_run 2 --json -p "$P2" deploy
+assert_node "$T_OUT" n1 outcome unchanged
+assert_node "$T_OUT" n5 outcome failed
+assert_node "$T_OUT" n5 reason verify-chain
+assert_node "$T_OUT" n5 touched false "n5: nothing written (its files are right)"
+assert_node "$T_OUT" n5 rolled_back false "n5: nothing to roll back"
+assert_node "$T_OUT" n5 quarantined true
+assert_eq "$(tb_exec 5 stat -c '%i %Y %n' /srv/tls/fullchain.pem /srv/tls/privkey.pem /srv/tls/cert.pem 2>/dev/null)" \
+    "$snap5" "n5: files untouched"
+
 t_step "a chain verify.ca_bundle does not trust -> verify-trust"
 P3=$TB/pb-trust.json
 tb_playbook "$P3" nodes=1 verify.ca_bundle="$TB/otherca/root.pem"
