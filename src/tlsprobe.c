@@ -263,20 +263,101 @@ out:
 	X509_STORE_CTX_free(x);
 }
 
+/* SSL_connect on the non-blocking socket (net_connect), waiting for the
+ * network with the deadline whenever it needs it.  0, or -1 with err. */
+static int
+handshake(SSL *ssl, int fd, const char *host, unsigned port, int64_t deadline,
+          cf_err_t *err)
+{
+	int64_t t0 = cf_now_ms();
+	char why[256];
+	int r, e, w, saved_errno;
+
+	for (;;) {
+		errno = 0;
+		r = SSL_connect(ssl);
+		if (r == 1)
+			return 0;
+		saved_errno = errno;
+		e = SSL_get_error(ssl, r);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+			break;
+		w = net_wait(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+		             deadline);
+		if (w > 0)
+			continue;
+		if (w == 0)
+			return cf_err_set(err, CF_ERR_TIMEOUT,
+			                  "TLS handshake with %s:%u timed out "
+			                  "after %lld ms", host, port,
+			                  (long long)(cf_now_ms() - t0));
+		return cf_err_set(err, CF_ERR_TLS, "TLS handshake with %s:%u: "
+		                  "poll: %s", host, port, strerror(errno));
+	}
+	handshake_reason(e, saved_errno, why, sizeof(why));
+	return cf_err_set(err, CF_ERR_TLS, "TLS handshake with %s:%u failed: %s",
+	                  host, port, why);
+}
+
+/* What the handshake on ssl showed: the chain as sent (the leaf first:
+ * on the client side the peer chain includes it, in the server's order,
+ * exactly what a client receives), the leaf's notAfter from the
+ * certificate the handshake already decoded (decoding the DER again costs
+ * as much as the handshake's own key decoding), trust.  0, or -1 with
+ * err. */
+static int
+served_chain(struct tlsprobe_ctx *ctx, SSL *ssl, const char *host,
+             unsigned port, struct tlsprobe_result *res, cf_err_t *err)
+{
+	X509 *peer = SSL_get1_peer_certificate(ssl);
+	STACK_OF(X509) *sent = SSL_get_peer_cert_chain(ssl);
+	int i, n = sent != NULL ? sk_X509_num(sent) : 0, rc = -1;
+
+	if (peer == NULL) {
+		cf_err_set(err, CF_ERR_TLS, "TLS server %s:%u sent no "
+		           "certificate", host, port);
+		goto out;
+	}
+	if (n < 1 || X509_cmp(sk_X509_value(sent, 0), peer) != 0) {
+		cf_err_set(err, CF_ERR_TLS, "TLS server %s:%u sent no usable "
+		           "certificate chain", host, port);
+		goto out;
+	}
+	if ((res->chain = calloc((size_t)n, sizeof(*res->chain))) == NULL) {
+		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (cert_id(sk_X509_value(sent, i), &res->chain[i]) < 0) {
+			cf_err_set(err, CF_ERR_TLS, "certificate %d served by "
+			           "%s:%u cannot be encoded", i, host, port);
+			goto out;
+		}
+	res->n_chain = (size_t)n;
+	cf_hex(res->chain[0].sha256, 32, res->sha256_hex);
+	if (crypto_asn1_time_epoch(X509_get0_notAfter(peer),
+	                           &res->not_after) < 0) {
+		cf_err_set(err, CF_ERR_TLS, "certificate served by %s:%u has no "
+		           "valid notAfter", host, port);
+		goto out;
+	}
+	check_trust(ctx, peer, sent, res);
+	rc = 0;
+out:
+	X509_free(peer);
+	return rc;
+}
+
 int
 tlsprobe_fetch_ctx(struct tlsprobe_ctx *ctx, const char *host, unsigned port,
                    starttls_proto_t proto, const char *server_name,
                    int64_t deadline, struct tlsprobe_result *out,
                    cf_err_t *err)
 {
-	int64_t t0 = cf_now_ms();
 	struct tlsprobe_result res;
 	SSL *ssl = NULL;
-	X509 *peer = NULL;
-	STACK_OF(X509) *sent;
 	char why[256];
-	int fd = -1, rc = -1, r, e, w, saved_errno, n;
-	short ev;
+	int fd = -1, rc = -1;
 
 	memset(&res, 0, sizeof(res));
 	/* The error queue is per thread; start clean so a failure reports
@@ -306,78 +387,9 @@ tlsprobe_fetch_ctx(struct tlsprobe_ctx *ctx, const char *host, unsigned port,
 		           host, port, server_name, why);
 		goto out;
 	}
-
-	/* The socket is non-blocking (net_connect), so SSL_connect returns
-	 * whenever it needs the network and we wait with the deadline. */
-	for (;;) {
-		errno = 0;
-		r = SSL_connect(ssl);
-		if (r == 1)
-			break;
-		saved_errno = errno;
-		e = SSL_get_error(ssl, r);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			ev = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-			w = net_wait(fd, ev, deadline);
-			if (w > 0)
-				continue;
-			if (w == 0) {
-				cf_err_set(err, CF_ERR_TIMEOUT,
-				           "TLS handshake with %s:%u timed out after "
-				           "%lld ms", host, port,
-				           (long long)(cf_now_ms() - t0));
-			} else {
-				cf_err_set(err, CF_ERR_TLS,
-				           "TLS handshake with %s:%u: poll: %s", host,
-				           port, strerror(errno));
-			}
-			goto out;
-		}
-		handshake_reason(e, saved_errno, why, sizeof(why));
-		cf_err_set(err, CF_ERR_TLS, "TLS handshake with %s:%u failed: %s",
-		           host, port, why);
+	if (handshake(ssl, fd, host, port, deadline, err) < 0 ||
+	    served_chain(ctx, ssl, host, port, &res, err) < 0)
 		goto out;
-	}
-
-	peer = SSL_get1_peer_certificate(ssl);
-	if (peer == NULL) {
-		cf_err_set(err, CF_ERR_TLS, "TLS server %s:%u sent no certificate",
-		           host, port);
-		goto out;
-	}
-	/* On the client side the peer chain includes the leaf, in the order
-	 * the server sent it: exactly what a client receives. */
-	sent = SSL_get_peer_cert_chain(ssl);
-	n = sent != NULL ? sk_X509_num(sent) : 0;
-	if (n < 1 || X509_cmp(sk_X509_value(sent, 0), peer) != 0) {
-		cf_err_set(err, CF_ERR_TLS,
-		           "TLS server %s:%u sent no usable certificate chain",
-		           host, port);
-		goto out;
-	}
-	if ((res.chain = calloc((size_t)n, sizeof(*res.chain))) == NULL) {
-		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	for (int i = 0; i < n; i++)
-		if (cert_id(sk_X509_value(sent, i), &res.chain[i]) < 0) {
-			cf_err_set(err, CF_ERR_TLS,
-			           "certificate %d served by %s:%u cannot be "
-			           "encoded", i, host, port);
-			goto out;
-		}
-	res.n_chain = (size_t)n;
-	cf_hex(res.chain[0].sha256, 32, res.sha256_hex);
-	/* from the certificate the handshake already decoded: decoding the
-	 * DER again costs as much as the handshake's own key decoding */
-	if (crypto_asn1_time_epoch(X509_get0_notAfter(peer), &res.not_after) <
-	    0) {
-		cf_err_set(err, CF_ERR_TLS,
-		           "certificate served by %s:%u has no valid notAfter",
-		           host, port);
-		goto out;
-	}
-	check_trust(ctx, peer, sent, &res);
 	/* One non-blocking close_notify, no waiting for the peer's: the
 	 * answer is in hand and a slow peer must not cost a worker. */
 	(void)SSL_shutdown(ssl);
@@ -386,7 +398,6 @@ tlsprobe_fetch_ctx(struct tlsprobe_ctx *ctx, const char *host, unsigned port,
 	rc = 0;
 out:
 	tlsprobe_result_free(&res);
-	X509_free(peer);
 	SSL_free(ssl);
 	if (fd >= 0)
 		close(fd);
