@@ -33,7 +33,7 @@
  * rejection rate below one failed issuance in ~10^5 (still bounded by
  * the issuance deadline). */
 #define ACME_BADNONCE_TRIES 20
-#define ACME_RETRY_TRIES 5       /* 429 / 5xx */
+#define ACME_RETRY_TRIES 5 /* 429 / 5xx */
 #define ACME_BACKOFF_MAX_MS 30000
 /* Polls without Retry-After: the first after 100 ms (Pebble and a busy
  * Boulder both finish most work in well under a second), then doubling
@@ -120,9 +120,11 @@ problem_append(cf_buf_t *b, const json_t *prob)
 		json_t *sp;
 
 		cf_buf_append(b, " [sub: ", 7);
-		json_array_foreach(subs, i, sp) {
+		json_array_foreach(subs, i, sp)
+		{
 			const json_t *id = json_object_get(sp, "identifier");
-			const char *st = jstr(sp, "type"), *sd = jstr(sp, "detail");
+			const char *st = jstr(sp, "type"),
+			           *sd = jstr(sp, "detail");
 
 			if (i > 0)
 				cf_buf_append(b, "; ", 2);
@@ -134,8 +136,11 @@ problem_append(cf_buf_t *b, const json_t *prob)
 			buf_append_clean(b, st ? st : "(no type)", 200);
 			if (jstr(id, "value")) {
 				cf_buf_append(b, " (", 2);
-				buf_append_clean(b, jstr(id, "type") ? jstr(id, "type")
-				                                     : "?", 20);
+				buf_append_clean(b,
+				                 jstr(id, "type")
+				                     ? jstr(id, "type")
+				                     : "?",
+				                 20);
 				cf_buf_append(b, ":", 1);
 				buf_append_clean(b, jstr(id, "value"), 255);
 				cf_buf_append(b, ")", 1);
@@ -201,8 +206,8 @@ json_parse_obj(const char *body, size_t len, const char *what, cf_err_t *err)
 
 	if (!json_is_object(j)) {
 		json_decref(j);
-		cf_err_set(err, CF_ERR_ACME, "%s: CA sent no JSON object (%s)", what,
-		           j ? "not an object" : je.text);
+		cf_err_set(err, CF_ERR_ACME, "%s: CA sent no JSON object (%s)",
+		           what, j ? "not an object" : je.text);
 		return NULL;
 	}
 	return j;
@@ -246,8 +251,9 @@ acme_dir_parse(const char *body, size_t len, struct cf_acme_dir *out,
 	}
 	if (!d.new_nonce || !d.new_account || !d.new_order) {
 		cf_err_set(err, CF_ERR_ACME, "directory lacks %s",
-		           !d.new_nonce ? "newNonce" : !d.new_account ? "newAccount"
-		                                                      : "newOrder");
+		           !d.new_nonce     ? "newNonce"
+		           : !d.new_account ? "newAccount"
+		                            : "newOrder");
 		goto out;
 	}
 	meta = json_object_get(j, "meta");
@@ -255,17 +261,20 @@ acme_dir_parse(const char *body, size_t len, struct cf_acme_dir *out,
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	d.eab_required = json_is_true(json_object_get(meta,
-	                                              "externalAccountRequired"));
+	d.eab_required =
+	    json_is_true(json_object_get(meta, "externalAccountRequired"));
 	profiles = json_object_get(meta, "profiles");
-	d.profiles = calloc(json_is_object(profiles) ?
-	                    json_object_size(profiles) + 1 : 1, sizeof(char *));
+	d.profiles =
+	    calloc(json_is_object(profiles) ? json_object_size(profiles) + 1
+	                                    : 1,
+	           sizeof(char *));
 	if (!d.profiles) {
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (json_is_object(profiles)) {
-		json_object_foreach(profiles, name, v) {
+		json_object_foreach(profiles, name, v)
+		{
 			d.profiles[n] = strdup(name);
 			if (!d.profiles[n++]) {
 				cf_err_set(err, CF_ERR_NOMEM, "out of memory");
@@ -311,21 +320,25 @@ acme_order_parse(const char *body, size_t len, struct cf_acme_order *out,
 	if (dup_jstr(j, "status", &o.status) < 0 ||
 	    dup_jstr(j, "finalize", &o.finalize) < 0 ||
 	    dup_jstr(j, "certificate", &o.certificate) < 0 ||
-	    !(o.authorizations = calloc(json_array_size(authz) + 1,
-	                                sizeof(char *)))) {
+	    !(o.authorizations =
+	          calloc(json_array_size(authz) + 1, sizeof(char *)))) {
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (!o.status || !o.finalize || !json_is_array(authz)) {
 		cf_err_set(err, CF_ERR_ACME, "order lacks %s",
-		           !o.status ? "status" : !o.finalize ? "finalize"
-		                                              : "authorizations");
+		           !o.status     ? "status"
+		           : !o.finalize ? "finalize"
+		                         : "authorizations");
 		goto out;
 	}
-	json_array_foreach(authz, i, v) {
+	json_array_foreach(authz, i, v)
+	{
 		if (!json_is_string(v)) {
-			cf_err_set(err, CF_ERR_ACME, "order: authorizations[%zu] is "
-			           "not a URL", i);
+			cf_err_set(err, CF_ERR_ACME,
+			           "order: authorizations[%zu] is "
+			           "not a URL",
+			           i);
 			goto out;
 		}
 		o.authorizations[i] = strdup(json_string_value(v));
@@ -376,14 +389,16 @@ acme_authz_parse(const char *body, size_t len, struct cf_acme_authz *out,
 		return -1;
 	challs = json_object_get(j, "challenges");
 	if (dup_jstr(j, "status", &a.status) < 0 ||
-	    dup_jstr(json_object_get(j, "identifier"), "value", &a.domain) < 0) {
+	    dup_jstr(json_object_get(j, "identifier"), "value", &a.domain) <
+	        0) {
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	if (!a.status || !a.domain || !json_is_array(challs)) {
 		cf_err_set(err, CF_ERR_ACME, "authorization lacks %s",
-		           !a.status ? "status" : !a.domain ? "identifier"
-		                                            : "challenges");
+		           !a.status   ? "status"
+		           : !a.domain ? "identifier"
+		                       : "challenges");
 		goto out;
 	}
 	a.wildcard = json_is_true(json_object_get(j, "wildcard"));
@@ -392,7 +407,8 @@ acme_authz_parse(const char *body, size_t len, struct cf_acme_authz *out,
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	json_array_foreach(challs, i, c) {
+	json_array_foreach(challs, i, c)
+	{
 		struct cf_acme_authz_chall *ch = &a.challs[a.n_challs];
 
 		if (!jstr(c, "type") || !jstr(c, "url"))
@@ -455,10 +471,11 @@ parse_rfc3339(const char *s, int64_t *out)
 	const char *p = s;
 	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
 
-	if (!take_digits(&p, 4, &y) || *p++ != '-' || !take_digits(&p, 2, &mo) ||
-	    *p++ != '-' || !take_digits(&p, 2, &d) ||
-	    (*p != 'T' && *p != 't' && *p != ' ') || !(p++, take_digits(&p, 2, &h)) ||
-	    *p++ != ':' || !take_digits(&p, 2, &mi) || *p++ != ':' ||
+	if (!take_digits(&p, 4, &y) || *p++ != '-' ||
+	    !take_digits(&p, 2, &mo) || *p++ != '-' ||
+	    !take_digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' ') ||
+	    !(p++, take_digits(&p, 2, &h)) || *p++ != ':' ||
+	    !take_digits(&p, 2, &mi) || *p++ != ':' ||
 	    !take_digits(&p, 2, &sec))
 		return -1;
 	if (*p == '.') {
@@ -472,7 +489,8 @@ parse_rfc3339(const char *s, int64_t *out)
 		p++;
 	} else if (*p == '+' || *p == '-') {
 		sign = *p++ == '+' ? 1 : -1;
-		if (!take_digits(&p, 2, &oh) || *p++ != ':' || !take_digits(&p, 2, &om))
+		if (!take_digits(&p, 2, &oh) || *p++ != ':' ||
+		    !take_digits(&p, 2, &om))
 			return -1;
 	} else {
 		return -1;
@@ -515,8 +533,7 @@ acme_ari_free(struct cf_ari *a)
 }
 
 int
-acme_ari_parse(const char *body, size_t len, struct cf_ari *out,
-               cf_err_t *err)
+acme_ari_parse(const char *body, size_t len, struct cf_ari *out, cf_err_t *err)
 {
 	json_t *j, *win;
 	const char *st, *en;
@@ -530,17 +547,20 @@ acme_ari_parse(const char *body, size_t len, struct cf_ari *out,
 	st = jstr(win, "start");
 	en = jstr(win, "end");
 	if (!st || !en) {
-		cf_err_set(err, CF_ERR_ACME, "renewalInfo: no suggestedWindow "
+		cf_err_set(err, CF_ERR_ACME,
+		           "renewalInfo: no suggestedWindow "
 		           "start/end");
 		goto out;
 	}
 	if (parse_rfc3339(st, &a.start) < 0 || parse_rfc3339(en, &a.end) < 0) {
-		cf_err_set(err, CF_ERR_ACME, "renewalInfo: suggestedWindow has an "
+		cf_err_set(err, CF_ERR_ACME,
+		           "renewalInfo: suggestedWindow has an "
 		           "unparseable time");
 		goto out;
 	}
 	if (a.end <= a.start) {
-		cf_err_set(err, CF_ERR_ACME, "renewalInfo: suggestedWindow end is "
+		cf_err_set(err, CF_ERR_ACME,
+		           "renewalInfo: suggestedWindow end is "
 		           "not after start");
 		goto out;
 	}
@@ -634,7 +654,9 @@ fail_status(const char *what, const struct cf_http_resp *r, cf_err_t *err)
 	if (!line && r->body_len > 0)
 		buf_append_clean(&b, r->body, 200);
 	rc = cf_err_set(err, CF_ERR_ACME, "%s: HTTP %ld: %s", what, r->status,
-	                line ? line : b.data ? b.data : "(empty body)");
+	                line     ? line
+	                : b.data ? b.data
+	                         : "(empty body)");
 	free(line);
 	cf_buf_free(&b);
 	return rc;
@@ -653,23 +675,26 @@ static int
 backoff(struct acme *a, const char *what, const struct cf_http_resp *r,
         int attempt, cf_err_t *err)
 {
-	int64_t exp = attempt < 5 ? (int64_t)1000 << attempt
-	                          : ACME_BACKOFF_MAX_MS;
-	int64_t ms = acme_wait_ms(r->retry_after,
-	                          exp > ACME_BACKOFF_MAX_MS ? ACME_BACKOFF_MAX_MS
-	                                                    : exp,
-	                          ACME_BACKOFF_MIN_MS);
+	int64_t exp =
+	    attempt < 5 ? (int64_t)1000 << attempt : ACME_BACKOFF_MAX_MS;
+	int64_t ms =
+	    acme_wait_ms(r->retry_after,
+	                 exp > ACME_BACKOFF_MAX_MS ? ACME_BACKOFF_MAX_MS : exp,
+	                 ACME_BACKOFF_MIN_MS);
 
 	if (acme_sleep(a, ms) < 0) {
 		fail_status(what, r, err);
 		if (r->retry_after >= 0)
-			cf_err_prefix(err, "the CA asks to retry after %s%" PRId64
+			cf_err_prefix(err,
+			              "the CA asks to retry after %s%" PRId64
 			              " s, past the deadline (acme.timeout): ",
 			              r->retry_after > ACME_RETRY_AFTER_MAX_S
-			                  ? "more than " : "",
+			                  ? "more than "
+			                  : "",
 			              ms / 1000);
 		else
-			cf_err_prefix(err, "gave up retrying within the deadline "
+			cf_err_prefix(err,
+			              "gave up retrying within the deadline "
 			              "(acme.timeout): ");
 		return -1;
 	}
@@ -701,7 +726,8 @@ acme_get(struct acme *a, const char *what, const char *url,
 		if (http_session_request(a->http, &q, &r, err) < 0)
 			return cf_err_prefix(err, "%s: ", what);
 		stash_nonce(a, &r);
-		if (!status_retryable(r.status) || attempt + 1 >= ACME_RETRY_TRIES)
+		if (!status_retryable(r.status) ||
+		    attempt + 1 >= ACME_RETRY_TRIES)
 			break;
 		if (backoff(a, what, &r, attempt, err) < 0) {
 			http_resp_free(&r);
@@ -726,15 +752,18 @@ acme_new_nonce(struct acme *a, cf_err_t *err)
 			cf_err_prefix(err, "newNonce: ");
 			goto out;
 		}
-		if (!status_retryable(r.status) || attempt + 1 >= ACME_RETRY_TRIES)
+		if (!status_retryable(r.status) ||
+		    attempt + 1 >= ACME_RETRY_TRIES)
 			break;
 		if (backoff(a, "newNonce", &r, attempt, err) < 0)
 			goto out;
 		http_resp_free(&r);
 	}
 	if (!r.replay_nonce) {
-		cf_err_set(err, CF_ERR_ACME, "newNonce: HTTP %ld without "
-		           "Replay-Nonce", r.status);
+		cf_err_set(err, CF_ERR_ACME,
+		           "newNonce: HTTP %ld without "
+		           "Replay-Nonce",
+		           r.status);
 		goto out;
 	}
 	stash_nonce(a, &r);
@@ -764,7 +793,8 @@ acme_post(struct acme *a, const char *what, const char *url,
 			goto out;
 		free(jws);
 		jws = NULL;
-		if (jws_sign(a->key, a->kid, a->nonce, url, payload, &jws, err) < 0)
+		if (jws_sign(a->key, a->kid, a->nonce, url, payload, &jws,
+		             err) < 0)
 			goto out;
 		free(a->nonce); /* spent, whatever the answer */
 		a->nonce = NULL;
@@ -787,7 +817,8 @@ acme_post(struct acme *a, const char *what, const char *url,
 		if (strcmp(a->last_problem, "badNonce") == 0 &&
 		    ++bad_nonces < ACME_BADNONCE_TRIES)
 			continue;
-		if (status_retryable(r.status) && ++retries < ACME_RETRY_TRIES) {
+		if (status_retryable(r.status) &&
+		    ++retries < ACME_RETRY_TRIES) {
 			if (backoff(a, what, &r, retries - 1, err) < 0)
 				goto out;
 			continue;
@@ -816,12 +847,14 @@ acme_open(struct acme *a, const struct cf_acme_params *p, cf_err_t *err)
 	memset(a, 0, sizeof(*a));
 	a->p = p;
 	a->started = cf_now_ms();
-	a->deadline = p->deadline ? p->deadline
-	                          : a->started + ACME_DEFAULT_BUDGET_MS;
+	a->deadline =
+	    p->deadline ? p->deadline : a->started + ACME_DEFAULT_BUDGET_MS;
 	if (!p->directory_url || strncmp(p->directory_url, "https://", 8) != 0)
-		return cf_err_set(err, CF_ERR_CONFIG, "ACME directory %s: must be "
+		return cf_err_set(err, CF_ERR_CONFIG,
+		                  "ACME directory %s: must be "
 		                  "an https:// URL",
-		                  p->directory_url ? p->directory_url : "(none)");
+		                  p->directory_url ? p->directory_url
+		                                   : "(none)");
 	if (http_session_new(&a->http, err) < 0)
 		return -1;
 	if (acme_get(a, "ACME directory", p->directory_url, &r, err) < 0)
@@ -865,11 +898,14 @@ account_key_load(struct acme *a, bool create, bool *created, cf_err_t *err)
 
 	*created = false;
 	if (!path)
-		return cf_err_set(err, CF_ERR_CONFIG, "no ACME account key path");
+		return cf_err_set(err, CF_ERR_CONFIG,
+		                  "no ACME account key path");
 	if (stat(path, &st) < 0 && errno == ENOENT) {
 		if (!create)
-			return cf_err_set(err, CF_ERR_CONFIG, "%s: no ACME account key "
-			                  "(nothing was issued with it)", path);
+			return cf_err_set(err, CF_ERR_CONFIG,
+			                  "%s: no ACME account key "
+			                  "(nothing was issued with it)",
+			                  path);
 		if (crypto_key_generate(CF_KEY_EC_P256, &pem, err) < 0)
 			goto out;
 		len = strlen(pem);
@@ -901,8 +937,7 @@ out:
 }
 
 static int
-account_payload(struct acme *a, bool only_existing, char **out,
-                cf_err_t *err)
+account_payload(struct acme *a, bool only_existing, char **out, cf_err_t *err)
 {
 	const struct cf_acme_params *p = a->p;
 	json_t *j = json_object(), *contact = NULL, *eab = NULL;
@@ -912,14 +947,17 @@ account_payload(struct acme *a, bool only_existing, char **out,
 	if (!j)
 		goto nomem;
 	if (only_existing) {
-		if (json_object_set_new(j, "onlyReturnExisting", json_true()) < 0)
+		if (json_object_set_new(j, "onlyReturnExisting", json_true()) <
+		    0)
 			goto nomem;
 	} else {
-		if (json_object_set_new(j, "termsOfServiceAgreed", json_true()) < 0)
+		if (json_object_set_new(j, "termsOfServiceAgreed",
+		                        json_true()) < 0)
 			goto nomem;
 		if (p->n_contact > 0) {
 			contact = json_array();
-			if (!contact || json_object_set_new(j, "contact", contact) < 0)
+			if (!contact ||
+			    json_object_set_new(j, "contact", contact) < 0)
 				goto nomem;
 			for (size_t i = 0; i < p->n_contact; i++) {
 				char *c = NULL;
@@ -927,9 +965,12 @@ account_payload(struct acme *a, bool only_existing, char **out,
 				/* Bare addresses are a common playbook shorthand. */
 				if (strchr(p->contact[i], ':'))
 					c = strdup(p->contact[i]);
-				else if (asprintf(&c, "mailto:%s", p->contact[i]) < 0)
+				else if (asprintf(&c, "mailto:%s",
+				                  p->contact[i]) < 0)
 					c = NULL;
-				if (!c || json_array_append_new(contact, json_string(c)) < 0) {
+				if (!c ||
+				    json_array_append_new(contact,
+				                          json_string(c)) < 0) {
 					free(c);
 					goto nomem;
 				}
@@ -938,19 +979,23 @@ account_payload(struct acme *a, bool only_existing, char **out,
 		}
 		if (p->eab_kid) {
 			if (!p->eab_hmac_key) {
-				cf_err_set(err, CF_ERR_CONFIG, "EAB kid %s without an HMAC "
-				           "key", p->eab_kid);
+				cf_err_set(err, CF_ERR_CONFIG,
+				           "EAB kid %s without an HMAC "
+				           "key",
+				           p->eab_kid);
 				goto out;
 			}
 			if (jws_eab(a->key, p->eab_kid, p->eab_hmac_key,
 			            a->dir.new_account, &eab_text, err) < 0)
 				goto out;
 			eab = json_loads(eab_text, 0, NULL);
-			if (!eab || json_object_set_new(j, "externalAccountBinding",
-			                                eab) < 0)
+			if (!eab ||
+			    json_object_set_new(j, "externalAccountBinding",
+			                        eab) < 0)
 				goto nomem;
 		} else if (a->dir.eab_required) {
-			cf_err_set(err, CF_ERR_CONFIG, "%s requires External Account "
+			cf_err_set(err, CF_ERR_CONFIG,
+			           "%s requires External Account "
 			           "Binding: set eab_kid and eab_hmac_key",
 			           p->directory_url);
 			goto out;
@@ -1004,15 +1049,17 @@ account_ensure(struct acme *a, bool key_is_new, bool create, cf_err_t *err)
 		goto out;
 found:
 	if (!r.location) {
-		cf_err_set(err, CF_ERR_ACME, "newAccount: HTTP %ld without "
-		           "Location", r.status);
+		cf_err_set(err, CF_ERR_ACME,
+		           "newAccount: HTTP %ld without "
+		           "Location",
+		           r.status);
 		goto out;
 	}
 	j = json_loadb(r.body ? r.body : "", r.body_len, 0, NULL);
 	status = jstr(j, "status");
 	if (status && strcmp(status, "valid") != 0) {
-		cf_err_set(err, CF_ERR_ACME, "ACME account %s is %s", r.location,
-		           status);
+		cf_err_set(err, CF_ERR_ACME, "ACME account %s is %s",
+		           r.location, status);
 		goto out;
 	}
 	a->kid = r.location;
@@ -1049,9 +1096,10 @@ order_payload(struct acme *a, bool with_replaces, char **out, cf_err_t *err)
 		bool ip = inet_pton(AF_INET, p->domains[i], addr) == 1 ||
 		          inet_pton(AF_INET6, p->domains[i], addr) == 1;
 
-		if (json_array_append_new(ids, json_pack("{s:s,s:s}", "type",
-		                                         ip ? "ip" : "dns", "value",
-		                                         p->domains[i])) < 0)
+		if (json_array_append_new(ids,
+		                          json_pack("{s:s,s:s}", "type",
+		                                    ip ? "ip" : "dns", "value",
+		                                    p->domains[i])) < 0)
 			goto nomem;
 	}
 	if (with_replaces &&
@@ -1061,16 +1109,20 @@ order_payload(struct acme *a, bool with_replaces, char **out, cf_err_t *err)
 		if (!cf_strv_has(a->dir.profiles, p->profile)) {
 			cf_buf_t offers = {0};
 
-			for (size_t i = 0; a->dir.profiles && a->dir.profiles[i]; i++)
+			for (size_t i = 0;
+			     a->dir.profiles && a->dir.profiles[i]; i++)
 				cf_buf_printf(&offers, "%s%s", i ? ", " : "",
 				              a->dir.profiles[i]);
-			cf_err_set(err, CF_ERR_ACME, "CA does not offer profile %s "
-			           "(offers: %s)", p->profile,
+			cf_err_set(err, CF_ERR_ACME,
+			           "CA does not offer profile %s "
+			           "(offers: %s)",
+			           p->profile,
 			           offers.data ? offers.data : "none");
 			cf_buf_free(&offers);
 			goto out;
 		}
-		if (json_object_set_new(j, "profile", json_string(p->profile)) < 0)
+		if (json_object_set_new(j, "profile", json_string(p->profile)) <
+		    0)
 			goto nomem;
 	}
 	*out = json_dumps(j, JSON_COMPACT);
@@ -1108,7 +1160,8 @@ order_new(struct acme *a, char **order_url, struct cf_acme_order *order,
 			break;
 		/* RFC 9773 section 5: a CA may refuse "replaces" (already
 		 * replaced, unknown); the renewal itself must still happen. */
-		if (!replaces || strcmp(a->last_problem, "alreadyReplaced") != 0)
+		if (!replaces ||
+		    strcmp(a->last_problem, "alreadyReplaced") != 0)
 			goto out;
 		replaces = false;
 		free(payload);
@@ -1245,8 +1298,10 @@ authz_poll(struct acme *a, struct pending *pd, size_t n, cf_err_t *err)
 
 			if (pd[i].done)
 				continue;
-			if (authz_fetch(a, pd[i].authz_url, &az, &this_ra, err) < 0)
-				return cf_err_prefix(err, "%s: ", pd[i].az.domain);
+			if (authz_fetch(a, pd[i].authz_url, &az, &this_ra,
+			                err) < 0)
+				return cf_err_prefix(err,
+				                     "%s: ", pd[i].az.domain);
 			if (this_ra > ra)
 				ra = this_ra;
 			if (strcmp(az.status, "valid") == 0) {
@@ -1268,7 +1323,8 @@ authz_poll(struct acme *a, struct pending *pd, size_t n, cf_err_t *err)
 
 			while (i + 1 < n && pd[i].done)
 				i++;
-			return cf_err_set(err, CF_ERR_TIMEOUT, "authorization for %s "
+			return cf_err_set(err, CF_ERR_TIMEOUT,
+			                  "authorization for %s "
 			                  "still pending after %" PRId64 " s",
 			                  pd[i].az.domain, elapsed_s(a));
 		}
@@ -1282,8 +1338,8 @@ static int
 authorize(struct acme *a, const struct cf_acme_order *order,
           const struct cf_acme_challenge_ops *ops, cf_err_t *err)
 {
-	const char *type = a->p->challenge_type ? a->p->challenge_type
-	                                        : "http-01";
+	const char *type =
+	    a->p->challenge_type ? a->p->challenge_type : "http-01";
 	struct pending *pd = NULL;
 	struct cf_acme_chall *cc = NULL;
 	struct cf_http_resp r = {0};
@@ -1292,7 +1348,8 @@ authorize(struct acme *a, const struct cf_acme_order *order,
 	int rc = -1;
 
 	if (!ops || !ops->provision || !ops->cleanup) {
-		cf_err_set(err, CF_ERR_INTERNAL, "ACME order needs challenge "
+		cf_err_set(err, CF_ERR_INTERNAL,
+		           "ACME order needs challenge "
 		           "callbacks");
 		goto out;
 	}
@@ -1334,14 +1391,16 @@ authorize(struct acme *a, const struct cf_acme_order *order,
 			for (size_t k = 0; k < q->az.n_challs; k++)
 				cf_buf_printf(&offers, "%s%s", k ? ", " : "",
 				              q->az.challs[k].type);
-			cf_err_set(err, CF_ERR_ACME, "authorization for %s: CA offers "
-			           "no %s challenge (offers: %s)", q->az.domain, type,
+			cf_err_set(err, CF_ERR_ACME,
+			           "authorization for %s: CA offers "
+			           "no %s challenge (offers: %s)",
+			           q->az.domain, type,
 			           offers.data ? offers.data : "none");
 			cf_buf_free(&offers);
 			goto out;
 		}
-		if (key_authorization(a, type, q->ch->token, &q->keyauth, &q->value,
-		                      err) < 0)
+		if (key_authorization(a, type, q->ch->token, &q->keyauth,
+		                      &q->value, err) < 0)
 			goto out;
 	}
 
@@ -1411,8 +1470,7 @@ out:
 }
 
 static int
-order_failed(const struct acme *a, const struct cf_acme_order *o,
-             cf_err_t *err)
+order_failed(const struct acme *a, const struct cf_acme_order *o, cf_err_t *err)
 {
 	cf_buf_t names = {0};
 	int rc;
@@ -1449,8 +1507,10 @@ order_wait(struct acme *a, const char *url, struct cf_acme_order *o,
 		int64_t ms = acme_wait_ms(ra, interval, ACME_POLL_FIRST_MS);
 
 		if (acme_sleep(a, ms) < 0)
-			return cf_err_set(err, CF_ERR_TIMEOUT, "order stuck in %s for "
-			                  "%" PRId64 " s", o->status, elapsed_s(a));
+			return cf_err_set(err, CF_ERR_TIMEOUT,
+			                  "order stuck in %s for "
+			                  "%" PRId64 " s",
+			                  o->status, elapsed_s(a));
 		acme_order_free(o);
 		if (order_fetch(a, url, o, &ra, err) < 0)
 			return -1;
@@ -1462,8 +1522,8 @@ order_wait(struct acme *a, const char *url, struct cf_acme_order *o,
 }
 
 static int
-order_finalize(struct acme *a, const char *order_url,
-               struct cf_acme_order *o, const char *key_pem, cf_err_t *err)
+order_finalize(struct acme *a, const char *order_url, struct cf_acme_order *o,
+               const char *key_pem, cf_err_t *err)
 {
 	struct cf_http_resp r = {0};
 	unsigned char *csr = NULL;
@@ -1483,16 +1543,18 @@ order_finalize(struct acme *a, const char *order_url,
 			goto out;
 	}
 	if (strcmp(o->status, "ready") == 0) {
-		if (crypto_csr_der(key_pem, a->p->domains, a->p->n_domains, &csr,
-		                   &csr_len, err) < 0)
+		if (crypto_csr_der(key_pem, a->p->domains, a->p->n_domains,
+		                   &csr, &csr_len, err) < 0)
 			goto out;
 		csr64 = b64url_encode(csr, csr_len);
-		if (!csr64 || asprintf(&payload, "{\"csr\":\"%s\"}", csr64) < 0) {
+		if (!csr64 ||
+		    asprintf(&payload, "{\"csr\":\"%s\"}", csr64) < 0) {
 			payload = NULL;
 			cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 			goto out;
 		}
-		if (acme_post(a, "finalize", o->finalize, payload, NULL, &r, err) < 0)
+		if (acme_post(a, "finalize", o->finalize, payload, NULL, &r,
+		              err) < 0)
 			goto out;
 		if (acme_order_parse(r.body, r.body_len, &fin, err) < 0) {
 			cf_err_prefix(err, "finalize: ");
@@ -1550,8 +1612,10 @@ cert_fetch(struct acme *a, const char *url, struct cf_http_resp *r,
 		return -1;
 	if (!r->body || !strstr(r->body, "-----BEGIN CERTIFICATE-----")) {
 		http_resp_free(r);
-		return cf_err_set(err, CF_ERR_ACME, "certificate download %s: not "
-		                  "a PEM certificate chain", url);
+		return cf_err_set(err, CF_ERR_ACME,
+		                  "certificate download %s: not "
+		                  "a PEM certificate chain",
+		                  url);
 	}
 	return 0;
 }
@@ -1560,8 +1624,7 @@ cert_fetch(struct acme *a, const char *url, struct cf_http_resp *r,
  * each rel="alternate") whose topmost issuer CN matches; the default if
  * none does, as certbot does. */
 static int
-cert_download(struct acme *a, const char *url, char **chain_out,
-              cf_err_t *err)
+cert_download(struct acme *a, const char *url, char **chain_out, cf_err_t *err)
 {
 	const char *want = a->p->preferred_chain;
 	struct cf_http_resp r = {0}, alt = {0};
@@ -1617,8 +1680,8 @@ acme_result_free(struct cf_acme_result *r)
 
 int
 acme_issue(const struct cf_acme_params *p,
-           const struct cf_acme_challenge_ops *ops,
-           struct cf_acme_result *out, cf_err_t *err)
+           const struct cf_acme_challenge_ops *ops, struct cf_acme_result *out,
+           cf_err_t *err)
 {
 	struct acme a;
 	struct cf_acme_order order = {0};
@@ -1738,8 +1801,9 @@ acme_revoke(const struct cf_acme_params *p, const char *cert_pem, int reason,
 	if (crypto_certinfo_pem(cert_pem, strlen(cert_pem), &ci, err) < 0)
 		return -1;
 	cert64 = pem_first_cert_b64url(cert_pem);
-	if (!cert64 || asprintf(&payload, "{\"certificate\":\"%s\",\"reason\":%d}",
-	                        cert64, reason) < 0) {
+	if (!cert64 ||
+	    asprintf(&payload, "{\"certificate\":\"%s\",\"reason\":%d}", cert64,
+	             reason) < 0) {
 		payload = NULL;
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;

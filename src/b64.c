@@ -28,8 +28,7 @@ b64_value(enum cf_b64_alphabet a, unsigned char c)
 }
 
 void
-b64_encode(enum cf_b64_alphabet a, const void *p, size_t n, bool pad,
-           char *out)
+b64_encode(enum cf_b64_alphabet a, const void *p, size_t n, bool pad, char *out)
 {
 	const unsigned char *in = p;
 	const char *chars = alphabet[a];
@@ -63,8 +62,8 @@ b64url_encode(const void *p, size_t n)
 }
 
 int
-b64_decode(enum cf_b64_alphabet a, const char *s, size_t n,
-           unsigned char **out, size_t *len)
+b64_decode(enum cf_b64_alphabet a, const char *s, size_t n, unsigned char **out,
+           size_t *len)
 {
 	unsigned char *buf;
 	uint32_t acc = 0;

@@ -20,15 +20,17 @@
 #include "certfleet/util.h"
 
 #define HOOK_DEFAULT_TIMEOUT_MS 60000
-#define HOOK_OUTPUT_MAX 4096   /* kept for the error message */
+#define HOOK_OUTPUT_MAX 4096 /* kept for the error message */
 #define HOOK_MSG_MAX 240
 #define HOOK_DEL_GRACE_MS 5000
 
 extern char **environ;
 
 static const char *const hook_env_names[] = {
-	"CERTFLEET_ACTION=", "CERTFLEET_DOMAIN=", "CERTFLEET_FQDN=",
-	"CERTFLEET_VALUE=",
+    "CERTFLEET_ACTION=",
+    "CERTFLEET_DOMAIN=",
+    "CERTFLEET_FQDN=",
+    "CERTFLEET_VALUE=",
 };
 
 /* environ minus any inherited CERTFLEET_{ACTION,..} plus ours. */
@@ -58,7 +60,8 @@ hook_envp(const char *action, const char *domain, const char *fqdn,
 		const char *vals[4] = {action, domain, fqdn, value};
 
 		for (size_t j = 0; j < 4; j++) {
-			size_t a = strlen(hook_env_names[j]), b = strlen(vals[j]);
+			size_t a = strlen(hook_env_names[j]),
+			       b = strlen(vals[j]);
 
 			envp[k + j] = malloc(a + b + 1);
 			if (!envp[k + j]) {
@@ -122,8 +125,8 @@ int
 challenge_dns_run(const struct cf_dns_hook *h, const char *action,
                   const struct cf_acme_chall *c, cf_err_t *err)
 {
-	int64_t timeout = h->timeout_ms > 0 ? h->timeout_ms
-	                                    : HOOK_DEFAULT_TIMEOUT_MS;
+	int64_t timeout =
+	    h->timeout_ms > 0 ? h->timeout_ms : HOOK_DEFAULT_TIMEOUT_MS;
 	char *fqdn = NULL, **envp = NULL, summary[HOOK_MSG_MAX];
 	char *argv[5];
 	int rc = -1;
@@ -135,13 +138,19 @@ challenge_dns_run(const struct cf_dns_hook *h, const char *action,
 	/* The domain comes from the CA's authorization object: only hostname
 	 * characters reach the hook, whatever the CA sent. */
 	if (!c->domain || !*c->domain || c->domain[0] == '.' ||
-	    strspn(c->domain, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	                      "0123456789.-_") != strlen(c->domain) ||
-	    !c->value || strspn(c->value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
-	                        "KLMNOPQRSTUVWXYZ0123456789-_") != strlen(c->value))
-		return cf_err_set(err, CF_ERR_ACME, "dns-01 for \"%.80s\": domain or "
-		                  "value has characters a DNS name or base64url "
-		                  "cannot have", c->domain ? c->domain : "");
+	    strspn(c->domain,
+	           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	           "0123456789.-_") != strlen(c->domain) ||
+	    !c->value ||
+	    strspn(c->value,
+	           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
+	           "KLMNOPQRSTUVWXYZ0123456789-_") != strlen(c->value))
+		return cf_err_set(err, CF_ERR_ACME,
+		                  "dns-01 for \"%.80s\": domain or "
+		                  "value has characters a DNS name or "
+		                  "base64url "
+		                  "cannot have",
+		                  c->domain ? c->domain : "");
 	if (asprintf(&fqdn, "_acme-challenge.%s.", c->domain) < 0) {
 		fqdn = NULL;
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
@@ -169,8 +178,10 @@ challenge_dns_run(const struct cf_dns_hook *h, const char *action,
 			timeout = left;
 	}
 	if (timeout <= 0) {
-		cf_err_set(err, CF_ERR_TIMEOUT, "dns hook %s %s %s: deadline passed "
-		           "before it could run", h->hook, action, fqdn);
+		cf_err_set(err, CF_ERR_TIMEOUT,
+		           "dns hook %s %s %s: deadline passed "
+		           "before it could run",
+		           h->hook, action, fqdn);
 		goto out;
 	}
 	spec.path = h->hook;
@@ -180,21 +191,24 @@ challenge_dns_run(const struct cf_dns_hook *h, const char *action,
 	spec.out_max = HOOK_OUTPUT_MAX;
 	spec.timeout_ms = timeout;
 	if (proc_run(&spec, &res, err) < 0) {
-		cf_err_prefix(err, "dns hook %s %s %s: ", h->hook, action, fqdn);
+		cf_err_prefix(err, "dns hook %s %s %s: ", h->hook, action,
+		              fqdn);
 		goto out;
 	}
 	output_summary(&res.out, summary, sizeof(summary));
 	if (res.exec_errno != 0) {
-		cf_err_set(err, CF_ERR_HOOK, "dns hook %s %s %s: cannot execute "
-		           "it: %s", h->hook, action, fqdn,
-		           strerror(res.exec_errno));
+		cf_err_set(err, CF_ERR_HOOK,
+		           "dns hook %s %s %s: cannot execute "
+		           "it: %s",
+		           h->hook, action, fqdn, strerror(res.exec_errno));
 		goto out;
 	}
 	if (res.timed_out) {
-		cf_err_set(err, CF_ERR_HOOK, "dns hook %s %s %s: killed after %"
-		           PRId64 ".%01" PRId64 " s without finishing: %s", h->hook,
-		           action, fqdn, timeout / 1000, timeout % 1000 / 100,
-		           summary);
+		cf_err_set(err, CF_ERR_HOOK,
+		           "dns hook %s %s %s: killed after %" PRId64
+		           ".%01" PRId64 " s without finishing: %s",
+		           h->hook, action, fqdn, timeout / 1000,
+		           timeout % 1000 / 100, summary);
 		goto out;
 	}
 	if (WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0) {
@@ -206,8 +220,10 @@ challenge_dns_run(const struct cf_dns_hook *h, const char *action,
 		           h->hook, action, fqdn, WEXITSTATUS(res.status),
 		           summary);
 	else
-		cf_err_set(err, CF_ERR_HOOK, "dns hook %s %s %s: killed by signal "
-		           "%d: %s", h->hook, action, fqdn,
+		cf_err_set(err, CF_ERR_HOOK,
+		           "dns hook %s %s %s: killed by signal "
+		           "%d: %s",
+		           h->hook, action, fqdn,
 		           WIFSIGNALED(res.status) ? WTERMSIG(res.status) : 0,
 		           summary);
 out:
@@ -218,8 +234,7 @@ out:
 }
 
 static int
-dns_provision(void *arg, const struct cf_acme_chall *c, size_t n,
-              cf_err_t *err)
+dns_provision(void *arg, const struct cf_acme_chall *c, size_t n, cf_err_t *err)
 {
 	const struct cf_dns_hook *h = arg;
 

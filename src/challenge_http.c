@@ -71,7 +71,8 @@ selfcheck(const struct cf_node *node, const struct cf_acme_chall *c,
 	    memcmp(r.body, c->value, len) != 0) {
 		cf_err_set(err, CF_ERR_CHECK,
 		           "http-01 self-check for %s failed: %s answered HTTP "
-		           "%ld with %s content", c->domain, url.data, r.status,
+		           "%ld with %s content",
+		           c->domain, url.data, r.status,
 		           r.status == 200 ? "wrong" : "no");
 		goto out;
 	}
@@ -98,16 +99,18 @@ http01_put(void *arg, const struct cf_node *node, cf_ssh_t *s, cf_err_t *err)
 	if (ssh_exec(s, cmd.data, NULL, 0, &status, NULL, err) < 0)
 		goto out;
 	if (status != 0) {
-		cf_err_set(err, CF_ERR_WRITE, "cannot create %s/.well-known/"
-		           "acme-challenge on %s", pb->deploy.webroot, node->name);
+		cf_err_set(err, CF_ERR_WRITE,
+		           "cannot create %s/.well-known/"
+		           "acme-challenge on %s",
+		           pb->deploy.webroot, node->name);
 		goto out;
 	}
 	for (i = 0; i < h->n; i++) {
 		if (chall_path(pb, &h->c[i], &path) < 0)
 			goto nomem;
 		(void)ssh_remove(s, path.data, NULL);
-		if (ssh_upload(s, path.data, h->c[i].value, strlen(h->c[i].value),
-		               0644, err) < 0)
+		if (ssh_upload(s, path.data, h->c[i].value,
+		               strlen(h->c[i].value), 0644, err) < 0)
 			goto out;
 	}
 	for (i = 0; i < h->n; i++)
@@ -169,14 +172,15 @@ http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
 
 	for (i = 0; i < n; i++)
 		if (!token_ok(c[i].token))
-			return cf_err_set(err, CF_ERR_ACME, "CA sent an unsafe "
-			                  "http-01 token for %s", c[i].domain);
+			return cf_err_set(err, CF_ERR_ACME,
+			                  "CA sent an unsafe "
+			                  "http-01 token for %s",
+			                  c[i].domain);
 	h->c = c;
 	h->n = n;
 	memset(&o, 0, sizeof(o));
 	o.skip = h->skip;
-	if (rollout_each(h->pb, h->ssh, &o, http01_put, h, &h->prov,
-	                 err) < 0)
+	if (rollout_each(h->pb, h->ssh, &o, http01_put, h, &h->prov, err) < 0)
 		return -1;
 	for (i = 0; i < h->prov.n; i++) {
 		const struct cf_node_result *r = &h->prov.nodes[i];
@@ -186,8 +190,10 @@ http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
 		} else if (r->outcome == CF_OUT_FAILED) {
 			if (failed++ == 0)
 				first = r;
-			fprintf(stderr, "certfleet: %-16s %-15s http-01 FAILED "
-			        "%s: %s\n", r->node->name, r->node->host,
+			fprintf(stderr,
+			        "certfleet: %-16s %-15s http-01 FAILED "
+			        "%s: %s\n",
+			        r->node->name, r->node->host,
 			        cf_err_reason(r->err.code), r->err.msg);
 		}
 	}
@@ -199,14 +205,17 @@ http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
 	/* the message outlives this terminal (renewal.json, notifications):
 	 * it must carry a cause, not "see above" */
 	if (first == NULL)
-		return cf_err_set(err, CF_ERR_HOOK, "http-01 for %s: no node "
+		return cf_err_set(err, CF_ERR_HOOK,
+		                  "http-01 for %s: no node "
 		                  "could serve the challenge files (every node "
-		                  "skipped)", c[0].domain);
+		                  "skipped)",
+		                  c[0].domain);
 	http01_missing(&h->prov, &list);
-	rc = cf_err_set(err, CF_ERR_HOOK, "http-01 for %s: no node could "
-	                "serve the challenge files (%s; %s: %s)", c[0].domain,
-	                list.data ? list.data : "?", first->node->name,
-	                first->err.msg);
+	rc = cf_err_set(err, CF_ERR_HOOK,
+	                "http-01 for %s: no node could "
+	                "serve the challenge files (%s; %s: %s)",
+	                c[0].domain, list.data ? list.data : "?",
+	                first->node->name, first->err.msg);
 	cf_buf_free(&list);
 	return rc;
 }
@@ -214,8 +223,7 @@ http01_provision(void *arg, const struct cf_acme_chall *c, size_t n,
 /* A name failed validation while some nodes lacked the challenge file:
  * the CA may have been routed to one of them, so say which (and why). */
 void
-challenge_http_name_missing(const struct cf_rollout_result *prov,
-                            cf_err_t *err)
+challenge_http_name_missing(const struct cf_rollout_result *prov, cf_err_t *err)
 {
 	cf_buf_t list = {0};
 	char msg[CF_ERR_MSG_MAX];
@@ -281,7 +289,6 @@ out:
 	free(only);
 }
 
-
 static bool
 unreachable_code(cf_code_t c)
 {
@@ -294,8 +301,7 @@ unreachable_code(cf_code_t c)
 /* skips plus the nodes whose http-01 step failed to connect; NULL when
  * there are none.  The vector borrows its strings; free() it alone. */
 char **
-challenge_http_unreachable(const struct cf_rollout_result *prov,
-                           char **skips)
+challenge_http_unreachable(const struct cf_rollout_result *prov, char **skips)
 {
 	size_t i, n = 0, k = 0;
 	char **v;
@@ -324,22 +330,25 @@ challenge_http_unreachable(const struct cf_rollout_result *prov,
  * with the http-01 step's cause, and count them in the exit code. */
 void
 challenge_http_carry_failures(const struct cf_rollout_result *prov,
-                      const struct cf_rollout_opts *o, char *const *pinned,
-                      struct cf_rollout_result *res)
+                              const struct cf_rollout_opts *o,
+                              char *const *pinned,
+                              struct cf_rollout_result *res)
 {
 	size_t i, j;
 
 	for (i = 0; i < prov->n; i++) {
 		const struct cf_node_result *p = &prov->nodes[i];
 
-		if (p->outcome != CF_OUT_FAILED || !unreachable_code(p->err.code))
+		if (p->outcome != CF_OUT_FAILED ||
+		    !unreachable_code(p->err.code))
 			continue;
 		for (j = 0; j < res->n; j++) {
 			struct cf_node_result *r = &res->nodes[j];
 
 			/* a pinned node stays skipped: the operator took it
 			 * out of rollouts; it only got a token file */
-			if (r->node != p->node || r->outcome != CF_OUT_SKIPPED ||
+			if (r->node != p->node ||
+			    r->outcome != CF_OUT_SKIPPED ||
 			    cf_strv_has(pinned, r->node->name) ||
 			    (o->only != NULL &&
 			     !cf_strv_has(o->only, r->node->name)) ||
@@ -350,7 +359,8 @@ challenge_http_carry_failures(const struct cf_rollout_result *prov,
 			r->duration_ms = p->duration_ms;
 			res->n_skipped--;
 			res->n_failed++;
-			fprintf(stderr, "certfleet: %-16s %-15s FAILED %s: %s\n",
+			fprintf(stderr,
+			        "certfleet: %-16s %-15s FAILED %s: %s\n",
 			        r->node->name, r->node->host,
 			        cf_err_reason(r->err.code), r->err.msg);
 		}

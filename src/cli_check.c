@@ -46,8 +46,8 @@ check_unknown(const struct cf_cli *cli, const char *msg)
 }
 
 static int
-parse_num(const struct cf_cli *cli, const char *opt, const char *s,
-          double lo, double hi, const char *unit, double *out)
+parse_num(const struct cf_cli *cli, const char *opt, const char *s, double lo,
+          double hi, const char *unit, double *out)
 {
 	char msg[300];
 	char *end;
@@ -57,8 +57,10 @@ parse_num(const struct cf_cli *cli, const char *opt, const char *s,
 	v = strtod(s, &end);
 	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < lo ||
 	    v > hi) {
-		snprintf(msg, sizeof(msg), "usage: %s takes %s (%g..%g), not "
-		         "'%.100s'", opt, unit, lo, hi, s);
+		snprintf(msg, sizeof(msg),
+		         "usage: %s takes %s (%g..%g), not "
+		         "'%.100s'",
+		         opt, unit, lo, hi, s);
 		check_unknown(cli, msg);
 		return -1;
 	}
@@ -85,21 +87,21 @@ raise_state(int cur, int s)
 }
 
 struct check_opts {
-	double warn, crit;  /* days; < 0: scaled from the renewal window */
-	double timeout;     /* seconds; 0: the playbook's connect_timeout */
+	double warn, crit; /* days; < 0: scaled from the renewal window */
+	double timeout;    /* seconds; 0: the playbook's connect_timeout */
 };
 
 /* Options and the playbook's presence.  0 to go on; -1 with *ex the exit
  * code (help printed: 0; a usage problem, already said: UNKNOWN). */
 static int
-check_options(struct cf_cli *cli, int argc, char **argv,
-              struct check_opts *opt, int *ex)
+check_options(struct cf_cli *cli, int argc, char **argv, struct check_opts *opt,
+              int *ex)
 {
-	static const struct option longopts[] = {
-	    {"warn", required_argument, NULL, 'w'},
-	    {"crit", required_argument, NULL, 'c'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {NULL, 0, NULL, 0}};
+	static const struct option longopts[] =
+	    {{"warn", required_argument, NULL, 'w'},
+	     {"crit", required_argument, NULL, 'c'},
+	     {"timeout", required_argument, NULL, 't'},
+	     {NULL, 0, NULL, 0}};
 	const struct cli_cmd cmd = {
 	    "check",
 	    "usage: certfleet [global options] -p PLAYBOOK check [--warn DAYS] "
@@ -127,24 +129,26 @@ check_options(struct cf_cli *cli, int argc, char **argv,
 				return -1;
 			break;
 		case 't':
-			if (parse_num(cli, "--timeout", optarg, 1, 3600, "seconds",
-			              &opt->timeout) < 0)
+			if (parse_num(cli, "--timeout", optarg, 1, 3600,
+			              "seconds", &opt->timeout) < 0)
 				return -1;
 			break;
-		default: /* help printed (0), or a usage error (3) */
-			return -1;
+		default: /* help printed (0), or a usage error (3) */ return -1;
 		}
 	}
 	if (optind < argc) {
 		char msg[300];
 
-		snprintf(msg, sizeof(msg), "usage: unexpected argument "
-		         "'%.100s'", argv[optind]);
+		snprintf(msg, sizeof(msg),
+		         "usage: unexpected argument "
+		         "'%.100s'",
+		         argv[optind]);
 		check_unknown(cli, msg);
 		return -1;
 	}
 	if (cli->playbook == NULL) {
-		*ex = check_unknown(cli, "no playbook: certfleet -p FILE check");
+		*ex =
+		    check_unknown(cli, "no playbook: certfleet -p FILE check");
 		return -1;
 	}
 	return 0;
@@ -172,9 +176,10 @@ check_open_store(const struct cf_cli *cli, const struct cf_playbook *pb,
 		goto out;
 	}
 	if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-		cf_err_set(err, CF_ERR_STATE, "%s: no state in %s (never "
-		           "deployed, or wrong --state-dir?)", pb->cert.name,
-		           dir);
+		cf_err_set(err, CF_ERR_STATE,
+		           "%s: no state in %s (never "
+		           "deployed, or wrong --state-dir?)",
+		           pb->cert.name, dir);
 		goto out;
 	}
 	if (store_open_ro(cli->state_dir, pb->cert.name, st, err) < 0 ||
@@ -183,8 +188,10 @@ check_open_store(const struct cf_cli *cli, const struct cf_playbook *pb,
 	    store_get_current_cert(*st, ci, version, &found, err) < 0)
 		goto out;
 	if (!found) {
-		cf_err_set(err, CF_ERR_STATE, "%s: no certificate in the store "
-		           "yet", pb->cert.name);
+		cf_err_set(err, CF_ERR_STATE,
+		           "%s: no certificate in the store "
+		           "yet",
+		           pb->cert.name);
 		goto out;
 	}
 	rc = 0;
@@ -195,12 +202,12 @@ out:
 
 /* What the probe of every node found, against the store's node states. */
 struct check_tally {
-	cf_buf_t stale, quar, pinned;   /* name lists for the line */
-	cf_buf_t bad;                   /* verify's own messages: node,
-	                                   endpoint, SNI and what is wrong */
+	cf_buf_t stale, quar, pinned; /* name lists for the line */
+	cf_buf_t bad;                 /* verify's own messages: node,
+					 endpoint, SNI and what is wrong */
 	unsigned n_stale, n_quar, n_pinned, n_unreach, n_current, n_bad;
-	int64_t soonest;                /* soonest expiry served, 0: none */
-	const char *soonest_who;        /* borrowed: a node name or "store" */
+	int64_t soonest;         /* soonest expiry served, 0: none */
+	const char *soonest_who; /* borrowed: a node name or "store" */
 };
 
 static void
@@ -281,15 +288,16 @@ check_report(const struct cf_cli *cli, const struct cf_playbook *pb,
 	cf_buf_printf(&line, "CERTFLEET %s - %s: ", check_state_name[state],
 	              pb->cert.name);
 	if (soonest_days <= 0)
-		cf_buf_printf(&line, "EXPIRED %.1f days ago (%s)", -soonest_days,
-		              t->soonest_who);
+		cf_buf_printf(&line, "EXPIRED %.1f days ago (%s)",
+		              -soonest_days, t->soonest_who);
 	else
 		cf_buf_printf(&line, "soonest expiry %.1f days (%s)",
 		              soonest_days, t->soonest_who);
 	cf_buf_printf(&line, ", %u/%zu nodes serve current", t->n_current,
 	              pb->n_nodes);
 	if (t->n_stale > 0)
-		cf_buf_printf(&line, " (%s)", t->stale.data ? t->stale.data : "");
+		cf_buf_printf(&line, " (%s)",
+		              t->stale.data ? t->stale.data : "");
 	if (t->n_bad > 0)
 		cf_buf_printf(&line, ", %u misconfigured (%s)", t->n_bad,
 		              t->bad.data ? t->bad.data : "");
@@ -318,17 +326,24 @@ check_report(const struct cf_cli *cli, const struct cf_playbook *pb,
 	if (line.data == NULL)
 		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 	if (cli->json)
-		report_json_dump(stdout, json_pack(
-		    "{s:i,s:s,s:i,s:s,s:s,s:s,s:f,s:s,s:f,s:f,s:i,s:i,s:i,s:i,"
-		    "s:i,s:i}",
-		    "format", 1, "command", "check", "exit_code", state, "state",
-		    check_state_name[state], "text", line.data, "name",
-		    pb->cert.name, "soonest_days", soonest_days, "soonest_node",
-		    t->soonest_who, "warn_days", warn, "crit_days", crit, "nodes",
-		    (int)pb->n_nodes, "serving_current", (int)t->n_current,
-		    "quarantined", (int)t->n_quar, "pinned", (int)t->n_pinned,
-		    "unreachable", (int)t->n_unreach, "renewal_failures",
-		    (int)rs->consecutive_failures));
+		report_json_dump(stdout,
+		                 json_pack("{s:i,s:s,s:i,s:s,s:s,s:s,s:f,s:s,s:"
+		                           "f,s:f,s:i,s:i,s:i,s:i,"
+		                           "s:i,s:i}",
+		                           "format", 1, "command", "check",
+		                           "exit_code", state, "state",
+		                           check_state_name[state], "text",
+		                           line.data, "name", pb->cert.name,
+		                           "soonest_days", soonest_days,
+		                           "soonest_node", t->soonest_who,
+		                           "warn_days", warn, "crit_days", crit,
+		                           "nodes", (int)pb->n_nodes,
+		                           "serving_current", (int)t->n_current,
+		                           "quarantined", (int)t->n_quar,
+		                           "pinned", (int)t->n_pinned,
+		                           "unreachable", (int)t->n_unreach,
+		                           "renewal_failures",
+		                           (int)rs->consecutive_failures));
 	else
 		printf("%s\n", line.data);
 	cf_buf_free(&line);

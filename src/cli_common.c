@@ -26,15 +26,15 @@ static const char *
 err_code_name(cf_code_t code)
 {
 	switch (code) {
-	case CF_ERR_USAGE:    return "usage";
-	case CF_ERR_DATA:     return "data";
-	case CF_ERR_CONFIG:   return "config";
-	case CF_ERR_LOCKED:   return "locked";
-	case CF_ERR_IO:       return "io";
-	case CF_ERR_STATE:    return "state";
-	case CF_ERR_NOMEM:    return "nomem";
+	case CF_ERR_USAGE: return "usage";
+	case CF_ERR_DATA: return "data";
+	case CF_ERR_CONFIG: return "config";
+	case CF_ERR_LOCKED: return "locked";
+	case CF_ERR_IO: return "io";
+	case CF_ERR_STATE: return "state";
+	case CF_ERR_NOMEM: return "nomem";
 	case CF_ERR_INTERNAL: return "internal";
-	default:              return cf_err_reason(code);
+	default: return cf_err_reason(code);
 	}
 }
 
@@ -83,7 +83,8 @@ bad_option(const struct option *lo, const char *shortopts, int argc,
 	} else if (optopt != 0 && strchr(shortopts, optopt) != NULL) {
 		snprintf(msg, len, "-%c needs a value", optopt);
 	} else {
-		snprintf(msg, len, "unknown option '-%c'", optopt ? optopt : '?');
+		snprintf(msg, len, "unknown option '-%c'",
+		         optopt ? optopt : '?');
 	}
 }
 
@@ -115,7 +116,8 @@ global_option(struct cf_cli *cli, int c, int argc, char **argv, char *msg,
 		cli->wait_s = (int)v;
 		return 0;
 	default:
-		bad_option(longopts, CLI_GLOBAL_SHORTOPTS, argc, argv, msg, len);
+		bad_option(longopts, CLI_GLOBAL_SHORTOPTS, argc, argv, msg,
+		           len);
 		return -1;
 	}
 }
@@ -134,8 +136,8 @@ cli_global_option(struct cf_cli *cli, int c, int argc, char **argv, int *ex)
 #define CLI_MAX_LONGOPTS 32
 
 int
-cli_getopt(struct cf_cli *cli, const struct cli_cmd *cmd, int argc,
-           char **argv, int *ex)
+cli_getopt(struct cf_cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
+           int *ex)
 {
 	static const struct option globals[] = {CLI_GLOBAL_LONGOPTS};
 	struct option lo[CLI_MAX_LONGOPTS];
@@ -144,10 +146,12 @@ cli_getopt(struct cf_cli *cli, const struct cli_cmd *cmd, int argc,
 	int c;
 
 	for (i = 0; cmd->longopts != NULL && cmd->longopts[i].name != NULL &&
-	            n < CLI_MAX_LONGOPTS - 1; i++)
+	            n < CLI_MAX_LONGOPTS - 1;
+	     i++)
 		lo[n++] = cmd->longopts[i];
 	for (i = 0; i < sizeof(globals) / sizeof(globals[0]) &&
-	            n < CLI_MAX_LONGOPTS - 1; i++)
+	            n < CLI_MAX_LONGOPTS - 1;
+	     i++)
 		lo[n++] = globals[i];
 	memset(&lo[n], 0, sizeof(lo[n]));
 	for (;;) {
@@ -180,16 +184,15 @@ cli_getopt(struct cf_cli *cli, const struct cli_cmd *cmd, int argc,
 			bad_option(lo, CLI_GLOBAL_SHORTOPTS, argc, argv, msg,
 			           sizeof(msg));
 			goto usage_error;
-		default:
-			return c;
+		default: return c;
 		}
 	}
 usage_error:
 	if (cmd->plugin) {
 		/* a plugin answers on stdout, one line, UNKNOWN */
 		if (!cli->json)
-			printf("CERTFLEET UNKNOWN - usage: %s: %s\n",
-			       cmd->name, msg);
+			printf("CERTFLEET UNKNOWN - usage: %s: %s\n", cmd->name,
+			       msg);
 		cli_note_error("usage", msg);
 		*ex = 3;
 	} else {
@@ -228,18 +231,22 @@ session_open(struct cf_cli *cli, const char *what, int flags,
 		/* --wait: say what we wait for, a silent hang looks dead */
 		store_lock_holder(s->st, holder, sizeof(holder));
 		if (cli->wait_s < 0)
-			fprintf(stderr, "certfleet: waiting for the lock on %s "
-			        "held by %s…\n", store_root(s->st), holder);
-		else
-			fprintf(stderr, "certfleet: waiting up to %d s for the "
-			        "lock on %s held by %s…\n", cli->wait_s,
+			fprintf(stderr,
+			        "certfleet: waiting for the lock on %s "
+			        "held by %s…\n",
 			        store_root(s->st), holder);
+		else
+			fprintf(stderr,
+			        "certfleet: waiting up to %d s for the "
+			        "lock on %s held by %s…\n",
+			        cli->wait_s, store_root(s->st), holder);
 		memset(&err, 0, sizeof(err));
 		if (store_lock(s->st, what, cli->wait_s, &err) < 0)
 			goto fail;
 	}
 	s->locked = (flags & CF_SESS_LOCK) != 0;
-	if ((flags & CF_SESS_NODES) && store_load_nodes(s->st, &s->ns, &err) < 0)
+	if ((flags & CF_SESS_NODES) &&
+	    store_load_nodes(s->st, &s->ns, &err) < 0)
 		goto fail;
 	if ((flags & CF_SESS_SSH) &&
 	    ssh_ctx_new(s->pb->ssh.identity, s->pb->ssh.known_hosts, &s->ssh,
@@ -317,7 +324,8 @@ session_finish(struct cf_session *s, const char *command, int exit_code,
 	 * run holds the lock it writes the file itself; we leave it alone. */
 	if (s->cli->metrics != NULL && !s->locked) {
 		if (store_lock(s->st, command, 0, &err) < 0) {
-			fprintf(stderr, "certfleet: metrics: %s not written: %s\n",
+			fprintf(stderr,
+			        "certfleet: metrics: %s not written: %s\n",
 			        s->cli->metrics, err.msg);
 			metrics = false;
 		} else {
@@ -330,10 +338,12 @@ session_finish(struct cf_session *s, const char *command, int exit_code,
 					metrics = false;
 			}
 			if (!metrics)
-				fprintf(stderr, "certfleet: metrics: %s not "
-				        "written: %s\n", s->cli->metrics, err.msg);
+				fprintf(stderr,
+				        "certfleet: metrics: %s not "
+				        "written: %s\n",
+				        s->cli->metrics, err.msg);
 			else if (store_get_current_cert(s->st, &ci, &version,
-			                                  &found, NULL) == 0) {
+			                                &found, NULL) == 0) {
 				current = found ? &ci : NULL;
 			}
 		}
@@ -345,8 +355,9 @@ session_finish(struct cf_session *s, const char *command, int exit_code,
 	 * still expired on the servers. */
 	warn = s->pb->notify.warn_days > 0
 	           ? (int64_t)(s->pb->notify.warn_days * 86400.0)
-	           : current != NULL ? (current->not_after - current->not_before) / 6
-	                             : 14 * 86400;
+	       : current != NULL
+	           ? (current->not_after - current->not_before) / 6
+	           : 14 * 86400;
 	for (i = 0; i < s->ns.n; i++) {
 		const struct cf_node_state *st = &s->ns.v[i];
 		const struct cf_node *n = playbook_node(s->pb, st->name);
@@ -441,8 +452,9 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 	for (i = 0; i < res->n; i++) {
 		const struct cf_node_result *r = &res->nodes[i];
 
-		if (fleet_record(&s->ns, r, current ? current->sha256_hex : NULL,
-		                 now, &note) < 0)
+		if (fleet_record(&s->ns, r,
+		                 current ? current->sha256_hex : NULL, now,
+		                 &note) < 0)
 			return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		if (r->fixed[0] != '\0' || r->drift[0] != '\0') {
 			char text[2 * CF_ERR_MSG_MAX + 32];
@@ -469,8 +481,10 @@ session_record(struct cf_session *s, const struct cf_rollout_result *res,
 		/* its own line: the run's lines said only "deployed" or
 		 * "unchanged" */
 		if (!s->cli->quiet)
-			fprintf(stderr, "certfleet: %s released from quarantine "
-			        "(was: %s, %u attempt%s)\n", r->node->name,
+			fprintf(stderr,
+			        "certfleet: %s released from quarantine "
+			        "(was: %s, %u attempt%s)\n",
+			        r->node->name,
 			        note.was_reason ? note.was_reason : "?",
 			        note.attempts, cf_plural(note.attempts));
 		free(note.was_reason);
@@ -494,7 +508,7 @@ session_record_http01(struct cf_session *s,
 	left.nodes = calloc(prov->n, sizeof(*left.nodes));
 	if (left.nodes == NULL) {
 		fprintf(stderr, "certfleet: out of memory recording http-01 "
-		        "failures\n");
+		                "failures\n");
 		return;
 	}
 	for (i = 0; i < prov->n; i++) {
@@ -514,7 +528,8 @@ session_record_http01(struct cf_session *s,
 			        res->nodes[j].outcome == CF_OUT_DEPLOYED ||
 			        res->nodes[j].outcome == CF_OUT_FAILED);
 		if (!seen)
-			left.nodes[left.n++] = *p; /* shallow: freed below only */
+			left.nodes[left.n++] =
+			    *p; /* shallow: freed below only */
 	}
 	if (left.n > 0 && session_record(s, &left, NULL, &err) < 0)
 		fprintf(stderr, "certfleet: %s\n", err.msg);
@@ -537,8 +552,10 @@ pin_rolled_back(struct cf_session *s, const struct cf_rollout_result *res,
 			continue;
 		st = store_node(&s->ns, res->nodes[i].node->name);
 		if (st != NULL)
-			fleet_pin(st, "rolled back by operator; `quarantine "
-			          "release` to resume", now);
+			fleet_pin(st,
+			          "rolled back by operator; `quarantine "
+			          "release` to resume",
+			          now);
 	}
 	return store_save_nodes(s->st, &s->ns, err);
 }
@@ -558,7 +575,8 @@ drift_warnings(const struct cf_session *s, const struct cf_rollout_result *res)
 		    res->nodes[i].outcome == CF_OUT_SKIPPED)
 			continue;
 		cf_fmt_time(st->drift_seen, when, sizeof(when));
-		fprintf(stderr, "certfleet: WARNING: %s: files drift from the "
+		fprintf(stderr,
+		        "certfleet: WARNING: %s: files drift from the "
 		        "playbook, not fixed by the deploy of %s: %s\n",
 		        res->nodes[i].node->name, when, st->drift);
 	}
@@ -667,8 +685,7 @@ rollout_exit_code(const struct cf_rollout_result *res)
 }
 
 int
-session_check_names(const struct cf_session *s, char *const *v,
-                    const char *opt)
+session_check_names(const struct cf_session *s, char *const *v, const char *opt)
 {
 	size_t i;
 

@@ -86,7 +86,8 @@ rollout_check_files(struct rollout_args *a, const char *lineage)
 {
 	int ex;
 
-	if (a->mode != MODE_DEPLOY && (a->cert || a->key || a->chain || lineage))
+	if (a->mode != MODE_DEPLOY &&
+	    (a->cert || a->key || a->chain || lineage))
 		return cli_usage("%s takes no certificate files", a->verb);
 	if (a->mode == MODE_ROLLBACK && a->o.only == NULL)
 		return cli_usage("rollback needs --only NODE[,NODE...]");
@@ -102,35 +103,37 @@ rollout_check_files(struct rollout_args *a, const char *lineage)
 /* Options of deploy, verify or rollback into *a: 0, or -1 with the exit
  * code in *ex (help printed: 0; a usage error printed). */
 static int
-rollout_parse(struct cf_cli *cli, int argc, char **argv,
-              struct rollout_args *a, int *ex)
+rollout_parse(struct cf_cli *cli, int argc, char **argv, struct rollout_args *a,
+              int *ex)
 {
-	static const struct option deploy_opts[] = {
-	    {"cert", required_argument, NULL, 'c'},
-	    {"key", required_argument, NULL, 'k'},
-	    {"chain", required_argument, NULL, 'C'},
-	    {"lineage", required_argument, NULL, 'L'},
-	    {"only", required_argument, NULL, 'o'},
-	    {"exclude", required_argument, NULL, 'x'},
-	    {"force", no_argument, NULL, 'f'},
-	    {"dry-run", no_argument, NULL, 'n'},
-	    {NULL, 0, NULL, 0}};
-	static const struct option verify_opts[] = {
-	    {"only", required_argument, NULL, 'o'},
-	    {"exclude", required_argument, NULL, 'x'},
-	    {NULL, 0, NULL, 0}};
-	static const struct option rollback_opts[] = {
-	    {"only", required_argument, NULL, 'o'},
-	    {"dry-run", no_argument, NULL, 'n'},
-	    {NULL, 0, NULL, 0}};
-	static const char *const usage[] = {
-	    "usage: certfleet [global options] -p PLAYBOOK deploy [--cert F "
-	    "--key F [--chain F] | --lineage DIR]\n"
-	    "       [--only N,..] [--exclude N,..] [--force] [--dry-run]\n",
-	    "usage: certfleet [global options] -p PLAYBOOK verify [--only N,..] "
-	    "[--exclude N,..]\n",
-	    "usage: certfleet [global options] -p PLAYBOOK rollback --only N,.. "
-	    "[--dry-run]\n"};
+	static const struct option deploy_opts[] =
+	    {{"cert", required_argument, NULL, 'c'},
+	     {"key", required_argument, NULL, 'k'},
+	     {"chain", required_argument, NULL, 'C'},
+	     {"lineage", required_argument, NULL, 'L'},
+	     {"only", required_argument, NULL, 'o'},
+	     {"exclude", required_argument, NULL, 'x'},
+	     {"force", no_argument, NULL, 'f'},
+	     {"dry-run", no_argument, NULL, 'n'},
+	     {NULL, 0, NULL, 0}};
+	static const struct option verify_opts[] =
+	    {{"only", required_argument, NULL, 'o'},
+	     {"exclude", required_argument, NULL, 'x'},
+	     {NULL, 0, NULL, 0}};
+	static const struct option rollback_opts[] =
+	    {{"only", required_argument, NULL, 'o'},
+	     {"dry-run", no_argument, NULL, 'n'},
+	     {NULL, 0, NULL, 0}};
+	static const char *const usage[] =
+	    {"usage: certfleet [global options] -p PLAYBOOK deploy [--cert F "
+	     "--key F [--chain F] | --lineage DIR]\n"
+	     "       [--only N,..] [--exclude N,..] [--force] [--dry-run]\n",
+	     "usage: certfleet [global options] -p PLAYBOOK verify [--only "
+	     "N,..] "
+	     "[--exclude N,..]\n",
+	     "usage: certfleet [global options] -p PLAYBOOK rollback --only "
+	     "N,.. "
+	     "[--dry-run]\n"};
 	/* each command is offered only the options it takes */
 	const struct option *lo = a->mode == MODE_DEPLOY   ? deploy_opts
 	                          : a->mode == MODE_VERIFY ? verify_opts
@@ -185,7 +188,8 @@ rollout_bundle(struct cf_session *s, struct rollout_args *a,
 		                      err) < 0)
 			return -1;
 		*have = true;
-		if (!a->o.dry_run && store_put_bundle(s->st, b, version, err) < 0)
+		if (!a->o.dry_run &&
+		    store_put_bundle(s->st, b, version, err) < 0)
 			return -1;
 		return 0;
 	}
@@ -193,8 +197,10 @@ rollout_bundle(struct cf_session *s, struct rollout_args *a,
 		if (store_get_previous(s->st, b, ci, version, &found, err) < 0)
 			return -1;
 		if (!found)
-			return cf_err_set(err, CF_ERR_STATE, "rollback: the store "
-			                  "has no version before the current one");
+			return cf_err_set(err, CF_ERR_STATE,
+			                  "rollback: the store "
+			                  "has no version before the current "
+			                  "one");
 		*have = true;
 		a->o.force = true;
 		a->o.no_canary = true;
@@ -205,9 +211,12 @@ rollout_bundle(struct cf_session *s, struct rollout_args *a,
 	                      version, &found, err) < 0)
 		return -1;
 	if (!found)
-		return cf_err_set(err, CF_ERR_STATE, "the store %s has no "
-		                  "certificate yet: run `deploy --cert F --key F` "
-		                  "or `renew` first", store_dir(s->st));
+		return cf_err_set(err, CF_ERR_STATE,
+		                  "the store %s has no "
+		                  "certificate yet: run `deploy --cert F --key "
+		                  "F` "
+		                  "or `renew` first",
+		                  store_dir(s->st));
 	*have = true;
 	/* verify compares the served chain with the stored one */
 	if (a->mode == MODE_VERIFY &&

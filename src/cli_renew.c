@@ -71,8 +71,10 @@ renew_load_current(struct cf_session *s, struct cf_bundle *cur,
 	}
 	if (store_get_current_cert(s->st, ci, version, found, err) < 0)
 		goto out;
-	fprintf(stderr, "certfleet: renew: current version %s was revoked "
-	        "(keyCompromise): replacing it\n", id);
+	fprintf(stderr,
+	        "certfleet: renew: current version %s was revoked "
+	        "(keyCompromise): replacing it\n",
+	        id);
 	*force = true;
 	rc = 0;
 out:
@@ -100,8 +102,10 @@ ari_refresh(const struct cf_acme_params *p, const char *ari_id,
 		return;
 	memset(&ari, 0, sizeof(ari));
 	if (acme_ari_fetch(p, ari_id, &ari, &supported, &err) < 0) {
-		fprintf(stderr, "certfleet: ARI unavailable (%s); using the "
-		        "lifetime rule\n", err.msg);
+		fprintf(stderr,
+		        "certfleet: ARI unavailable (%s); using the "
+		        "lifetime rule\n",
+		        err.msg);
 		return;
 	}
 	if (!supported)
@@ -119,12 +123,12 @@ ari_refresh(const struct cf_acme_params *p, const char *ari_id,
 	/* a CA's Retry-After: at least a minute, at most a week (an absurd
 	 * value must neither overflow nor silence ARI) */
 	rs->ari_retry_after =
-	    now + (ari.retry_after <= 0 ? 6 * 3600
-	           : ari.retry_after < 60 ? 60
+	    now + (ari.retry_after <= 0          ? 6 * 3600
+	           : ari.retry_after < 60        ? 60
 	           : ari.retry_after > 7 * 86400 ? 7 * 86400
 	                                         : (int64_t)ari.retry_after);
-	rs->ari_explanation = ari.explanation_url ? strdup(ari.explanation_url)
-	                                          : NULL;
+	rs->ari_explanation =
+	    ari.explanation_url ? strdup(ari.explanation_url) : NULL;
 	acme_ari_free(&ari);
 }
 
@@ -142,18 +146,18 @@ decide(const struct cf_session *s, const struct cf_certinfo *ci,
 struct renew {
 	struct cf_session s;
 	bool force, dry, no_deploy;
-	struct cf_rollout_opts o;        /* only/exclude owned */
-	bool nodes_ok;                   /* nodes.json loaded */
-	cf_err_t nodes_err, ssh_err;     /* why not / why no SSH context */
-	struct cf_bundle cur;            /* the current certificate */
+	struct cf_rollout_opts o;    /* only/exclude owned */
+	bool nodes_ok;               /* nodes.json loaded */
+	cf_err_t nodes_err, ssh_err; /* why not / why no SSH context */
+	struct cf_bundle cur;        /* the current certificate */
 	struct cf_certinfo ci;
-	bool found;                      /* the store has one */
+	bool found; /* the store has one */
 	char *version, *ari_id, *acct;
 	struct cf_renewal_state rs;
 	struct cf_acme_params p;
 	struct cf_acme_result ar;
-	struct cf_http01 h;              /* http-01 step and its results */
-	struct cf_renewal_report rr;     /* for --json */
+	struct cf_http01 h;          /* http-01 step and its results */
+	struct cf_renewal_report rr; /* for --json */
 	bool ca_failed;
 	char why[CF_ERR_MSG_MAX], rerr[CF_ERR_MSG_MAX];
 	char deploy_err[CF_ERR_MSG_MAX + 64];
@@ -181,13 +185,15 @@ renew_obtain(struct renew *r, cf_err_t *err)
 	 * day and then cannot store spends Let's Encrypt's 5 duplicate
 	 * certificates a week in 3 days. */
 	if (store_check_writable(s->st, err) < 0) {
-		cf_err_prefix(err, "renew: not ordering a certificate the store "
+		cf_err_prefix(err,
+		              "renew: not ordering a certificate the store "
 		              "could not keep: ");
 		return -1;
 	}
-	fprintf(stderr, "certfleet: renew: ordering a certificate for %zu names "
-	        "from %s: %s\n", s->pb->cert.n_domains, s->pb->acme.directory,
-	        r->why);
+	fprintf(stderr,
+	        "certfleet: renew: ordering a certificate for %zu names "
+	        "from %s: %s\n",
+	        s->pb->cert.n_domains, s->pb->acme.directory, r->why);
 	if (s->pb->acme.reuse_key && r->found)
 		r->p.reuse_key_pem = r->cur.privkey;
 	if (r->found && r->ari_id != NULL && r->rs.ari_cert_id != NULL)
@@ -196,8 +202,10 @@ renew_obtain(struct renew *r, cf_err_t *err)
 	if (http01 && s->ssh == NULL) {
 		/* http-01 places files on the nodes over SSH; no order at the
 		 * CA that could not be validated */
-		cf_err_set(err, CF_ERR_CONFIG, "http-01 needs SSH to the nodes: "
-		           "%s", r->ssh_err.msg);
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "http-01 needs SSH to the nodes: "
+		           "%s",
+		           r->ssh_err.msg);
 		goto failed;
 	}
 	if (!http01) {
@@ -229,8 +237,10 @@ renew_obtain(struct renew *r, cf_err_t *err)
 	r->rs.consecutive_failures = 0;
 	free(r->rs.last_error);
 	r->rs.last_error = NULL;
-	fprintf(stderr, "certfleet: renew: stored version %s (sha256 %.16s…, "
-	        "expires in %.1f days) in %.2fs\n", r->version, nci.sha256_hex,
+	fprintf(stderr,
+	        "certfleet: renew: stored version %s (sha256 %.16s…, "
+	        "expires in %.1f days) in %.2fs\n",
+	        r->version, nci.sha256_hex,
 	        (double)(nci.not_after - cf_wall_now()) / 86400.0,
 	        (double)(cf_now_ms() - t0) / 1000.0);
 	crypto_bundle_free(&r->cur);
@@ -256,8 +266,7 @@ failed:
  * leaf with one intermediate, with a digest no node serves, so every node
  * goes through preflight.  Never leaves the process. */
 static int
-renew_standin_bundle(struct cf_bundle *b, struct cf_certinfo *ci,
-                     cf_err_t *err)
+renew_standin_bundle(struct cf_bundle *b, struct cf_certinfo *ci, cf_err_t *err)
 {
 	static const size_t cert_len = 1400, chain_len = 1600, key_len = 250;
 	char *p[4];
@@ -284,19 +293,21 @@ renew_standin_bundle(struct cf_bundle *b, struct cf_certinfo *ci,
 /* renew's options: 0, or -1 with the exit code in *ex (help printed: 0;
  * a usage error printed). */
 static int
-renew_parse(struct cf_cli *cli, int argc, char **argv, struct renew *r,
-            int *ex)
+renew_parse(struct cf_cli *cli, int argc, char **argv, struct renew *r, int *ex)
 {
-	static const struct option longopts[] = {
-	    {"force", no_argument, NULL, 'f'},
-	    {"dry-run", no_argument, NULL, 'n'},
-	    {"no-deploy", no_argument, NULL, 'D'},
-	    {"only", required_argument, NULL, 'o'},
-	    {"exclude", required_argument, NULL, 'x'},
-	    {NULL, 0, NULL, 0}};
-	struct cli_cmd cmd = {"renew", "usage: certfleet [global options] -p "
-	    "PLAYBOOK renew [--force] [--dry-run] [--no-deploy]\n"
-	    "       [--only N,..] [--exclude N,..]\n", false, false, longopts};
+	static const struct option longopts[] =
+	    {{"force", no_argument, NULL, 'f'},
+	     {"dry-run", no_argument, NULL, 'n'},
+	     {"no-deploy", no_argument, NULL, 'D'},
+	     {"only", required_argument, NULL, 'o'},
+	     {"exclude", required_argument, NULL, 'x'},
+	     {NULL, 0, NULL, 0}};
+	struct cli_cmd cmd =
+	    {"renew",
+	     "usage: certfleet [global options] -p "
+	     "PLAYBOOK renew [--force] [--dry-run] [--no-deploy]\n"
+	     "       [--only N,..] [--exclude N,..]\n",
+	     false, false, longopts};
 	int c;
 
 	optind = 0; /* full reinit of GNU getopt */
@@ -317,7 +328,8 @@ renew_parse(struct cf_cli *cli, int argc, char **argv, struct renew *r,
 		}
 	}
 	if (optind < argc) {
-		*ex = cli_usage("renew: unexpected argument '%s'", argv[optind]);
+		*ex =
+		    cli_usage("renew: unexpected argument '%s'", argv[optind]);
 		return -1;
 	}
 	return 0;
@@ -347,8 +359,10 @@ renew_open(struct cf_cli *cli, struct renew *r, cf_err_t *err)
 	    (ex = session_check_names(s, r->o.exclude, "--exclude")) != 0)
 		return ex;
 	if (s->pb->acme.directory == NULL)
-		return cf_err_set(err, CF_ERR_CONFIG, "%s: acme.directory: renew "
-		                  "needs an ACME directory URL", s->pb->path);
+		return cf_err_set(err, CF_ERR_CONFIG,
+		                  "%s: acme.directory: renew "
+		                  "needs an ACME directory URL",
+		                  s->pb->path);
 	if (playbook_load_secrets(s->pb, err) < 0 ||
 	    renew_load_current(s, &r->cur, &r->ci, &r->version, &r->found,
 	                       &r->force, err) < 0 ||
@@ -356,8 +370,10 @@ renew_open(struct cf_cli *cli, struct renew *r, cf_err_t *err)
 		return -1;
 	r->acct = store_account_key_path(s->st, s->pb->acme.directory);
 	if (r->acct == NULL)
-		return cf_err_set(err, CF_ERR_IO, "cannot create the account key "
-		                  "directory under %s", store_root(s->st));
+		return cf_err_set(err, CF_ERR_IO,
+		                  "cannot create the account key "
+		                  "directory under %s",
+		                  store_root(s->st));
 	acme_params(s, r->acct, &r->p);
 	if (r->found && r->ci.aki != NULL && r->ci.serial != NULL)
 		r->ari_id = acme_ari_cert_id(r->ci.aki, r->ci.aki_len,
@@ -391,8 +407,10 @@ renew_certificate(struct renew *r, cf_err_t *err)
 			return -1;
 	} else if (r->dry) {
 		r->rr.action = "dry-run";
-		fprintf(stderr, "certfleet: renew: due: %s (dry run: not "
-		        "ordering)\n", r->why);
+		fprintf(stderr,
+		        "certfleet: renew: due: %s (dry run: not "
+		        "ordering)\n",
+		        r->why);
 	} else {
 		got = renew_obtain(r, err);
 		if (got < 0) {
@@ -432,7 +450,8 @@ renew_end_without_rollout(struct renew *r, const struct cf_rollout_result *res,
 	if (!r->dry)
 		session_finish(&r->s, "renew", ex, ci);
 	if (r->s.cli->json)
-		report_renew_json(stdout, ex, r->version, ci, NULL, NULL, &r->rr);
+		report_renew_json(stdout, ex, r->version, ci, NULL, NULL,
+		                  &r->rr);
 	return ex;
 }
 
@@ -454,13 +473,14 @@ renew_deploy(struct renew *r, int *ex, struct cf_rollout_result *res,
 	 * a new certificate can go out (renew_load_current) */
 	if (r->no_deploy || (!r->found && !r->dry) ||
 	    (r->found && r->cur.privkey == NULL)) {
-		*ex = renew_end_without_rollout(
-		    r, res,
-		    r->ca_failed || !r->found ||
-		            (r->cur.privkey == NULL && !r->dry)
-		        ? CF_EXIT_FAILED
-		        : CF_EXIT_OK,
-		    r->found ? &r->ci : NULL);
+		*ex =
+		    renew_end_without_rollout(r, res,
+		                              r->ca_failed || !r->found ||
+		                                      (r->cur.privkey == NULL &&
+		                                       !r->dry)
+		                                  ? CF_EXIT_FAILED
+		                                  : CF_EXIT_OK,
+		                              r->found ? &r->ci : NULL);
 		return 0;
 	}
 	if (!r->nodes_ok || r->s.ssh == NULL) {
@@ -541,9 +561,9 @@ out_nosess:
 
 struct revoke_ctx {
 	struct cf_session *s;
-	const char *id;             /* the revoked version */
-	struct cf_revocation rev;   /* its keyCompromise record */
-	char **wiped;               /* versions whose key was wiped now */
+	const char *id;           /* the revoked version */
+	struct cf_revocation rev; /* its keyCompromise record */
+	char **wiped;             /* versions whose key was wiped now */
 	struct cf_keyclean_result kc;
 	bool kc_ran;
 };
@@ -562,10 +582,10 @@ revoke_pending(const struct revoke_ctx *rc)
 	for (i = 0; i < pb->n_nodes; i++) {
 		/* a node serving the key keeps a backup of it once a new
 		 * certificate is deployed: it needs another look then */
-		if (rc->kc_ran && (rc->kc.no_key_files ||
-		                   (rc->kc.nodes[i].attempted &&
-		                    rc->kc.nodes[i].ok &&
-		                    !rc->kc.nodes[i].live_compromised)))
+		if (rc->kc_ran &&
+		    (rc->kc.no_key_files ||
+		     (rc->kc.nodes[i].attempted && rc->kc.nodes[i].ok &&
+		      !rc->kc.nodes[i].live_compromised)))
 			continue;
 		if ((v[k++] = strdup(pb->nodes[i].name)) == NULL) {
 			cf_strv_free(v);
@@ -588,7 +608,7 @@ revoke_report_nodes(const struct revoke_ctx *rc)
 
 	if (kc->no_key_files) {
 		fprintf(stderr, "certfleet: revoke: deploy.files has no key "
-		        "file: nothing to clean on nodes\n");
+		                "file: nothing to clean on nodes\n");
 		return CF_EXIT_OK;
 	}
 	for (i = 0; i < kc->n; i++) {
@@ -598,9 +618,11 @@ revoke_report_nodes(const struct revoke_ctx *rc)
 		if (!kn->attempted)
 			continue;
 		if (!kn->ok) {
-			fprintf(stderr, "certfleet: %-16s %-15s NOT CLEANED %s: "
-			        "%s\n", n->name, n->host,
-			        cf_err_reason(kn->err.code), kn->err.msg);
+			fprintf(stderr,
+			        "certfleet: %-16s %-15s NOT CLEANED %s: "
+			        "%s\n",
+			        n->name, n->host, cf_err_reason(kn->err.code),
+			        kn->err.msg);
 			(void)cf_buf_printf(&failed, "%s%s (%s)",
 			                    failed.len ? ", " : "", n->name,
 			                    cf_err_reason(kn->err.code));
@@ -608,23 +630,29 @@ revoke_report_nodes(const struct revoke_ctx *rc)
 			fprintf(stderr, "certfleet: %-16s %-15s removed %s\n",
 			        n->name, n->host, kn->removed_files);
 		} else {
-			fprintf(stderr, "certfleet: %-16s %-15s clean: no backup "
-			        "of the key%s\n", n->name, n->host,
+			fprintf(stderr,
+			        "certfleet: %-16s %-15s clean: no backup "
+			        "of the key%s\n",
+			        n->name, n->host,
 			        kn->kept_other ? " (a backup of another key is "
-			                         "kept)" : "");
+			                         "kept)"
+			                       : "");
 		}
 		if (kn->live_compromised)
-			fprintf(stderr, "certfleet: %-16s %-15s still serves the "
+			fprintf(stderr,
+			        "certfleet: %-16s %-15s still serves the "
 			        "compromised key (%s): deploy a new "
-			        "certificate, then re-run this revoke to remove "
-			        "the backup that deploy keeps of it\n", n->name,
-			        n->host, kn->live_files);
+			        "certificate, then re-run this revoke to "
+			        "remove "
+			        "the backup that deploy keeps of it\n",
+			        n->name, n->host, kn->live_files);
 	}
 	ex = kc->n_failed > 0 ? CF_EXIT_PARTIAL : CF_EXIT_OK;
-	fprintf(stderr, "certfleet: revoke: key backups removed on %u nodes, "
-	        "%u had none, %u not cleaned%s%s%s (exit %d)\n", kc->n_cleaned,
-	        kc->n_clean, kc->n_failed, failed.len ? ": " : "",
-	        failed.len ? failed.data : "",
+	fprintf(stderr,
+	        "certfleet: revoke: key backups removed on %u nodes, "
+	        "%u had none, %u not cleaned%s%s%s (exit %d)\n",
+	        kc->n_cleaned, kc->n_clean, kc->n_failed,
+	        failed.len ? ": " : "", failed.len ? failed.data : "",
 	        failed.len ? "; re-run the same revoke once they are "
 	                     "reachable or fixed (the CA is not asked "
 	                     "again)"
@@ -655,15 +683,18 @@ revoke_cleanup(struct revoke_ctx *rc, cf_err_t *err)
 	    store_save_revocation(s->st, rc->id, &rc->rev, err) < 0)
 		goto fail;
 	if (rc->rev.key_sha256[0] != '\0') {
-		if (store_wipe_key(s->st, rc->rev.key_sha256, &rc->wiped,
-		                   err) < 0)
+		if (store_wipe_key(s->st, rc->rev.key_sha256, &rc->wiped, err) <
+		    0)
 			goto fail;
 		for (char **w = rc->wiped; w != NULL && *w != NULL; w++)
-			fprintf(stderr, "certfleet: revoke: key of version %s "
-			        "wiped from the store\n", *w);
+			fprintf(stderr,
+			        "certfleet: revoke: key of version %s "
+			        "wiped from the store\n",
+			        *w);
 	}
 	if (rc->rev.key_sha256[0] == '\0') {
-		fprintf(stderr, "certfleet: revoke: the store no longer held "
+		fprintf(stderr,
+		        "certfleet: revoke: the store no longer held "
 		        "the key of %s (older than store.keep_versions): its "
 		        "backups on nodes cannot be recognized, none removed\n",
 		        rc->id);
@@ -674,7 +705,7 @@ revoke_cleanup(struct revoke_ctx *rc, cf_err_t *err)
 	                &e) < 0) {
 		*err = e;
 		cf_err_prefix(err, "revoked, key wiped from the store, but no "
-		              "node cleaned: ");
+		                   "node cleaned: ");
 		goto fail;
 	}
 	if (keyclean_run(s->pb, s->ssh, NULL, rc->rev.key_sha256,
@@ -698,9 +729,13 @@ out:
 	return ex;
 }
 
-static const struct { const char *name; int code; } revoke_reasons[] = {
-    {"unspecified", 0}, {"keyCompromise", 1}, {"superseded", 4},
-    {"cessationOfOperation", 5}};
+static const struct {
+	const char *name;
+	int code;
+} revoke_reasons[] = {{"unspecified", 0},
+                      {"keyCompromise", 1},
+                      {"superseded", 4},
+                      {"cessationOfOperation", 5}};
 
 /* --reason's code, by name or number; -1 when it is neither. */
 static int
@@ -722,17 +757,19 @@ revoke_reason(const char *arg)
 /* revoke's options: -1 to go on, or the exit code to return (help, usage
  * error). */
 static int
-revoke_parse(struct cf_cli *cli, int argc, char **argv, bool *dry,
-             char **want, int *reason)
+revoke_parse(struct cf_cli *cli, int argc, char **argv, bool *dry, char **want,
+             int *reason)
 {
-	static const struct option longopts[] = {
-	    {"reason", required_argument, NULL, 'r'},
-	    {"version", required_argument, NULL, 'V'},
-	    {"dry-run", no_argument, NULL, 'n'},
-	    {NULL, 0, NULL, 0}};
-	struct cli_cmd cmd = {"revoke", "usage: certfleet [global options] -p "
-	    "PLAYBOOK revoke [--version ID] [--reason CODE] [--dry-run]\n",
-	    false, false, longopts};
+	static const struct option longopts[] =
+	    {{"reason", required_argument, NULL, 'r'},
+	     {"version", required_argument, NULL, 'V'},
+	     {"dry-run", no_argument, NULL, 'n'},
+	     {NULL, 0, NULL, 0}};
+	struct cli_cmd cmd =
+	    {"revoke",
+	     "usage: certfleet [global options] -p "
+	     "PLAYBOOK revoke [--version ID] [--reason CODE] [--dry-run]\n",
+	     false, false, longopts};
 	int c, ex;
 
 	optind = 0; /* full reinit of GNU getopt */
@@ -745,9 +782,10 @@ revoke_parse(struct cf_cli *cli, int argc, char **argv, bool *dry,
 		} else if (c == 'r') {
 			*reason = revoke_reason(optarg);
 			if (*reason < 0)
-				return cli_usage("--reason: unspecified, "
-				                 "keyCompromise, superseded, "
-				                 "cessationOfOperation (or 0,1,4,5)");
+				return cli_usage(
+				    "--reason: unspecified, "
+				    "keyCompromise, superseded, "
+				    "cessationOfOperation (or 0,1,4,5)");
 		} else {
 			return ex; /* help, or usage error */
 		}
@@ -804,9 +842,10 @@ revoke_at_ca(struct revoke_ctx *rc, const struct cf_acme_params *p,
 
 	if (rr->reason_code == 1 && rc->rev.revoked_at != 0) {
 		cf_fmt_time(rc->rev.revoked_at, when, sizeof(when));
-		fprintf(stderr, "certfleet: %s was revoked (keyCompromise) on "
-		        "%s: not asking the CA again, cleaning up\n", rc->id,
-		        when);
+		fprintf(stderr,
+		        "certfleet: %s was revoked (keyCompromise) on "
+		        "%s: not asking the CA again, cleaning up\n",
+		        rc->id, when);
 		rr->ca = "already-revoked";
 		return 0;
 	}
@@ -814,13 +853,15 @@ revoke_at_ca(struct revoke_ctx *rc, const struct cf_acme_params *p,
 		return -1;
 	rr->ca = "revoked";
 	if (rr->current)
-		fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); run "
-		        "`renew --force` to replace it\n", rc->id,
-		        ci->sha256_hex);
+		fprintf(stderr,
+		        "certfleet: revoked %s (sha256 %.16s…); run "
+		        "`renew --force` to replace it\n",
+		        rc->id, ci->sha256_hex);
 	else
-		fprintf(stderr, "certfleet: revoked %s (sha256 %.16s…); the "
-		        "current certificate %s is not affected\n", rc->id,
-		        ci->sha256_hex, cur ? cur : "(none)");
+		fprintf(stderr,
+		        "certfleet: revoked %s (sha256 %.16s…); the "
+		        "current certificate %s is not affected\n",
+		        rc->id, ci->sha256_hex, cur ? cur : "(none)");
 	return 0;
 }
 
@@ -858,25 +899,32 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 		if (revoke_reasons[i].code == reason)
 			rr.reason = revoke_reasons[i].name;
 	if (s.pb->acme.directory == NULL) {
-		cf_err_set(&err, CF_ERR_CONFIG, "%s: acme.directory: revoke needs "
-		           "an ACME directory URL", s.pb->path);
+		cf_err_set(&err, CF_ERR_CONFIG,
+		           "%s: acme.directory: revoke needs "
+		           "an ACME directory URL",
+		           s.pb->path);
 		goto fail;
 	}
 	if (revoke_select(&rc, want, &cur, &ci, &cert, &rr, &err) < 0)
 		goto fail;
 	acct = store_account_key_path(s.st, s.pb->acme.directory);
 	if (acct == NULL) {
-		cf_err_set(&err, CF_ERR_IO, "cannot create the account key dir");
+		cf_err_set(&err, CF_ERR_IO,
+		           "cannot create the account key dir");
 		goto fail;
 	}
 	acme_params(&s, acct, &p);
 	if (dry) {
-		fprintf(stderr, "certfleet: dry run: would revoke %s (sha256 "
-		        "%.16s…) reason %d\n", rc.id, ci.sha256_hex, reason);
+		fprintf(stderr,
+		        "certfleet: dry run: would revoke %s (sha256 "
+		        "%.16s…) reason %d\n",
+		        rc.id, ci.sha256_hex, reason);
 		if (reason == 1)
-			fprintf(stderr, "certfleet: dry run: would wipe its key "
+			fprintf(stderr,
+			        "certfleet: dry run: would wipe its key "
 			        "from the store and remove the backups holding "
-			        "it from %zu nodes\n", s.pb->n_nodes);
+			        "it from %zu nodes\n",
+			        s.pb->n_nodes);
 		rr.ca = "dry-run";
 		ex = 0;
 		goto out;
@@ -893,9 +941,12 @@ cli_revoke(struct cf_cli *cli, int argc, char **argv)
 		if (ex < 0)
 			goto fail;
 		if (rr.current)
-			fprintf(stderr, "certfleet: the fleet still serves the "
-			        "revoked certificate %s: run `renew --force` to "
-			        "replace it\n", rc.id);
+			fprintf(stderr,
+			        "certfleet: the fleet still serves the "
+			        "revoked certificate %s: run `renew --force` "
+			        "to "
+			        "replace it\n",
+			        rc.id);
 	}
 	goto out;
 fail:

@@ -59,8 +59,10 @@ cli_status(struct cf_cli *cli, int argc, char **argv)
 	bool found = false;
 	int ex, i;
 
-	struct cli_cmd cmd = {"status", "usage: certfleet [global options] -p "
-	    "PLAYBOOK status\n", false, false, NULL};
+	struct cli_cmd cmd = {"status",
+	                      "usage: certfleet [global options] -p "
+	                      "PLAYBOOK status\n",
+	                      false, false, NULL};
 
 	optind = 0; /* full reinit of GNU getopt */
 	if ((i = cli_getopt(cli, &cmd, argc, argv, &ex)) != -1)
@@ -158,8 +160,8 @@ quarantine_edit(struct cf_cli *cli, const char *sub, const char *node,
 	cf_err_t err = {0};
 	int ex;
 
-	ex = session_open(cli, "quarantine", CF_SESS_NODES |
-	                  (dry ? 0 : CF_SESS_LOCK), &s);
+	ex = session_open(cli, "quarantine",
+	                  CF_SESS_NODES | (dry ? 0 : CF_SESS_LOCK), &s);
 	if (ex != 0)
 		return ex;
 	if (playbook_node(s.pb, node) == NULL) {
@@ -178,8 +180,10 @@ quarantine_edit(struct cf_cli *cli, const char *sub, const char *node,
 		fleet_pin(st, reason, cf_wall_now());
 	} else if (!fleet_release(st)) {
 		/* nothing to release: say so once, change nothing */
-		fprintf(stderr, "certfleet: %s is not quarantined; nothing to "
-		        "release\n", node);
+		fprintf(stderr,
+		        "certfleet: %s is not quarantined; nothing to "
+		        "release\n",
+		        node);
 		ex = 0;
 		goto out;
 	}
@@ -204,18 +208,22 @@ out:
 int
 cli_quarantine(struct cf_cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"reason", required_argument, NULL, 'r'},
-	    {"dry-run", no_argument, NULL, 'n'},
-	    {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"reason", required_argument,
+	                                          NULL, 'r'},
+	                                         {"dry-run", no_argument, NULL,
+	                                          'n'},
+	                                         {NULL, 0, NULL, 0}};
 	const char *sub, *node = NULL, *reason = NULL;
 	bool dry = false;
 	int c, ex;
 
 	/* no '+' (permute): options may follow the subcommand and node */
-	struct cli_cmd cmd = {"quarantine", "usage: certfleet [global options] "
-	    "-p PLAYBOOK quarantine list | add NODE --reason TEXT |\n"
-	    "       release NODE [--dry-run]\n", true, false, longopts};
+	struct cli_cmd cmd =
+	    {"quarantine",
+	     "usage: certfleet [global options] "
+	     "-p PLAYBOOK quarantine list | add NODE --reason TEXT |\n"
+	     "       release NODE [--dry-run]\n",
+	     true, false, longopts};
 
 	/* optind = 0 fully reinitializes GNU getopt (main already used it) */
 	optind = 0;
@@ -256,8 +264,10 @@ cli_validate(struct cf_cli *cli, int argc, char **argv)
 	struct cf_playbook *pb = NULL;
 	cf_err_t err = {0};
 
-	struct cli_cmd cmd = {"validate", "usage: certfleet [global options] "
-	    "-p PLAYBOOK validate\n", false, false, NULL};
+	struct cli_cmd cmd = {"validate",
+	                      "usage: certfleet [global options] "
+	                      "-p PLAYBOOK validate\n",
+	                      false, false, NULL};
 	int c, ex;
 
 	optind = 0; /* full reinit of GNU getopt */
@@ -283,10 +293,11 @@ cli_validate(struct cf_cli *cli, int argc, char **argv)
 		report_validate_json(stdout, pb);
 	else if (!cli->quiet)
 		printf("%s: ok: certificate %s (%zu domain%s), %zu file%s, "
-		       "%zu node%s\n", cli->playbook, pb->cert.name,
-		       pb->cert.n_domains, cf_plural(pb->cert.n_domains),
-		       pb->deploy.n_files, cf_plural(pb->deploy.n_files),
-		       pb->n_nodes, cf_plural(pb->n_nodes));
+		       "%zu node%s\n",
+		       cli->playbook, pb->cert.name, pb->cert.n_domains,
+		       cf_plural(pb->cert.n_domains), pb->deploy.n_files,
+		       cf_plural(pb->deploy.n_files), pb->n_nodes,
+		       cf_plural(pb->n_nodes));
 	playbook_free(pb);
 	return 0;
 }

@@ -25,7 +25,7 @@
  * on ..."), so certificate messages get none; chain and key messages say
  * which input they concern. */
 #define PREFIX_CHAIN "chain: "
-#define PREFIX_KEY   "private key: "
+#define PREFIX_KEY "private key: "
 
 /* "label: " or the default into buf. */
 static const char *
@@ -214,7 +214,8 @@ collect_names(X509 *x, struct cf_certinfo *ci, cf_err_t *err)
 	}
 	if (gens == NULL) {
 		cf_err_set(err, CF_ERR_DATA, "certificate subjectAltName %s",
-		           crit == -2 ? "appears more than once" : "is malformed");
+		           crit == -2 ? "appears more than once"
+		                      : "is malformed");
 		goto out;
 	}
 	for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
@@ -232,7 +233,8 @@ collect_names(X509 *x, struct cf_certinfo *ci, cf_err_t *err)
 	rc = 0;
 	goto out;
 nomem:
-	cf_err_set(err, CF_ERR_NOMEM, "out of memory reading certificate names");
+	cf_err_set(err, CF_ERR_NOMEM,
+	           "out of memory reading certificate names");
 out:
 	GENERAL_NAMES_free(gens);
 	free(cn);
@@ -254,7 +256,8 @@ collect_serial(X509 *x, struct cf_certinfo *ci, cf_err_t *err)
 	n = ASN1_STRING_length(sn);
 	if (n > SERIAL_MAX_BYTES) {
 		cf_err_set(err, CF_ERR_DATA,
-		           "certificate serial number is too long (%d bytes)", n);
+		           "certificate serial number is too long (%d bytes)",
+		           n);
 		goto out;
 	}
 	if (n == 0)
@@ -264,7 +267,8 @@ collect_serial(X509 *x, struct cf_certinfo *ci, cf_err_t *err)
 
 	der_len = i2d_ASN1_INTEGER(sn, &der);
 	if (der_len <= 0) {
-		cf_err_set(err, CF_ERR_DATA, "certificate serial cannot be encoded");
+		cf_err_set(err, CF_ERR_DATA,
+		           "certificate serial cannot be encoded");
 		goto out;
 	}
 	p = der;
@@ -304,9 +308,11 @@ certinfo_from_x509(X509 *x, struct cf_certinfo *out, cf_err_t *err)
 	crypto_sha256(der, (size_t)der_len, ci.sha256);
 	cf_hex(ci.sha256, sizeof(ci.sha256), ci.sha256_hex);
 
-	if (crypto_asn1_time_epoch(X509_get0_notBefore(x), &ci.not_before) < 0 ||
+	if (crypto_asn1_time_epoch(X509_get0_notBefore(x), &ci.not_before) <
+	        0 ||
 	    crypto_asn1_time_epoch(X509_get0_notAfter(x), &ci.not_after) < 0) {
-		cf_err_set(err, CF_ERR_DATA, "certificate validity dates are malformed");
+		cf_err_set(err, CF_ERR_DATA,
+		           "certificate validity dates are malformed");
 		goto out;
 	}
 	ci.subject = name_oneline(X509_get_subject_name(x));
@@ -316,7 +322,8 @@ certinfo_from_x509(X509 *x, struct cf_certinfo *out, cf_err_t *err)
 		goto out;
 	}
 	if (name_cn(X509_get_issuer_name(x), &ci.issuer_cn) < 0) {
-		cf_err_set(err, CF_ERR_DATA, "certificate issuer CN is malformed");
+		cf_err_set(err, CF_ERR_DATA,
+		           "certificate issuer CN is malformed");
 		goto out;
 	}
 	if (collect_serial(x, &ci, err) < 0)
@@ -413,17 +420,20 @@ load_private_key(const char *pem, const char *pfx, EVP_PKEY **out,
 		goto out;
 	}
 	ERR_clear_error();
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase_cb, &wanted_pass);
+	pkey =
+	    PEM_read_bio_PrivateKey(bio, NULL, no_passphrase_cb, &wanted_pass);
 	if (pkey == NULL) {
 		if (wanted_pass || strstr(pem, "ENCRYPTED") != NULL) {
 			ERR_clear_error();
 			cf_err_set(err, CF_ERR_DATA,
-			           "%sencrypted private key (passphrase-protected "
-			           "keys are not supported)", pfx);
+			           "%sencrypted private key "
+			           "(passphrase-protected "
+			           "keys are not supported)",
+			           pfx);
 		} else {
 			cf_err_set(err, CF_ERR_DATA,
-			           "%sno usable PEM private key found (%s)", pfx,
-			           ossl_reason(why, sizeof(why)));
+			           "%sno usable PEM private key found (%s)",
+			           pfx, ossl_reason(why, sizeof(why)));
 		}
 		goto out;
 	}
@@ -451,8 +461,10 @@ key_to_pkcs8(EVP_PKEY *pkey, char **out, cf_err_t *err)
 		cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) != 1) {
-		cf_err_set(err, CF_ERR_INTERNAL, "cannot encode private key: %s",
+	if (PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) !=
+	    1) {
+		cf_err_set(err, CF_ERR_INTERNAL,
+		           "cannot encode private key: %s",
 		           ossl_reason(why, sizeof(why)));
 		goto out;
 	}
@@ -493,7 +505,8 @@ crypto_key_generate(cf_key_type_t type, char **pem_out, cf_err_t *err)
 		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)4096);
 		break;
 	default:
-		cf_err_set(err, CF_ERR_INTERNAL, "unknown key type %d", (int)type);
+		cf_err_set(err, CF_ERR_INTERNAL, "unknown key type %d",
+		           (int)type);
 		goto out;
 	}
 	if (pkey == NULL) {
@@ -535,7 +548,8 @@ crypto_csr_der(const char *key_pem, char *const *domains, size_t n,
 	}
 	for (i = 0; i < n; i++) {
 		if (domains[i] == NULL || domains[i][0] == '\0') {
-			cf_err_set(err, CF_ERR_DATA, "CSR domain %zu is empty", i);
+			cf_err_set(err, CF_ERR_DATA, "CSR domain %zu is empty",
+			           i);
 			goto out;
 		}
 	}
@@ -554,8 +568,8 @@ crypto_csr_der(const char *key_pem, char *const *domains, size_t n,
 	 * and the subject stays empty, which CAs accept (RFC 8555 7.4). */
 	if (strlen(domains[0]) <= 64 &&
 	    X509_NAME_add_entry_by_NID(subj, NID_commonName, MBSTRING_UTF8,
-	                               (const unsigned char *)domains[0], -1, -1,
-	                               0) != 1)
+	                               (const unsigned char *)domains[0], -1,
+	                               -1, 0) != 1)
 		goto ossl_fail;
 	if (X509_REQ_set_subject_name(req, subj) != 1)
 		goto ossl_fail;
@@ -703,27 +717,34 @@ collect_certs(const char *text, const char *pfx, struct x509_list *l,
 				ERR_clear_error();
 				break;
 			}
-			cf_err_set(err, CF_ERR_DATA, "%snot PEM: block %d is "
-			           "malformed (%s)", pfx, block,
-			           ossl_reason(why, sizeof(why)));
+			cf_err_set(err, CF_ERR_DATA,
+			           "%snot PEM: block %d is "
+			           "malformed (%s)",
+			           pfx, block, ossl_reason(why, sizeof(why)));
 			goto out;
 		}
 		if (strcmp(name, PEM_STRING_X509) != 0 &&
 		    strcmp(name, PEM_STRING_X509_OLD) != 0) {
-			cf_err_set(err, CF_ERR_DATA, "%sblock %d is a %.40s, "
-			           "expected a CERTIFICATE", pfx, block, name);
+			cf_err_set(err, CF_ERR_DATA,
+			           "%sblock %d is a %.40s, "
+			           "expected a CERTIFICATE",
+			           pfx, block, name);
 			goto out;
 		}
 		if (header[0] != '\0') {
-			cf_err_set(err, CF_ERR_DATA, "%scertificate block %d has "
-			           "PEM headers", pfx, block);
+			cf_err_set(err, CF_ERR_DATA,
+			           "%scertificate block %d has "
+			           "PEM headers",
+			           pfx, block);
 			goto out;
 		}
 		p = data;
 		x = d2i_X509(NULL, &p, dlen);
 		if (x == NULL || p != data + dlen) {
-			cf_err_set(err, CF_ERR_DATA, "%scertificate block %d does "
-			           "not parse (%s)", pfx, block,
+			cf_err_set(err, CF_ERR_DATA,
+			           "%scertificate block %d does "
+			           "not parse (%s)",
+			           pfx, block,
 			           x == NULL ? ossl_reason(why, sizeof(why))
 			                     : "trailing bytes");
 			goto out;
@@ -817,9 +838,10 @@ check_coverage(const struct cf_certinfo *ci, char *const *domains,
 		names[0] = '\0';
 		off = 0;
 		for (j = 0; j < ci->n_names && off < sizeof(names); j++)
-			off += (size_t)snprintf(names + off, sizeof(names) - off,
-			                        "%s%s", j > 0 ? ", " : "",
-			                        ci->names[j]);
+			off +=
+			    (size_t)snprintf(names + off, sizeof(names) - off,
+			                     "%s%s", j > 0 ? ", " : "",
+			                     ci->names[j]);
 		if (off >= sizeof(names))
 			memcpy(names + sizeof(names) - 4, "...", 4);
 		return cf_err_set(err, CF_ERR_DATA,
@@ -869,7 +891,8 @@ crypto_bundle_from_pem_labeled(const char *cert_pem, const char *chain_pem,
 	               sizeof(bkey));
 
 	if (cert_pem == NULL || key_pem == NULL) {
-		cf_err_set(err, CF_ERR_INTERNAL, "bundle needs a certificate and a key");
+		cf_err_set(err, CF_ERR_INTERNAL,
+		           "bundle needs a certificate and a key");
 		goto out;
 	}
 	if (collect_certs(cert_pem, pc, &certs, err) < 0)
@@ -886,8 +909,8 @@ crypto_bundle_from_pem_labeled(const char *cert_pem, const char *chain_pem,
 		 * issued); a non-empty one without certificates is a mistake. */
 		if (certs.n == n_leaf_input && !only_space(chain_pem) &&
 		    strstr(chain_pem, "-----BEGIN") == NULL) {
-			cf_err_set(err, CF_ERR_DATA, "%sno PEM certificate found",
-			           pch);
+			cf_err_set(err, CF_ERR_DATA,
+			           "%sno PEM certificate found", pch);
 			goto out;
 		}
 	}
@@ -901,13 +924,17 @@ crypto_bundle_from_pem_labeled(const char *cert_pem, const char *chain_pem,
 		goto out;
 	if (EVP_PKEY_eq(pkey, X509_get0_pubkey(certs.v[0])) != 1) {
 		ERR_clear_error();
-		if (labels != NULL && labels->key != NULL && labels->cert != NULL)
-			cf_err_set(err, CF_ERR_DATA, "%s: private key does not match "
-			           "the certificate in %s (%s)", labels->key,
-			           labels->cert, ci.subject);
+		if (labels != NULL && labels->key != NULL &&
+		    labels->cert != NULL)
+			cf_err_set(err, CF_ERR_DATA,
+			           "%s: private key does not match "
+			           "the certificate in %s (%s)",
+			           labels->key, labels->cert, ci.subject);
 		else
-			cf_err_set(err, CF_ERR_DATA, "private key does not match "
-			           "the certificate (%s)", ci.subject);
+			cf_err_set(err, CF_ERR_DATA,
+			           "private key does not match "
+			           "the certificate (%s)",
+			           ci.subject);
 		goto out;
 	}
 
@@ -919,8 +946,8 @@ crypto_bundle_from_pem_labeled(const char *cert_pem, const char *chain_pem,
 	}
 	if (now < ci.not_before) {
 		cf_fmt_time(ci.not_before, when, sizeof(when));
-		cf_err_set(err, CF_ERR_DATA, "%scertificate is not valid before %s",
-		           pc, when);
+		cf_err_set(err, CF_ERR_DATA,
+		           "%scertificate is not valid before %s", pc, when);
 		goto out;
 	}
 	if (check_coverage(&ci, domains, n_domains, pc, err) < 0)
@@ -949,7 +976,8 @@ crypto_bundle_from_pem_labeled(const char *cert_pem, const char *chain_pem,
 	rc = 0;
 	goto out;
 nomem:
-	cf_err_set(err, CF_ERR_NOMEM, "out of memory building certificate bundle");
+	cf_err_set(err, CF_ERR_NOMEM,
+	           "out of memory building certificate bundle");
 out:
 	crypto_bundle_free(&b);
 	crypto_certinfo_free(&ci);

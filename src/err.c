@@ -60,8 +60,8 @@ cf_sanitize(const char *in, char *out, size_t outlen)
 			p++;
 		} else if (n == 1) {
 			out[o++] = *p == '\t' || *p == '\n' || *p == '\r' ? ' '
-			           : *p < 0x20 || *p == 0x7f           ? '?'
-			                                               : (char)*p;
+			           : *p < 0x20 || *p == 0x7f              ? '?'
+			                                     : (char)*p;
 			p++;
 		} else {
 			if (o + n >= outlen)
@@ -116,26 +116,26 @@ const char *
 cf_err_reason(cf_code_t code)
 {
 	switch (code) {
-	case CF_ERR_TIMEOUT:         return "timeout";
-	case CF_ERR_REFUSED:         return "refused";
-	case CF_ERR_UNREACHABLE:     return "unreachable";
-	case CF_ERR_SSH:             return "ssh";
+	case CF_ERR_TIMEOUT: return "timeout";
+	case CF_ERR_REFUSED: return "refused";
+	case CF_ERR_UNREACHABLE: return "unreachable";
+	case CF_ERR_SSH: return "ssh";
 	case CF_ERR_HOSTKEY_UNKNOWN: return "hostkey-unknown";
 	case CF_ERR_HOSTKEY_CHANGED: return "hostkey-changed";
-	case CF_ERR_AUTH:            return "auth";
-	case CF_ERR_WRITE:           return "write";
-	case CF_ERR_UNSAFE_PATH:     return "unsafe-path";
-	case CF_ERR_CHECK:           return "check-failed";
-	case CF_ERR_RELOAD:          return "reload-failed";
-	case CF_ERR_VERIFY:          return "verify-failed";
-	case CF_ERR_VERIFY_CHAIN:    return "verify-chain";
-	case CF_ERR_VERIFY_TRUST:    return "verify-trust";
-	case CF_ERR_VERIFY_NAME:     return "verify-name";
+	case CF_ERR_AUTH: return "auth";
+	case CF_ERR_WRITE: return "write";
+	case CF_ERR_UNSAFE_PATH: return "unsafe-path";
+	case CF_ERR_CHECK: return "check-failed";
+	case CF_ERR_RELOAD: return "reload-failed";
+	case CF_ERR_VERIFY: return "verify-failed";
+	case CF_ERR_VERIFY_CHAIN: return "verify-chain";
+	case CF_ERR_VERIFY_TRUST: return "verify-trust";
+	case CF_ERR_VERIFY_NAME: return "verify-name";
 	case CF_ERR_VERIFY_ENDPOINT: return "verify-endpoint";
-	case CF_ERR_TLS:             return "tls";
-	case CF_ERR_ACME:            return "acme";
-	case CF_ERR_HOOK:            return "hook";
-	default:                     return "error";
+	case CF_ERR_TLS: return "tls";
+	case CF_ERR_ACME: return "acme";
+	case CF_ERR_HOOK: return "hook";
+	default: return "error";
 	}
 }
 
@@ -151,10 +151,10 @@ int
 cf_err_exit_code(cf_code_t code)
 {
 	switch (code) {
-	case CF_ERR_USAGE:  return EX_USAGE;
-	case CF_ERR_DATA:   return EX_DATAERR;
+	case CF_ERR_USAGE: return EX_USAGE;
+	case CF_ERR_DATA: return EX_DATAERR;
 	case CF_ERR_LOCKED: return EX_TEMPFAIL;
 	case CF_ERR_CONFIG: return EX_CONFIG;
-	default:            return 1;
+	default: return 1;
 	}
 }

@@ -45,8 +45,8 @@ fleet_observe(struct cf_node_state *st, const char *sha256_hex,
 }
 
 int
-fleet_observe_result(struct cf_node_states *ns,
-                     const struct cf_node_result *r, int64_t now)
+fleet_observe_result(struct cf_node_states *ns, const struct cf_node_result *r,
+                     int64_t now)
 {
 	struct cf_node_state *st;
 
@@ -60,8 +60,8 @@ fleet_observe_result(struct cf_node_states *ns,
 }
 
 bool
-fleet_failed(struct cf_node_state *st, const char *reason,
-             const char *detail, int64_t now)
+fleet_failed(struct cf_node_state *st, const char *reason, const char *detail,
+             int64_t now)
 {
 	/* alert on the first failed attempt, and again when the cause
 	 * changes; not on every retry of the same cause */

@@ -18,8 +18,8 @@ gate_init(struct gate_state *g, size_t n_queue, size_t n_fresh,
 		return -1;
 	g->n_queue = n_queue;
 	g->n_fresh = n_fresh;
-	g->canary_target = canary_target > n_queue ? (unsigned)n_queue
-	                                           : canary_target;
+	g->canary_target =
+	    canary_target > n_queue ? (unsigned)n_queue : canary_target;
 	g->canary_failures = canary_failures;
 	g->max_failures = max_failures;
 	return 0;
@@ -134,8 +134,8 @@ canary_failed(struct gate_state *g, cf_code_t code, const char *name)
 }
 
 void
-gate_node_left(struct gate_state *g, enum gate how, bool failed,
-               cf_code_t code, const char *name)
+gate_node_left(struct gate_state *g, enum gate how, bool failed, cf_code_t code,
+               const char *name)
 {
 	bool recipe = failed && is_recipe_failure(code);
 

@@ -23,8 +23,8 @@
 /* One command, one connection: HAProxy answers and closes.  *answer is
  * what it said (caller frees). */
 static int
-api_call(cf_ssh_t *s, unsigned port, const char *cmd, size_t len,
-         char **answer, cf_err_t *err)
+api_call(cf_ssh_t *s, unsigned port, const char *cmd, size_t len, char **answer,
+         cf_err_t *err)
 {
 	cf_ssh_tcpip_t *c = NULL;
 	int rc = -1;
@@ -157,8 +157,10 @@ api_confirm(cf_ssh_t *s, unsigned port, const char *path,
 	norm_serial(serial_hex, want, sizeof(want));
 	if (strcmp(got, want) != 0) {
 		cf_err_set(err, CF_ERR_RELOAD,
-		           "haproxy runtime API: after the commit %s has serial "
-		           "%s, not the new certificate's %s", path, got, want);
+		           "haproxy runtime API: after the commit %s has "
+		           "serial "
+		           "%s, not the new certificate's %s",
+		           path, got, want);
 		goto out;
 	}
 	rc = 0;
@@ -201,7 +203,8 @@ haproxy_cert_update(cf_ssh_t *s, unsigned port, const char *path,
 		goto out;
 	}
 	sent = false; /* committed: no transaction left to abort */
-	if (serial_hex != NULL && api_confirm(s, port, path, serial_hex, err) < 0)
+	if (serial_hex != NULL &&
+	    api_confirm(s, port, path, serial_hex, err) < 0)
 		goto out;
 	rc = 0;
 out:

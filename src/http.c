@@ -145,7 +145,8 @@ parse_link_header(struct http_xfer *x, const char *v)
 			while (*p && *p != '=' && *p != ';' && *p != ',')
 				p++;
 			name_len = (size_t)(p - name);
-			while (name_len > 0 && isspace((unsigned char)name[name_len - 1]))
+			while (name_len > 0 &&
+			       isspace((unsigned char)name[name_len - 1]))
 				name_len--;
 			if (*p != '=')
 				continue;
@@ -164,7 +165,8 @@ parse_link_header(struct http_xfer *x, const char *v)
 				while (*p && *p != ';' && *p != ',')
 					p++;
 				val_end = p;
-				while (val_end > val && isspace((unsigned char)val_end[-1]))
+				while (val_end > val &&
+				       isspace((unsigned char)val_end[-1]))
 					val_end--;
 			}
 			if (name_len == 3 && strncasecmp(name, "rel", 3) == 0) {
@@ -207,7 +209,8 @@ http_header_cb(char *p, size_t size, size_t nmemb, void *arg)
 	if (!val)
 		return 0;
 
-#define HDR_IS(s) (name_len == sizeof(s) - 1 && strncasecmp(p, s, name_len) == 0)
+#define HDR_IS(s)                                                              \
+	(name_len == sizeof(s) - 1 && strncasecmp(p, s, name_len) == 0)
 	if (HDR_IS("Location")) {
 		free(x->location);
 		x->location = val;
@@ -271,7 +274,8 @@ http_session_new(cf_http_session_t **out, cf_err_t *err)
 	s->h = curl_easy_init();
 	if (!s->h) {
 		free(s);
-		return cf_err_set(err, CF_ERR_INTERNAL, "curl_easy_init failed");
+		return cf_err_set(err, CF_ERR_INTERNAL,
+		                  "curl_easy_init failed");
 	}
 	*out = s;
 	return 0;
@@ -362,22 +366,16 @@ url_resolve(const char *base, const char *ref)
 }
 
 static int
-map_curl_error(CURLcode rc, const struct cf_http_req *req,
-               const char *errbuf, cf_err_t *err)
+map_curl_error(CURLcode rc, const struct cf_http_req *req, const char *errbuf,
+               cf_err_t *err)
 {
 	const char *why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
 	cf_code_t code;
 
 	switch (rc) {
-	case CURLE_OPERATION_TIMEDOUT:
-		code = CF_ERR_TIMEOUT;
-		break;
-	case CURLE_COULDNT_CONNECT:
-		code = CF_ERR_REFUSED;
-		break;
-	case CURLE_COULDNT_RESOLVE_HOST:
-		code = CF_ERR_UNREACHABLE;
-		break;
+	case CURLE_OPERATION_TIMEDOUT: code = CF_ERR_TIMEOUT; break;
+	case CURLE_COULDNT_CONNECT: code = CF_ERR_REFUSED; break;
+	case CURLE_COULDNT_RESOLVE_HOST: code = CF_ERR_UNREACHABLE; break;
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CACERT_BADFILE:
@@ -385,19 +383,15 @@ map_curl_error(CURLcode rc, const struct cf_http_req *req,
 	case CURLE_SSL_CIPHER:
 	case CURLE_SSL_ISSUER_ERROR:
 	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-	case CURLE_SSL_INVALIDCERTSTATUS:
-		code = CF_ERR_TLS;
-		break;
+	case CURLE_SSL_INVALIDCERTSTATUS: code = CF_ERR_TLS; break;
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		/* the URL itself was checked, so this was a redirect */
-		return cf_err_set(err, CF_ERR_CONFIG, "%s %s: redirected to a "
-		                  "non-https URL (refused)", req->method, req->url);
-	case CURLE_TOO_MANY_REDIRECTS:
-		code = CF_ERR_CONFIG;
-		break;
-	default:
-		code = CF_ERR_IO;
-		break;
+		return cf_err_set(err, CF_ERR_CONFIG,
+		                  "%s %s: redirected to a "
+		                  "non-https URL (refused)",
+		                  req->method, req->url);
+	case CURLE_TOO_MANY_REDIRECTS: code = CF_ERR_CONFIG; break;
+	default: code = CF_ERR_IO; break;
 	}
 	return cf_err_set(err, code, "%s %s: %s", req->method, req->url, why);
 }
@@ -410,11 +404,15 @@ req_check(const struct cf_http_req *req, cf_err_t *err)
 	int64_t left;
 
 	if (!req->url || !req->method || req->deadline == 0)
-		return cf_err_set(err, CF_ERR_INTERNAL, "http request without "
+		return cf_err_set(err, CF_ERR_INTERNAL,
+		                  "http request without "
 		                  "url, method or deadline");
-	if (!url_is_https(req->url) && !(req->allow_http && url_is_http(req->url)))
-		return cf_err_set(err, CF_ERR_CONFIG, "%s: only https:// URLs "
-		                  "are allowed", req->url);
+	if (!url_is_https(req->url) &&
+	    !(req->allow_http && url_is_http(req->url)))
+		return cf_err_set(err, CF_ERR_CONFIG,
+		                  "%s: only https:// URLs "
+		                  "are allowed",
+		                  req->url);
 	left = cf_ms_left(req->deadline);
 	if (left <= 0)
 		return cf_err_set(err, CF_ERR_TIMEOUT, "%s %s: deadline passed",
@@ -452,7 +450,8 @@ req_setopts(CURL *h, const struct cf_http_req *req, struct http_xfer *x,
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(req->method, "POST") == 0) {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS,
+		                 req->body ? req->body : "");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
 		                 (curl_off_t)(req->body ? req->body_len : 0));
 	} else if (strcmp(req->method, "GET") == 0) {
@@ -462,7 +461,8 @@ req_setopts(CURL *h, const struct cf_http_req *req, struct http_xfer *x,
 	}
 	/* Redirects only for reads: a redirected JWS POST would carry the
 	 * wrong "url" and be refused anyway. */
-	if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0) {
+	if (strcmp(req->method, "GET") == 0 ||
+	    strcmp(req->method, "HEAD") == 0) {
 		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
 		curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
 	}
@@ -506,12 +506,14 @@ req_resolve(cf_http_session_t *s, const struct cf_http_req *req,
 	if (req->resolve_to) {
 		host_port = url_host_port(req->url);
 		if (!host_port) {
-			cf_err_set(err, CF_ERR_CONFIG, "%s: cannot parse URL", req->url);
+			cf_err_set(err, CF_ERR_CONFIG, "%s: cannot parse URL",
+			           req->url);
 			goto out;
 		}
 		/* IPv6 literals go in brackets in a CURLOPT_RESOLVE entry. */
-		if (cf_buf_printf(&line, strchr(req->resolve_to, ':') ? "%s:[%s]"
-		                                                       : "%s:%s",
+		if (cf_buf_printf(&line,
+		                  strchr(req->resolve_to, ':') ? "%s:[%s]"
+		                                               : "%s:%s",
 		                  host_port, req->resolve_to) < 0 ||
 		    slist_add(resolve, line.data, "") < 0 ||
 		    asprintf(&s->resolve_undo, "-%s", host_port) < 0) {
@@ -546,7 +548,8 @@ resp_links(struct http_xfer *x, const char *effective, char ***out,
 			*semi = '\0';
 			abs = url_resolve(effective, x->links[i]);
 			*semi = ';';
-			if (abs && cf_buf_printf(&line, "%s%s", abs, semi) == 0) {
+			if (abs &&
+			    cf_buf_printf(&line, "%s%s", abs, semi) == 0) {
 				free(x->links[i]);
 				x->links[i] = line.data;
 				line = (cf_buf_t){0};
@@ -592,8 +595,10 @@ http_session_request(cf_http_session_t *s, const struct cf_http_req *req,
 	rc = curl_easy_perform(h);
 	if (rc != CURLE_OK) {
 		if (x.too_big)
-			cf_err_set(err, CF_ERR_DATA, "%s %s: response body larger than "
-			           "%zu bytes", req->method, req->url, x.max_body);
+			cf_err_set(err, CF_ERR_DATA,
+			           "%s %s: response body larger than "
+			           "%zu bytes",
+			           req->method, req->url, x.max_body);
 		else
 			map_curl_error(rc, req, errbuf, err);
 		goto out;

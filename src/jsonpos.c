@@ -151,14 +151,18 @@ next_char(struct scan *s, unsigned char out[4])
 			s->p += 2;
 			lo = read_hex4(s);
 			if (lo >= 0xdc00 && lo <= 0xdfff)
-				return utf8_encode(
-				    0x10000 + (((unsigned long)cp - 0xd800) << 10) +
-				        ((unsigned long)lo - 0xdc00),
-				    out);
+				return utf8_encode(0x10000 +
+				                       (((unsigned long)cp -
+				                         0xd800)
+				                        << 10) +
+				                       ((unsigned long)lo -
+				                        0xdc00),
+				                   out);
 			*s = save;
 		}
 		if (cp >= 0xd800 && cp <= 0xdfff)
-			cp = 0xfffd; /* lone surrogate: jansson rejects it anyway */
+			cp =
+			    0xfffd; /* lone surrogate: jansson rejects it anyway */
 		return utf8_encode((unsigned long)cp, out);
 	}
 	default:
@@ -412,14 +416,14 @@ jsonpos_format_path(const struct jsonpos_elem *path, size_t n, char *buf,
 
 struct frame {
 	bool object;
-	bool want_key;     /* object: the next string is a key */
-	size_t index;      /* array: element being read */
-	const char *key;   /* object: opening quote of the current key */
+	bool want_key;   /* object: the next string is a key */
+	size_t index;    /* array: element being read */
+	const char *key; /* object: opening quote of the current key */
 };
 
 static void
-format_frames(const char *text, size_t len, const struct frame *f,
-              size_t n, char *buf, size_t buflen)
+format_frames(const char *text, size_t len, const struct frame *f, size_t n,
+              char *buf, size_t buflen)
 {
 	size_t pos = 0;
 
@@ -485,7 +489,8 @@ jsonpos_key_path_at(const char *text, size_t len, size_t offset, char *buf,
 		} else if (c == ':') {
 			s.p++;
 		} else if (c == '"') {
-			bool is_key = top != NULL && top->object && top->want_key;
+			bool is_key =
+			    top != NULL && top->object && top->want_key;
 			const char *start = s.p;
 
 			skip_string(&s);

@@ -27,8 +27,7 @@ struct jsonpos_elem {
  * (the opening brace of the object a missing key belongs in), or of the
  * value that was not the container the path expected. */
 unsigned jsonpos_line(const char *text, size_t len,
-                      const struct jsonpos_elem *path, size_t n,
-                      bool *found);
+                      const struct jsonpos_elem *path, size_t n, bool *found);
 
 /* True if objects/arrays nest deeper than max_depth (the top-level value
  * is depth 1); *line is where the first too-deep container opens.  Works
@@ -39,8 +38,8 @@ bool jsonpos_too_deep(const char *text, size_t len, unsigned max_depth,
 /* The key path ("ssh.port", "nodes[2].host") of the object key whose
  * closing quote ends just before byte `offset` — where jansson reports a
  * duplicate key.  Written to buf; false if no key ends there. */
-bool jsonpos_key_path_at(const char *text, size_t len, size_t offset,
-                         char *buf, size_t buflen);
+bool jsonpos_key_path_at(const char *text, size_t len, size_t offset, char *buf,
+                         size_t buflen);
 
 /* What people used to other config formats write and JSON lacks, judged
  * from the byte jansson stopped at (its error position counts the bytes
@@ -49,7 +48,7 @@ bool jsonpos_key_path_at(const char *text, size_t len, size_t offset,
 const char *jsonpos_syntax_hint(const char *text, size_t len, size_t offset);
 
 /* Render a path as "a.b[3].c" into buf (truncated with "..." if needed). */
-void jsonpos_format_path(const struct jsonpos_elem *path, size_t n,
-                         char *buf, size_t buflen);
+void jsonpos_format_path(const struct jsonpos_elem *path, size_t n, char *buf,
+                         size_t buflen);
 
 #endif

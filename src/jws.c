@@ -23,8 +23,8 @@
 
 struct cf_jws_key {
 	jose_cfg_t *cfg;
-	json_t *jwk;      /* private JWK: secret members wiped on free */
-	json_t *pub;      /* public members only, shares json strings with jwk */
+	json_t *jwk; /* private JWK: secret members wiped on free */
+	json_t *pub; /* public members only, shares json strings with jwk */
 	const char *alg;
 	char last_err[256]; /* filled by libjose's error callback */
 };
@@ -47,14 +47,15 @@ static void
 json_wipe_string(json_t *s)
 {
 	if (json_is_string(s))
-		OPENSSL_cleanse((char *)json_string_value(s), json_string_length(s));
+		OPENSSL_cleanse((char *)json_string_value(s),
+		                json_string_length(s));
 }
 
 static void
 jwk_wipe(json_t *jwk)
 {
-	static const char *const secret[] = {"d", "p", "q", "dp", "dq", "qi",
-	                                     "k"};
+	static const char *const secret[] = {"d",  "p",  "q", "dp",
+	                                     "dq", "qi", "k"};
 
 	if (!jwk)
 		return;
@@ -63,8 +64,7 @@ jwk_wipe(json_t *jwk)
 }
 
 static int
-jws_fail(struct cf_jws_key *k, cf_err_t *err, cf_code_t code,
-         const char *what)
+jws_fail(struct cf_jws_key *k, cf_err_t *err, cf_code_t code, const char *what)
 {
 	if (k && k->last_err[0])
 		return cf_err_set(err, code, "%s: %s", what, k->last_err);
@@ -85,8 +85,8 @@ jws_key_free(cf_jws_key_t *k)
 }
 
 int
-jws_key_load(const char *pem, size_t len, const char *what,
-             cf_jws_key_t **out, cf_err_t *err)
+jws_key_load(const char *pem, size_t len, const char *what, cf_jws_key_t **out,
+             cf_err_t *err)
 {
 	struct cf_jws_key *k = NULL;
 	EVP_PKEY *pkey = NULL;
@@ -117,34 +117,41 @@ jws_key_load(const char *pem, size_t len, const char *what,
 		size_t glen = 0;
 
 		if (!EVP_PKEY_get_group_name(pkey, grp, sizeof(grp), &glen)) {
-			cf_err_set(err, CF_ERR_DATA, "%s: EC key without a named curve",
-			           what);
+			cf_err_set(err, CF_ERR_DATA,
+			           "%s: EC key without a named curve", what);
 			goto out;
 		}
-		if (strcmp(grp, "prime256v1") == 0 || strcmp(grp, "P-256") == 0) {
+		if (strcmp(grp, "prime256v1") == 0 ||
+		    strcmp(grp, "P-256") == 0) {
 			k->alg = "ES256";
 		} else if (strcmp(grp, "secp384r1") == 0 ||
 		           strcmp(grp, "P-384") == 0) {
 			k->alg = "ES384";
 		} else {
 			cf_err_set(err, CF_ERR_DATA,
-			           "%s: EC curve %s not supported for ACME accounts "
-			           "(use P-256 or P-384)", what, grp);
+			           "%s: EC curve %s not supported for ACME "
+			           "accounts "
+			           "(use P-256 or P-384)",
+			           what, grp);
 			goto out;
 		}
 		break;
 	}
 	case EVP_PKEY_RSA:
 		if (EVP_PKEY_get_bits(pkey) < 2048) {
-			cf_err_set(err, CF_ERR_DATA, "%s: RSA key of %d bits is too "
-			           "small (need >= 2048)", what, EVP_PKEY_get_bits(pkey));
+			cf_err_set(err, CF_ERR_DATA,
+			           "%s: RSA key of %d bits is too "
+			           "small (need >= 2048)",
+			           what, EVP_PKEY_get_bits(pkey));
 			goto out;
 		}
 		k->alg = "RS256";
 		break;
 	default:
-		cf_err_set(err, CF_ERR_DATA, "%s: key type not supported for ACME "
-		           "accounts (use EC P-256, P-384 or RSA)", what);
+		cf_err_set(err, CF_ERR_DATA,
+		           "%s: key type not supported for ACME "
+		           "accounts (use EC P-256, P-384 or RSA)",
+		           what);
 		goto out;
 	}
 
@@ -156,16 +163,16 @@ jws_key_load(const char *pem, size_t len, const char *what,
 	/* Public JWK built from the public members only, so no copy of the
 	 * private scalar exists outside k->jwk. */
 	if (k->alg[0] == 'E')
-		k->pub = json_pack("{s:O,s:O,s:O,s:O}",
-		                   "crv", json_object_get(k->jwk, "crv"),
-		                   "kty", json_object_get(k->jwk, "kty"),
-		                   "x", json_object_get(k->jwk, "x"),
-		                   "y", json_object_get(k->jwk, "y"));
+		k->pub = json_pack("{s:O,s:O,s:O,s:O}", "crv",
+		                   json_object_get(k->jwk, "crv"), "kty",
+		                   json_object_get(k->jwk, "kty"), "x",
+		                   json_object_get(k->jwk, "x"), "y",
+		                   json_object_get(k->jwk, "y"));
 	else
-		k->pub = json_pack("{s:O,s:O,s:O}",
-		                   "e", json_object_get(k->jwk, "e"),
-		                   "kty", json_object_get(k->jwk, "kty"),
-		                   "n", json_object_get(k->jwk, "n"));
+		k->pub = json_pack("{s:O,s:O,s:O}", "e",
+		                   json_object_get(k->jwk, "e"), "kty",
+		                   json_object_get(k->jwk, "kty"), "n",
+		                   json_object_get(k->jwk, "n"));
 	if (!k->pub) {
 		cf_err_set(err, CF_ERR_DATA, "%s: incomplete public key", what);
 		goto out;
@@ -205,9 +212,8 @@ out:
 /* Sign `payload` (raw bytes, may be empty) under `protected_hdr` (stolen)
  * with jwk; returns compact JSON text of the flattened JWS. */
 static int
-jws_sign_raw(struct cf_jws_key *k, const json_t *jwk,
-             json_t *protected_hdr, const char *payload,
-             size_t payload_len, char **out, cf_err_t *err)
+jws_sign_raw(struct cf_jws_key *k, const json_t *jwk, json_t *protected_hdr,
+             const char *payload, size_t payload_len, char **out, cf_err_t *err)
 {
 	json_t *jws = NULL, *sig = NULL;
 	char *text = NULL;
@@ -255,16 +261,15 @@ jws_sign(const cf_jws_key_t *k, const char *kid, const char *nonce,
 		hdr = json_pack("{s:s,s:s,s:s,s:s}", "alg", k->alg, "kid", kid,
 		                "nonce", nonce, "url", url);
 	else
-		hdr = json_pack("{s:s,s:O,s:s,s:s}", "alg", k->alg, "jwk", k->pub,
-		                "nonce", nonce, "url", url);
+		hdr = json_pack("{s:s,s:O,s:s,s:s}", "alg", k->alg, "jwk",
+		                k->pub, "nonce", nonce, "url", url);
 	return jws_sign_raw(mk, k->jwk, hdr, payload ? payload : "",
 	                    payload ? strlen(payload) : 0, out, err);
 }
 
 int
 jws_eab(const cf_jws_key_t *account, const char *eab_kid,
-        const char *hmac_key_b64url, const char *url, char **out,
-        cf_err_t *err)
+        const char *hmac_key_b64url, const char *url, char **out, cf_err_t *err)
 {
 	struct cf_jws_key *mk = (struct cf_jws_key *)account;
 	json_t *oct = NULL, *hdr = NULL;
@@ -275,17 +280,22 @@ jws_eab(const cf_jws_key_t *account, const char *eab_kid,
 	n = strlen(hmac_key_b64url);
 	while (n > 0 && hmac_key_b64url[n - 1] == '=')
 		n--;
-	if (n == 0 || strspn(hmac_key_b64url,
-	                     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	                     "0123456789-_") != n) {
-		cf_err_set(err, CF_ERR_CONFIG, "EAB HMAC key for kid %s is not "
-		           "base64url", eab_kid);
+	if (n == 0 ||
+	    strspn(hmac_key_b64url,
+	           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	           "0123456789-_") != n) {
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "EAB HMAC key for kid %s is not "
+		           "base64url",
+		           eab_kid);
 		goto out;
 	}
 	dec_len = n * 3 / 4;
 	if (dec_len < 32) {
-		cf_err_set(err, CF_ERR_CONFIG, "EAB HMAC key for kid %s is %zu "
-		           "bytes; HS256 needs at least 32 (RFC 7518 section 3.2)",
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "EAB HMAC key for kid %s is %zu "
+		           "bytes; HS256 needs at least 32 (RFC 7518 section "
+		           "3.2)",
 		           eab_kid, dec_len);
 		goto out;
 	}

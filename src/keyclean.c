@@ -60,7 +60,8 @@ join(char *dst, size_t len, const char *item)
 	size_t used = strlen(dst);
 
 	if (used + 1 < len)
-		snprintf(dst + used, len - used, "%s%s", used ? ", " : "", item);
+		snprintf(dst + used, len - used, "%s%s", used ? ", " : "",
+		         item);
 }
 
 /* Fold one "certfleet-backup I STATUS [MSG]" line into kn; -1 with err set
@@ -88,14 +89,20 @@ backup_line(const struct cf_playbook *pb, struct cf_keyclean_node *kn,
 	} else if (strcmp(st, "none") == 0) {
 		;
 	} else if (strcmp(st, "symlink") == 0 || strcmp(st, "notfile") == 0) {
-		rc = cf_err_set(err, CF_ERR_UNSAFE_PATH, "%s is %s: not followed, "
-		                "not removed; look at it by hand", bak,
-		                strcmp(st, "symlink") == 0 ? "a symlink"
-		                                           : "not a regular file");
+		rc = cf_err_set(err, CF_ERR_UNSAFE_PATH,
+		                "%s is %s: not followed, "
+		                "not removed; look at it by hand",
+		                bak,
+		                strcmp(st, "symlink") == 0
+		                    ? "a symlink"
+		                    : "not a regular file");
 	} else if (strcmp(st, "unreadable") == 0) {
-		rc = cf_err_set(err, CF_ERR_WRITE, "cannot read %s to compare it "
-		                "with the compromised key (the login needs read "
-		                "access)", bak);
+		rc =
+		    cf_err_set(err, CF_ERR_WRITE,
+		               "cannot read %s to compare it "
+		               "with the compromised key (the login needs read "
+		               "access)",
+		               bak);
 	} else {
 		rc = cf_err_set(err, CF_ERR_WRITE, "cannot remove %s: %s", bak,
 		                strncmp(st, "error ", 6) == 0 ? st + 6 : st);
@@ -118,10 +125,11 @@ kc_node(void *arg, const struct cf_node *node, cf_ssh_t *s, cf_err_t *err)
 	             err) < 0)
 		goto out;
 	if (status != 0 || !rollout_has_marker(out, "certfleet-ok")) {
-		cf_err_set(err, CF_ERR_WRITE, "cleanup script %s (status %d, "
+		cf_err_set(err, CF_ERR_WRITE,
+		           "cleanup script %s (status %d, "
 		           "no certfleet-ok): nothing can be said of its key "
-		           "backups", status == 0 ? "did not complete"
-		                                  : "failed", status);
+		           "backups",
+		           status == 0 ? "did not complete" : "failed", status);
 		goto out;
 	}
 	for (p = out; p != NULL && *p; p = nl ? nl + 1 : NULL) {
@@ -166,8 +174,8 @@ keyclean_result_free(struct cf_keyclean_result *r)
 }
 
 int
-keyclean_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
-             char **only, const char *key_sha256, const char *combined_sha256,
+keyclean_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh, char **only,
+             const char *key_sha256, const char *combined_sha256,
              struct cf_keyclean_result *out, cf_err_t *err)
 {
 	struct cf_keyclean_result res;

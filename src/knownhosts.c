@@ -26,12 +26,12 @@
 #define NAME_MAX_LEN 300
 
 struct kh_entry {
-	char *hosts;              /* host field as written, NULL when hashed */
+	char *hosts; /* host field as written, NULL when hashed */
 	unsigned char salt[SHA1_LEN];
 	unsigned char hash[SHA1_LEN];
 	bool hashed;
-	char *type;               /* key type name, from the blob itself */
-	unsigned char *blob;      /* SSH wire-format public key */
+	char *type;          /* key type name, from the blob itself */
+	unsigned char *blob; /* SSH wire-format public key */
 	size_t blob_len;
 };
 
@@ -56,14 +56,14 @@ struct cf_knownhosts_hits {
  * (@cert-authority is not supported); "ssh-rsa" stands for the key type,
  * which OpenSSH offers as rsa-sha2-512/256. */
 static const char *const type_order[] = {
-	"ssh-ed25519",
-	"ecdsa-sha2-nistp256",
-	"ecdsa-sha2-nistp384",
-	"ecdsa-sha2-nistp521",
-	"sk-ssh-ed25519@openssh.com",
-	"sk-ecdsa-sha2-nistp256@openssh.com",
-	"ssh-rsa",
-	"ssh-dss",
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-rsa",
+    "ssh-dss",
 };
 
 void
@@ -150,7 +150,7 @@ parse_hashed(const char *w, size_t n, struct kh_entry *e)
 	free(b);
 	b = NULL;
 	if (b64_decode(CF_B64_STD, bar + 1, (size_t)(end - bar - 1), &b,
-	                          &blen) < 0)
+	               &blen) < 0)
 		goto out;
 	if (blen != SHA1_LEN)
 		goto out;
@@ -265,7 +265,8 @@ knownhosts_parse(const char *text, size_t len, cf_knownhosts_t **out,
 
 	kh = calloc(1, sizeof(*kh));
 	if (kh == NULL)
-		return cf_err_set(err, CF_ERR_NOMEM, "known_hosts: out of memory");
+		return cf_err_set(err, CF_ERR_NOMEM,
+		                  "known_hosts: out of memory");
 	kh->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
 	if (kh->sha1 == NULL) {
 		cf_err_set(err, CF_ERR_INTERNAL,
@@ -280,10 +281,10 @@ knownhosts_parse(const char *text, size_t len, cf_knownhosts_t **out,
 		r = parse_line(p, lend, &e, &revoked);
 		if (r < 0)
 			goto nomem;
-		if (r > 0 && (revoked ? push(&kh->revoked, &kh->n_revoked,
-		                             &kh->cap_revoked, &e)
-		                      : push(&kh->entries, &kh->n, &kh->cap,
-		                             &e)) < 0) {
+		if (r > 0 &&
+		    (revoked ? push(&kh->revoked, &kh->n_revoked,
+		                    &kh->cap_revoked, &e)
+		             : push(&kh->entries, &kh->n, &kh->cap, &e)) < 0) {
 			entry_clear(&e);
 			goto nomem;
 		}
@@ -309,9 +310,8 @@ glob_match(const char *s, size_t sn, const char *p, size_t pn)
 	size_t si = 0, pi = 0, star = SIZE_MAX, mark = 0;
 
 	while (si < sn) {
-		if (pi < pn && (p[pi] == '?' ||
-		                tolower((unsigned char)p[pi]) ==
-		                    (unsigned char)s[si])) {
+		if (pi < pn && (p[pi] == '?' || tolower((unsigned char)p[pi]) ==
+		                                    (unsigned char)s[si])) {
 			si++;
 			pi++;
 		} else if (pi < pn && p[pi] == '*') {
@@ -400,7 +400,8 @@ types_has(const char *list, const char *t)
 	const char *p = list;
 
 	while ((p = strstr(p, t)) != NULL) {
-		if ((p == list || p[-1] == ',') && (p[tl] == ',' || p[tl] == '\0'))
+		if ((p == list || p[-1] == ',') &&
+		    (p[tl] == ',' || p[tl] == '\0'))
 			return true;
 		p += tl;
 	}
@@ -460,7 +461,8 @@ knownhosts_lookup(const cf_knownhosts_t *kh, const char *host, unsigned port,
 
 	h = calloc(1, sizeof(*h));
 	if (h == NULL)
-		return cf_err_set(err, CF_ERR_NOMEM, "known_hosts: out of memory");
+		return cf_err_set(err, CF_ERR_NOMEM,
+		                  "known_hosts: out of memory");
 	h->kh = kh;
 	/* OpenSSH put_host_port(): non-default ports live under
 	 * "[host]:port", and only there. */
@@ -478,7 +480,8 @@ knownhosts_lookup(const cf_knownhosts_t *kh, const char *host, unsigned port,
 		h->e = calloc(kh->n, sizeof(*h->e));
 		mc = EVP_MD_CTX_new();
 		if (h->e == NULL || mc == NULL) {
-			cf_err_set(err, CF_ERR_NOMEM, "known_hosts: out of memory");
+			cf_err_set(err, CF_ERR_NOMEM,
+			           "known_hosts: out of memory");
 			goto out;
 		}
 	}
@@ -486,8 +489,8 @@ knownhosts_lookup(const cf_knownhosts_t *kh, const char *host, unsigned port,
 		const struct kh_entry *e = &kh->entries[i];
 
 		if (e->hashed) {
-			if (hmac_sha1(mc, kh->sha1, e->salt, sizeof(e->salt), name,
-			              nlen, mac) < 0) {
+			if (hmac_sha1(mc, kh->sha1, e->salt, sizeof(e->salt),
+			              name, nlen, mac) < 0) {
 				cf_err_set(err, CF_ERR_INTERNAL,
 				           "known_hosts: HMAC-SHA1 failed");
 				goto out;
@@ -519,8 +522,8 @@ knownhosts_hits_key_types(const cf_knownhosts_hits_t *h)
 }
 
 cf_knownhosts_result_t
-knownhosts_hits_check(const cf_knownhosts_hits_t *h,
-                      const unsigned char *blob, size_t len)
+knownhosts_hits_check(const cf_knownhosts_hits_t *h, const unsigned char *blob,
+                      size_t len)
 {
 	const cf_knownhosts_t *kh = h->kh;
 	char type[64];

@@ -28,10 +28,10 @@ typedef struct cf_knownhosts cf_knownhosts_t;
 typedef struct cf_knownhosts_hits cf_knownhosts_hits_t;
 
 typedef enum {
-	KNOWNHOSTS_MATCH = 0,   /* an entry for this host has exactly this key */
-	KNOWNHOSTS_NOTFOUND,    /* no entry of this key type for this host */
-	KNOWNHOSTS_MISMATCH,    /* entries of this type exist, none is this key */
-	KNOWNHOSTS_REVOKED      /* the key is listed in an @revoked line */
+	KNOWNHOSTS_MATCH = 0, /* an entry for this host has exactly this key */
+	KNOWNHOSTS_NOTFOUND,  /* no entry of this key type for this host */
+	KNOWNHOSTS_MISMATCH,  /* entries of this type exist, none is this key */
+	KNOWNHOSTS_REVOKED    /* the key is listed in an @revoked line */
 } cf_knownhosts_result_t;
 
 /* "SHA256:" + 43 base64 characters + NUL, as ssh-keygen -l prints it. */
@@ -46,17 +46,16 @@ void knownhosts_free(cf_knownhosts_t *kh);
 /* Entries that apply to host:port.  *out borrows from kh (free hits
  * first); caller frees with knownhosts_hits_free. */
 int knownhosts_lookup(const cf_knownhosts_t *kh, const char *host,
-                      unsigned port, cf_knownhosts_hits_t **out,
-                      cf_err_t *err);
+                      unsigned port, cf_knownhosts_hits_t **out, cf_err_t *err);
 void knownhosts_hits_free(cf_knownhosts_hits_t *h);
 /* Key type names known for the host, comma-separated, most preferred
  * first (OpenSSH's default order, unknown types last); "" if none.
  * Borrowed from h. */
 const char *knownhosts_hits_key_types(const cf_knownhosts_hits_t *h);
 /* Judge the key the host offered (SSH wire-format public key blob). */
-cf_knownhosts_result_t knownhosts_hits_check(const cf_knownhosts_hits_t *h,
-                                             const unsigned char *blob,
-                                             size_t len);
+cf_knownhosts_result_t
+knownhosts_hits_check(const cf_knownhosts_hits_t *h, const unsigned char *blob,
+                      size_t len);
 
 /* SHA-256 fingerprint of a public key blob, "SHA256:base64" without
  * padding, into out (KNOWNHOSTS_FP_LEN bytes). */

@@ -24,7 +24,8 @@ static const char usage_text[] =
     "commands:\n"
     "  deploy [--cert F --key F [--chain F] | --lineage DIR] [--only N,..]\n"
     "         [--exclude N,..] [--force] [--dry-run]\n"
-    "                      push the certificate to every node, verify, quarantine failures\n"
+    "                      push the certificate to every node, verify, "
+    "quarantine failures\n"
     "  verify [--only N,..] [--exclude N,..]\n"
     "                      check over TLS that every node serves the current\n"
     "                      certificate, its exact chain, trusted, on every\n"
@@ -32,15 +33,19 @@ static const char usage_text[] =
     "  status              current certificate and what each node serves\n"
     "  quarantine list | add NODE --reason TEXT | release NODE [--dry-run]\n"
     "  rollback --only N,.. [--dry-run]\n"
-    "                      put the previous certificate back on nodes (and pin them)\n"
-    "  renew [--force] [--dry-run] [--no-deploy] [--only N,..] [--exclude N,..]\n"
-    "                      obtain a new certificate from the ACME CA when due, then deploy\n"
+    "                      put the previous certificate back on nodes (and pin "
+    "them)\n"
+    "  renew [--force] [--dry-run] [--no-deploy] [--only N,..] [--exclude "
+    "N,..]\n"
+    "                      obtain a new certificate from the ACME CA when due, "
+    "then deploy\n"
     "  revoke [--version ID] [--reason CODE] [--dry-run]\n"
     "                      revoke a certificate at the CA (default: the\n"
     "                      current one); keyCompromise also wipes its key\n"
     "                      from the store and its backups from the nodes\n"
     "  check [--warn DAYS] [--crit DAYS] [--timeout SECONDS]\n"
-    "                      Nagios/Icinga plugin: live probe, soonest expiry, quarantines\n"
+    "                      Nagios/Icinga plugin: live probe, soonest expiry, "
+    "quarantines\n"
     "  validate            check the playbook, touch nothing\n"
     "\n"
     "global options (before or after the command):\n"
@@ -49,12 +54,14 @@ static const char usage_text[] =
     "                        /var/lib/certfleet)\n"
     "  --json                machine-readable report on stdout\n"
     "  --metrics FILE        write Prometheus textfile metrics (atomically)\n"
-    "  --wait[=SECONDS]      wait for another run's lock instead of exiting 75\n"
+    "  --wait[=SECONDS]      wait for another run's lock instead of exiting "
+    "75\n"
     "  -q, --quiet           only failures and the summary\n"
     "  -h, --help, --version\n"
     "\n"
     "exit codes: 0 all nodes serve the current certificate, 2 partial (some\n"
-    "quarantined), 1 failed, 64 usage, 65 bad certificate/key input, 75 locked,\n"
+    "quarantined), 1 failed, 64 usage, 65 bad certificate/key input, 75 "
+    "locked,\n"
     "78 playbook error\n";
 
 struct command {
@@ -63,10 +70,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"deploy", cli_deploy},         {"verify", cli_verify},
-    {"status", cli_status},         {"quarantine", cli_quarantine},
-    {"validate", cli_validate},     {"rollback", cli_rollback},
-    {"renew", cli_renew},           {"revoke", cli_revoke},
+    {"deploy", cli_deploy},     {"verify", cli_verify},
+    {"status", cli_status},     {"quarantine", cli_quarantine},
+    {"validate", cli_validate}, {"rollback", cli_rollback},
+    {"renew", cli_renew},       {"revoke", cli_revoke},
     {"check", cli_check},
 };
 
@@ -93,8 +100,7 @@ cli_note_error(const char *code, const char *msg)
  * command that printed nothing (a usage error, a playbook error, a
  * command without a report of its own) gets the minimal document. */
 static void
-json_finish(FILE *out, const char *buf, size_t len, const char *command,
-            int ex)
+json_finish(FILE *out, const char *buf, size_t len, const char *command, int ex)
 {
 	json_t *root = NULL;
 
@@ -113,10 +119,12 @@ json_finish(FILE *out, const char *buf, size_t len, const char *command,
 	}
 	if (root == NULL)
 		return;
-	if (ex != 0 && first_error.set && json_object_get(root, "error") == NULL)
+	if (ex != 0 && first_error.set &&
+	    json_object_get(root, "error") == NULL)
 		json_object_set_new(root, "error",
-		                    json_pack("{s:s,s:s}", "code", first_error.code,
-		                              "message", first_error.msg));
+		                    json_pack("{s:s,s:s}", "code",
+		                              first_error.code, "message",
+		                              first_error.msg));
 	report_json_dump(out, root);
 }
 
@@ -135,9 +143,8 @@ no_core_dumps(void)
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    CLI_GLOBAL_LONGOPTS,
-	    {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {CLI_GLOBAL_LONGOPTS,
+	                                         {NULL, 0, NULL, 0}};
 	struct cf_cli cli;
 	cf_err_t err = {0};
 	const char *env, *command = NULL;
@@ -163,9 +170,8 @@ main(int argc, char **argv)
 			cli.json = true;
 
 	opterr = 0; /* our own messages, also in the --json error document */
-	while (ex < 0 &&
-	       (c = getopt_long(argc, argv, "+" CLI_GLOBAL_SHORTOPTS, longopts,
-	                        NULL)) != -1) {
+	while (ex < 0 && (c = getopt_long(argc, argv, "+" CLI_GLOBAL_SHORTOPTS,
+	                                  longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h': fputs(usage_text, stdout); return 0;
 		case CLI_OPT_VERSION:
@@ -200,7 +206,8 @@ main(int argc, char **argv)
 		/* A peer closing a socket must be an error return, not a kill. */
 		signal(SIGPIPE, SIG_IGN);
 		if (libssh2_init(0) != 0) {
-			cf_err_set(&err, CF_ERR_INTERNAL, "libssh2_init failed");
+			cf_err_set(&err, CF_ERR_INTERNAL,
+			           "libssh2_init failed");
 			ex = cli_fail(&err);
 		} else if (http_global_init(&err) < 0) {
 			libssh2_exit();

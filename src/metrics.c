@@ -53,8 +53,8 @@ static int
 put_label_value(cf_buf_t *b, const char *s)
 {
 	for (; *s; s++) {
-		const char *e = *s == '\\' ? "\\\\"
-		                : *s == '"' ? "\\\""
+		const char *e = *s == '\\'   ? "\\\\"
+		                : *s == '"'  ? "\\\""
 		                : *s == '\n' ? "\\n"
 		                             : NULL;
 
@@ -104,7 +104,8 @@ put_one(cf_buf_t *b, const char *name, const char *help, const char *cert,
 
 	fmt_int(val, sizeof(val), v);
 	return put_family(b, name, help) < 0 ||
-	               put_sample(b, name, cert, NULL, NULL, NULL, NULL, val) < 0
+	               put_sample(b, name, cert, NULL, NULL, NULL, NULL, val) <
+	                   0
 	           ? -1
 	           : 0;
 }
@@ -259,8 +260,10 @@ put_nodes(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 	const char *nm;
 
 	nm = "certfleet_node_serving_not_after_seconds";
-	if (put_family(b, nm, "Expiry (epoch seconds) of the certificate the "
-	               "node was last seen serving; absent when never seen.") < 0)
+	if (put_family(b, nm,
+	               "Expiry (epoch seconds) of the certificate the "
+	               "node was last seen serving; absent when never seen.") <
+	    0)
 		return -1;
 	for (i = 0; i < pb->n_nodes; i++) {
 		const struct cf_node_state *st =
@@ -269,24 +272,27 @@ put_nodes(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 		if (st == NULL || st->serving_not_after <= 0)
 			continue;
 		fmt_int(val, sizeof(val), st->serving_not_after);
-		if (put_sample(b, nm, cert, "node", pb->nodes[i].name, NULL, NULL,
-		               val) < 0)
+		if (put_sample(b, nm, cert, "node", pb->nodes[i].name, NULL,
+		               NULL, val) < 0)
 			return -1;
 	}
 	nm = "certfleet_node_serving_current";
-	if (put_family(b, nm, "1 if the node was last seen serving the current "
+	if (put_family(b, nm,
+	               "1 if the node was last seen serving the current "
 	               "stored certificate, else 0.") < 0)
 		return -1;
 	for (i = 0; i < pb->n_nodes; i++) {
 		const struct cf_node_state *st =
 		    store_node_find(in->nodes, pb->nodes[i].name);
 
-		if (put_sample(b, nm, cert, "node", pb->nodes[i].name, NULL, NULL,
+		if (put_sample(b, nm, cert, "node", pb->nodes[i].name, NULL,
+		               NULL,
 		               serves_current(st, in->current) ? "1" : "0") < 0)
 			return -1;
 	}
 	nm = "certfleet_node_quarantined";
-	if (put_family(b, nm, "1 with the quarantine reason while the node is "
+	if (put_family(b, nm,
+	               "1 with the quarantine reason while the node is "
 	               "quarantined; 0 with an empty reason otherwise.") < 0)
 		return -1;
 	for (i = 0; i < pb->n_nodes; i++) {
@@ -301,7 +307,8 @@ put_nodes(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 			return -1;
 	}
 	nm = "certfleet_node_quarantine_attempts";
-	if (put_family(b, nm, "Consecutive failed attempts on the node (0 when "
+	if (put_family(b, nm,
+	               "Consecutive failed attempts on the node (0 when "
 	               "not quarantined).") < 0)
 		return -1;
 	for (i = 0; i < pb->n_nodes; i++) {
@@ -310,8 +317,8 @@ put_nodes(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 
 		fmt_int(val, sizeof(val),
 		        st != NULL && st->quarantined ? st->attempts : 0);
-		if (put_sample(b, nm, cert, "node", pb->nodes[i].name, NULL, NULL,
-		               val) < 0)
+		if (put_sample(b, nm, cert, "node", pb->nodes[i].name, NULL,
+		               NULL, val) < 0)
 			return -1;
 	}
 	return 0;
@@ -337,7 +344,8 @@ put_counts(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 	            "Nodes last seen serving the current stored certificate.",
 	            cert, cur) < 0 ||
 	    put_one(b, "certfleet_nodes_quarantined",
-	            "Nodes quarantined (automatic and manual).", cert, quar) < 0)
+	            "Nodes quarantined (automatic and manual).", cert,
+	            quar) < 0)
 		return -1;
 	return 0;
 }
@@ -363,7 +371,8 @@ put_renewal(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 		return -1;
 	return put_one(b, "certfleet_renewal_consecutive_failures",
 	               "Renewal attempts that failed in a row since the last "
-	               "success.", cert, (int64_t)r->consecutive_failures);
+	               "success.",
+	               cert, (int64_t)r->consecutive_failures);
 }
 
 static int
@@ -382,7 +391,8 @@ put_runs(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert,
 	for (f = 0; f < RUN__N; f++) {
 		struct run_series *s = &keep[f];
 
-		snprintf(s->v[s->n].command, sizeof(s->v[0].command), "%s", cmd);
+		snprintf(s->v[s->n].command, sizeof(s->v[0].command), "%s",
+		         cmd);
 		memcpy(s->v[s->n].value, own[f], METRICS_VAL_MAX);
 		s->n++;
 		qsort(s->v, s->n, sizeof(s->v[0]), cmp_sample);
@@ -420,10 +430,12 @@ metrics_write(const char *path, const struct cf_metrics_input *in,
 	if (in->current != NULL &&
 	    (put_one(&b, "certfleet_certificate_not_after_seconds",
 	             "Expiry of the current stored certificate (epoch "
-	             "seconds).", cert, in->current->not_after) < 0 ||
+	             "seconds).",
+	             cert, in->current->not_after) < 0 ||
 	     put_one(&b, "certfleet_certificate_not_before_seconds",
 	             "Start of validity of the current stored certificate "
-	             "(epoch seconds).", cert, in->current->not_before) < 0))
+	             "(epoch seconds).",
+	             cert, in->current->not_before) < 0))
 		goto nomem;
 	if (put_nodes(&b, in, cert) < 0 || put_counts(&b, in, cert) < 0 ||
 	    put_renewal(&b, in, cert) < 0)
@@ -431,8 +443,8 @@ metrics_write(const char *path, const struct cf_metrics_input *in,
 	if (in->last_deploy_success > 0 &&
 	    put_one(&b, "certfleet_deploy_last_success_timestamp_seconds",
 	            "Last time any node was verified serving the current "
-	            "certificate (epoch seconds).", cert,
-	            in->last_deploy_success) < 0)
+	            "certificate (epoch seconds).",
+	            cert, in->last_deploy_success) < 0)
 		goto nomem;
 	if (put_runs(&b, in, cert, keep) < 0)
 		goto nomem;

@@ -47,13 +47,13 @@ net_wait(int fd, short events, int64_t deadline)
 
 /* One address: 0 connected, else errno-ish failure code in *why. */
 static int
-connect_one(const struct addrinfo *ai, int64_t deadline, int *fd_out,
-            int *why)
+connect_one(const struct addrinfo *ai, int64_t deadline, int *fd_out, int *why)
 {
 	int fd, rc, soerr = 0, one = 1;
 	socklen_t sl = sizeof(soerr);
 
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	fd = socket(ai->ai_family,
+	            ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	            ai->ai_protocol);
 	if (fd < 0) {
 		*why = errno;
@@ -113,9 +113,9 @@ resolve_req_free(struct resolve_req *q)
 }
 
 static const struct addrinfo resolve_hints = {
-	.ai_family = AF_UNSPEC,
-	.ai_socktype = SOCK_STREAM,
-	.ai_flags = AI_ADDRCONFIG,
+    .ai_family = AF_UNSPEC,
+    .ai_socktype = SOCK_STREAM,
+    .ai_flags = AI_ADDRCONFIG,
 };
 
 static void *
@@ -176,8 +176,10 @@ net_resolve(const char *host, unsigned port, int64_t deadline,
 	pthread_attr_destroy(&ta);
 	if (rc != 0) {
 		resolve_req_free(q);
-		return cf_err_set(err, CF_ERR_IO, "cannot resolve %s: no thread "
-		                  "for it: %s", host, strerror(rc));
+		return cf_err_set(err, CF_ERR_IO,
+		                  "cannot resolve %s: no thread "
+		                  "for it: %s",
+		                  host, strerror(rc));
 	}
 	pthread_mutex_lock(&q->mu);
 	while (!q->done && cf_ms_left(deadline) > 0) {
@@ -193,16 +195,18 @@ net_resolve(const char *host, unsigned port, int64_t deadline,
 		q->abandoned = true; /* the thread frees q */
 	pthread_mutex_unlock(&q->mu);
 	if (!done)
-		return cf_err_set(err, CF_ERR_TIMEOUT, "resolving %s timed out "
-		                  "after %.1fs (DNS not answering)", host,
-		                  (double)(cf_now_ms() - t0) / 1000.0);
+		return cf_err_set(err, CF_ERR_TIMEOUT,
+		                  "resolving %s timed out "
+		                  "after %.1fs (DNS not answering)",
+		                  host, (double)(cf_now_ms() - t0) / 1000.0);
 	rc = q->rc;
 	res = q->res;
 	q->res = NULL;
 	resolve_req_free(q);
 	if (rc != 0)
-		return cf_err_set(err, CF_ERR_UNREACHABLE, "cannot resolve %s: %s",
-		                  host, gai_strerror(rc));
+		return cf_err_set(err, CF_ERR_UNREACHABLE,
+		                  "cannot resolve %s: %s", host,
+		                  gai_strerror(rc));
 	*out = res;
 	return 0;
 }
@@ -230,8 +234,9 @@ net_connect(const char *host, unsigned port, int64_t deadline, int *fd,
 	}
 	if (why == ETIMEDOUT || cf_ms_left(deadline) <= 0)
 		return cf_err_set(err, CF_ERR_TIMEOUT,
-		                  "connect to %s:%u timed out after %.1fs", host,
-		                  port, (double)(cf_now_ms() - t0) / 1000.0);
+		                  "connect to %s:%u timed out after %.1fs",
+		                  host, port,
+		                  (double)(cf_now_ms() - t0) / 1000.0);
 	if (why == ECONNREFUSED)
 		return cf_err_set(err, CF_ERR_REFUSED,
 		                  "connect to %s:%u refused", host, port);

@@ -28,12 +28,12 @@
 #include "certfleet/proc.h"
 #include "certfleet/util.h"
 
-#define NOTIFY_WEBHOOK_MS 10000  /* per webhook and event, tries included */
+#define NOTIFY_WEBHOOK_MS 10000 /* per webhook and event, tries included */
 #define NOTIFY_TRIES 3
-#define NOTIFY_CMD_MS 10000      /* per command run */
+#define NOTIFY_CMD_MS 10000 /* per command run */
 #define NOTIFY_KILL_GRACE_MS 1000
 #define NOTIFY_RESP_MAX (64 * 1024)
-#define NOTIFY_FIELD_MAX 1024    /* one sanitized field */
+#define NOTIFY_FIELD_MAX 1024 /* one sanitized field */
 
 extern char **environ;
 
@@ -41,12 +41,12 @@ const char *
 notify_kind_name(cf_event_kind_t k)
 {
 	switch (k) {
-	case CF_EV_RENEWAL_FAILED:   return "renewal_failed";
+	case CF_EV_RENEWAL_FAILED: return "renewal_failed";
 	case CF_EV_NODE_QUARANTINED: return "node_quarantined";
-	case CF_EV_NODE_RELEASED:    return "node_released";
-	case CF_EV_EXPIRY_WARNING:   return "expiry_warning";
-	case CF_EV_CANARY_STOPPED:   return "canary_stopped";
-	case CF_EV_NODE_DRIFT:       return "node_drift";
+	case CF_EV_NODE_RELEASED: return "node_released";
+	case CF_EV_EXPIRY_WARNING: return "expiry_warning";
+	case CF_EV_CANARY_STOPPED: return "canary_stopped";
+	case CF_EV_NODE_DRIFT: return "node_drift";
 	}
 	return "unknown";
 }
@@ -90,7 +90,7 @@ notify_format_text(const char *cert, const struct cf_event *ev, int64_t now,
 	cf_sanitize(ev->node, node, sizeof(node));
 	cf_sanitize(ev->host, host, sizeof(host));
 	cf_sanitize(ev->reason != NULL ? ev->reason : "error", reason,
-	         sizeof(reason));
+	            sizeof(reason));
 	cf_sanitize(ev->detail, detail, sizeof(detail));
 	if (host[0] != '\0' && strcmp(host, node) != 0)
 		snprintf(who, sizeof(who), "%s (%s)", node, host);
@@ -100,9 +100,10 @@ notify_format_text(const char *cert, const struct cf_event *ev, int64_t now,
 	switch (ev->kind) {
 	case CF_EV_RENEWAL_FAILED:
 		if (ev->count >= 2)
-			snprintf(buf, len, "certfleet %s: renewal FAILED "
-			         "(%u%s in a row): %s", c, ev->count,
-			         ordinal_suffix(ev->count),
+			snprintf(buf, len,
+			         "certfleet %s: renewal FAILED "
+			         "(%u%s in a row): %s",
+			         c, ev->count, ordinal_suffix(ev->count),
 			         detail[0] ? detail : "unknown error");
 		else
 			snprintf(buf, len, "certfleet %s: renewal FAILED: %s",
@@ -112,12 +113,13 @@ notify_format_text(const char *cert, const struct cf_event *ev, int64_t now,
 		if (ev->count > 0)
 			snprintf(attempt, sizeof(attempt), " (attempt %u)",
 			         ev->count);
-		snprintf(buf, len, "certfleet %s: node %s quarantined: %s%s%s%s",
-		         c, who, reason, detail[0] ? ": " : "", detail,
-		         attempt);
+		snprintf(buf, len,
+		         "certfleet %s: node %s quarantined: %s%s%s%s", c, who,
+		         reason, detail[0] ? ": " : "", detail, attempt);
 		break;
 	case CF_EV_NODE_RELEASED:
-		snprintf(buf, len, "certfleet %s: node %s released from "
+		snprintf(buf, len,
+		         "certfleet %s: node %s released from "
 		         "quarantine%s%s%s: serves the current certificate",
 		         c, who, ev->reason ? " (was " : "",
 		         ev->reason ? reason : "", ev->reason ? ")" : "");
@@ -126,30 +128,37 @@ notify_format_text(const char *cert, const struct cf_event *ev, int64_t now,
 		fmt_date(ev->not_after, date, sizeof(date));
 		days = (double)(ev->not_after - now) / 86400.0;
 		if (ev->node != NULL && days >= 0)
-			snprintf(buf, len, "certfleet %s: node %s serves a "
-			         "certificate expiring in %.1f days (%s)", c,
-			         node, days, date);
+			snprintf(buf, len,
+			         "certfleet %s: node %s serves a "
+			         "certificate expiring in %.1f days (%s)",
+			         c, node, days, date);
 		else if (ev->node != NULL)
-			snprintf(buf, len, "certfleet %s: node %s serves a "
+			snprintf(buf, len,
+			         "certfleet %s: node %s serves a "
 			         "certificate that EXPIRED %.1f days ago (%s)",
 			         c, node, -days, date);
 		else if (days >= 0)
-			snprintf(buf, len, "certfleet %s: the stored "
-			         "certificate expires in %.1f days (%s)", c,
-			         days, date);
+			snprintf(buf, len,
+			         "certfleet %s: the stored "
+			         "certificate expires in %.1f days (%s)",
+			         c, days, date);
 		else
-			snprintf(buf, len, "certfleet %s: the stored "
-			         "certificate EXPIRED %.1f days ago (%s)", c,
-			         -days, date);
+			snprintf(buf, len,
+			         "certfleet %s: the stored "
+			         "certificate EXPIRED %.1f days ago (%s)",
+			         c, -days, date);
 		break;
 	case CF_EV_CANARY_STOPPED:
-		snprintf(buf, len, "certfleet %s: rollout STOPPED, untouched "
-		         "nodes keep their certificate: %s", c,
-		         detail[0] ? detail : "no reason given");
+		snprintf(buf, len,
+		         "certfleet %s: rollout STOPPED, untouched "
+		         "nodes keep their certificate: %s",
+		         c, detail[0] ? detail : "no reason given");
 		break;
 	case CF_EV_NODE_DRIFT:
-		snprintf(buf, len, "certfleet %s: node %s: files drifted from "
-		         "the playbook: %s", c, who, detail);
+		snprintf(buf, len,
+		         "certfleet %s: node %s: files drifted from "
+		         "the playbook: %s",
+		         c, who, detail);
 		break;
 	default:
 		snprintf(buf, len, "certfleet %s: %s", c,
@@ -303,12 +312,13 @@ post_webhook(const char *url, const char *body, size_t len, char *why,
 			retry = st >= 500 || st == 429;
 		} else {
 			redact_msg(e.msg, url, red, msg, sizeof(msg));
-			snprintf(why, whylen, "%s (after %d %s)", msg, tries + 1,
-			         tries ? "tries" : "try");
+			snprintf(why, whylen, "%s (after %d %s)", msg,
+			         tries + 1, tries ? "tries" : "try");
 			/* a refused scheme or an oversized answer will not
 			 * change on a retry */
-			retry = e.code != CF_ERR_CONFIG && e.code != CF_ERR_DATA &&
-			        e.code != CF_ERR_INTERNAL && e.code != CF_ERR_NOMEM;
+			retry =
+			    e.code != CF_ERR_CONFIG && e.code != CF_ERR_DATA &&
+			    e.code != CF_ERR_INTERNAL && e.code != CF_ERR_NOMEM;
 		}
 		if (!retry)
 			break;
@@ -318,10 +328,11 @@ post_webhook(const char *url, const char *body, size_t len, char *why,
 
 /* ---- the command ---- */
 
-static const char *const env_names[] = {
-    "CERTFLEET_EVENT=", "CERTFLEET_TEXT=", "CERTFLEET_CERTIFICATE=",
-    "CERTFLEET_NODE=", "CERTFLEET_HOST=", "CERTFLEET_REASON=",
-    "CERTFLEET_COUNT=", NULL};
+static const char *const env_names[] =
+    {"CERTFLEET_EVENT=",       "CERTFLEET_TEXT=",
+     "CERTFLEET_CERTIFICATE=", "CERTFLEET_NODE=",
+     "CERTFLEET_HOST=",        "CERTFLEET_REASON=",
+     "CERTFLEET_COUNT=",       NULL};
 
 static bool
 is_our_env(const char *e)
@@ -372,7 +383,8 @@ command_env(const char *cert, const struct cf_event *ev, const char *text)
 	cf_sanitize(ev->reason, reason, sizeof(reason));
 	snprintf(count, sizeof(count), "%u", ev->count);
 	if (bad ||
-	    env_add(v, &k, "CERTFLEET_EVENT=", notify_kind_name(ev->kind)) < 0 ||
+	    env_add(v, &k, "CERTFLEET_EVENT=", notify_kind_name(ev->kind)) <
+	        0 ||
 	    env_add(v, &k, "CERTFLEET_TEXT=", text) < 0 ||
 	    env_add(v, &k, "CERTFLEET_CERTIFICATE=", cert) < 0 ||
 	    env_add(v, &k, "CERTFLEET_COUNT=", count) < 0 ||
@@ -393,15 +405,19 @@ command_env(const char *cert, const struct cf_event *ev, const char *text)
  * group: SIGTERM, then SIGKILL) after NOTIFY_CMD_MS.  Returns 0 on exit
  * status 0. */
 static int
-run_command(const char *cmd, const char *event, const char *json,
-            size_t len, char **env, char *why, size_t whylen,
-            bool *timed_out)
+run_command(const char *cmd, const char *event, const char *json, size_t len,
+            char **env, char *why, size_t whylen, bool *timed_out)
 {
 	char *argv[3] = {(char *)cmd, (char *)event, NULL};
 	struct cf_proc_spec spec = {
-	    .path = cmd, .argv = argv, .envp = env, .input = json,
-	    .input_len = len, .capture = false,
-	    .timeout_ms = NOTIFY_CMD_MS, .term_grace_ms = NOTIFY_KILL_GRACE_MS,
+	    .path = cmd,
+	    .argv = argv,
+	    .envp = env,
+	    .input = json,
+	    .input_len = len,
+	    .capture = false,
+	    .timeout_ms = NOTIFY_CMD_MS,
+	    .term_grace_ms = NOTIFY_KILL_GRACE_MS,
 	};
 	struct cf_proc_result res;
 	cf_err_t err = {0};
@@ -417,7 +433,8 @@ run_command(const char *cmd, const char *event, const char *json,
 		snprintf(why, whylen, "cannot execute: %s",
 		         strerror(res.exec_errno));
 	else if (res.timed_out)
-		snprintf(why, whylen, "killed after %d s", NOTIFY_CMD_MS / 1000);
+		snprintf(why, whylen, "killed after %d s",
+		         NOTIFY_CMD_MS / 1000);
 	else if (WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0)
 		rc = 0;
 	else if (WIFEXITED(res.status))
@@ -430,8 +447,7 @@ run_command(const char *cmd, const char *event, const char *json,
 }
 
 int
-notify_send(const struct cf_playbook *pb, const struct cf_event *ev,
-            size_t n)
+notify_send(const struct cf_playbook *pb, const struct cf_event *ev, size_t n)
 {
 	const char *cert;
 	bool *dead = NULL, cmd_dead = false;
@@ -455,8 +471,10 @@ notify_send(const struct cf_playbook *pb, const struct cf_event *ev,
 		notify_format_text(cert, &ev[i], now, text, sizeof(text));
 		json = event_json(cert, &ev[i], text, now);
 		if (json == NULL) {
-			fprintf(stderr, "certfleet: notify: cannot encode the "
-			        "%s event\n", notify_kind_name(ev[i].kind));
+			fprintf(stderr,
+			        "certfleet: notify: cannot encode the "
+			        "%s event\n",
+			        notify_kind_name(ev[i].kind));
 			failed++;
 			continue;
 		}
@@ -471,10 +489,12 @@ notify_send(const struct cf_playbook *pb, const struct cf_event *ev,
 			                 sizeof(why)) == 0)
 				continue;
 			redact_url(url, red, sizeof(red));
-			fprintf(stderr, "certfleet: notify: webhook %s: %s event "
-			        "not delivered: %s%s\n", red,
-			        notify_kind_name(ev[i].kind), why,
-			        i + 1 < n ? "; not trying it again this run" : "");
+			fprintf(stderr,
+			        "certfleet: notify: webhook %s: %s event "
+			        "not delivered: %s%s\n",
+			        red, notify_kind_name(ev[i].kind), why,
+			        i + 1 < n ? "; not trying it again this run"
+			                  : "");
 			dead[w] = true;
 			failed++;
 		}
@@ -487,19 +507,21 @@ notify_send(const struct cf_playbook *pb, const struct cf_event *ev,
 			if (env == NULL) {
 				snprintf(why, sizeof(why), "out of memory");
 			} else if (run_command(pb->notify.command,
-			                       notify_kind_name(ev[i].kind), json,
-			                       strlen(json), env, why, sizeof(why),
-			                       &timed_out) == 0) {
+			                       notify_kind_name(ev[i].kind),
+			                       json, strlen(json), env, why,
+			                       sizeof(why), &timed_out) == 0) {
 				cf_strv_free(env);
 				free(json);
 				continue;
 			}
 			cf_strv_free(env);
-			fprintf(stderr, "certfleet: notify: %s (%s event): %s%s\n",
-			        pb->notify.command, notify_kind_name(ev[i].kind),
-			        why, timed_out && i + 1 < n
-			                 ? "; not running it again this run"
-			                 : "");
+			fprintf(stderr,
+			        "certfleet: notify: %s (%s event): %s%s\n",
+			        pb->notify.command,
+			        notify_kind_name(ev[i].kind), why,
+			        timed_out && i + 1 < n
+			            ? "; not running it again this run"
+			            : "");
 			cmd_dead = timed_out;
 			failed++;
 		}

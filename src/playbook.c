@@ -61,67 +61,65 @@ struct pctx {
 typedef bool (*check_fn)(char *s, char *why, size_t whylen);
 
 static const char *const content_names[] = {
-	[CF_CONTENT_CERT] = "cert",
-	[CF_CONTENT_CHAIN] = "chain",
-	[CF_CONTENT_FULLCHAIN] = "fullchain",
-	[CF_CONTENT_PRIVKEY] = "privkey",
-	[CF_CONTENT_COMBINED] = "combined",
-	NULL,
+    [CF_CONTENT_CERT] = "cert",           [CF_CONTENT_CHAIN] = "chain",
+    [CF_CONTENT_FULLCHAIN] = "fullchain", [CF_CONTENT_PRIVKEY] = "privkey",
+    [CF_CONTENT_COMBINED] = "combined",   NULL,
 };
 
 static const char *const key_type_names[] = {
-	[CF_KEY_EC_P256] = "ec-p256",
-	[CF_KEY_EC_P384] = "ec-p384",
-	[CF_KEY_RSA_2048] = "rsa-2048",
-	[CF_KEY_RSA_3072] = "rsa-3072",
-	[CF_KEY_RSA_4096] = "rsa-4096",
-	NULL,
+    [CF_KEY_EC_P256] = "ec-p256",   [CF_KEY_EC_P384] = "ec-p384",
+    [CF_KEY_RSA_2048] = "rsa-2048", [CF_KEY_RSA_3072] = "rsa-3072",
+    [CF_KEY_RSA_4096] = "rsa-4096", NULL,
 };
 
 static const char *const challenge_names[] = {"http-01", "dns-01", NULL};
 
 static const char *const top_keys[] = {
-	"description", "certificate", "acme", "ssh", "deploy", "verify",
-	"rollout", "notify", "store", "nodes", NULL,
+    "description", "certificate", "acme",  "ssh",   "deploy", "verify",
+    "rollout",     "notify",      "store", "nodes", NULL,
 };
 static const char *const cert_keys[] = {"name", "domains", "key_type", NULL};
 static const char *const acme_keys[] = {
-	"directory", "contact", "challenge", "dns_hook", "ca_bundle",
-	"renew_before_days", "preferred_chain", "profile", "reuse_key", "eab",
-	"timeout", NULL,
+    "directory",       "contact",
+    "challenge",       "dns_hook",
+    "ca_bundle",       "renew_before_days",
+    "preferred_chain", "profile",
+    "reuse_key",       "eab",
+    "timeout",         NULL,
 };
 static const char *const eab_keys[] = {"kid", "hmac_key", "hmac_key_file",
-					NULL};
+                                       NULL};
 static const char *const ssh_keys[] = {
-	"user", "port", "identity", "known_hosts", "connect_timeout", "timeout",
-	NULL,
+    "user",    "port", "identity", "known_hosts", "connect_timeout",
+    "timeout", NULL,
 };
 static const char *const deploy_keys[] = {
-	"files", "check", "reload", "webroot", "keep_previous", "haproxy_api",
-	NULL,
+    "files", "check", "reload", "webroot", "keep_previous", "haproxy_api", NULL,
 };
 static const char *const haproxy_api_keys[] = {"port", "cert", NULL};
 static const char *const file_keys[] = {
-	"path", "content", "mode", "owner", "group", "shared_dir", NULL,
+    "path", "content", "mode", "owner", "group", "shared_dir", NULL,
 };
 static const char *const verify_keys[] = {
-	"port", "endpoints", "server_name", "names", "ca_bundle", "timeout",
-	NULL,
+    "port", "endpoints", "server_name", "names", "ca_bundle", "timeout", NULL,
 };
 static const char *const endpoint_keys[] = {"port", "starttls", NULL};
 static const char *const rollout_keys[] = {
-	"concurrency", "canary", "canary_failures", "max_failures", NULL,
+    "concurrency", "canary", "canary_failures", "max_failures", NULL,
 };
 static const char *const store_keys[] = {"keep_versions", NULL};
 static const char *const notify_keys[] = {
-	"webhooks", "command", "warn_days", NULL,
+    "webhooks",
+    "command",
+    "warn_days",
+    NULL,
 };
 static const char *const node_keys[] = {"name", "host", "port", "user", NULL};
 
 /* ---- messages ------------------------------------------------------- */
 
-static int bad(struct pctx *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int
+bad(struct pctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Fail with "FILE:LINE: KEY.PATH: problem" for the current key path. */
 static int
@@ -182,14 +180,14 @@ static const char *
 type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
-	case JSON_OBJECT:  return "object";
-	case JSON_ARRAY:   return "array";
-	case JSON_STRING:  return "string";
+	case JSON_OBJECT: return "object";
+	case JSON_ARRAY: return "array";
+	case JSON_STRING: return "string";
 	case JSON_INTEGER: return "integer";
-	case JSON_REAL:    return "real";
+	case JSON_REAL: return "real";
 	case JSON_TRUE:
-	case JSON_FALSE:   return "boolean";
-	case JSON_NULL:    return "null";
+	case JSON_FALSE: return "boolean";
+	case JSON_NULL: return "null";
 	}
 	return "unknown";
 }
@@ -286,7 +284,8 @@ check_keys(struct pctx *c, json_t *obj, const char *const *known)
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(obj, key, v) {
+	json_object_foreach(obj, key, v)
+	{
 		const char *hint;
 
 		(void)v;
@@ -420,8 +419,8 @@ check_cert_name(char *s, char *why, size_t whylen)
 	if (!check_name(s, why, whylen))
 		return false;
 	if (strcmp(s, "lock") == 0 || strcmp(s, "accounts") == 0) {
-		snprintf(why, whylen, "\"%s\" is reserved by the state directory",
-		         s);
+		snprintf(why, whylen,
+		         "\"%s\" is reserved by the state directory", s);
 		return false;
 	}
 	return true;
@@ -442,8 +441,10 @@ check_user(char *s, char *why, size_t whylen)
 	if (!check_word(s, PB_MAX_USER, why, whylen) ||
 	    !check_no_dash(s, why, whylen))
 		return false;
-	return !bad_char(s, "._-", "user and group names use only "
-	                 "A-Z a-z 0-9 . _ -", why, whylen);
+	return !bad_char(s, "._-",
+	                 "user and group names use only "
+	                 "A-Z a-z 0-9 . _ -",
+	                 why, whylen);
 }
 
 /* Paths are written over SFTP and may appear in remote commands: absolute,
@@ -581,9 +582,10 @@ check_dns_common(char *s, bool wildcard_ok, char *why, size_t whylen)
 	if (wildcard_ok && strncmp(s, "*.", 2) == 0)
 		rest = s + 2;
 	if (strchr(rest, '*') != NULL) {
-		snprintf(why, whylen, wildcard_ok
-		         ? "a wildcard must be the whole first label (*.example.com)"
-		         : "must not be a wildcard");
+		snprintf(why, whylen,
+		         wildcard_ok ? "a wildcard must be the whole first "
+		                       "label (*.example.com)"
+		                     : "must not be a wildcard");
 		return false;
 	}
 	if (*rest == '\0') {
@@ -595,7 +597,8 @@ check_dns_common(char *s, bool wildcard_ok, char *why, size_t whylen)
 		return false;
 	}
 	return check_labels(rest, true,
-	                    "DNS names use only a-z 0-9 . - (IDNs in xn-- form)",
+	                    "DNS names use only a-z 0-9 . - (IDNs in xn-- "
+	                    "form)",
 	                    why, whylen);
 }
 
@@ -621,8 +624,7 @@ check_host(char *s, char *why, size_t whylen)
 	    !check_no_dash(s, why, whylen))
 		return false;
 	if (s[0] == '[') {
-		snprintf(why, whylen,
-		         "write IPv6 addresses without brackets");
+		snprintf(why, whylen, "write IPv6 addresses without brackets");
 		return false;
 	}
 	if (strchr(s, ':') != NULL) {
@@ -660,8 +662,8 @@ check_host(char *s, char *why, size_t whylen)
 		}
 		return true;
 	}
-	return check_labels(s, false,
-	                    "host names use only A-Z a-z 0-9 . -", why, whylen);
+	return check_labels(s, false, "host names use only A-Z a-z 0-9 . -",
+	                    why, whylen);
 }
 
 static bool
@@ -733,8 +735,7 @@ check_hmac_key(char *s, char *why, size_t whylen)
 
 	if (!check_len(s, 1024, why, whylen))
 		return false;
-	if (body == 0 || strspn(s + body, "=") != n - body ||
-	    n - body > 2) {
+	if (body == 0 || strspn(s + body, "=") != n - body || n - body > 2) {
 		snprintf(why, whylen, "must be base64url (A-Z a-z 0-9 - _)");
 		return false;
 	}
@@ -1104,12 +1105,12 @@ parse_eab(struct pctx *c, json_t *acme, struct cf_playbook *pb)
 		if (inline_key && key_file) {
 			push_key(c, "hmac_key_file");
 			return bad(c, "give acme.eab.hmac_key or "
-			           "acme.eab.hmac_key_file, not both");
+			              "acme.eab.hmac_key_file, not both");
 		}
 		if (!inline_key && !key_file) {
 			push_key(c, "hmac_key");
 			return bad(c, "missing required key (or give "
-			           "acme.eab.hmac_key_file)");
+			              "acme.eab.hmac_key_file)");
 		}
 		if (get_string(c, o, "hmac_key", false, check_hmac_key,
 		               &pb->acme.eab_hmac_key) < 0 ||
@@ -1175,8 +1176,8 @@ parse_ssh(struct pctx *c, json_t *root, struct cf_playbook *pb)
 		return -1;
 	if (get_string(c, o, "user", false, check_user, &pb->ssh.user) < 0 ||
 	    get_uint(c, o, "port", 1, 65535, &pb->ssh.port) < 0 ||
-	    get_string(c, o, "identity", true, check_path,
-	               &pb->ssh.identity) < 0 ||
+	    get_string(c, o, "identity", true, check_path, &pb->ssh.identity) <
+	        0 ||
 	    get_string(c, o, "known_hosts", false, check_path,
 	               &pb->ssh.known_hosts) < 0 ||
 	    get_uint(c, o, "connect_timeout", 1, PB_MAX_TIMEOUT,
@@ -1213,8 +1214,10 @@ parse_mode(struct pctx *c, json_t *file, struct cf_file_spec *f)
 		return 0;
 	}
 	if (!json_is_string(v))
-		return bad(c, "expected a string of octal digits such as "
-		           "\"0640\", got %s", type_name(v));
+		return bad(c,
+		           "expected a string of octal digits such as "
+		           "\"0640\", got %s",
+		           type_name(v));
 	s = json_string_value(v);
 	n = strlen(s);
 	if (n == 0 || n > 4 || strspn(s, "01234567") != n)
@@ -1223,13 +1226,17 @@ parse_mode(struct pctx *c, json_t *file, struct cf_file_spec *f)
 	for (size_t i = 0; i < n; i++)
 		mode = mode * 8 + (unsigned)(s[i] - '0');
 	if (mode > 0777)
-		return bad(c, "%04o: setuid, setgid and sticky bits are not "
-		           "allowed", mode);
+		return bad(c,
+		           "%04o: setuid, setgid and sticky bits are not "
+		           "allowed",
+		           mode);
 	/* Group read stays allowed: 0640 with an ssl-cert group is the
 	 * usual way to share a key with a non-root daemon. */
 	if (key && (mode & 0007) != 0)
-		return bad(c, "%04o gives other users access to a private key; "
-		           "use 0600 or 0640", mode);
+		return bad(c,
+		           "%04o gives other users access to a private key; "
+		           "use 0600 or 0640",
+		           mode);
 	f->mode = mode;
 	pop(c);
 	return 0;
@@ -1250,8 +1257,8 @@ parse_file(struct pctx *c, json_t *file, struct cf_file_spec *f)
 	if (json_object_get(file, "content") == NULL)
 		return missing(c);
 	pop(c);
-	if (get_enum(c, file, "content", "content", content_names,
-	             &content) < 0)
+	if (get_enum(c, file, "content", "content", content_names, &content) <
+	    0)
 		return -1;
 	f->content = (cf_content_t)content;
 	if (parse_mode(c, file, f) < 0 ||
@@ -1282,7 +1289,8 @@ parse_haproxy_api(struct pctx *c, json_t *o, struct cf_playbook *pb)
 	if (json_object_get(h, "port") == NULL)
 		return missing(c);
 	pop(c);
-	if (get_uint(c, h, "port", 1, 65535, &pb->deploy.haproxy_api.port) < 0 ||
+	if (get_uint(c, h, "port", 1, 65535, &pb->deploy.haproxy_api.port) <
+	        0 ||
 	    get_string(c, h, "cert", true, check_path,
 	               &pb->deploy.haproxy_api.cert) < 0)
 		return -1;
@@ -1292,11 +1300,14 @@ parse_haproxy_api(struct pctx *c, json_t *o, struct cf_playbook *pb)
 		           pb->deploy.haproxy_api.cert) == 0)
 			break;
 	if (i == pb->deploy.n_files)
-		return bad(c, "%s is not one of the deploy.files paths: the "
+		return bad(c,
+		           "%s is not one of the deploy.files paths: the "
 		           "runtime API replaces a certificate certfleet "
-		           "deploys", pb->deploy.haproxy_api.cert);
+		           "deploys",
+		           pb->deploy.haproxy_api.cert);
 	if (pb->deploy.files[i].content != CF_CONTENT_COMBINED)
-		return bad(c, "deploy.files[%zu] (%s) has content \"%s\": the "
+		return bad(c,
+		           "deploy.files[%zu] (%s) has content \"%s\": the "
 		           "runtime API takes certificate, chain and key in "
 		           "one payload, so its content must be \"combined\"",
 		           i, pb->deploy.haproxy_api.cert,
@@ -1304,8 +1315,8 @@ parse_haproxy_api(struct pctx *c, json_t *o, struct cf_playbook *pb)
 	pop(c);
 	if (pb->deploy.reload != NULL)
 		return bad(c, "deploy.reload is not run in this mode (the "
-		           "certificate goes live through the runtime API, "
-		           "without a reload): remove one of the two");
+		              "certificate goes live through the runtime API, "
+		              "without a reload): remove one of the two");
 	pb->deploy.haproxy_api.file = i;
 	pop(c);
 	return 0;
@@ -1350,8 +1361,8 @@ parse_deploy(struct pctx *c, json_t *root, struct cf_playbook *pb)
 		goto out;
 	}
 	pop(c); /* files */
-	if (get_string(c, o, "check", false, check_command,
-	               &pb->deploy.check) < 0 ||
+	if (get_string(c, o, "check", false, check_command, &pb->deploy.check) <
+	        0 ||
 	    get_string(c, o, "reload", false, check_command,
 	               &pb->deploy.reload) < 0 ||
 	    get_string(c, o, "webroot", false, check_path,
@@ -1386,8 +1397,10 @@ parse_endpoint(struct pctx *c, json_t *e, struct cf_endpoint *ep)
 		push_key(c, "starttls");
 		if (!json_is_string(v))
 			return wrong_type(c, v, "a string");
-		if (starttls_proto_parse(json_string_value(v), &ep->starttls) < 0)
-			return bad(c, "unknown STARTTLS protocol \"%.32s\" "
+		if (starttls_proto_parse(json_string_value(v), &ep->starttls) <
+		    0)
+			return bad(c,
+			           "unknown STARTTLS protocol \"%.32s\" "
 			           "(known: smtp, imap, pop3)",
 			           json_string_value(v));
 		pop(c);
@@ -1415,15 +1428,16 @@ parse_endpoints(struct pctx *c, json_t *o, struct cf_playbook *pb)
 	if (arr == NULL) {
 		if (o != NULL)
 			pop(c);
-		if ((pb->verify.endpoints = calloc(1, sizeof(struct cf_endpoint))) ==
-		    NULL)
+		if ((pb->verify.endpoints =
+		         calloc(1, sizeof(struct cf_endpoint))) == NULL)
 			return nomem(c);
 		pb->verify.n_endpoints = 1;
 		pb->verify.endpoints[0].port = pb->verify.port;
 		return 0;
 	}
 	n = json_array_size(arr);
-	if ((pb->verify.endpoints = calloc(n, sizeof(struct cf_endpoint))) == NULL)
+	if ((pb->verify.endpoints = calloc(n, sizeof(struct cf_endpoint))) ==
+	    NULL)
 		return nomem(c);
 	pb->verify.n_endpoints = n;
 	for (size_t i = 0; i < n; i++) {
@@ -1436,7 +1450,8 @@ parse_endpoints(struct pctx *c, json_t *o, struct cf_playbook *pb)
 			    pb->verify.endpoints[i].port)
 				continue;
 			push_key(c, "port");
-			return bad(c, "duplicate endpoint: port %u is also "
+			return bad(c,
+			           "duplicate endpoint: port %u is also "
 			           "verify.endpoints[%zu]",
 			           pb->verify.endpoints[i].port, j);
 		}
@@ -1460,13 +1475,13 @@ parse_verify(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	    (get_uint(c, o, "port", 1, 65535, &pb->verify.port) < 0 ||
 	     get_string(c, o, "server_name", false, check_server_name,
 	                &pb->verify.server_name) < 0 ||
-	     get_string_array(c, o, "names", false, 1, PB_MAX_DOMAINS,
-	                      "names", check_server_name, &pb->verify.names,
+	     get_string_array(c, o, "names", false, 1, PB_MAX_DOMAINS, "names",
+	                      check_server_name, &pb->verify.names,
 	                      &pb->verify.n_names) < 0 ||
 	     get_string(c, o, "ca_bundle", false, check_path,
 	                &pb->verify.ca_bundle) < 0 ||
-	     get_uint(c, o, "timeout", 1, PB_MAX_TIMEOUT,
-	              &pb->verify.timeout) < 0))
+	     get_uint(c, o, "timeout", 1, PB_MAX_TIMEOUT, &pb->verify.timeout) <
+	         0))
 		return -1;
 	if (parse_endpoints(c, o, pb) < 0)
 		return -1;
@@ -1491,8 +1506,8 @@ parse_rollout(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	if (enter_object(c, root, "rollout", false, rollout_keys, &o) < 0)
 		return -1;
 	if (o != NULL &&
-	    (get_uint(c, o, "concurrency", 1, 1024,
-	              &pb->rollout.concurrency) < 0 ||
+	    (get_uint(c, o, "concurrency", 1, 1024, &pb->rollout.concurrency) <
+	         0 ||
 	     get_uint(c, o, "canary", 0, 1000, &pb->rollout.canary) < 0 ||
 	     get_uint(c, o, "canary_failures", 1, 1000,
 	              &pb->rollout.canary_failures) < 0 ||
@@ -1571,8 +1586,8 @@ parse_nodes(struct pctx *c, json_t *root, struct cf_playbook *pb)
 	for (size_t i = 0; i < n; i++) {
 		push_index(c, i);
 		pb->n_nodes = i + 1;
-		if (parse_node(c, json_array_get(arr, i), pb,
-		               &pb->nodes[i]) < 0)
+		if (parse_node(c, json_array_get(arr, i), pb, &pb->nodes[i]) <
+		    0)
 			return -1;
 		pop(c);
 	}
@@ -1636,7 +1651,7 @@ check_cross(struct pctx *c, struct cf_playbook *pb)
 			push_key(c, "deploy");
 			push_key(c, "webroot");
 			return bad(c, "required when acme.directory is set and "
-			           "acme.challenge is \"http-01\"");
+			              "acme.challenge is \"http-01\"");
 		}
 		/* RFC 8555 section 7.1.3: wildcards only via dns-01. */
 		for (size_t i = 0; i < pb->cert.n_domains; i++) {
@@ -1646,7 +1661,7 @@ check_cross(struct pctx *c, struct cf_playbook *pb)
 			push_key(c, "domains");
 			push_index(c, i);
 			return bad(c, "a wildcard name needs acme.challenge "
-			           "\"dns-01\"");
+			              "\"dns-01\"");
 		}
 	}
 	for (size_t i = 0; i < pb->verify.n_names; i++) {
@@ -1655,7 +1670,8 @@ check_cross(struct pctx *c, struct cf_playbook *pb)
 		push_key(c, "verify");
 		push_key(c, "names");
 		push_index(c, i);
-		return bad(c, "\"%s\" is not covered by certificate.domains: "
+		return bad(c,
+		           "\"%s\" is not covered by certificate.domains: "
 		           "the certificate would never be served for it",
 		           pb->verify.names[i]);
 	}
@@ -1669,7 +1685,7 @@ check_cross(struct pctx *c, struct cf_playbook *pb)
 			push_key(c, "verify");
 			push_key(c, "server_name");
 			return bad(c, "required when every certificate domain "
-			           "is a wildcard");
+			              "is a wildcard");
 		}
 		if ((pb->verify.server_name = strdup(sni)) == NULL)
 			return nomem(c);
@@ -1699,7 +1715,8 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 	if (c->len > PB_MAX_BYTES)
 		return cf_err_set(c->err, CF_ERR_CONFIG,
 		                  "%s:1: larger than 1 MiB (%d bytes), too big "
-		                  "for a playbook", c->name, PB_MAX_BYTES);
+		                  "for a playbook",
+		                  c->name, PB_MAX_BYTES);
 	if (is_blank(c->text, c->len))
 		return cf_err_set(c->err, CF_ERR_CONFIG,
 		                  "%s:1: empty file, expected a JSON object",
@@ -1709,8 +1726,8 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 	if (jsonpos_too_deep(c->text, c->len, PB_MAX_DEPTH, &line))
 		return cf_err_set(c->err, CF_ERR_CONFIG,
 		                  "%s:%u: nested deeper than %d levels (a "
-		                  "playbook needs 4)", c->name, line,
-		                  PB_MAX_DEPTH);
+		                  "playbook needs 4)",
+		                  c->name, line, PB_MAX_DEPTH);
 	root = json_loadb(c->text, c->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		char where[256];
@@ -1729,7 +1746,8 @@ parse_document(struct pctx *c, struct cf_playbook **out)
 			           jerr.column > 0 ? jerr.column : 1, jerr.text,
 			           jerr.position > 0
 			               ? jsonpos_syntax_hint(c->text, c->len,
-			                                     (size_t)jerr.position)
+			                                     (size_t)
+			                                         jerr.position)
 			               : "");
 		goto out;
 	}
@@ -1809,8 +1827,8 @@ check_secret_holder(int fd, const char *path, cf_err_t *err)
 	return cf_err_set(err, CF_ERR_CONFIG,
 	                  "%s: mode %04o: the playbook holds acme.eab.hmac_key "
 	                  "and is %s by group or others; chmod 600 it or use "
-	                  "acme.eab.hmac_key_file", path,
-	                  (unsigned)(st.st_mode & 07777),
+	                  "acme.eab.hmac_key_file",
+	                  path, (unsigned)(st.st_mode & 07777),
 	                  (st.st_mode & 044) != 0 ? "readable" : "accessible");
 }
 
@@ -1837,27 +1855,33 @@ playbook_load_secrets(struct cf_playbook *pb, cf_err_t *err)
 		                  "%s: acme.eab.hmac_key_file %s: %s", pb->path,
 		                  kf, strerror(errno));
 	if (fstat(fd, &st) < 0) {
-		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
-		           "%s", pb->path, kf, strerror(errno));
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "%s: acme.eab.hmac_key_file %s: "
+		           "%s",
+		           pb->path, kf, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
-		           "not a regular file", pb->path, kf);
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "%s: acme.eab.hmac_key_file %s: "
+		           "not a regular file",
+		           pb->path, kf);
 		goto out;
 	}
 	if ((st.st_mode & 077) != 0) {
-		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "%s: acme.eab.hmac_key_file %s: "
 		           "mode %04o: the EAB HMAC key is %s by group or "
-		           "others; chmod 600 it", pb->path, kf,
-		           (unsigned)(st.st_mode & 07777),
+		           "others; chmod 600 it",
+		           pb->path, kf, (unsigned)(st.st_mode & 07777),
 		           (st.st_mode & 044) != 0 ? "readable" : "accessible");
 		goto out;
 	}
 	if (st.st_size > EAB_KEY_FILE_MAX) {
-		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
-		           "larger than %d bytes, not an HMAC key", pb->path, kf,
-		           EAB_KEY_FILE_MAX);
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "%s: acme.eab.hmac_key_file %s: "
+		           "larger than %d bytes, not an HMAC key",
+		           pb->path, kf, EAB_KEY_FILE_MAX);
 		goto out;
 	}
 	if ((buf = malloc(EAB_KEY_FILE_MAX + 2)) == NULL) {
@@ -1870,8 +1894,10 @@ playbook_load_secrets(struct cf_playbook *pb, cf_err_t *err)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file "
-			           "%s: %s", pb->path, kf, strerror(errno));
+			cf_err_set(err, CF_ERR_CONFIG,
+			           "%s: acme.eab.hmac_key_file "
+			           "%s: %s",
+			           pb->path, kf, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -1884,8 +1910,10 @@ playbook_load_secrets(struct cf_playbook *pb, cf_err_t *err)
 	                   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
 		buf[--len] = '\0';
 	if (!check_hmac_key(buf, why, sizeof(why))) {
-		cf_err_set(err, CF_ERR_CONFIG, "%s: acme.eab.hmac_key_file %s: "
-		           "%s", pb->path, kf, why);
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "%s: acme.eab.hmac_key_file %s: "
+		           "%s",
+		           pb->path, kf, why);
 		goto out;
 	}
 	pb->acme.eab_hmac_key = buf;

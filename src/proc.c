@@ -96,8 +96,10 @@ open_stdin(const struct cf_proc_spec *spec, int in[2], int *devnull,
 	close(in[1]);
 	in[1] = -1;
 	if (w < 0 || (size_t)w != spec->input_len)
-		return cf_err_set(err, CF_ERR_IO, "%s: input of %zu bytes does "
-		                  "not fit a pipe", spec->path, spec->input_len);
+		return cf_err_set(err, CF_ERR_IO,
+		                  "%s: input of %zu bytes does "
+		                  "not fit a pipe",
+		                  spec->path, spec->input_len);
 	return 0;
 }
 
@@ -174,8 +176,8 @@ wait_child(const struct cf_proc_spec *spec, pid_t pid, int out_fd,
 		 * group's id) cannot be reused before we are done killing
 		 * what it left in the group */
 		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)pid, &si,
-		           WEXITED | WNOHANG | WNOWAIT) < 0 &&
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) <
+		        0 &&
 		    errno != EINTR) {
 			kill(-pid, SIGKILL);
 			break;

@@ -15,9 +15,8 @@ renewal_before(double renew_before_days, const struct cf_certinfo *ci)
 }
 
 void
-renewal_check_thresholds(double renew_before_days,
-                         const struct cf_certinfo *ci, double *warn_days,
-                         double *crit_days)
+renewal_check_thresholds(double renew_before_days, const struct cf_certinfo *ci,
+                         double *warn_days, double *crit_days)
 {
 	int64_t window = renewal_before(renew_before_days, ci);
 

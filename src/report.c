@@ -15,12 +15,12 @@ report_outcome_name(cf_outcome_t o)
 {
 	switch (o) {
 	case CF_OUT_UNCHANGED: return "unchanged";
-	case CF_OUT_DEPLOYED:  return "deployed";
-	case CF_OUT_FAILED:    return "failed";
-	case CF_OUT_SKIPPED:   return "skipped";
-	case CF_OUT_STOPPED:   return "stopped";
-	case CF_OUT_DRYRUN:    return "dry-run";
-	case CF_OUT_VERIFIED:  return "verified";
+	case CF_OUT_DEPLOYED: return "deployed";
+	case CF_OUT_FAILED: return "failed";
+	case CF_OUT_SKIPPED: return "skipped";
+	case CF_OUT_STOPPED: return "stopped";
+	case CF_OUT_DRYRUN: return "dry-run";
+	case CF_OUT_VERIFIED: return "verified";
 	}
 	return "unknown";
 }
@@ -37,8 +37,9 @@ report_progress(void *arg, const struct cf_node_result *r, size_t done,
 	if (r->outcome == CF_OUT_FAILED) {
 		fprintf(stderr, "certfleet: %-16s %-15s FAILED%s %s: %s%s\n",
 		        r->node->name, r->node->host,
-		        r->canary ? " (canary)" : "", cf_err_reason(r->err.code),
-		        r->err.msg, r->rolled_back ? " (rolled back)" : "");
+		        r->canary ? " (canary)" : "",
+		        cf_err_reason(r->err.code), r->err.msg,
+		        r->rolled_back ? " (rolled back)" : "");
 	} else if (!c->quiet) {
 		const char *what = report_outcome_name(r->outcome);
 
@@ -49,8 +50,10 @@ report_progress(void *arg, const struct cf_node_result *r, size_t done,
 			       "host key, login and preflight ok)";
 		else if (r->outcome == CF_OUT_STOPPED)
 			what = "not touched (rollout stopped)";
-		fprintf(stderr, "certfleet: %-16s %-15s %s%s in %.2fs%s%s%s%s"
-		        "%s%s\n", r->node->name, r->node->host, what,
+		fprintf(stderr,
+		        "certfleet: %-16s %-15s %s%s in %.2fs%s%s%s%s"
+		        "%s%s\n",
+		        r->node->name, r->node->host, what,
 		        r->canary ? " (canary)" : "", secs,
 		        r->fixed[0] ? "; fixed: " : "", r->fixed,
 		        r->drift[0] ? "; WARNING: drift not fixed: " : "",
@@ -75,16 +78,21 @@ report_summary(FILE *f, const char *verb, const struct cf_rollout_result *res,
 	else if (res->n_canary_failed > 0)
 		/* the operator must see why a failed canary did not stop
 		 * the rollout */
-		fprintf(f, "certfleet: failed %s %s: other nodes serve the same "
+		fprintf(f,
+		        "certfleet: failed %s %s: other nodes serve the same "
 		        "certificate with the same recipe, so the fault is on "
 		        "%s (quarantined); the rollout went on\n",
 		        res->n_canary_failed == 1 ? "canary" : "canaries",
 		        res->canary_failed,
-		        res->n_canary_failed == 1 ? "that node" : "those nodes");
+		        res->n_canary_failed == 1 ? "that node"
+		                                  : "those nodes");
 	if (strcmp(verb, "verify") == 0) {
 		/* verify changes nothing: say what nodes serve */
-		fprintf(f, "certfleet: verify: %u of %u node%s serve%s the current "
-		        "certificate", res->n_unchanged, looked, cf_plural(looked),
+		fprintf(f,
+		        "certfleet: verify: %u of %u node%s serve%s the "
+		        "current "
+		        "certificate",
+		        res->n_unchanged, looked, cf_plural(looked),
 		        looked == 1 ? "s" : "");
 		if (res->n_failed > 0)
 			fprintf(f, ", %u do%s not", res->n_failed,
@@ -123,9 +131,8 @@ cert_json(const char *version, const struct cf_certinfo *ci)
 	              cf_json_str_or_null(version), "sha256", ci->sha256_hex,
 	              "not_before", cf_json_time_or_null(ci->not_before),
 	              "not_after", cf_json_time_or_null(ci->not_after),
-	              "not_after_epoch",
-	              (json_int_t)ci->not_after, "names", names, "issuer",
-	              cf_json_str_or_null(ci->issuer));
+	              "not_after_epoch", (json_int_t)ci->not_after, "names",
+	              names, "issuer", cf_json_str_or_null(ci->issuer));
 	return o;
 }
 
@@ -146,18 +153,17 @@ node_state_fields(json_t *o, const struct cf_node_state *st)
 		return o;
 	}
 	json_object_set_new(o, "quarantined", json_boolean(st->quarantined));
-	json_object_set_new(o, "reason", st->quarantined
-	                                     ? cf_json_str_or_null(st->reason)
-	                                     : json_null());
-	json_object_set_new(o, "detail", st->quarantined
-	                                     ? cf_json_str_or_null(st->detail)
-	                                     : json_null());
+	json_object_set_new(o, "reason",
+	                    st->quarantined ? cf_json_str_or_null(st->reason)
+	                                    : json_null());
+	json_object_set_new(o, "detail",
+	                    st->quarantined ? cf_json_str_or_null(st->detail)
+	                                    : json_null());
 	json_object_set_new(o, "manual", json_boolean(st->manual));
 	json_object_set_new(o, "attempts", json_integer(st->attempts));
 	json_object_set_new(o, "quarantined_since",
-	                    cf_json_time_or_null(st->quarantined
-	                                             ? st->quarantined_since
-	                                             : 0));
+	                    cf_json_time_or_null(
+	                        st->quarantined ? st->quarantined_since : 0));
 	json_object_set_new(o, "last_success",
 	                    cf_json_time_or_null(st->last_success));
 	json_object_set_new(o, "last_change",
@@ -176,10 +182,10 @@ report_json_dump(FILE *f, json_t *root)
 	json_decref(root);
 }
 
-static json_t *run_doc(const char *command, int exit_code,
-                       const char *version, const struct cf_certinfo *ci,
-                       const struct cf_rollout_result *res,
-                       const struct cf_node_states *ns);
+static json_t *
+run_doc(const char *command, int exit_code, const char *version,
+        const struct cf_certinfo *ci, const struct cf_rollout_result *res,
+        const struct cf_node_states *ns);
 
 void
 report_run_json(FILE *f, const char *command, int exit_code,
@@ -205,16 +211,19 @@ report_renew_json(FILE *f, int exit_code, const char *version,
 {
 	json_t *root = run_doc("renew", exit_code, version, ci, res, ns);
 
-	json_object_set_new(
-	    root, "renewal",
-	    json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:i}", "action", rr->action,
-	              "reason", cf_json_str_or_null(rr->reason), "error",
-	              cf_json_str_or_null(rr->error), "order",
-	              cf_json_str_or_null(rr->order),
-	              "version", cf_json_str_or_null(rr->version), "next_due",
-	              cf_json_time_or_null(rr->next_due), "next_due_epoch",
-	              epoch_or_null(rr->next_due), "consecutive_failures",
-	              (int)rr->consecutive_failures));
+	json_object_set_new(root, "renewal",
+	                    json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:i}",
+	                              "action", rr->action, "reason",
+	                              cf_json_str_or_null(rr->reason), "error",
+	                              cf_json_str_or_null(rr->error), "order",
+	                              cf_json_str_or_null(rr->order), "version",
+	                              cf_json_str_or_null(rr->version),
+	                              "next_due",
+	                              cf_json_time_or_null(rr->next_due),
+	                              "next_due_epoch",
+	                              epoch_or_null(rr->next_due),
+	                              "consecutive_failures",
+	                              (int)rr->consecutive_failures));
 	json_object_set_new(root, "deploy_error",
 	                    cf_json_str_or_null(rr->deploy_error));
 	report_json_dump(f, root);
@@ -245,13 +254,21 @@ endpoint_checks(const struct cf_node_result *r)
 	for (size_t i = 0; i < r->n_checks; i++) {
 		const struct cf_endpoint_check *c = &r->checks[i];
 
-		json_array_append_new(a, json_pack(
-		    "{s:i,s:s,s:s,s:b,s:o,s:o}", "port", (int)c->port,
-		    "starttls", starttls_proto_name(c->starttls), "sni", c->sni,
-		    "ok", c->ok,
-		    "reason", c->ok ? json_null()
-		                    : json_string(cf_err_reason(c->err.code)),
-		    "error", c->ok ? json_null() : json_string(c->err.msg)));
+		json_array_append_new(a,
+		                      json_pack("{s:i,s:s,s:s,s:b,s:o,s:o}",
+		                                "port", (int)c->port,
+		                                "starttls",
+		                                starttls_proto_name(c->starttls),
+		                                "sni", c->sni, "ok", c->ok,
+		                                "reason",
+		                                c->ok
+		                                    ? json_null()
+		                                    : json_string(cf_err_reason(
+		                                          c->err.code)),
+		                                "error",
+		                                c->ok
+		                                    ? json_null()
+		                                    : json_string(c->err.msg)));
 	}
 	return a;
 }
@@ -268,18 +285,22 @@ run_doc(const char *command, int exit_code, const char *version,
 	for (i = 0; res != NULL && i < res->n; i++) {
 		const struct cf_node_result *r = &res->nodes[i];
 		bool failed = r->outcome == CF_OUT_FAILED;
-		json_t *o = json_pack(
-		    "{s:s,s:s,s:s,s:o,s:o,s:b,s:b,s:b,s:o,s:o,s:I}", "name",
-		    r->node->name, "host", r->node->host, "outcome",
-		    report_outcome_name(r->outcome), "reason",
-		    failed ? json_string(cf_err_reason(r->err.code))
-		           : json_null(),
-		    "error", failed ? json_string(r->err.msg) : json_null(),
-		    "canary", r->canary, "rolled_back", r->rolled_back,
-		    "touched", r->touched, "served_before",
-		    cf_json_str_or_null(r->before_sha256), "serving_sha256",
-		    cf_json_str_or_null(r->after_sha256), "duration_ms",
-		    (json_int_t)r->duration_ms);
+		json_t *o =
+		    json_pack("{s:s,s:s,s:s,s:o,s:o,s:b,s:b,s:b,s:o,s:o,s:I}",
+		              "name", r->node->name, "host", r->node->host,
+		              "outcome", report_outcome_name(r->outcome),
+		              "reason",
+		              failed ? json_string(cf_err_reason(r->err.code))
+		                     : json_null(),
+		              "error",
+		              failed ? json_string(r->err.msg) : json_null(),
+		              "canary", r->canary, "rolled_back",
+		              r->rolled_back, "touched", r->touched,
+		              "served_before",
+		              cf_json_str_or_null(r->before_sha256),
+		              "serving_sha256",
+		              cf_json_str_or_null(r->after_sha256),
+		              "duration_ms", (json_int_t)r->duration_ms);
 		const struct cf_node_state *st =
 		    store_node_find(ns, r->node->name);
 
@@ -300,9 +321,10 @@ run_doc(const char *command, int exit_code, const char *version,
 		/* verify is read-only and a dry run records nothing: their
 		 * failures quarantine no one */
 		json_object_set_new(o, "quarantined",
-		                    json_boolean((failed && !res->dry_run &&
-		                                  strcmp(command, "verify") != 0) ||
-		                                 (st != NULL && st->quarantined)));
+		                    json_boolean(
+		                        (failed && !res->dry_run &&
+		                         strcmp(command, "verify") != 0) ||
+		                        (st != NULL && st->quarantined)));
 		json_object_set_new(o, "serving_current",
 		                    json_boolean(ci != NULL &&
 		                                 strcmp(r->after_sha256,
@@ -313,19 +335,21 @@ run_doc(const char *command, int exit_code, const char *version,
 	                 "exit_code", exit_code, "certificate",
 	                 cert_json(version, ci));
 	if (res != NULL) {
-		json_object_set_new(root, "stopped", json_boolean(res->stopped));
+		json_object_set_new(root, "stopped",
+		                    json_boolean(res->stopped));
 		json_object_set_new(root, "stop_reason",
 		                    res->stopped ? json_string(res->stop_reason)
 		                                 : json_null());
 		json_object_set_new(root, "canaries_failed",
 		                    json_integer(res->n_canary_failed));
-		json_object_set_new(
-		    root, "summary",
-		    json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "deployed",
-		              res->n_deployed, "unchanged", res->n_unchanged,
-		              "failed", res->n_failed, "skipped", res->n_skipped,
-		              "stopped", res->n_stopped, "dry_run",
-		              res->n_dryrun));
+		json_object_set_new(root, "summary",
+		                    json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}",
+		                              "deployed", res->n_deployed,
+		                              "unchanged", res->n_unchanged,
+		                              "failed", res->n_failed,
+		                              "skipped", res->n_skipped,
+		                              "stopped", res->n_stopped,
+		                              "dry_run", res->n_dryrun));
 		json_object_set_new(root, "duration_ms",
 		                    json_integer(res->duration_ms));
 	}
@@ -350,18 +374,18 @@ renewal_json(const struct cf_renewal_view *rv)
 
 	if (!rv->acme)
 		return json_null();
-	return json_pack(
-	    "{s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o,s:o}", "due", rv->due,
-	    "basis", cf_json_str_or_null(rv->basis), "reason",
-	    cf_json_str_or_null(rv->why),
-	    "next_due", cf_json_time_or_null(rv->next_due), "next_due_epoch",
-	    epoch_or_null(rv->next_due), "last_attempt",
-	    cf_json_time_or_null(rs ? rs->last_attempt : 0), "last_success",
-	    cf_json_time_or_null(rs ? rs->last_success : 0),
-	    "consecutive_failures",
-	    (int)(rs ? rs->consecutive_failures : 0), "last_error",
-	    cf_json_str_or_null(rs ? rs->last_error : NULL), "state_error",
-	    cf_json_str_or_null(rv->state_error));
+	return json_pack("{s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:o,s:o}", "due",
+	                 rv->due, "basis", cf_json_str_or_null(rv->basis),
+	                 "reason", cf_json_str_or_null(rv->why), "next_due",
+	                 cf_json_time_or_null(rv->next_due), "next_due_epoch",
+	                 epoch_or_null(rv->next_due), "last_attempt",
+	                 cf_json_time_or_null(rs ? rs->last_attempt : 0),
+	                 "last_success",
+	                 cf_json_time_or_null(rs ? rs->last_success : 0),
+	                 "consecutive_failures",
+	                 (int)(rs ? rs->consecutive_failures : 0), "last_error",
+	                 cf_json_str_or_null(rs ? rs->last_error : NULL),
+	                 "state_error", cf_json_str_or_null(rv->state_error));
 }
 
 /* "renewal: ..." under the certificate line of `status` */
@@ -400,8 +424,7 @@ renewal_line(FILE *f, const struct cf_renewal_view *rv)
 void
 report_status(FILE *f, bool json, const struct cf_playbook *pb,
               const char *version, const struct cf_certinfo *ci,
-              const struct cf_node_states *ns,
-              const struct cf_renewal_view *rv)
+              const struct cf_node_states *ns, const struct cf_renewal_view *rv)
 {
 	size_t i;
 	char t1[32], t2[32], d[16];
@@ -416,17 +439,19 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 			json_t *o = json_pack("{s:s,s:s,s:i}", "name", n->name,
 			                      "host", n->host, "port", n->port);
 
-			json_object_set_new(
-			    o, "serving_sha256",
-			    cf_json_str_or_null(st ? st->serving_sha256 : NULL));
-			json_object_set_new(
-			    o, "serving_current",
-			    json_boolean(st != NULL && ci != NULL &&
-			                 strcmp(st->serving_sha256,
-			                        ci->sha256_hex) == 0));
-			json_object_set_new(
-			    o, "serving_not_after",
-			    cf_json_time_or_null(st ? st->serving_not_after : 0));
+			json_object_set_new(o, "serving_sha256",
+			                    cf_json_str_or_null(
+			                        st ? st->serving_sha256
+			                           : NULL));
+			json_object_set_new(o, "serving_current",
+			                    json_boolean(
+			                        st != NULL && ci != NULL &&
+			                        strcmp(st->serving_sha256,
+			                               ci->sha256_hex) == 0));
+			json_object_set_new(o, "serving_not_after",
+			                    cf_json_time_or_null(
+			                        st ? st->serving_not_after
+			                           : 0));
 			node_state_fields(o, st);
 			json_array_append_new(nodes, o);
 		}
@@ -444,9 +469,11 @@ report_status(FILE *f, bool json, const struct cf_playbook *pb,
 	} else {
 		cf_fmt_time(ci->not_after, t1, sizeof(t1));
 		days_left(ci->not_after, d, sizeof(d));
-		fprintf(f, "certificate %s: version %s, sha256 %.16s…, expires "
-		        "%s (%s days)\n", pb->cert.name, version ? version : "-",
-		        ci->sha256_hex, t1, d);
+		fprintf(f,
+		        "certificate %s: version %s, sha256 %.16s…, expires "
+		        "%s (%s days)\n",
+		        pb->cert.name, version ? version : "-", ci->sha256_hex,
+		        t1, d);
 	}
 	if (rv != NULL)
 		renewal_line(f, rv);
@@ -510,15 +537,17 @@ report_validate_json(FILE *f, const struct cf_playbook *pb)
 	for (i = 0; i < pb->cert.n_domains; i++)
 		json_array_append_new(names, json_string(pb->cert.domains[i]));
 	for (i = 0; i < pb->n_nodes; i++)
-		json_array_append_new(nodes, json_pack("{s:s,s:s,s:i}", "name",
-		                      pb->nodes[i].name, "host", pb->nodes[i].host,
-		                      "port", pb->nodes[i].port));
-	report_json_dump(f, json_pack("{s:i,s:s,s:i,s:s,s:s,s:o,s:i,s:o}",
-	                              "format", 1, "command", "validate",
-	                              "exit_code", 0, "playbook", pb->path,
-	                              "name", pb->cert.name, "domains", names,
-	                              "files", (int)pb->deploy.n_files,
-	                              "nodes", nodes));
+		json_array_append_new(nodes,
+		                      json_pack("{s:s,s:s,s:i}", "name",
+		                                pb->nodes[i].name, "host",
+		                                pb->nodes[i].host, "port",
+		                                pb->nodes[i].port));
+	report_json_dump(f,
+	                 json_pack("{s:i,s:s,s:i,s:s,s:s,s:o,s:i,s:o}",
+	                           "format", 1, "command", "validate",
+	                           "exit_code", 0, "playbook", pb->path, "name",
+	                           pb->cert.name, "domains", names, "files",
+	                           (int)pb->deploy.n_files, "nodes", nodes));
 }
 
 static json_t *
@@ -560,8 +589,9 @@ report_revoke_json(FILE *f, int exit_code, const struct cf_revoke_report *r)
 		                  ? json_string(cf_err_reason(kn->err.code))
 		                  : json_null(),
 		              "error",
-		              kn->attempted && !kn->ok ? json_string(kn->err.msg)
-		                                       : json_null(),
+		              kn->attempted && !kn->ok
+		                  ? json_string(kn->err.msg)
+		                  : json_null(),
 		              "removed", removed, "kept_other_key",
 		              (int)kn->kept_other, "serves_compromised_key",
 		              kn->live_compromised, "duration_ms",
@@ -570,15 +600,18 @@ report_revoke_json(FILE *f, int exit_code, const struct cf_revoke_report *r)
 	root = json_pack("{s:i,s:s,s:i,s:o}", "format", 1, "command", "revoke",
 	                 "exit_code", exit_code, "certificate",
 	                 cert_json(r->version, r->ci));
-	json_object_set_new(
-	    root, "revocation",
-	    json_pack("{s:o,s:s,s:i,s:o,s:b,s:o,s:o,s:o}", "version",
-	              cf_json_str_or_null(r->version), "reason", r->reason,
-	              "reason_code", r->reason_code, "ca", cf_json_str_or_null(r->ca),
-	              "current", r->current, "revoked_at",
-	              cf_json_time_or_null(r->revoked_at), "store_keys_wiped",
-	              strv_json(r->store_wiped), "cleanup_pending",
-	              strv_json(r->pending)));
+	json_object_set_new(root, "revocation",
+	                    json_pack("{s:o,s:s,s:i,s:o,s:b,s:o,s:o,s:o}",
+	                              "version",
+	                              cf_json_str_or_null(r->version), "reason",
+	                              r->reason, "reason_code", r->reason_code,
+	                              "ca", cf_json_str_or_null(r->ca),
+	                              "current", r->current, "revoked_at",
+	                              cf_json_time_or_null(r->revoked_at),
+	                              "store_keys_wiped",
+	                              strv_json(r->store_wiped),
+	                              "cleanup_pending",
+	                              strv_json(r->pending)));
 	json_object_set_new(root, "nodes", nodes);
 	report_json_dump(f, root);
 }

@@ -52,17 +52,17 @@ struct run {
 	const struct cf_rollout_opts *opts;
 	struct cf_rollout_result *res;
 
-	struct payload *payloads;   /* one per deploy.files entry */
-	char *combined;             /* fullchain+key, secret */
+	struct payload *payloads; /* one per deploy.files entry */
+	char *combined;           /* fullchain+key, secret */
 	size_t combined_len;
-	char **tmp_paths;           /* per file: DIR/.certfleet.BASE.TOKEN.tmp */
-	char *stage_script;         /* identical for every node; secret */
+	char **tmp_paths;   /* per file: DIR/.certfleet.BASE.TOKEN.tmp */
+	char *stage_script; /* identical for every node; secret */
 	size_t stage_script_cap;
 	char *rollback_script;
-	char *preflight_script;     /* dry run: what would fail; no secrets */
-	char *audit_script;         /* unchanged nodes: modes/owners; no secrets */
+	char *preflight_script; /* dry run: what would fail; no secrets */
+	char *audit_script;     /* unchanged nodes: modes/owners; no secrets */
 
-	size_t *queue;              /* indices of nodes to process */
+	size_t *queue; /* indices of nodes to process */
 	size_t n_queue;
 
 	/* fields below are guarded by mu */
@@ -70,12 +70,12 @@ struct run {
 	pthread_cond_t cv;
 	size_t next;
 	size_t done;
-	struct gate_state gate;     /* the canary gate's decisions (gate.h) */
+	struct gate_state gate; /* the canary gate's decisions (gate.h) */
 
 	bool trace;
-	struct tlsprobe_ctx *tls;   /* shared by every probe of the run */
-	const char **names;         /* every SNI verify asks for; [0] is
-	                               verify.server_name */
+	struct tlsprobe_ctx *tls; /* shared by every probe of the run */
+	const char **names;       /* every SNI verify asks for; [0] is
+				     verify.server_name */
 	size_t n_names;
 	struct tlsprobe_cert *want_chain; /* the bundle's intermediates */
 	size_t n_want_chain;
@@ -214,8 +214,8 @@ add_command_vars(const struct cf_playbook *pb, struct scripts *sc)
 	    cf_buf_shquote(&sc->rollback, reload) < 0 ||
 	    cf_buf_printf(&sc->rollback, "\nN=%zu\nLIMIT=%u\n",
 	                  pb->deploy.n_files, limit) < 0 ||
-	    cf_buf_printf(&sc->preflight, "N=%zu\nCHECK=",
-	                  pb->deploy.n_files) < 0 ||
+	    cf_buf_printf(&sc->preflight, "N=%zu\nCHECK=", pb->deploy.n_files) <
+	        0 ||
 	    cf_buf_shquote(&sc->preflight, check) < 0 ||
 	    cf_buf_append(&sc->preflight, "\nRELOAD=", 8) < 0 ||
 	    cf_buf_shquote(&sc->preflight, reload) < 0 ||
@@ -238,8 +238,8 @@ add_contents(const struct run *r, cf_buf_t *s)
 	size_t i, n = r->pb->deploy.n_files, secret = 0;
 
 	for (i = 0; i < n; i++)
-		secret += 24 + shquote_len(r->payloads[i].data,
-		                           r->payloads[i].len);
+		secret +=
+		    24 + shquote_len(r->payloads[i].data, r->payloads[i].len);
 	if (cf_buf_reserve(s, secret + sizeof(tail)) < 0)
 		return -1;
 	for (i = 0; i < n; i++) {
@@ -273,13 +273,14 @@ build_scripts(struct run *r, const char *token, cf_err_t *err)
 		if (add_file_vars(r, i, token, &sc) < 0)
 			goto nomem;
 	if (add_command_vars(r->pb, &sc) < 0 ||
-	    cf_buf_append(&sc.stage, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) < 0 ||
+	    cf_buf_append(&sc.stage, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) <
+	        0 ||
 	    cf_buf_append(&sc.stage, cf_sh_stage, strlen(cf_sh_stage)) < 0 ||
 	    add_contents(r, &sc.stage) < 0 ||
 	    cf_buf_append(&sc.rollback, cf_sh_rollback,
 	                  strlen(cf_sh_rollback)) < 0 ||
-	    cf_buf_append(&sc.preflight, cf_sh_dirsafe,
-	                  strlen(cf_sh_dirsafe)) < 0 ||
+	    cf_buf_append(&sc.preflight, cf_sh_dirsafe, strlen(cf_sh_dirsafe)) <
+	        0 ||
 	    cf_buf_append(&sc.preflight, cf_sh_preflight,
 	                  strlen(cf_sh_preflight)) < 0 ||
 	    cf_buf_append(&sc.audit, cf_sh_audit, strlen(cf_sh_audit)) < 0)
@@ -318,13 +319,14 @@ build_payloads(struct run *r, cf_err_t *err)
 		const char *p = NULL;
 
 		switch (r->pb->deploy.files[i].content) {
-		case CF_CONTENT_CERT:      p = b->cert; break;
-		case CF_CONTENT_CHAIN:     p = b->chain; break;
+		case CF_CONTENT_CERT: p = b->cert; break;
+		case CF_CONTENT_CHAIN: p = b->chain; break;
 		case CF_CONTENT_FULLCHAIN: p = b->fullchain; break;
-		case CF_CONTENT_PRIVKEY:   p = b->privkey; break;
+		case CF_CONTENT_PRIVKEY: p = b->privkey; break;
 		case CF_CONTENT_COMBINED:
 			if (r->combined == NULL) {
-				size_t fl = strlen(b->fullchain), kl = strlen(b->privkey);
+				size_t fl = strlen(b->fullchain),
+				       kl = strlen(b->privkey);
 
 				r->combined = malloc(fl + kl + 1);
 				if (r->combined == NULL)
@@ -421,8 +423,8 @@ probe_one(const struct run *r, const struct cf_node *node,
 	 * read from what the handshake decoded: never decoded twice (OpenSSL
 	 * 3's key decoding is the largest cost in the coordinator's
 	 * profile). */
-	return tlsprobe_fetch_ctx(r->tls, node->host, ep->port, ep->starttls, sni,
-	                          deadline, res, err);
+	return tlsprobe_fetch_ctx(r->tls, node->host, ep->port, ep->starttls,
+	                          sni, deadline, res, err);
 }
 
 /* One probe of the first endpoint under the first name: fills sha (hex)
@@ -450,8 +452,9 @@ probe(const struct run *r, const struct cf_node *node, int64_t deadline,
 static cf_code_t
 pair_code(size_t ei, size_t ni)
 {
-	return ni > 0 ? CF_ERR_VERIFY_NAME
-	              : ei > 0 ? CF_ERR_VERIFY_ENDPOINT : CF_ERR_VERIFY;
+	return ni > 0   ? CF_ERR_VERIFY_NAME
+	       : ei > 0 ? CF_ERR_VERIFY_ENDPOINT
+	                : CF_ERR_VERIFY;
 }
 
 /* Check one endpoint under one name: serves the new leaf (polling until
@@ -525,16 +528,20 @@ verify_pair(struct run *r, const struct cf_node *node, size_t ei, size_t ni,
 			           node->host, ep->port, res.sha256_hex, want,
 			           r->pb->verify.timeout);
 		else if (first)
-			cf_err_set(err, CF_ERR_VERIFY,
-			           "serves %.16s… (expires %s), not the current "
-			           "certificate %.16s…", res.sha256_hex,
-			           (cf_fmt_time(res.not_after, na, sizeof(na)), na),
-			           want);
+			cf_err_set(
+			    err, CF_ERR_VERIFY,
+			    "serves %.16s… (expires %s), not the current "
+			    "certificate %.16s…",
+			    res.sha256_hex,
+			    (cf_fmt_time(res.not_after, na, sizeof(na)), na),
+			    want);
 		else
 			cf_err_set(err, pair_code(ei, ni),
 			           "%s serves %.16s… (expires %s), not the %s "
-			           "certificate %.16s…", label, res.sha256_hex,
-			           (cf_fmt_time(res.not_after, na, sizeof(na)), na),
+			           "certificate %.16s…",
+			           label, res.sha256_hex,
+			           (cf_fmt_time(res.not_after, na, sizeof(na)),
+			            na),
 			           poll ? "new" : "current", want);
 		goto out;
 	}
@@ -574,7 +581,8 @@ verify_all(struct run *r, const struct cf_node *node, int64_t deadline,
 		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 	for (size_t ei = 0; ei < r->pb->verify.n_endpoints; ei++)
 		for (size_t ni = 0; ni < r->n_names; ni++) {
-			struct cf_endpoint_check *c = &nr->checks[nr->n_checks++];
+			struct cf_endpoint_check *c =
+			    &nr->checks[nr->n_checks++];
 			int64_t dl = deadline;
 
 			c->port = r->pb->verify.endpoints[ei].port;
@@ -695,7 +703,8 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 		 * failures, and the next run removes its temp files. */
 		goto out;
 	/* collect "certfleet-prev I" markers */
-	for (const char *p = out; p && (p = strstr(p, "certfleet-prev ")); p++) {
+	for (const char *p = out; p && (p = strstr(p, "certfleet-prev "));
+	     p++) {
 		unsigned long idx = strtoul(p + 15, NULL, 10);
 		cf_buf_printf(prev_idx, " %lu", idx);
 	}
@@ -708,12 +717,12 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 	if (status == STAGE_OK && !rollout_has_marker(out, "certfleet-ok"))
 		status = STAGE_NO_MARKER;
 	switch (status) {
-	case STAGE_OK:
-		rc = 0;
-		break;
+	case STAGE_OK: rc = 0; break;
 	case STAGE_NO_MARKER:
-		cf_err_set(err, CF_ERR_WRITE, "stage script on %s ended with "
-		           "status 0 but without its completion marker: the node "
+		cf_err_set(err, CF_ERR_WRITE,
+		           "stage script on %s ended with "
+		           "status 0 but without its completion marker: the "
+		           "node "
 		           "did not run it to the end (a forced command?): %s",
 		           node->name, detail[0] ? detail : "(no output)");
 		break;
@@ -731,18 +740,23 @@ stage(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 	case STAGE_CHECK:
 		nr->rolled_back = restored;
 		cf_err_set(err, CF_ERR_CHECK, "check `%s` failed, %s: %s",
-		           pb->deploy.check, restored ? "previous files restored"
-		           : "no file had changed", detail);
+		           pb->deploy.check,
+		           restored ? "previous files restored"
+		                    : "no file had changed",
+		           detail);
 		break;
 	case STAGE_RELOAD:
 		nr->rolled_back = restored;
 		cf_err_set(err, CF_ERR_RELOAD, "reload `%s` failed, %s: %s",
-		           pb->deploy.reload, restored ? "previous files restored"
-		           : "no file had changed", detail);
+		           pb->deploy.reload,
+		           restored ? "previous files restored"
+		                    : "no file had changed",
+		           detail);
 		break;
 	default:
-		cf_err_set(err, CF_ERR_WRITE, "stage script exited %d on %s: %s",
-		           status, node->name, detail[0] ? detail : why);
+		cf_err_set(err, CF_ERR_WRITE,
+		           "stage script exited %d on %s: %s", status,
+		           node->name, detail[0] ? detail : why);
 		break;
 	}
 out:
@@ -754,8 +768,7 @@ out:
  * Nothing is written (nr->touched stays false); problems become the node's
  * error, all of them, joined; notes (e.g. backups by copy) go to nr->note. */
 static int
-preflight(struct run *r, cf_ssh_t *s, struct cf_node_result *nr,
-          cf_err_t *err)
+preflight(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, cf_err_t *err)
 {
 	char *out = NULL;
 	int status = -1, rc = -1;
@@ -862,9 +875,10 @@ api_push_back(struct run *r, cf_ssh_t *s, const char *prev_idx,
 		return true;
 	/* the first cause stays first */
 	memcpy(first, nr->err.msg, sizeof(first));
-	cf_err_set(&nr->err, nr->err.code, "%s; files restored, but the "
-	           "previous certificate could not be pushed back: %s", first,
-	           e.msg);
+	cf_err_set(&nr->err, nr->err.code,
+	           "%s; files restored, but the "
+	           "previous certificate could not be pushed back: %s",
+	           first, e.msg);
 	return false;
 }
 
@@ -876,7 +890,8 @@ audit_word(const char *w, char *buf, size_t cap)
 	size_t i, n = strlen(w);
 
 	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)w[i]) && strchr("._-", w[i]) == NULL)
+		if (!isalnum((unsigned char)w[i]) &&
+		    strchr("._-", w[i]) == NULL)
 			break;
 	if (n == 0 || i < n || n >= cap)
 		snprintf(buf, cap, "?");
@@ -890,7 +905,8 @@ join_item(char *dst, size_t cap, const char *item)
 	size_t used = strlen(dst);
 
 	if (used + 1 < cap)
-		snprintf(dst + used, cap - used, "%s%s", used ? "; " : "", item);
+		snprintf(dst + used, cap - used, "%s%s", used ? "; " : "",
+		         item);
 }
 
 /* A node that already serves the current certificate: do its files hold
@@ -914,8 +930,10 @@ audit(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, cf_err_t *err)
 		char last[200];
 
 		last_line(out, last, sizeof(last));
-		cf_err_set(err, CF_ERR_WRITE, "audit script exited %d without "
-		           "its completion marker: %s", status, last);
+		cf_err_set(err, CF_ERR_WRITE,
+		           "audit script exited %d without "
+		           "its completion marker: %s",
+		           status, last);
 		goto out;
 	}
 	if (rollout_has_marker(out, "certfleet-stale")) {
@@ -956,10 +974,13 @@ audit(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, cf_err_t *err)
 			         pb->deploy.files[idx].path, what, old, want);
 			join_item(nr->fixed, sizeof(nr->fixed), item);
 		} else {
-			snprintf(item, sizeof(item), "%s %s %s, not %s (cannot "
-			         "fix: %s)", pb->deploy.files[idx].path, what,
-			         old, want, strcmp(what, "mode") == 0
-			         ? "chmod refused" : "chown needs a root login");
+			snprintf(item, sizeof(item),
+			         "%s %s %s, not %s (cannot "
+			         "fix: %s)",
+			         pb->deploy.files[idx].path, what, old, want,
+			         strcmp(what, "mode") == 0
+			             ? "chmod refused"
+			             : "chown needs a root login");
 			join_item(nr->drift, sizeof(nr->drift), item);
 		}
 	}
@@ -988,8 +1009,8 @@ rollback_node(struct run *r, cf_ssh_t *s, const char *prev_idx,
 	if (ssh_exec(s, cmd.data, r->rollback_script,
 	             strlen(r->rollback_script), &status, &out, &e) == 0 &&
 	    status == 0 && rollout_has_marker(out, "certfleet-rolled-back"))
-		nr->rolled_back = !api_committed ||
-		                  api_push_back(r, s, prev_idx, nr);
+		nr->rolled_back =
+		    !api_committed || api_push_back(r, s, prev_idx, nr);
 out:
 	free(out);
 	cf_buf_free(&cmd);
@@ -1009,9 +1030,8 @@ rollout_backup_path(const char *path)
 	char *bak;
 
 	/* the stage script's "$d/.$b.certfleet-prev" (paths are absolute) */
-	if (slash == NULL ||
-	    asprintf(&bak, "%.*s/.%s.certfleet-prev", (int)(slash - path), path,
-	             slash + 1) < 0)
+	if (slash == NULL || asprintf(&bak, "%.*s/.%s.certfleet-prev",
+	                              (int)(slash - path), path, slash + 1) < 0)
 		return NULL;
 	return bak;
 }
@@ -1053,7 +1073,8 @@ drop_key_backups(struct run *r, cf_ssh_t *s, const struct cf_node *node,
 	if (n == 0)
 		goto out;
 	ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
-	if (ssh_exec(s, cmd.data, NULL, 0, &status, NULL, &e) < 0 || status != 0)
+	if (ssh_exec(s, cmd.data, NULL, 0, &status, NULL, &e) < 0 ||
+	    status != 0)
 		trace(r, node, t0, "could not remove key backups");
 	else
 		trace(r, node, t0, "key backups removed");
@@ -1065,7 +1086,8 @@ static const char *
 report_outcome_name_local(cf_outcome_t o)
 {
 	return o == CF_OUT_DEPLOYED ? "done: deployed"
-	       : o == CF_OUT_FAILED ? "done: failed" : "done";
+	       : o == CF_OUT_FAILED ? "done: failed"
+	                            : "done";
 }
 
 /* 1. What does the node serve now?  0: go on over SSH (*current when it
@@ -1121,7 +1143,7 @@ serving_node(struct run *r, cf_ssh_t *s, const cf_err_t *conn_err,
 
 	if (s != NULL) {
 		ssh_set_deadline(s, cf_now_ms() +
-		                    (int64_t)r->pb->ssh.timeout * 1000);
+		                        (int64_t)r->pb->ssh.timeout * 1000);
 		a = audit(r, s, nr, &e);
 		trace(r, node, t0, a == 0 ? "audited" : "audit: stale files");
 		if (a > 0)
@@ -1130,10 +1152,10 @@ serving_node(struct run *r, cf_ssh_t *s, const cf_err_t *conn_err,
 		e = *conn_err;
 	}
 	if (a < 0)
-		snprintf(nr->note, sizeof(nr->note), "files not audited: %.400s",
-		         e.msg);
-	if (verify_all(r, node, cf_now_ms() + (int64_t)r->pb->verify.timeout *
-	                                          1000,
+		snprintf(nr->note, sizeof(nr->note),
+		         "files not audited: %.400s", e.msg);
+	if (verify_all(r, node,
+	               cf_now_ms() + (int64_t)r->pb->verify.timeout * 1000,
 	               false, nr, &nr->err) < 0)
 		nr->outcome = CF_OUT_FAILED;
 	return 1;
@@ -1143,8 +1165,7 @@ serving_node(struct run *r, cf_ssh_t *s, const cf_err_t *conn_err,
  * through HAProxy's runtime API when configured, verify from outside as
  * a client would; roll back on failure. */
 static void
-deploy_node(struct run *r, cf_ssh_t *s, struct cf_node_result *nr,
-            int64_t t0)
+deploy_node(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, int64_t t0)
 {
 	const struct cf_playbook *pb = r->pb;
 	const struct cf_node *node = nr->node;
@@ -1197,10 +1218,10 @@ node_pipeline(struct run *r, size_t pos)
 
 	/* `verify`/`check`: every endpoint under every name, read-only */
 	if (o->verify_only) {
-		nr->outcome = verify_all(r, node, conn_deadline, false, nr,
-		                         &nr->err) == 0
-		                  ? CF_OUT_VERIFIED
-		                  : CF_OUT_FAILED;
+		nr->outcome =
+		    verify_all(r, node, conn_deadline, false, nr, &nr->err) == 0
+		        ? CF_OUT_VERIFIED
+		        : CF_OUT_FAILED;
 		memcpy(nr->before_sha256, nr->after_sha256, 65);
 		goto done;
 	}
@@ -1224,9 +1245,11 @@ node_pipeline(struct run *r, size_t pos)
 		goto done;
 	if (o->dry_run) {
 		/* read-only checks of what the real run would need */
-		ssh_set_deadline(s, cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
-		nr->outcome = preflight(r, s, nr, &nr->err) == 0 ? CF_OUT_DRYRUN
-		                                                : CF_OUT_FAILED;
+		ssh_set_deadline(s,
+		                 cf_now_ms() + (int64_t)pb->ssh.timeout * 1000);
+		nr->outcome = preflight(r, s, nr, &nr->err) == 0
+		                  ? CF_OUT_DRYRUN
+		                  : CF_OUT_FAILED;
 		goto done;
 	}
 	/* 3. canary gate: nothing is written before it */
@@ -1390,10 +1413,10 @@ run_all(struct run *r, cf_err_t *err)
 		case CF_OUT_DEPLOYED: res->n_deployed++; break;
 		case CF_OUT_UNCHANGED:
 		case CF_OUT_VERIFIED: res->n_unchanged++; break;
-		case CF_OUT_FAILED:   res->n_failed++; break;
-		case CF_OUT_SKIPPED:  res->n_skipped++; break;
-		case CF_OUT_STOPPED:  res->n_stopped++; break;
-		case CF_OUT_DRYRUN:   res->n_dryrun++; break;
+		case CF_OUT_FAILED: res->n_failed++; break;
+		case CF_OUT_SKIPPED: res->n_skipped++; break;
+		case CF_OUT_STOPPED: res->n_stopped++; break;
+		case CF_OUT_DRYRUN: res->n_dryrun++; break;
 		}
 	}
 	gate_run_end(&r->gate, serving, res->n_stopped > 0);
@@ -1469,7 +1492,8 @@ rollout_run(const struct cf_playbook *pb, const cf_ssh_ctx_t *ssh,
 	r.info = info;
 	r.trace = getenv("CERTFLEET_TRACE") != NULL;
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-		cf_err_set(err, CF_ERR_INTERNAL, "no randomness for temp names");
+		cf_err_set(err, CF_ERR_INTERNAL,
+		           "no randomness for temp names");
 		goto out;
 	}
 	cf_hex(rnd, sizeof(rnd), token);

@@ -9,7 +9,7 @@ extern const char cf_sh_stage[];     /* write, back up, swap, check, reload */
 extern const char cf_sh_rollback[];  /* restore backed-up files, reload */
 extern const char cf_sh_audit[];     /* unchanged node: fix mode/owner */
 extern const char cf_sh_dirsafe[];   /* dirsafe(): put in front of stage and
-                                        preflight */
+					preflight */
 extern const char cf_sh_keyclean[];  /* remove a compromised key's backups */
 
 #endif

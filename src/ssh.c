@@ -62,12 +62,16 @@ static const char HOSTKEY_DEFAULT[] =
  * SHA-1 there (no rsa-sha2-256/512), which OpenSSH >= 8.8 no longer offers
  * by default. */
 static const char *const HOSTKEY_SUPPORTED[] = {
-	"ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-	"ecdsa-sha2-nistp521", "ssh-rsa", "ssh-dss",
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+    "ssh-dss",
 };
 
 struct cf_ssh_ctx {
-	char *key;                /* identity file text: secret */
+	char *key; /* identity file text: secret */
 	size_t key_len;
 	char *identity_path;
 	char *known_hosts_path;
@@ -86,7 +90,7 @@ struct cf_ssh_ctx {
 
 struct cf_ssh {
 	LIBSSH2_SESSION *session;
-	LIBSSH2_SFTP *sftp;       /* opened on first use, kept for the session */
+	LIBSSH2_SFTP *sftp; /* opened on first use, kept for the session */
 	int fd;
 	int64_t deadline;
 	/* A call was abandoned mid-way (deadline, transport error): nothing
@@ -136,8 +140,9 @@ ssh_wait(cf_ssh_t *s, int64_t deadline, int64_t t0, const char *what,
 		return 0;
 	s->broken = true;
 	if (rc == 0)
-		return cf_err_set(err, CF_ERR_TIMEOUT, "%s timed out after %.1fs",
-		                  what, secs_since(t0));
+		return cf_err_set(err, CF_ERR_TIMEOUT,
+		                  "%s timed out after %.1fs", what,
+		                  secs_since(t0));
 	return cf_err_set(err, CF_ERR_SSH, "%s: poll: %s", what,
 	                  strerror(errno));
 }
@@ -151,8 +156,9 @@ ssh_fail(cf_ssh_t *s, int rc, const char *what, cf_err_t *err)
 	if (rc == LIBSSH2_ERROR_SOCKET_DISCONNECT ||
 	    rc == LIBSSH2_ERROR_SOCKET_RECV)
 		return cf_err_set(err, CF_ERR_SSH,
-		                  "%s failed: connection closed by %s:%u (%s)", what,
-		                  s->host, s->port, ssh_errmsg(s->session));
+		                  "%s failed: connection closed by %s:%u (%s)",
+		                  what, s->host, s->port,
+		                  ssh_errmsg(s->session));
 	return cf_err_set(err, CF_ERR_SSH, "%s failed: %s (libssh2 %d)", what,
 	                  ssh_errmsg(s->session), rc);
 }
@@ -164,7 +170,8 @@ ssh_usable(const cf_ssh_t *s, cf_err_t *err)
 		return cf_err_set(err, CF_ERR_INTERNAL, "ssh: no session");
 	if (s->broken || s->untrusted)
 		return cf_err_set(err, CF_ERR_SSH,
-		                  "ssh session to %s:%u unusable after an earlier "
+		                  "ssh session to %s:%u unusable after an "
+		                  "earlier "
 		                  "failure",
 		                  s->host, s->port);
 	return 0;
@@ -193,9 +200,9 @@ get_string(const unsigned char *p, size_t len, size_t *off,
 }
 
 struct identity_info {
-	char cipher[64];          /* "none" unless passphrase-protected */
-	char type[64];            /* key type of the first key */
-	char *pub;                /* "TYPE BASE64", as in a .pub file */
+	char cipher[64]; /* "none" unless passphrase-protected */
+	char type[64];   /* key type of the first key */
+	char *pub;       /* "TYPE BASE64", as in a .pub file */
 	size_t pub_len;
 };
 
@@ -262,18 +269,21 @@ identity_check_format(const char *path, const char *key, size_t len,
 	if (strstr(key, "-----BEGIN OPENSSH PRIVATE KEY-----") != NULL) {
 		if (openssh_key_info(key, len, ii) < 0)
 			return cf_err_set(err, CF_ERR_CONFIG,
-			                  "identity %s: malformed OpenSSH private key",
+			                  "identity %s: malformed OpenSSH "
+			                  "private key",
 			                  path);
 		if (strcmp(ii->cipher, "none") != 0)
 			return cf_err_set(err, CF_ERR_CONFIG,
-			                  "identity %s is passphrase-protected; "
+			                  "identity %s is "
+			                  "passphrase-protected; "
 			                  "certfleet needs an unencrypted key",
 			                  path);
 		if (strcmp(ii->type, "ssh-ed25519") != 0 &&
 		    strncmp(ii->type, "ecdsa-sha2-nistp", 16) != 0 &&
 		    strcmp(ii->type, "ssh-rsa") != 0)
 			return cf_err_set(err, CF_ERR_CONFIG,
-			                  "identity %s: key type %s is not supported "
+			                  "identity %s: key type %s is not "
+			                  "supported "
 			                  "(use ed25519 or ecdsa)",
 			                  path, ii->type);
 		return 0;
@@ -281,7 +291,8 @@ identity_check_format(const char *path, const char *key, size_t len,
 	if (strstr(key, "-----BEGIN ENCRYPTED PRIVATE KEY-----") != NULL ||
 	    strstr(key, "Proc-Type: 4,ENCRYPTED") != NULL)
 		return cf_err_set(err, CF_ERR_CONFIG,
-		                  "identity %s is passphrase-protected; certfleet "
+		                  "identity %s is passphrase-protected; "
+		                  "certfleet "
 		                  "needs an unencrypted key",
 		                  path);
 	if (strstr(key, "-----BEGIN RSA PRIVATE KEY-----") != NULL)
@@ -318,8 +329,8 @@ identity_load(const char *path, char **out, size_t *out_len,
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		cf_err_set(err, CF_ERR_CONFIG, "identity %s is not a regular file",
-		           path);
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "identity %s is not a regular file", path);
 		goto out;
 	}
 	/* As ssh(1) does: a key others can read is no longer a secret, and
@@ -328,8 +339,9 @@ identity_load(const char *path, char **out, size_t *out_len,
 		/* name who can get at it: 0640 is a group, not the world */
 		const char *who =
 		    (st.st_mode & 070) && (st.st_mode & 007)
-		        ? ((st.st_mode & 044) ? "group- and world-readable"
-		                              : "accessible by its group and others")
+		        ? ((st.st_mode & 044)
+		               ? "group- and world-readable"
+		               : "accessible by its group and others")
 		    : (st.st_mode & 070)
 		        ? ((st.st_mode & 040) ? "group-readable"
 		                              : "accessible by its group")
@@ -337,21 +349,23 @@ identity_load(const char *path, char **out, size_t *out_len,
 		                              : "accessible by others");
 
 		cf_err_set(err, CF_ERR_CONFIG,
-		           "UNPROTECTED PRIVATE KEY FILE: %s is mode %04o (%s); "
+		           "UNPROTECTED PRIVATE KEY FILE: %s is mode %04o "
+		           "(%s); "
 		           "a private key must be readable by its owner only "
 		           "(chmod 600 %s)",
 		           path, (unsigned)(st.st_mode & 07777), who, path);
 		goto out;
 	}
 	if (st.st_size <= 0 || st.st_size > IDENTITY_MAX) {
-		cf_err_set(err, CF_ERR_CONFIG, "identity %s: bad size %lld", path,
-		           (long long)st.st_size);
+		cf_err_set(err, CF_ERR_CONFIG, "identity %s: bad size %lld",
+		           path, (long long)st.st_size);
 		goto out;
 	}
 	size = (size_t)st.st_size;
 	buf = malloc(size + 1);
 	if (buf == NULL) {
-		cf_err_set(err, CF_ERR_NOMEM, "identity %s: out of memory", path);
+		cf_err_set(err, CF_ERR_NOMEM, "identity %s: out of memory",
+		           path);
 		goto out;
 	}
 	while (got < size) {
@@ -359,7 +373,8 @@ identity_load(const char *path, char **out, size_t *out_len,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			cf_err_set(err, CF_ERR_IO, "identity %s: read: %s", path,
+			cf_err_set(err, CF_ERR_IO, "identity %s: read: %s",
+			           path,
 			           n < 0 ? strerror(errno) : "file shrank");
 			goto out;
 		}
@@ -367,8 +382,8 @@ identity_load(const char *path, char **out, size_t *out_len,
 	}
 	buf[size] = '\0';
 	if (strlen(buf) != size) {
-		cf_err_set(err, CF_ERR_CONFIG, "identity %s: not a text key file",
-		           path);
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "identity %s: not a text key file", path);
 		goto out;
 	}
 	if (identity_check_format(path, buf, size, ii, err) < 0)
@@ -428,23 +443,29 @@ ssh_check_files(const char *identity_path, const char *known_hosts_path,
 		cf_err_set(err, CF_ERR_CONFIG, "known_hosts %s: %s%s",
 		           known_hosts_path, strerror(errno),
 		           errno == ENOENT ? " (add every node's host key: "
-		           "ssh-keyscan -t ed25519 HOST >> FILE, then check "
-		           "the fingerprints)" : "");
+		                             "ssh-keyscan -t ed25519 HOST >> "
+		                             "FILE, then check "
+		                             "the fingerprints)"
+		                           : "");
 		goto out;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		cf_err_set(err, CF_ERR_CONFIG, "known_hosts %s is not a regular "
-		           "file", known_hosts_path);
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "known_hosts %s is not a regular "
+		           "file",
+		           known_hosts_path);
 		close(fd);
 		goto out;
 	}
 	close(fd);
 	/* whoever may write it may vouch for any host key */
 	if ((st.st_mode & 022) != 0) {
-		cf_err_set(err, CF_ERR_CONFIG, "known_hosts %s is mode %04o "
-		           "(%s-writable): anyone who can write it can vouch for "
-		           "a host key (chmod 644 %s)", known_hosts_path,
-		           (unsigned)(st.st_mode & 07777),
+		cf_err_set(err, CF_ERR_CONFIG,
+		           "known_hosts %s is mode %04o "
+		           "(%s-writable): anyone who can write it can vouch "
+		           "for "
+		           "a host key (chmod 644 %s)",
+		           known_hosts_path, (unsigned)(st.st_mode & 07777),
 		           (st.st_mode & 002) ? "world" : "group",
 		           known_hosts_path);
 		goto out;
@@ -482,7 +503,8 @@ ssh_ctx_new(const char *identity_path, const char *known_hosts_path,
 		cf_err_set(err, CF_ERR_NOMEM, "ssh: out of memory");
 		goto out;
 	}
-	if (identity_load(identity_path, &ctx->key, &ctx->key_len, &ii, err) < 0)
+	if (identity_load(identity_path, &ctx->key, &ctx->key_len, &ii, err) <
+	    0)
 		goto out;
 	ctx->pub = ii.pub;
 	ctx->pub_len = ii.pub_len;
@@ -558,11 +580,11 @@ set_methods(cf_ssh_t *s, const char *hostkeys, cf_err_t *err)
 		int type;
 		const char *pref;
 	} m[] = {
-		{ LIBSSH2_METHOD_KEX, KEX_PREF },
-		{ LIBSSH2_METHOD_CRYPT_CS, CIPHER_PREF },
-		{ LIBSSH2_METHOD_CRYPT_SC, CIPHER_PREF },
-		{ LIBSSH2_METHOD_MAC_CS, MAC_PREF },
-		{ LIBSSH2_METHOD_MAC_SC, MAC_PREF },
+	    {LIBSSH2_METHOD_KEX, KEX_PREF},
+	    {LIBSSH2_METHOD_CRYPT_CS, CIPHER_PREF},
+	    {LIBSSH2_METHOD_CRYPT_SC, CIPHER_PREF},
+	    {LIBSSH2_METHOD_MAC_CS, MAC_PREF},
+	    {LIBSSH2_METHOD_MAC_SC, MAC_PREF},
 	};
 	size_t i;
 
@@ -575,8 +597,8 @@ set_methods(cf_ssh_t *s, const char *hostkeys, cf_err_t *err)
 	if (libssh2_session_method_pref(s->session, LIBSSH2_METHOD_HOSTKEY,
 	                                hostkeys) < 0)
 		return cf_err_set(err, CF_ERR_INTERNAL,
-		                  "ssh: host key preference \"%s\": %s", hostkeys,
-		                  ssh_errmsg(s->session));
+		                  "ssh: host key preference \"%s\": %s",
+		                  hostkeys, ssh_errmsg(s->session));
 	return 0;
 }
 
@@ -600,10 +622,10 @@ check_hostkey(cf_ssh_t *s, const cf_ssh_ctx_t *ctx,
 		s->untrusted = true;
 		return cf_err_set(err, CF_ERR_SSH, "%s sent no host key", name);
 	}
-	knownhosts_fingerprint((const unsigned char *)blob, len, s->fingerprint);
+	knownhosts_fingerprint((const unsigned char *)blob, len,
+	                       s->fingerprint);
 	switch (knownhosts_hits_check(hits, (const unsigned char *)blob, len)) {
-	case KNOWNHOSTS_MATCH:
-		return 0;
+	case KNOWNHOSTS_MATCH: return 0;
 	case KNOWNHOSTS_NOTFOUND:
 		s->untrusted = true;
 		return cf_err_set(err, CF_ERR_HOSTKEY_UNKNOWN,
@@ -619,7 +641,8 @@ check_hostkey(cf_ssh_t *s, const cf_ssh_ctx_t *ctx,
 	default:
 		s->untrusted = true;
 		return cf_err_set(err, CF_ERR_HOSTKEY_CHANGED,
-		                  "host key for %s is REVOKED in %s (offered %s): "
+		                  "host key for %s is REVOKED in %s (offered "
+		                  "%s): "
 		                  "possible interception, nothing sent",
 		                  name, ctx->known_hosts_path, s->fingerprint);
 	}
@@ -647,41 +670,48 @@ authenticate(cf_ssh_t *s, const cf_ssh_ctx_t *ctx, const char *user,
 	snprintf(what, sizeof(what), "authentication as %s@%s", user, s->host);
 	if (ctx->sk != NULL) {
 		blob = sshkey_blob(ctx->sk, &blob_len);
-		while ((rc = libssh2_userauth_publickey(
-		            s->session, user, blob, blob_len, sign_cb,
-		            &abstract)) == LIBSSH2_ERROR_EAGAIN)
+		while ((rc = libssh2_userauth_publickey(s->session, user, blob,
+		                                        blob_len, sign_cb,
+		                                        &abstract)) ==
+		       LIBSSH2_ERROR_EAGAIN)
 			if (ssh_wait(s, deadline, t0, what, err) < 0)
 				return -1;
 	} else {
 		/* Without a public key libssh2 derives it from the private
 		 * key. */
-		while ((rc = libssh2_userauth_publickey_frommemory(
-		            s->session, user, strlen(user), ctx->pub,
-		            ctx->pub_len, ctx->key, ctx->key_len, NULL)) ==
+		while ((rc = libssh2_userauth_publickey_frommemory(s->session,
+		                                                   user,
+		                                                   strlen(user),
+		                                                   ctx->pub,
+		                                                   ctx->pub_len,
+		                                                   ctx->key,
+		                                                   ctx->key_len,
+		                                                   NULL)) ==
 		       LIBSSH2_ERROR_EAGAIN)
 			if (ssh_wait(s, deadline, t0, what, err) < 0)
 				return -1;
 	}
 	switch (rc) {
-	case 0:
-		return 0;
+	case 0: return 0;
 	case LIBSSH2_ERROR_AUTHENTICATION_FAILED:
 	case LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED:
 		if (ctx->key_is_rsa)
-			return cf_err_set(err, CF_ERR_AUTH,
-			                  "%s refused (publickey); note libssh2 1.10 "
-			                  "signs RSA keys only with SHA-1 (ssh-rsa), "
-			                  "which OpenSSH 8.8+ refuses by default: use "
-			                  "an ed25519 or ecdsa key",
-			                  what);
-		return cf_err_set(err, CF_ERR_AUTH, "%s refused (publickey)", what);
+			return cf_err_set(
+			    err, CF_ERR_AUTH,
+			    "%s refused (publickey); note libssh2 1.10 "
+			    "signs RSA keys only with SHA-1 (ssh-rsa), "
+			    "which OpenSSH 8.8+ refuses by default: use "
+			    "an ed25519 or ecdsa key",
+			    what);
+		return cf_err_set(err, CF_ERR_AUTH, "%s refused (publickey)",
+		                  what);
 	case LIBSSH2_ERROR_FILE:
 	case LIBSSH2_ERROR_METHOD_NOT_SUPPORTED:
 		s->broken = true;
-		return cf_err_set(err, CF_ERR_CONFIG, "identity %s unusable: %s",
+		return cf_err_set(err, CF_ERR_CONFIG,
+		                  "identity %s unusable: %s",
 		                  ctx->identity_path, ssh_errmsg(s->session));
-	default:
-		return ssh_fail(s, rc, what, err);
+	default: return ssh_fail(s, rc, what, err);
 	}
 }
 
@@ -730,19 +760,21 @@ ssh_connect(const cf_ssh_ctx_t *ctx, const char *host, unsigned port,
 	       LIBSSH2_ERROR_EAGAIN)
 		if (ssh_wait(s, connect_deadline, t0, what, err) < 0)
 			goto out;
-	if (r == LIBSSH2_ERROR_KEX_FAILURE && strstr(hostkeys, "ed25519") == NULL &&
+	if (r == LIBSSH2_ERROR_KEX_FAILURE &&
+	    strstr(hostkeys, "ed25519") == NULL &&
 	    strstr(hostkeys, "ecdsa") == NULL) {
 		s->broken = true;
 		/* Usually an RSA-only entry: libssh2 1.10 verifies RSA host
 		 * keys only as SHA-1 "ssh-rsa", which OpenSSH 8.8+ no longer
 		 * offers. */
-		cf_err_set(err, CF_ERR_SSH,
-		           "%s failed: no algorithm in common (%s); known_hosts "
-		           "holds %s for it, of which libssh2 1.10 can use %s (RSA "
-		           "only as SHA-1 ssh-rsa): add the host's ed25519 or "
-		           "ecdsa key",
-		           what, ssh_errmsg(s->session),
-		           knownhosts_hits_key_types(hits), hostkeys);
+		cf_err_set(
+		    err, CF_ERR_SSH,
+		    "%s failed: no algorithm in common (%s); known_hosts "
+		    "holds %s for it, of which libssh2 1.10 can use %s (RSA "
+		    "only as SHA-1 ssh-rsa): add the host's ed25519 or "
+		    "ecdsa key",
+		    what, ssh_errmsg(s->session),
+		    knownhosts_hits_key_types(hits), hostkeys);
 		goto out;
 	}
 	if (r < 0) {
@@ -836,43 +868,27 @@ static const char *
 sftp_status_str(unsigned long st)
 {
 	switch (st) {
-	case LIBSSH2_FX_EOF:
-		return "end of file";
-	case LIBSSH2_FX_NO_SUCH_FILE:
-		return "no such file or directory";
-	case LIBSSH2_FX_PERMISSION_DENIED:
-		return "permission denied";
-	case LIBSSH2_FX_FAILURE:
-		return "failure";
-	case LIBSSH2_FX_BAD_MESSAGE:
-		return "bad message (invalid name?)";
+	case LIBSSH2_FX_EOF: return "end of file";
+	case LIBSSH2_FX_NO_SUCH_FILE: return "no such file or directory";
+	case LIBSSH2_FX_PERMISSION_DENIED: return "permission denied";
+	case LIBSSH2_FX_FAILURE: return "failure";
+	case LIBSSH2_FX_BAD_MESSAGE: return "bad message (invalid name?)";
 	case LIBSSH2_FX_NO_CONNECTION:
-	case LIBSSH2_FX_CONNECTION_LOST:
-		return "connection lost";
+	case LIBSSH2_FX_CONNECTION_LOST: return "connection lost";
 	case LIBSSH2_FX_OP_UNSUPPORTED:
 		return "operation not supported by the server";
-	case LIBSSH2_FX_INVALID_HANDLE:
-		return "invalid handle";
-	case LIBSSH2_FX_NO_SUCH_PATH:
-		return "no such path";
-	case LIBSSH2_FX_FILE_ALREADY_EXISTS:
-		return "file already exists";
-	case LIBSSH2_FX_WRITE_PROTECT:
-		return "read-only file system";
-	case LIBSSH2_FX_NO_MEDIA:
-		return "no media";
+	case LIBSSH2_FX_INVALID_HANDLE: return "invalid handle";
+	case LIBSSH2_FX_NO_SUCH_PATH: return "no such path";
+	case LIBSSH2_FX_FILE_ALREADY_EXISTS: return "file already exists";
+	case LIBSSH2_FX_WRITE_PROTECT: return "read-only file system";
+	case LIBSSH2_FX_NO_MEDIA: return "no media";
 	case LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM:
 		return "no space left on device";
-	case LIBSSH2_FX_QUOTA_EXCEEDED:
-		return "quota exceeded";
-	case LIBSSH2_FX_NOT_A_DIRECTORY:
-		return "not a directory";
-	case LIBSSH2_FX_INVALID_FILENAME:
-		return "invalid file name";
-	case LIBSSH2_FX_LINK_LOOP:
-		return "too many symbolic links";
-	default:
-		return "unknown SFTP status";
+	case LIBSSH2_FX_QUOTA_EXCEEDED: return "quota exceeded";
+	case LIBSSH2_FX_NOT_A_DIRECTORY: return "not a directory";
+	case LIBSSH2_FX_INVALID_FILENAME: return "invalid file name";
+	case LIBSSH2_FX_LINK_LOOP: return "too many symbolic links";
+	default: return "unknown SFTP status";
 	}
 }
 
@@ -889,8 +905,8 @@ sftp_status(cf_ssh_t *s, int rc)
 /* Fill err for a failed SFTP call on path ("write of PATH ..."); returns
  * -1.  writing: a bare SSH_FX_FAILURE most likely means a full disk. */
 static int
-sftp_error(cf_ssh_t *s, int rc, const char *op, const char *path,
-           bool writing, cf_err_t *err)
+sftp_error(cf_ssh_t *s, int rc, const char *op, const char *path, bool writing,
+           cf_err_t *err)
 {
 	long st = sftp_status(s, rc);
 
@@ -903,8 +919,8 @@ sftp_error(cf_ssh_t *s, int rc, const char *op, const char *path,
 	/* OpenSSH's sftp-server speaks protocol v3, which has no ENOSPC
 	 * code: a full disk arrives as plain SSH_FX_FAILURE. */
 	if (st == (long)LIBSSH2_FX_FAILURE && writing)
-		return cf_err_set(err, CF_ERR_WRITE, "%s %s failed (disk full?)",
-		                  op, path);
+		return cf_err_set(err, CF_ERR_WRITE,
+		                  "%s %s failed (disk full?)", op, path);
 	return cf_err_set(err, CF_ERR_WRITE, "%s %s: %s", op, path,
 	                  sftp_status_str((unsigned long)st));
 }
@@ -922,8 +938,9 @@ sftp_ensure(cf_ssh_t *s, int64_t t0, const char *what, cf_err_t *err)
 		if (r != LIBSSH2_ERROR_EAGAIN) {
 			s->broken = true;
 			return cf_err_set(err, CF_ERR_SSH,
-			                  "%s: cannot start SFTP on %s:%u: %s", what,
-			                  s->host, s->port, ssh_errmsg(s->session));
+			                  "%s: cannot start SFTP on %s:%u: %s",
+			                  what, s->host, s->port,
+			                  ssh_errmsg(s->session));
 		}
 		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
 			return -1;
@@ -950,7 +967,8 @@ explain_create_failure(cf_ssh_t *s, const char *path, int64_t t0,
 		if (sftp_status(s, r) < 0)
 			return ssh_fail(s, r, what, err);
 		return cf_err_set(err, CF_ERR_WRITE,
-		                  "cannot create %s: failure (file system full or "
+		                  "cannot create %s: failure (file system full "
+		                  "or "
 		                  "read-only?)",
 		                  path);
 	}
@@ -963,7 +981,8 @@ explain_create_failure(cf_ssh_t *s, const char *path, int64_t t0,
 	if ((a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
 	    !LIBSSH2_SFTP_S_ISREG(a.permissions))
 		return cf_err_set(err, CF_ERR_WRITE,
-		                  "cannot create %s: something other than a file "
+		                  "cannot create %s: something other than a "
+		                  "file "
 		                  "is there",
 		                  path);
 	return cf_err_set(err, CF_ERR_WRITE, "cannot create %s: file exists",
@@ -987,8 +1006,8 @@ sftp_unlink_quiet(cf_ssh_t *s, const char *path, int64_t t0)
 }
 
 int
-ssh_upload(cf_ssh_t *s, const char *remote_path, const void *data,
-           size_t len, unsigned mode, cf_err_t *err)
+ssh_upload(cf_ssh_t *s, const char *remote_path, const void *data, size_t len,
+           unsigned mode, cf_err_t *err)
 {
 	LIBSSH2_SFTP_HANDLE *fh = NULL;
 	LIBSSH2_SFTP_ATTRIBUTES attrs;
@@ -1009,22 +1028,27 @@ ssh_upload(cf_ssh_t *s, const char *remote_path, const void *data,
 	/* O_EXCL: an existing file or symlink is an error, never followed;
 	 * the mode applies from the first byte (minus the server's umask,
 	 * which can only remove bits; fsetstat below restores them). */
-	while ((fh = libssh2_sftp_open_ex(
-	            s->sftp, remote_path, strlen(remote_path),
-	            LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL,
-	            (long)(mode & 0777), LIBSSH2_SFTP_OPENFILE)) == NULL) {
+	while (
+	    (fh =
+	         libssh2_sftp_open_ex(s->sftp, remote_path, strlen(remote_path),
+	                              LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT |
+	                                  LIBSSH2_FXF_EXCL,
+	                              (long)(mode & 0777),
+	                              LIBSSH2_SFTP_OPENFILE)) == NULL) {
 		r = libssh2_session_last_errno(s->session);
 		if (r != LIBSSH2_ERROR_EAGAIN) {
 			st = sftp_status(s, r);
 			if (st == (long)LIBSSH2_FX_FAILURE)
-				explain_create_failure(s, remote_path, t0, what, err);
+				explain_create_failure(s, remote_path, t0, what,
+				                       err);
 			else if (st == (long)LIBSSH2_FX_NO_SUCH_FILE)
 				cf_err_set(err, CF_ERR_WRITE,
-				           "cannot create %s: directory does not exist",
+				           "cannot create %s: directory does "
+				           "not exist",
 				           remote_path);
 			else
-				sftp_error(s, r, "cannot create", remote_path, false,
-				           err);
+				sftp_error(s, r, "cannot create", remote_path,
+				           false, err);
 			goto out;
 		}
 		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
@@ -1039,7 +1063,8 @@ ssh_upload(cf_ssh_t *s, const char *remote_path, const void *data,
 			continue;
 		}
 		if (n < 0) {
-			sftp_error(s, (int)n, "write of", remote_path, true, err);
+			sftp_error(s, (int)n, "write of", remote_path, true,
+			           err);
 			goto out;
 		}
 		off += (size_t)n;
@@ -1106,7 +1131,7 @@ ssh_remove(cf_ssh_t *s, const char *remote_path, cf_err_t *err)
 		return 0;
 	if (r < 0)
 		return sftp_error(s, r, "cannot remove", remote_path, false,
-		                   err);
+		                  err);
 	return 0;
 }
 
@@ -1120,11 +1145,10 @@ signal_number(const char *name)
 		const char *name;
 		int num;
 	} sigs[] = {
-		{ "ABRT", 6 }, { "ALRM", 14 }, { "FPE", 8 },   { "HUP", 1 },
-		{ "ILL", 4 },  { "INT", 2 },   { "KILL", 9 },  { "PIPE", 13 },
-		{ "QUIT", 3 }, { "SEGV", 11 }, { "TERM", 15 }, { "USR1", 10 },
-		{ "USR2", 12 }, { "BUS", 7 },  { "SYS", 31 },  { "TRAP", 5 },
-		{ "XCPU", 24 }, { "XFSZ", 25 },
+	    {"ABRT", 6},  {"ALRM", 14}, {"FPE", 8},   {"HUP", 1},  {"ILL", 4},
+	    {"INT", 2},   {"KILL", 9},  {"PIPE", 13}, {"QUIT", 3}, {"SEGV", 11},
+	    {"TERM", 15}, {"USR1", 10}, {"USR2", 12}, {"BUS", 7},  {"SYS", 31},
+	    {"TRAP", 5},  {"XCPU", 24}, {"XFSZ", 25},
 	};
 	size_t i;
 
@@ -1150,8 +1174,8 @@ exec_wait(const struct exec_ctx *x, cf_err_t *err)
 
 /* Open a channel, merge its stderr into stdout, start the command. */
 static int
-exec_start(const struct exec_ctx *x, const char *command,
-           LIBSSH2_CHANNEL **out, cf_err_t *err)
+exec_start(const struct exec_ctx *x, const char *command, LIBSSH2_CHANNEL **out,
+           cf_err_t *err)
 {
 	cf_ssh_t *s = x->s;
 	LIBSSH2_CHANNEL *ch;
@@ -1176,8 +1200,9 @@ exec_start(const struct exec_ctx *x, const char *command,
 		if (exec_wait(x, err) < 0)
 			return -1;
 	if (r == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED)
-		return cf_err_set(err, CF_ERR_SSH, "%s: %s:%u refused to run it",
-		                  x->what, s->host, s->port);
+		return cf_err_set(err, CF_ERR_SSH,
+		                  "%s: %s:%u refused to run it", x->what,
+		                  s->host, s->port);
 	if (r < 0)
 		return ssh_fail(s, r, x->what, err);
 	return 0;
@@ -1217,8 +1242,8 @@ chan_write_all(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, const char *in,
 }
 
 static int
-exec_send_stdin(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch,
-                const char *in, size_t len, cf_err_t *err)
+exec_send_stdin(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, const char *in,
+                size_t len, cf_err_t *err)
 {
 	int r;
 
@@ -1248,8 +1273,10 @@ chan_read(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
 	for (;;) {
 		n = libssh2_channel_read(ch, buf, sizeof(buf));
 		if (n == LIBSSH2_ERROR_EAGAIN) {
-			if (until != NULL && ob != NULL && ob->len >= strlen(until) &&
-			    strcmp(ob->data + ob->len - strlen(until), until) == 0)
+			if (until != NULL && ob != NULL &&
+			    ob->len >= strlen(until) &&
+			    strcmp(ob->data + ob->len - strlen(until), until) ==
+			        0)
 				return 0;
 			if (exec_wait(x, err) < 0)
 				return -1;
@@ -1260,14 +1287,16 @@ chan_read(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
 		if (n == 0) {
 			if (libssh2_channel_eof(ch))
 				return 0;
-			if (until != NULL && ob != NULL && ob->len >= strlen(until) &&
-			    strcmp(ob->data + ob->len - strlen(until), until) == 0)
+			if (until != NULL && ob != NULL &&
+			    ob->len >= strlen(until) &&
+			    strcmp(ob->data + ob->len - strlen(until), until) ==
+			        0)
 				return 0;
 			if (cf_ms_left(x->s->deadline) == 0) {
 				x->s->broken = true;
 				return cf_err_set(err, CF_ERR_TIMEOUT,
-				                  "%s timed out after %.1fs", x->what,
-				                  secs_since(x->t0));
+				                  "%s timed out after %.1fs",
+				                  x->what, secs_since(x->t0));
 			}
 			continue;
 		}
@@ -1278,8 +1307,8 @@ chan_read(const struct exec_ctx *x, LIBSSH2_CHANNEL *ch, cf_buf_t *ob,
 		                  (size_t)n < OUTPUT_MAX - ob->len
 		                      ? (size_t)n
 		                      : OUTPUT_MAX - ob->len) < 0)
-			return cf_err_set(err, CF_ERR_NOMEM, "%s: out of memory",
-			                  x->what);
+			return cf_err_set(err, CF_ERR_NOMEM,
+			                  "%s: out of memory", x->what);
 	}
 }
 
@@ -1335,9 +1364,9 @@ ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
          size_t stdin_len, int *exit_status, char **output, cf_err_t *err)
 {
 	LIBSSH2_CHANNEL *ch = NULL;
-	cf_buf_t ob = { 0 };
+	cf_buf_t ob = {0};
 	char what[CF_ERR_MSG_MAX / 2];
-	struct exec_ctx x = { s, what, cf_now_ms() };
+	struct exec_ctx x = {s, what, cf_now_ms()};
 	int r, status = 0, rc = -1;
 
 	if (ssh_usable(s, err) < 0)
@@ -1355,7 +1384,8 @@ ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
 	ch = NULL;
 	if (output != NULL) {
 		if (ob.data == NULL && cf_buf_append(&ob, "", 0) < 0) {
-			cf_err_set(err, CF_ERR_NOMEM, "%s: out of memory", what);
+			cf_err_set(err, CF_ERR_NOMEM, "%s: out of memory",
+			           what);
 			goto out;
 		}
 		*output = ob.data;
@@ -1395,23 +1425,25 @@ ssh_tcpip_open(cf_ssh_t *s, const char *host, unsigned port,
 		return -1;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
-	snprintf(c->what, sizeof(c->what), "%s:%u through the ssh session to %s",
-	         host, port, s->host);
+	snprintf(c->what, sizeof(c->what),
+	         "%s:%u through the ssh session to %s", host, port, s->host);
 	c->x.s = s;
 	c->x.what = c->what;
 	c->x.t0 = cf_now_ms();
 	/* The originator address is informational (RFC 4254 7.2). */
-	while ((c->ch = libssh2_channel_direct_tcpip_ex(s->session, host,
-	                                                (int)port, "127.0.0.1",
-	                                                0)) == NULL) {
+	while ((c->ch =
+	            libssh2_channel_direct_tcpip_ex(s->session, host, (int)port,
+	                                            "127.0.0.1", 0)) == NULL) {
 		r = libssh2_session_last_errno(s->session);
 		/* The server said no (connect refused on its side,
 		 * AllowTcpForwarding no, permitopen): the session itself is
 		 * fine and stays usable, e.g. for a rollback. */
 		if (r == LIBSSH2_ERROR_CHANNEL_FAILURE) {
-			cf_err_set(err, CF_ERR_REFUSED, "cannot reach %s: %s (is it "
+			cf_err_set(err, CF_ERR_REFUSED,
+			           "cannot reach %s: %s (is it "
 			           "listening there, and does sshd allow TCP "
-			           "forwarding?)", c->what, ssh_errmsg(s->session));
+			           "forwarding?)",
+			           c->what, ssh_errmsg(s->session));
 			free(c);
 			return -1;
 		}
@@ -1444,8 +1476,7 @@ ssh_tcpip_send(cf_ssh_tcpip_t *c, const void *data, size_t len, cf_err_t *err)
 }
 
 int
-ssh_tcpip_recv(cf_ssh_tcpip_t *c, const char *until, char **out,
-               cf_err_t *err)
+ssh_tcpip_recv(cf_ssh_tcpip_t *c, const char *until, char **out, cf_err_t *err)
 {
 	cf_buf_t ob = {0};
 
@@ -1500,13 +1531,15 @@ ssh_download(cf_ssh_t *s, const char *remote_path, size_t max, char **out,
 	                                  0, LIBSSH2_SFTP_OPENFILE)) == NULL) {
 		r = libssh2_session_last_errno(s->session);
 		if (r != LIBSSH2_ERROR_EAGAIN) {
-			sftp_error(s, r, "cannot open", remote_path, false, err);
+			sftp_error(s, r, "cannot open", remote_path, false,
+			           err);
 			goto out;
 		}
 		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
 			goto out;
 	}
-	while ((r = libssh2_sftp_fstat_ex(fh, &attrs, 0)) == LIBSSH2_ERROR_EAGAIN)
+	while ((r = libssh2_sftp_fstat_ex(fh, &attrs, 0)) ==
+	       LIBSSH2_ERROR_EAGAIN)
 		if (ssh_wait(s, s->deadline, t0, what, err) < 0)
 			goto out;
 	if (r < 0) {
@@ -1514,8 +1547,10 @@ ssh_download(cf_ssh_t *s, const char *remote_path, size_t max, char **out,
 		goto out;
 	}
 	if (!(attrs.flags & LIBSSH2_SFTP_ATTR_SIZE) || attrs.filesize > max) {
-		cf_err_set(err, CF_ERR_WRITE, "%s: no size, or larger than %zu "
-		           "bytes", remote_path, max);
+		cf_err_set(err, CF_ERR_WRITE,
+		           "%s: no size, or larger than %zu "
+		           "bytes",
+		           remote_path, max);
 		goto out;
 	}
 	/* One buffer of the file's size: the bytes may be a key, and a
@@ -1533,7 +1568,8 @@ ssh_download(cf_ssh_t *s, const char *remote_path, size_t max, char **out,
 			continue;
 		}
 		if (n < 0) {
-			sftp_error(s, (int)n, "read of", remote_path, false, err);
+			sftp_error(s, (int)n, "read of", remote_path, false,
+			           err);
 			goto out;
 		}
 		if (n == 0)

@@ -22,21 +22,21 @@
 
 struct cf_sshkey {
 	EVP_PKEY *pkey;
-	const EVP_MD *md;          /* NULL for ed25519 (no prehash) */
+	const EVP_MD *md; /* NULL for ed25519 (no prehash) */
 	unsigned char *blob;
 	size_t blob_len;
 };
 
 struct curve {
-	const char *ssh;           /* "nistp256" */
-	const char *ossl;          /* OpenSSL group name */
+	const char *ssh;  /* "nistp256" */
+	const char *ossl; /* OpenSSL group name */
 	const char *md;
 };
 
 static const struct curve curves[] = {
-	{ "nistp256", "prime256v1", "SHA256" },
-	{ "nistp384", "secp384r1", "SHA384" },
-	{ "nistp521", "secp521r1", "SHA512" },
+    {"nistp256", "prime256v1", "SHA256"},
+    {"nistp384", "secp384r1", "SHA384"},
+    {"nistp521", "secp521r1", "SHA512"},
 };
 
 static const struct curve *
@@ -217,8 +217,8 @@ load_openssh(cf_sshkey_t *k, const unsigned char *bin, size_t blen)
 		/* a: public key, b: seed || public key */
 		if (al != 32 || bl != 64 || memcmp(a, b + 32, 32) != 0)
 			return -1;
-		k->pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL,
-		                                       b, 32);
+		k->pkey =
+		    EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, b, 32);
 		if (k->pkey == NULL)
 			return -1;
 		return set_blob_ed25519(k, a);
@@ -229,7 +229,8 @@ load_openssh(cf_sshkey_t *k, const unsigned char *bin, size_t blen)
 		const unsigned char *d;
 		size_t dl;
 
-		if (c == NULL || tl - 11 != al || memcmp(type + 11, a, al) != 0 ||
+		if (c == NULL || tl - 11 != al ||
+		    memcmp(type + 11, a, al) != 0 ||
 		    get_str(priv, prl, &poff, &d, &dl) < 0)
 			return -1;
 		k->pkey = ecdsa_from_parts(c, b, bl, d, dl);
@@ -265,11 +266,12 @@ load_pem(cf_sshkey_t *k, const char *text, size_t len)
 	} else if (EVP_PKEY_is_a(k->pkey, "EC")) {
 		if (EVP_PKEY_get_utf8_string_param(k->pkey,
 		                                   OSSL_PKEY_PARAM_GROUP_NAME,
-		                                   group, sizeof(group), NULL) != 1 ||
+		                                   group, sizeof(group),
+		                                   NULL) != 1 ||
 		    (c = curve_by_ossl(group)) == NULL ||
-		    EVP_PKEY_get_octet_string_param(k->pkey,
-		                                    OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-		                                    q, sizeof(q), &ql) != 1)
+		    EVP_PKEY_get_octet_string_param(
+		        k->pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, q,
+		        sizeof(q), &ql) != 1)
 			goto out;
 		rc = set_blob_ecdsa(k, c, q, ql);
 	}
@@ -378,7 +380,8 @@ sshkey_sign(const cf_sshkey_t *k, unsigned char **sig, size_t *sig_len,
 	if (es == NULL)
 		goto out;
 	ECDSA_SIG_get0(es, &r, &s);
-	if (BN_num_bytes(r) > (int)sizeof(rb) || BN_num_bytes(s) > (int)sizeof(sb))
+	if (BN_num_bytes(r) > (int)sizeof(rb) ||
+	    BN_num_bytes(s) > (int)sizeof(sb))
 		goto out;
 	rl = BN_bn2bin(r, rb);
 	sl = BN_bn2bin(s, sb);
@@ -387,8 +390,9 @@ sshkey_sign(const cf_sshkey_t *k, unsigned char **sig, size_t *sig_len,
 	out = malloc(4 + 1 + (size_t)rl + 4 + 1 + (size_t)sl);
 	if (out == NULL)
 		goto out;
-	*sig_len = (size_t)(put_mpint(put_mpint(out, rb, (size_t)rl), sb,
-	                              (size_t)sl) - out);
+	*sig_len =
+	    (size_t)(put_mpint(put_mpint(out, rb, (size_t)rl), sb, (size_t)sl) -
+	             out);
 	*sig = out;
 	rc = 0;
 out:

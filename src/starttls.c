@@ -37,7 +37,7 @@
 struct conv {
 	int fd;
 	starttls_proto_t proto;
-	const char *name;  /* "smtp", for messages */
+	const char *name; /* "smtp", for messages */
 	size_t line_max;
 	int64_t deadline;
 	int64_t t0;
@@ -68,7 +68,7 @@ starttls_proto_name(starttls_proto_t proto)
 	case STARTTLS_SMTP: return "smtp";
 	case STARTTLS_IMAP: return "imap";
 	case STARTTLS_POP3: return "pop3";
-	default:            return "none";
+	default: return "none";
 	}
 }
 
@@ -76,10 +76,12 @@ static int
 timed_out(struct conv *c, const char *waiting, cf_err_t *err)
 {
 	return cf_err_set(err, CF_ERR_TIMEOUT,
-	                  "%s STARTTLS: no answer within %.1fs waiting for %s%s%.*s",
+	                  "%s STARTTLS: no answer within %.1fs waiting for "
+	                  "%s%s%.*s",
 	                  c->name, (double)(cf_now_ms() - c->t0) / 1000.0,
 	                  waiting, c->len > 0 ? "; got so far: " : "",
-	                  (int)(c->len < QUOTE_MAX ? c->len : QUOTE_MAX), c->line);
+	                  (int)(c->len < QUOTE_MAX ? c->len : QUOTE_MAX),
+	                  c->line);
 }
 
 /* The server's line, quoted in an error: what it said is the best clue
@@ -88,10 +90,12 @@ timed_out(struct conv *c, const char *waiting, cf_err_t *err)
 static int
 bad_answer(struct conv *c, const char *expected, cf_err_t *err)
 {
-	return cf_err_set(err, CF_ERR_TLS, "%s STARTTLS: expected %s, server sent: "
-	                  "\"%.*s\"%s", c->name, expected,
-	                  (int)(c->len < QUOTE_MAX ? c->len : QUOTE_MAX), c->line,
-	                  c->len > QUOTE_MAX ? "..." : "");
+	return cf_err_set(err, CF_ERR_TLS,
+	                  "%s STARTTLS: expected %s, server sent: "
+	                  "\"%.*s\"%s",
+	                  c->name, expected,
+	                  (int)(c->len < QUOTE_MAX ? c->len : QUOTE_MAX),
+	                  c->line, c->len > QUOTE_MAX ? "..." : "");
 }
 
 /* One line into c->line: peek at what is there, then consume exactly up
@@ -110,31 +114,40 @@ read_line(struct conv *c, const char *waiting, cf_err_t *err)
 	for (;;) {
 		room = c->line_max - c->len;
 		if (room == 0)
-			return cf_err_set(err, CF_ERR_TLS, "%s STARTTLS: the server's "
-			                  "line is longer than %zu octets (while "
-			                  "waiting for %s): \"%.*s...\"", c->name,
-			                  c->line_max, waiting, QUOTE_MAX, c->line);
+			return cf_err_set(err, CF_ERR_TLS,
+			                  "%s STARTTLS: the server's "
+			                  "line is longer than %zu octets "
+			                  "(while "
+			                  "waiting for %s): \"%.*s...\"",
+			                  c->name, c->line_max, waiting,
+			                  QUOTE_MAX, c->line);
 		w = net_wait(c->fd, POLLIN, c->deadline);
 		if (w == 0)
 			return timed_out(c, waiting, err);
 		if (w < 0)
-			return cf_err_set(err, CF_ERR_IO, "%s STARTTLS: poll: %s",
-			                  c->name, strerror(errno));
+			return cf_err_set(err, CF_ERR_IO,
+			                  "%s STARTTLS: poll: %s", c->name,
+			                  strerror(errno));
 		n = recv(c->fd, peek, room, MSG_PEEK | MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-		              errno == EINTR))
+		if (n < 0 &&
+		    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			continue;
 		if (n < 0)
-			return cf_err_set(err, CF_ERR_TLS, "%s STARTTLS: reading %s: "
-			                  "%s", c->name, waiting, strerror(errno));
+			return cf_err_set(err, CF_ERR_TLS,
+			                  "%s STARTTLS: reading %s: "
+			                  "%s",
+			                  c->name, waiting, strerror(errno));
 		if (n == 0) {
 			c->line[c->len] = '\0';
-			return cf_err_set(err, CF_ERR_TLS, "%s STARTTLS: the server "
-			                  "closed the connection while we waited "
-			                  "for %s%s%.*s", c->name, waiting,
-			                  c->len > 0 ? "; it had sent: " : "",
-			                  (int)(c->len < QUOTE_MAX ? c->len : QUOTE_MAX),
-			                  c->line);
+			return cf_err_set(
+			    err, CF_ERR_TLS,
+			    "%s STARTTLS: the server "
+			    "closed the connection while we waited "
+			    "for %s%s%.*s",
+			    c->name, waiting,
+			    c->len > 0 ? "; it had sent: " : "",
+			    (int)(c->len < QUOTE_MAX ? c->len : QUOTE_MAX),
+			    c->line);
 		}
 		lf = memchr(peek, '\n', (size_t)n);
 		take = lf != NULL ? (size_t)(lf - peek) + 1 : (size_t)n;
@@ -142,9 +155,12 @@ read_line(struct conv *c, const char *waiting, cf_err_t *err)
 		if (got < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (got <= 0 || (size_t)got != take)
-			return cf_err_set(err, CF_ERR_IO, "%s STARTTLS: reading %s: "
-			                  "%s", c->name, waiting,
-			                  got < 0 ? strerror(errno) : "short read");
+			return cf_err_set(err, CF_ERR_IO,
+			                  "%s STARTTLS: reading %s: "
+			                  "%s",
+			                  c->name, waiting,
+			                  got < 0 ? strerror(errno)
+			                          : "short read");
 		/* A NUL would end the quoted line early in a message. */
 		for (i = c->len; i < c->len + take; i++)
 			if (c->line[i] == '\0')
@@ -170,24 +186,31 @@ send_line(struct conv *c, const char *cmd, cf_err_t *err)
 
 	len = (size_t)snprintf(buf, sizeof(buf), "%s\r\n", cmd);
 	if (len >= sizeof(buf))
-		return cf_err_set(err, CF_ERR_INTERNAL, "%s STARTTLS: command too "
-		                  "long", c->name);
+		return cf_err_set(err, CF_ERR_INTERNAL,
+		                  "%s STARTTLS: command too "
+		                  "long",
+		                  c->name);
 	while (off < len) {
 		w = net_wait(c->fd, POLLOUT, c->deadline);
 		if (w == 0) {
 			c->len = 0;
-			return timed_out(c, "the server to take our command", err);
+			return timed_out(c, "the server to take our command",
+			                 err);
 		}
 		if (w < 0)
-			return cf_err_set(err, CF_ERR_IO, "%s STARTTLS: poll: %s",
-			                  c->name, strerror(errno));
-		n = send(c->fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-		              errno == EINTR))
+			return cf_err_set(err, CF_ERR_IO,
+			                  "%s STARTTLS: poll: %s", c->name,
+			                  strerror(errno));
+		n = send(c->fd, buf + off, len - off,
+		         MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 &&
+		    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			continue;
 		if (n < 0)
-			return cf_err_set(err, CF_ERR_TLS, "%s STARTTLS: sending "
-			                  "\"%.*s\": %s", c->name, (int)(len - 2), buf,
+			return cf_err_set(err, CF_ERR_TLS,
+			                  "%s STARTTLS: sending "
+			                  "\"%.*s\": %s",
+			                  c->name, (int)(len - 2), buf,
 			                  strerror(errno));
 		off += (size_t)n;
 	}
@@ -225,8 +248,10 @@ smtp_reply(struct conv *c, const char *want, const char *waiting,
 		if (c->len == 3 || c->line[3] == ' ')
 			return 0;
 	}
-	return cf_err_set(err, CF_ERR_TLS, "%s STARTTLS: the reply to %s goes on "
-	                  "for more than %d lines", c->name, waiting, MAX_LINES);
+	return cf_err_set(err, CF_ERR_TLS,
+	                  "%s STARTTLS: the reply to %s goes on "
+	                  "for more than %d lines",
+	                  c->name, waiting, MAX_LINES);
 }
 
 static int
@@ -238,10 +263,12 @@ smtp_dialogue(struct conv *c, const char *ehlo_name, cf_err_t *err)
 	if (smtp_reply(c, "220", "the greeting", NULL, err) < 0)
 		return -1;
 	snprintf(cmd, sizeof(cmd), "EHLO %s", ehlo_name);
-	if (send_line(c, cmd, err) < 0 || smtp_reply(c, "250", "EHLO", &tls, err) < 0)
+	if (send_line(c, cmd, err) < 0 ||
+	    smtp_reply(c, "250", "EHLO", &tls, err) < 0)
 		return -1;
 	if (!tls)
-		return cf_err_set(err, CF_ERR_TLS, "smtp STARTTLS: the server does "
+		return cf_err_set(err, CF_ERR_TLS,
+		                  "smtp STARTTLS: the server does "
 		                  "not offer STARTTLS (not in its EHLO reply)");
 	if (send_line(c, "STARTTLS", err) < 0 ||
 	    smtp_reply(c, "220", "STARTTLS", NULL, err) < 0)
@@ -274,8 +301,10 @@ imap_dialogue(struct conv *c, cf_err_t *err)
 			return 0;
 		return bad_answer(c, "\"a001 OK\" to STARTTLS", err);
 	}
-	return cf_err_set(err, CF_ERR_TLS, "imap STARTTLS: more than %d untagged "
-	                  "lines and no answer to STARTTLS", MAX_LINES);
+	return cf_err_set(err, CF_ERR_TLS,
+	                  "imap STARTTLS: more than %d untagged "
+	                  "lines and no answer to STARTTLS",
+	                  MAX_LINES);
 }
 
 /* ---- POP3 (RFC 1939 3, RFC 2595 4) ---- */
@@ -336,8 +365,10 @@ starttls_begin(int fd, starttls_proto_t proto, const char *ehlo_name,
 	switch (proto) {
 	case STARTTLS_SMTP:
 		if (!ehlo_name_ok(ehlo_name))
-			return cf_err_set(err, CF_ERR_CONFIG, "smtp STARTTLS: "
-			                  "unusable EHLO name \"%.64s\"", ehlo_name);
+			return cf_err_set(err, CF_ERR_CONFIG,
+			                  "smtp STARTTLS: "
+			                  "unusable EHLO name \"%.64s\"",
+			                  ehlo_name);
 		c.line_max = LINE_MAX_SMTP;
 		return smtp_dialogue(&c, ehlo_name, err);
 	case STARTTLS_IMAP:
@@ -347,7 +378,9 @@ starttls_begin(int fd, starttls_proto_t proto, const char *ehlo_name,
 		c.line_max = LINE_MAX_POP3;
 		return pop3_dialogue(&c, err);
 	default:
-		return cf_err_set(err, CF_ERR_CONFIG, "STARTTLS: unknown protocol "
-		                  "%d", (int)proto);
+		return cf_err_set(err, CF_ERR_CONFIG,
+		                  "STARTTLS: unknown protocol "
+		                  "%d",
+		                  (int)proto);
 	}
 }

@@ -24,8 +24,8 @@
 #include "certfleet/util.h"
 
 #define STATE_FORMAT_VERSION 1
-#define VERSION_ID_LEN 25          /* 20261125T064359Z-0123abcd */
-#define MAX_PEM (1024 * 1024)      /* a chain is a few KiB; cap hostile input */
+#define VERSION_ID_LEN 25     /* 20261125T064359Z-0123abcd */
+#define MAX_PEM (1024 * 1024) /* a chain is a few KiB; cap hostile input */
 #define MAX_STATE_JSON (64 * 1024 * 1024)
 #define LOCK_POLL_MS 100
 /* store_check_writable's test write: more than a version's four PEM files
@@ -43,7 +43,10 @@ struct cf_store {
 };
 
 static const char *const bundle_files[] = {
-	"cert.pem", "chain.pem", "fullchain.pem", "privkey.pem",
+    "cert.pem",
+    "chain.pem",
+    "fullchain.pem",
+    "privkey.pem",
 };
 
 static char *
@@ -69,8 +72,10 @@ check_writable(const cf_store_t *st, const char *what, cf_err_t *err)
 {
 	if (!st->readonly)
 		return 0;
-	return cf_err_set(err, CF_ERR_INTERNAL, "%s: store %s was opened "
-	                  "read-only", what, st->dir);
+	return cf_err_set(err, CF_ERR_INTERNAL,
+	                  "%s: store %s was opened "
+	                  "read-only",
+	                  what, st->dir);
 }
 
 /* Like mkdir, but an existing directory is fine.  Never chmods an existing
@@ -86,10 +91,11 @@ mkdir_private(const char *path, cf_err_t *err)
 		return cf_err_set(err, CF_ERR_IO, "mkdir %s: %s", path,
 		                  strerror(errno));
 	if (stat(path, &sb) < 0)
-		return cf_err_set(err, CF_ERR_IO, "%s: %s", path, strerror(errno));
+		return cf_err_set(err, CF_ERR_IO, "%s: %s", path,
+		                  strerror(errno));
 	if (!S_ISDIR(sb.st_mode))
-		return cf_err_set(err, CF_ERR_IO, "%s: exists and is not a directory",
-		                  path);
+		return cf_err_set(err, CF_ERR_IO,
+		                  "%s: exists and is not a directory", path);
 	return 0;
 }
 
@@ -100,7 +106,8 @@ fsync_path(const char *path, cf_err_t *err)
 
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return cf_err_set(err, CF_ERR_IO, "%s: %s", path, strerror(errno));
+		return cf_err_set(err, CF_ERR_IO, "%s: %s", path,
+		                  strerror(errno));
 	if (fsync(fd) < 0)
 		rc = cf_err_set(err, CF_ERR_IO, "%s: fsync: %s", path,
 		                strerror(errno));
@@ -118,8 +125,8 @@ open_root(const char *root, cf_err_t *err)
 
 	if (stat(root, &sb) < 0) {
 		if (errno != ENOENT)
-			return cf_err_set(err, CF_ERR_IO, "state dir %s: %s", root,
-			                  strerror(errno));
+			return cf_err_set(err, CF_ERR_IO, "state dir %s: %s",
+			                  root, strerror(errno));
 		if (cf_mkdirs(root, 0700, err) < 0)
 			return -1;
 		/* ours: the umask must not decide who can read keys */
@@ -130,10 +137,12 @@ open_root(const char *root, cf_err_t *err)
 	}
 	if (!S_ISDIR(sb.st_mode))
 		return cf_err_set(err, CF_ERR_IO,
-		                  "state dir %s: exists and is not a directory", root);
+		                  "state dir %s: exists and is not a directory",
+		                  root);
 	if ((sb.st_mode & 077) != 0)
 		return cf_err_set(err, CF_ERR_IO,
-		                  "state dir %s is mode %04o: must not be accessible "
+		                  "state dir %s is mode %04o: must not be "
+		                  "accessible "
 		                  "by others (chmod 700 %s)",
 		                  root, (unsigned)(sb.st_mode & 07777), root);
 	return 0;
@@ -152,10 +161,13 @@ open_store(const char *state_dir, const char *cert_name, bool readonly,
 	 * or collide with STATE/lock and STATE/accounts. */
 	if (cert_name[0] == '\0' || strchr(cert_name, '/') != NULL ||
 	    strcmp(cert_name, ".") == 0 || strcmp(cert_name, "..") == 0 ||
-	    strcmp(cert_name, "lock") == 0 || strcmp(cert_name, "accounts") == 0)
+	    strcmp(cert_name, "lock") == 0 ||
+	    strcmp(cert_name, "accounts") == 0)
 		return cf_err_set(err, CF_ERR_CONFIG,
-		                  "certificate name '%s' cannot be used as a state "
-		                  "directory name", cert_name);
+		                  "certificate name '%s' cannot be used as a "
+		                  "state "
+		                  "directory name",
+		                  cert_name);
 	st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return nomem(err);
@@ -254,7 +266,8 @@ describe_holder(int fd, char *out, size_t outlen)
 	line[n] = '\0';
 	if ((nl = strchr(line, '\n')) != NULL)
 		*nl = '\0';
-	if (sscanf(line, "pid=%31s host=%255s since=%63s", pid, host, since) != 3) {
+	if (sscanf(line, "pid=%31s host=%255s since=%63s", pid, host, since) !=
+	    3) {
 		snprintf(out, outlen, "another run");
 		return;
 	}
@@ -304,7 +317,8 @@ remove_stale_temps(cf_store_t *st)
 	dfd = dirfd(d);
 	while ((de = readdir(d)) != NULL) {
 		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-			if (strncmp(de->d_name, names[i], strlen(names[i])) == 0 &&
+			if (strncmp(de->d_name, names[i], strlen(names[i])) ==
+			        0 &&
 			    strlen(de->d_name) == strlen(names[i]) + 6) {
 				(void)unlinkat(dfd, de->d_name, 0);
 				break;
@@ -318,8 +332,8 @@ void
 store_lock_holder(const cf_store_t *st, char *out, size_t outlen)
 {
 	char *path = path_join(st->root, "lock");
-	int fd = path != NULL ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-	                      : -1;
+	int fd =
+	    path != NULL ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
 
 	if (fd < 0) {
 		snprintf(out, outlen, "another run");
@@ -376,12 +390,14 @@ store_lock(cf_store_t *st, const char *what, int wait_s, cf_err_t *err)
 			describe_holder(fd, holder, sizeof(holder));
 			if (wait_s == 0)
 				cf_err_set(err, CF_ERR_LOCKED,
-				           "state dir %s is locked by %s", st->root,
-				           holder);
+				           "state dir %s is locked by %s",
+				           st->root, holder);
 			else
 				cf_err_set(err, CF_ERR_LOCKED,
-				           "state dir %s is locked by %s; still locked "
-				           "after %d s", st->root, holder, wait_s);
+				           "state dir %s is locked by %s; "
+				           "still locked "
+				           "after %d s",
+				           st->root, holder, wait_s);
 			goto out;
 		}
 		int64_t ms = cf_ms_left(deadline);
@@ -416,11 +432,13 @@ is_version_id(const char *s)
 	if (strlen(s) != VERSION_ID_LEN)
 		return false;
 	for (i = 0; i < sizeof(shape) - 1; i++) {
-		if (shape[i] == 'D' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
+		if (shape[i] == 'D' ? (s[i] < '0' || s[i] > '9')
+		                    : s[i] != shape[i])
 			return false;
 	}
 	for (; s[i]; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
 			return false;
 	return true;
 }
@@ -442,7 +460,8 @@ read_current_id(cf_store_t *st, char **id, cf_err_t *err)
 			*id = NULL;
 			rc = 0;
 		} else {
-			cf_err_set(err, CF_ERR_IO, "%s: %s", path, strerror(errno));
+			cf_err_set(err, CF_ERR_IO, "%s: %s", path,
+			           strerror(errno));
 		}
 		goto out;
 	}
@@ -456,8 +475,10 @@ read_current_id(cf_store_t *st, char **id, cf_err_t *err)
 		data[--len] = '\0';
 	if (!is_version_id(data)) {
 		cf_err_set(err, CF_ERR_STATE,
-		           "%s: corrupt state file (not a version id); write the id "
-		           "of a directory in %s into it", path, st->versions);
+		           "%s: corrupt state file (not a version id); write "
+		           "the id "
+		           "of a directory in %s into it",
+		           path, st->versions);
 		goto out;
 	}
 	*id = data;
@@ -504,8 +525,8 @@ load_version(cf_store_t *st, const char *id, struct cf_bundle *b,
 		return nomem(err);
 	if (stat(vdir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
 		cf_err_set(err, CF_ERR_STATE,
-		           "%s/current names version %s but %s is missing", st->dir,
-		           id, vdir);
+		           "%s/current names version %s but %s is missing",
+		           st->dir, id, vdir);
 		goto out;
 	}
 	/* Without a bundle to fill, only cert.pem is read: status, verify
@@ -521,9 +542,12 @@ load_version(cf_store_t *st, const char *id, struct cf_bundle *b,
 		    version_key_revoked(st, id)) {
 			/* revoke --reason keyCompromise wiped it: never deploy
 			 * (or roll back to) a compromised key */
-			cf_err_set(err, CF_ERR_STATE, "version %s was revoked "
-			           "(keyCompromise) and its key wiped: run `renew "
-			           "--force` (or deploy a new certificate)", id);
+			cf_err_set(err, CF_ERR_STATE,
+			           "version %s was revoked "
+			           "(keyCompromise) and its key wiped: run "
+			           "`renew "
+			           "--force` (or deploy a new certificate)",
+			           id);
 			goto out;
 		}
 		if (cf_read_file(path, MAX_PEM, &data[i], &lens[i], err) < 0) {
@@ -563,8 +587,10 @@ load_version(cf_store_t *st, const char *id, struct cf_bundle *b,
 		                                     ci.not_before, &chk, &cci,
 		                                     err);
 		if (vrc == 0 && memcmp(cci.sha256, ci.sha256, 32) != 0) {
-			cf_err_set(err, CF_ERR_STATE, "%s: its leaf is not the "
-			           "certificate in %s/cert.pem", fpath, vdir);
+			cf_err_set(err, CF_ERR_STATE,
+			           "%s: its leaf is not the "
+			           "certificate in %s/cert.pem",
+			           fpath, vdir);
 			vrc = -1;
 		}
 		crypto_bundle_free(&chk);
@@ -643,7 +669,8 @@ rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 static int
 rm_tree(const char *path, cf_err_t *err)
 {
-	if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+	if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 &&
+	    errno != ENOENT)
 		return cf_err_set(err, CF_ERR_IO, "cannot remove %s: %s", path,
 		                  strerror(errno));
 	return 0;
@@ -685,7 +712,8 @@ scan_versions(cf_store_t *st, const unsigned char *want, const char *want_hex8,
 		}
 		if (is_version_id(de->d_name) && strcmp(de->d_name, latest) > 0)
 			memcpy(latest, de->d_name, VERSION_ID_LEN + 1);
-		if (want == NULL || found != NULL || !is_version_id(de->d_name) ||
+		if (want == NULL || found != NULL ||
+		    !is_version_id(de->d_name) ||
 		    strcmp(de->d_name + VERSION_ID_LEN - 8, want_hex8) != 0)
 			continue;
 		if (version_has_leaf(st, de->d_name, want)) {
@@ -736,7 +764,8 @@ write_version(cf_store_t *st, const char *id, const struct cf_bundle *b,
 	if (lstat(final, &sb) == 0) {
 		/* same second, same 32-bit prefix, different leaf */
 		cf_err_set(err, CF_ERR_STATE,
-		           "%s: exists and holds a different certificate", final);
+		           "%s: exists and holds a different certificate",
+		           final);
 		goto out;
 	}
 	if (mkdtemp(tmp) == NULL) {
@@ -758,8 +787,8 @@ write_version(cf_store_t *st, const char *id, const struct cf_bundle *b,
 			goto out;
 	}
 	if (chmod(tmp, 0700) < 0 || rename(tmp, final) < 0) {
-		cf_err_set(err, CF_ERR_IO, "cannot rename %s to %s: %s", tmp, final,
-		           strerror(errno));
+		cf_err_set(err, CF_ERR_IO, "cannot rename %s to %s: %s", tmp,
+		           final, strerror(errno));
 		goto out;
 	}
 	free(tmp);
@@ -803,8 +832,8 @@ wipe_file(const char *path, cf_err_t *err)
 		goto out;
 	}
 	for (left = S_ISREG(sb.st_mode) ? sb.st_size : 0; left > 0;) {
-		size_t n = left < (off_t)sizeof(zeros) ? (size_t)left
-		                                       : sizeof(zeros);
+		size_t n =
+		    left < (off_t)sizeof(zeros) ? (size_t)left : sizeof(zeros);
 		ssize_t w = write(fd, zeros, n);
 
 		if (w < 0 && errno == EINTR)
@@ -817,7 +846,8 @@ wipe_file(const char *path, cf_err_t *err)
 		left -= w;
 	}
 	if (fsync(fd) < 0) {
-		cf_err_set(err, CF_ERR_IO, "%s: fsync: %s", path, strerror(errno));
+		cf_err_set(err, CF_ERR_IO, "%s: fsync: %s", path,
+		           strerror(errno));
 		goto out;
 	}
 	if (unlink(path) < 0 && errno != ENOENT) {
@@ -942,8 +972,8 @@ write_current(cf_store_t *st, const char *id, cf_err_t *err)
 }
 
 int
-store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
-                 char **version_out, cf_err_t *err)
+store_put_bundle(cf_store_t *st, const struct cf_bundle *b, char **version_out,
+                 cf_err_t *err)
 {
 	struct cf_certinfo ci = {0};
 	char *cur = NULL, *id = NULL, hex8[9], stamp[32];
@@ -955,7 +985,8 @@ store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
 	if (check_writable(st, "store_put_bundle", err) < 0)
 		goto out;
 	if (b->cert == NULL || b->fullchain == NULL || b->privkey == NULL) {
-		cf_err_set(err, CF_ERR_INTERNAL, "store_put_bundle: incomplete bundle");
+		cf_err_set(err, CF_ERR_INTERNAL,
+		           "store_put_bundle: incomplete bundle");
 		goto out;
 	}
 	if (crypto_certinfo_pem(b->cert, strlen(b->cert), &ci, err) < 0) {
@@ -983,8 +1014,10 @@ store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
 		    timegm(&tm) >= now)
 			now = timegm(&tm) + 1;
 		if (gmtime_r(&now, &tm) == NULL ||
-		    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0) {
-			cf_err_set(err, CF_ERR_INTERNAL, "cannot format the time");
+		    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) ==
+		        0) {
+			cf_err_set(err, CF_ERR_INTERNAL,
+			           "cannot format the time");
 			goto out;
 		}
 		if (asprintf(&id, "%s-%s", stamp, hex8) < 0) {
@@ -993,7 +1026,9 @@ store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
 			goto out;
 		}
 		if (write_version(st, id, b, err) < 0) {
-			cf_err_prefix(err, "cannot store certificate version %s: ", id);
+			cf_err_prefix(err,
+			              "cannot store certificate version %s: ",
+			              id);
 			goto out;
 		}
 	}
@@ -1001,8 +1036,10 @@ store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
 		goto out;
 done:
 	if (prune_old_keys(st, id, err) < 0) {
-		cf_err_prefix(err, "stored version %s, but removing old keys "
-		              "failed: ", id);
+		cf_err_prefix(err,
+		              "stored version %s, but removing old keys "
+		              "failed: ",
+		              id);
 		goto out;
 	}
 	if (version_out != NULL) {
@@ -1030,8 +1067,9 @@ probe_file(const char *dir, char *tmpl, size_t len, cf_err_t *err)
 	memset(buf, 'x', sizeof(buf));
 	fd = mkostemp(tmpl, O_CLOEXEC);
 	if (fd < 0)
-		return cf_err_set(err, CF_ERR_IO, "cannot create a file in %s: %s",
-		                  dir, strerror(errno));
+		return cf_err_set(err, CF_ERR_IO,
+		                  "cannot create a file in %s: %s", dir,
+		                  strerror(errno));
 	while (off < len) {
 		size_t want = len - off < sizeof(buf) ? len - off : sizeof(buf);
 
@@ -1047,8 +1085,8 @@ probe_file(const char *dir, char *tmpl, size_t len, cf_err_t *err)
 		off += (size_t)n;
 	}
 	if (fsync(fd) < 0) {
-		cf_err_set(err, CF_ERR_IO, "cannot write to %s: fsync: %s",
-		           dir, strerror(errno));
+		cf_err_set(err, CF_ERR_IO, "cannot write to %s: fsync: %s", dir,
+		           strerror(errno));
 		goto out;
 	}
 	rc = 0;
@@ -1075,8 +1113,9 @@ store_check_writable(cf_store_t *st, cf_err_t *err)
 		goto out;
 	}
 	if (mkdtemp(dir) == NULL) {
-		cf_err_set(err, CF_ERR_IO, "cannot create a directory in %s: %s",
-		           st->versions, strerror(errno));
+		cf_err_set(err, CF_ERR_IO,
+		           "cannot create a directory in %s: %s", st->versions,
+		           strerror(errno));
 		free(dir);
 		dir = NULL;
 		goto out;
@@ -1128,9 +1167,8 @@ get_version(cf_store_t *st, const char *id, struct cf_bundle *b,
 }
 
 int
-store_get_current(cf_store_t *st, struct cf_bundle *b,
-                  struct cf_certinfo *info, char **version, bool *found,
-                  cf_err_t *err)
+store_get_current(cf_store_t *st, struct cf_bundle *b, struct cf_certinfo *info,
+                  char **version, bool *found, cf_err_t *err)
 {
 	char *cur = NULL;
 	int rc = -1;
@@ -1149,8 +1187,8 @@ out:
 }
 
 int
-store_get_current_cert(cf_store_t *st, struct cf_certinfo *info,
-                       char **version, bool *found, cf_err_t *err)
+store_get_current_cert(cf_store_t *st, struct cf_certinfo *info, char **version,
+                       bool *found, cf_err_t *err)
 {
 	return store_get_current(st, NULL, info, version, found, err);
 }
@@ -1201,7 +1239,8 @@ store_get_previous(cf_store_t *st, struct cf_bundle *b,
 	}
 	d = opendir(st->versions);
 	if (d == NULL) {
-		cf_err_set(err, CF_ERR_IO, "%s: %s", st->versions, strerror(errno));
+		cf_err_set(err, CF_ERR_IO, "%s: %s", st->versions,
+		           strerror(errno));
 		goto out;
 	}
 	/* ids start with a UTC timestamp: byte order is time order */
@@ -1236,7 +1275,8 @@ corrupt(cf_err_t *err, const char *path, const char *what)
 {
 	return cf_err_set(err, CF_ERR_STATE,
 	                  "%s: corrupt state file (%s); move it aside to start "
-	                  "over", path, what);
+	                  "over",
+	                  path, what);
 }
 
 /* Load a state file: *root = NULL if it does not exist. */
@@ -1280,7 +1320,8 @@ load_json(const char *path, json_t **root, cf_err_t *err)
 	if (json_integer_value(ver) != STATE_FORMAT_VERSION) {
 		cf_err_set(err, CF_ERR_STATE,
 		           "%s: state format version %" JSON_INTEGER_FORMAT
-		           " is not supported (this certfleet reads version %d)",
+		           " is not supported (this certfleet reads version "
+		           "%d)",
 		           path, json_integer_value(ver), STATE_FORMAT_VERSION);
 		goto out;
 	}
@@ -1412,14 +1453,16 @@ parse_node(const char *name, json_t *o, struct cf_node_state *n, bool *oom,
 		return false;
 	}
 	if (!get_str(o, "serving_sha256", &sha, oom, why, whylen) ||
-	    !get_i64(o, "serving_not_after", &n->serving_not_after, why, whylen) ||
+	    !get_i64(o, "serving_not_after", &n->serving_not_after, why,
+	             whylen) ||
 	    !get_i64(o, "last_seen", &n->last_seen, why, whylen) ||
 	    !get_i64(o, "last_success", &n->last_success, why, whylen) ||
 	    !get_i64(o, "last_change", &n->last_change, why, whylen) ||
 	    !get_bool(o, "quarantined", &n->quarantined, why, whylen) ||
 	    !get_str(o, "reason", &n->reason, oom, why, whylen) ||
 	    !get_str(o, "detail", &n->detail, oom, why, whylen) ||
-	    !get_i64(o, "quarantined_since", &n->quarantined_since, why, whylen) ||
+	    !get_i64(o, "quarantined_since", &n->quarantined_since, why,
+	             whylen) ||
 	    !get_uint(o, "attempts", &n->attempts, why, whylen) ||
 	    !get_bool(o, "manual", &n->manual, why, whylen) ||
 	    !get_str(o, "drift", &n->drift, oom, why, whylen) ||
@@ -1483,12 +1526,15 @@ store_load_nodes(cf_store_t *st, struct cf_node_states *out, cf_err_t *err)
 		nomem(err);
 		goto out;
 	}
-	json_object_foreach(nodes, name, val) {
-		if (!parse_node(name, val, &ns.v[ns.n], &oom, why, sizeof(why))) {
+	json_object_foreach(nodes, name, val)
+	{
+		if (!parse_node(name, val, &ns.v[ns.n], &oom, why,
+		                sizeof(why))) {
 			if (oom) {
 				nomem(err);
 			} else {
-				snprintf(what, sizeof(what), "nodes.\"%s\": %s", name, why);
+				snprintf(what, sizeof(what), "nodes.\"%s\": %s",
+				         name, why);
 				corrupt(err, path, what);
 			}
 			goto out;
@@ -1514,23 +1560,31 @@ node_to_json(const struct cf_node_state *n)
 	if (o == NULL)
 		return NULL;
 	if (json_object_set_new(o, "serving_sha256",
-	                        cf_json_str_or_null(n->serving_sha256[0] ?
-	                                    n->serving_sha256 : NULL)) < 0 ||
+	                        cf_json_str_or_null(n->serving_sha256[0]
+	                                                ? n->serving_sha256
+	                                                : NULL)) < 0 ||
 	    json_object_set_new(o, "serving_not_after",
 	                        json_integer(n->serving_not_after)) < 0 ||
-	    json_object_set_new(o, "last_seen", json_integer(n->last_seen)) < 0 ||
+	    json_object_set_new(o, "last_seen", json_integer(n->last_seen)) <
+	        0 ||
 	    json_object_set_new(o, "last_success",
 	                        json_integer(n->last_success)) < 0 ||
-	    json_object_set_new(o, "last_change", json_integer(n->last_change)) < 0 ||
-	    json_object_set_new(o, "quarantined", json_boolean(n->quarantined)) < 0 ||
-	    json_object_set_new(o, "reason", cf_json_str_or_null(n->reason)) < 0 ||
-	    json_object_set_new(o, "detail", cf_json_str_or_null(n->detail)) < 0 ||
+	    json_object_set_new(o, "last_change",
+	                        json_integer(n->last_change)) < 0 ||
+	    json_object_set_new(o, "quarantined",
+	                        json_boolean(n->quarantined)) < 0 ||
+	    json_object_set_new(o, "reason", cf_json_str_or_null(n->reason)) <
+	        0 ||
+	    json_object_set_new(o, "detail", cf_json_str_or_null(n->detail)) <
+	        0 ||
 	    json_object_set_new(o, "quarantined_since",
 	                        json_integer(n->quarantined_since)) < 0 ||
 	    json_object_set_new(o, "attempts", json_integer(n->attempts)) < 0 ||
 	    json_object_set_new(o, "manual", json_boolean(n->manual)) < 0 ||
-	    json_object_set_new(o, "drift", cf_json_str_or_null(n->drift)) < 0 ||
-	    json_object_set_new(o, "drift_seen", json_integer(n->drift_seen)) < 0) {
+	    json_object_set_new(o, "drift", cf_json_str_or_null(n->drift)) <
+	        0 ||
+	    json_object_set_new(o, "drift_seen", json_integer(n->drift_seen)) <
+	        0) {
 		json_decref(o);
 		return NULL;
 	}
@@ -1538,8 +1592,7 @@ node_to_json(const struct cf_node_state *n)
 }
 
 int
-store_save_nodes(cf_store_t *st, const struct cf_node_states *ns,
-                 cf_err_t *err)
+store_save_nodes(cf_store_t *st, const struct cf_node_states *ns, cf_err_t *err)
 {
 	json_t *root = NULL, *nodes, *o;
 	char *path = NULL;
@@ -1563,7 +1616,8 @@ store_save_nodes(cf_store_t *st, const struct cf_node_states *ns,
 		if (ns->v[i].name == NULL)
 			continue;
 		o = node_to_json(&ns->v[i]);
-		if (o == NULL || json_object_set_new(nodes, ns->v[i].name, o) < 0) {
+		if (o == NULL ||
+		    json_object_set_new(nodes, ns->v[i].name, o) < 0) {
 			nomem(err);
 			goto out;
 		}
@@ -1622,8 +1676,7 @@ store_nodes_free(struct cf_node_states *ns)
 }
 
 int
-store_load_renewal(cf_store_t *st, struct cf_renewal_state *out,
-                   cf_err_t *err)
+store_load_renewal(cf_store_t *st, struct cf_renewal_state *out, cf_err_t *err)
 {
 	struct cf_renewal_state r;
 	char *path = NULL, why[300];
@@ -1640,9 +1693,10 @@ store_load_renewal(cf_store_t *st, struct cf_renewal_state *out,
 		goto done;
 	if (!get_i64(root, "last_attempt", &r.last_attempt, why, sizeof(why)) ||
 	    !get_i64(root, "last_success", &r.last_success, why, sizeof(why)) ||
-	    !get_uint(root, "consecutive_failures", &r.consecutive_failures, why,
-	              sizeof(why)) ||
-	    !get_str(root, "last_error", &r.last_error, &oom, why, sizeof(why)) ||
+	    !get_uint(root, "consecutive_failures", &r.consecutive_failures,
+	              why, sizeof(why)) ||
+	    !get_str(root, "last_error", &r.last_error, &oom, why,
+	             sizeof(why)) ||
 	    !get_i64(root, "ari_retry_after", &r.ari_retry_after, why,
 	             sizeof(why)) ||
 	    !get_i64(root, "ari_window_start", &r.ari_window_start, why,
@@ -1763,9 +1817,8 @@ store_current_id(cf_store_t *st, char **id, cf_err_t *err)
 }
 
 int
-store_get_version_cert(cf_store_t *st, const char *id,
-                       struct cf_certinfo *info, char **cert_pem,
-                       cf_err_t *err)
+store_get_version_cert(cf_store_t *st, const char *id, struct cf_certinfo *info,
+                       char **cert_pem, cf_err_t *err)
 {
 	char *vdir, *path = NULL, *pem = NULL;
 	struct stat sb;
@@ -1773,9 +1826,10 @@ store_get_version_cert(cf_store_t *st, const char *id,
 	int rc;
 
 	if (!is_version_id(id))
-		return cf_err_set(err, CF_ERR_STATE, "'%s' is not a version id "
-		                  "(YYYYMMDDTHHMMSSZ-xxxxxxxx, see %s)", id,
-		                  st->versions);
+		return cf_err_set(err, CF_ERR_STATE,
+		                  "'%s' is not a version id "
+		                  "(YYYYMMDDTHHMMSSZ-xxxxxxxx, see %s)",
+		                  id, st->versions);
 	vdir = path_join(st->versions, id);
 	if (vdir == NULL)
 		return nomem(err);
@@ -1785,8 +1839,9 @@ store_get_version_cert(cf_store_t *st, const char *id,
 		           st->versions);
 	if (rc == 0 && cert_pem != NULL) {
 		path = path_join(vdir, bundle_files[0]);
-		rc = path == NULL ? nomem(err)
-		                  : cf_read_file(path, MAX_PEM, &pem, &len, err);
+		rc = path == NULL
+		         ? nomem(err)
+		         : cf_read_file(path, MAX_PEM, &pem, &len, err);
 	}
 	free(path);
 	free(vdir);
@@ -1837,8 +1892,10 @@ store_version_key_hashes(cf_store_t *st, const char *id, char key_hex[65],
 	int rc = -1;
 
 	*present = false;
-	if (asprintf(&kpath, "%s/%s/%s", st->versions, id, bundle_files[3]) < 0 ||
-	    asprintf(&fpath, "%s/%s/%s", st->versions, id, bundle_files[2]) < 0) {
+	if (asprintf(&kpath, "%s/%s/%s", st->versions, id, bundle_files[3]) <
+	        0 ||
+	    asprintf(&fpath, "%s/%s/%s", st->versions, id, bundle_files[2]) <
+	        0) {
 		nomem(err);
 		goto out;
 	}
@@ -1974,14 +2031,15 @@ is_hex64_or_empty(const char *s)
 	if (s == NULL || *s == '\0')
 		return true;
 	for (i = 0; s[i]; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
 			return false;
 	return i == 64;
 }
 
 int
-store_load_revocation(cf_store_t *st, const char *id,
-                      struct cf_revocation *out, cf_err_t *err)
+store_load_revocation(cf_store_t *st, const char *id, struct cf_revocation *out,
+                      cf_err_t *err)
 {
 	struct cf_revocation r;
 	char *path = NULL, *key = NULL, *comb = NULL, why[300];
@@ -2020,7 +2078,8 @@ store_load_revocation(cf_store_t *st, const char *id,
 		size_t i, n;
 
 		if (!json_is_array(pend)) {
-			corrupt(err, path, "cleanup_pending: expected an array");
+			corrupt(err, path,
+			        "cleanup_pending: expected an array");
 			goto out;
 		}
 		n = json_array_size(pend);
@@ -2033,11 +2092,13 @@ store_load_revocation(cf_store_t *st, const char *id,
 			json_t *e = json_array_get(pend, i);
 
 			if (!json_is_string(e)) {
-				corrupt(err, path, "cleanup_pending: expected "
+				corrupt(err, path,
+				        "cleanup_pending: expected "
 				        "node names");
 				goto out;
 			}
-			if ((r.pending[i] = strdup(json_string_value(e))) == NULL) {
+			if ((r.pending[i] = strdup(json_string_value(e))) ==
+			    NULL) {
 				nomem(err);
 				goto out;
 			}
@@ -2081,12 +2142,13 @@ store_save_revocation(cf_store_t *st, const char *id,
 	                        json_integer(r->revoked_at)) < 0 ||
 	    json_object_set_new(root, "reason", json_integer(r->reason)) < 0 ||
 	    json_object_set_new(root, "key_sha256",
-	                        cf_json_str_or_null(r->key_sha256[0] ? r->key_sha256
-	                                                     : NULL)) < 0 ||
+	                        cf_json_str_or_null(
+	                            r->key_sha256[0] ? r->key_sha256 : NULL)) <
+	        0 ||
 	    json_object_set_new(root, "combined_sha256",
 	                        cf_json_str_or_null(r->combined_sha256[0]
-	                                        ? r->combined_sha256
-	                                        : NULL)) < 0)
+	                                                ? r->combined_sha256
+	                                                : NULL)) < 0)
 		goto oom;
 	rc = json_object_set(root, "cleanup_pending", pend);
 	if (rc < 0)

@@ -31,8 +31,8 @@
 
 struct tlsprobe_ctx {
 	SSL_CTX *ssl;
-	X509_STORE *trust;   /* read-only after tlsprobe_ctx_new */
-	char *ca_bundle;     /* for messages; NULL = system store */
+	X509_STORE *trust; /* read-only after tlsprobe_ctx_new */
+	char *ca_bundle;   /* for messages; NULL = system store */
 };
 
 static int
@@ -61,8 +61,8 @@ tlsprobe_ctx_new(const char *ca_bundle, struct tlsprobe_ctx **out,
 	if (c->ssl == NULL ||
 	    SSL_CTX_set_min_proto_version(c->ssl, TLS1_2_VERSION) != 1) {
 		ERR_error_string_n(ERR_get_error(), why, sizeof(why));
-		cf_err_set(err, CF_ERR_INTERNAL, "cannot create TLS context: %s",
-		           why);
+		cf_err_set(err, CF_ERR_INTERNAL,
+		           "cannot create TLS context: %s", why);
 		goto out;
 	}
 	/* We compare the exact leaf ourselves; chain validation would only
@@ -91,7 +91,8 @@ tlsprobe_ctx_new(const char *ca_bundle, struct tlsprobe_ctx **out,
 			ERR_error_string_n(ERR_get_error(), why, sizeof(why));
 			cf_err_set(err, CF_ERR_CONFIG,
 			           "verify.ca_bundle %s: no usable PEM "
-			           "certificates: %s", ca_bundle, why);
+			           "certificates: %s",
+			           ca_bundle, why);
 			goto out;
 		}
 	} else if (X509_STORE_set_default_paths(c->trust) != 1) {
@@ -129,7 +130,8 @@ is_ip_literal(const char *s)
 {
 	unsigned char buf[sizeof(struct in6_addr)];
 
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+	return inet_pton(AF_INET, s, buf) == 1 ||
+	       inet_pton(AF_INET6, s, buf) == 1;
 }
 
 /* Why the handshake failed, in words: the OpenSSL reason if there is
@@ -148,7 +150,8 @@ handshake_reason(int sslerr, int saved_errno, char *buf, size_t len)
 			ERR_error_string_n(e, buf, len);
 	} else if (sslerr == SSL_ERROR_SYSCALL && saved_errno != 0) {
 		snprintf(buf, len, "%s", strerror(saved_errno));
-	} else if (sslerr == SSL_ERROR_SYSCALL || sslerr == SSL_ERROR_ZERO_RETURN) {
+	} else if (sslerr == SSL_ERROR_SYSCALL ||
+	           sslerr == SSL_ERROR_ZERO_RETURN) {
 		snprintf(buf, len, "connection closed by peer");
 	} else {
 		snprintf(buf, len, "SSL error %d", sslerr);
@@ -169,15 +172,16 @@ tlsprobe_result_free(struct tlsprobe_result *r)
 static void
 cert_name(X509 *x, bool issuer, char *buf, size_t len)
 {
-	X509_NAME *n = issuer ? X509_get_issuer_name(x) : X509_get_subject_name(x);
+	X509_NAME *n =
+	    issuer ? X509_get_issuer_name(x) : X509_get_subject_name(x);
 	int i = X509_NAME_get_index_by_NID(n, NID_commonName, -1);
 	ASN1_STRING *d;
 	unsigned char *u = NULL;
 	int ulen;
 
 	buf[0] = '\0';
-	if (i >= 0 && (d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i))) !=
-	                  NULL &&
+	if (i >= 0 &&
+	    (d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i))) != NULL &&
 	    (ulen = ASN1_STRING_to_UTF8(&u, d)) >= 0) {
 		snprintf(buf, len, "%.*s", ulen, (const char *)u);
 		OPENSSL_free(u);
@@ -205,11 +209,11 @@ cert_id(X509 *x, struct tlsprobe_cert *out)
 /* Validate the served chain as a client would: leaf plus what the server
  * sent as untrusted intermediates, against the run's store, now. */
 static void
-check_trust(const struct tlsprobe_ctx *ctx, X509 *leaf, STACK_OF(X509) *sent,
+check_trust(const struct tlsprobe_ctx *ctx, X509 *leaf, STACK_OF(X509) * sent,
             struct tlsprobe_result *res)
 {
 	X509_STORE_CTX *x = X509_STORE_CTX_new();
-	STACK_OF(X509) *built;
+	STACK_OF(X509) * built;
 	X509 *top;
 	char anchor[128], where[160];
 	int e;
@@ -229,7 +233,8 @@ check_trust(const struct tlsprobe_ctx *ctx, X509 *leaf, STACK_OF(X509) *sent,
 		snprintf(where, sizeof(where), "verify.ca_bundle %s",
 		         ctx->ca_bundle);
 	else
-		snprintf(where, sizeof(where), "the system trust store; a "
+		snprintf(where, sizeof(where),
+		         "the system trust store; a "
 		         "private CA needs verify.ca_bundle");
 	built = X509_STORE_CTX_get0_chain(x);
 	top = built != NULL && sk_X509_num(built) > 0
@@ -253,7 +258,8 @@ check_trust(const struct tlsprobe_ctx *ctx, X509 *leaf, STACK_OF(X509) *sent,
 	default: {
 		X509 *bad = X509_STORE_CTX_get_current_cert(x);
 
-		cert_name(bad != NULL ? bad : leaf, false, anchor, sizeof(anchor));
+		cert_name(bad != NULL ? bad : leaf, false, anchor,
+		          sizeof(anchor));
 		snprintf(res->untrusted_why, sizeof(res->untrusted_why),
 		         "chain does not validate at '%s': %s", anchor,
 		         X509_verify_cert_error_string(e));
@@ -289,14 +295,18 @@ handshake(SSL *ssl, int fd, const char *host, unsigned port, int64_t deadline,
 		if (w == 0)
 			return cf_err_set(err, CF_ERR_TIMEOUT,
 			                  "TLS handshake with %s:%u timed out "
-			                  "after %lld ms", host, port,
+			                  "after %lld ms",
+			                  host, port,
 			                  (long long)(cf_now_ms() - t0));
-		return cf_err_set(err, CF_ERR_TLS, "TLS handshake with %s:%u: "
-		                  "poll: %s", host, port, strerror(errno));
+		return cf_err_set(err, CF_ERR_TLS,
+		                  "TLS handshake with %s:%u: "
+		                  "poll: %s",
+		                  host, port, strerror(errno));
 	}
 	handshake_reason(e, saved_errno, why, sizeof(why));
-	return cf_err_set(err, CF_ERR_TLS, "TLS handshake with %s:%u failed: %s",
-	                  host, port, why);
+	return cf_err_set(err, CF_ERR_TLS,
+	                  "TLS handshake with %s:%u failed: %s", host, port,
+	                  why);
 }
 
 /* What the handshake on ssl showed: the chain as sent (the leaf first:
@@ -314,13 +324,17 @@ served_chain(struct tlsprobe_ctx *ctx, SSL *ssl, const char *host,
 	int i, n = sent != NULL ? sk_X509_num(sent) : 0, rc = -1;
 
 	if (peer == NULL) {
-		cf_err_set(err, CF_ERR_TLS, "TLS server %s:%u sent no "
-		           "certificate", host, port);
+		cf_err_set(err, CF_ERR_TLS,
+		           "TLS server %s:%u sent no "
+		           "certificate",
+		           host, port);
 		goto out;
 	}
 	if (n < 1 || X509_cmp(sk_X509_value(sent, 0), peer) != 0) {
-		cf_err_set(err, CF_ERR_TLS, "TLS server %s:%u sent no usable "
-		           "certificate chain", host, port);
+		cf_err_set(err, CF_ERR_TLS,
+		           "TLS server %s:%u sent no usable "
+		           "certificate chain",
+		           host, port);
 		goto out;
 	}
 	if ((res->chain = calloc((size_t)n, sizeof(*res->chain))) == NULL) {
@@ -329,16 +343,20 @@ served_chain(struct tlsprobe_ctx *ctx, SSL *ssl, const char *host,
 	}
 	for (i = 0; i < n; i++)
 		if (cert_id(sk_X509_value(sent, i), &res->chain[i]) < 0) {
-			cf_err_set(err, CF_ERR_TLS, "certificate %d served by "
-			           "%s:%u cannot be encoded", i, host, port);
+			cf_err_set(err, CF_ERR_TLS,
+			           "certificate %d served by "
+			           "%s:%u cannot be encoded",
+			           i, host, port);
 			goto out;
 		}
 	res->n_chain = (size_t)n;
 	cf_hex(res->chain[0].sha256, 32, res->sha256_hex);
-	if (crypto_asn1_time_epoch(X509_get0_notAfter(peer),
-	                           &res->not_after) < 0) {
-		cf_err_set(err, CF_ERR_TLS, "certificate served by %s:%u has no "
-		           "valid notAfter", host, port);
+	if (crypto_asn1_time_epoch(X509_get0_notAfter(peer), &res->not_after) <
+	    0) {
+		cf_err_set(err, CF_ERR_TLS,
+		           "certificate served by %s:%u has no "
+		           "valid notAfter",
+		           host, port);
 		goto out;
 	}
 	check_trust(ctx, peer, sent, res);
@@ -351,8 +369,7 @@ out:
 int
 tlsprobe_fetch_ctx(struct tlsprobe_ctx *ctx, const char *host, unsigned port,
                    starttls_proto_t proto, const char *server_name,
-                   int64_t deadline, struct tlsprobe_result *out,
-                   cf_err_t *err)
+                   int64_t deadline, struct tlsprobe_result *out, cf_err_t *err)
 {
 	struct tlsprobe_result res;
 	SSL *ssl = NULL;
@@ -375,16 +392,17 @@ tlsprobe_fetch_ctx(struct tlsprobe_ctx *ctx, const char *host, unsigned port,
 	ssl = SSL_new(ctx->ssl);
 	if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
 		handshake_reason(SSL_ERROR_SSL, 0, why, sizeof(why));
-		cf_err_set(err, CF_ERR_INTERNAL, "TLS setup for %s:%u: %s", host,
-		           port, why);
+		cf_err_set(err, CF_ERR_INTERNAL, "TLS setup for %s:%u: %s",
+		           host, port, why);
 		goto out;
 	}
 	if (server_name != NULL && server_name[0] != '\0' &&
 	    !is_ip_literal(server_name) &&
 	    SSL_set_tlsext_host_name(ssl, server_name) != 1) {
 		handshake_reason(SSL_ERROR_SSL, 0, why, sizeof(why));
-		cf_err_set(err, CF_ERR_TLS, "TLS to %s:%u: bad server name %s: %s",
-		           host, port, server_name, why);
+		cf_err_set(err, CF_ERR_TLS,
+		           "TLS to %s:%u: bad server name %s: %s", host, port,
+		           server_name, why);
 		goto out;
 	}
 	if (handshake(ssl, fd, host, port, deadline, err) < 0 ||
@@ -431,8 +449,10 @@ tlsprobe_pem_certs(const char *pem, struct tlsprobe_cert **out, size_t *n,
 		}
 		v = nv;
 		if (cert_id(x, &v[k]) < 0) {
-			cf_err_set(err, CF_ERR_DATA, "chain certificate %zu "
-			           "cannot be encoded", k);
+			cf_err_set(err, CF_ERR_DATA,
+			           "chain certificate %zu "
+			           "cannot be encoded",
+			           k);
 			goto out;
 		}
 		k++;
@@ -462,8 +482,8 @@ cert_in(const struct tlsprobe_cert *c, const struct tlsprobe_cert *v, size_t n)
 
 int
 tlsprobe_chain_diff(const struct tlsprobe_cert *served, size_t n_served,
-                    const struct tlsprobe_cert *want, size_t n_want,
-                    char *why, size_t whylen)
+                    const struct tlsprobe_cert *want, size_t n_want, char *why,
+                    size_t whylen)
 {
 	const struct tlsprobe_cert *extra = n_served > 1 ? served + 1 : NULL;
 	size_t n_extra = n_served > 1 ? n_served - 1 : 0;
@@ -474,8 +494,10 @@ tlsprobe_chain_diff(const struct tlsprobe_cert *served, size_t n_served,
 		if (cert_in(&want[i], extra, n_extra))
 			continue;
 		if (n_extra == 0)
-			snprintf(why, whylen, "sends the leaf without "
-			         "intermediate '%s'", want[i].name);
+			snprintf(why, whylen,
+			         "sends the leaf without "
+			         "intermediate '%s'",
+			         want[i].name);
 		else
 			snprintf(why, whylen, "does not send intermediate '%s'",
 			         want[i].name);

@@ -180,7 +180,8 @@ cf_read_file(const char *path, size_t max, char **out, size_t *len,
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return cf_err_set(err, errno == ENOENT ? CF_ERR_DATA : CF_ERR_IO,
+		return cf_err_set(err,
+		                  errno == ENOENT ? CF_ERR_DATA : CF_ERR_IO,
 		                  "%s: %s", path, strerror(errno));
 	for (;;) {
 		n = read(fd, chunk, sizeof(chunk));
@@ -194,12 +195,13 @@ cf_read_file(const char *path, size_t max, char **out, size_t *len,
 		if (n == 0)
 			break;
 		if (b.len + (size_t)n > max) {
-			cf_err_set(err, CF_ERR_DATA, "%s: larger than %zu bytes",
-			           path, max);
+			cf_err_set(err, CF_ERR_DATA,
+			           "%s: larger than %zu bytes", path, max);
 			goto out;
 		}
 		if (cf_buf_append(&b, chunk, (size_t)n) < 0) {
-			cf_err_set(err, CF_ERR_NOMEM, "%s: out of memory", path);
+			cf_err_set(err, CF_ERR_NOMEM, "%s: out of memory",
+			           path);
 			goto out;
 		}
 	}
@@ -254,16 +256,19 @@ cf_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
 	ssize_t n;
 	int fd = -1, rc = -1;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >=
+	    (int)sizeof(tmp))
 		return cf_err_set(err, CF_ERR_IO, "%s: path too long", path);
 	/* mkostemp creates 0600; the final mode is applied with fchmod before
 	 * any byte is written, so a key file is never readable by others. */
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
-		return cf_err_set(err, CF_ERR_IO, "%s: cannot create temp file: %s",
-		                  path, strerror(errno));
+		return cf_err_set(err, CF_ERR_IO,
+		                  "%s: cannot create temp file: %s", path,
+		                  strerror(errno));
 	if (fchmod(fd, mode) < 0) {
-		cf_err_set(err, CF_ERR_IO, "%s: chmod: %s", tmp, strerror(errno));
+		cf_err_set(err, CF_ERR_IO, "%s: chmod: %s", tmp,
+		           strerror(errno));
 		goto out;
 	}
 	while (off < len) {
@@ -278,17 +283,20 @@ cf_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
 		off += (size_t)n;
 	}
 	if (fsync(fd) < 0) {
-		cf_err_set(err, CF_ERR_IO, "%s: fsync: %s", path, strerror(errno));
+		cf_err_set(err, CF_ERR_IO, "%s: fsync: %s", path,
+		           strerror(errno));
 		goto out;
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		cf_err_set(err, CF_ERR_IO, "%s: close: %s", path, strerror(errno));
+		cf_err_set(err, CF_ERR_IO, "%s: close: %s", path,
+		           strerror(errno));
 		goto out;
 	}
 	fd = -1;
 	if (rename(tmp, path) < 0) {
-		cf_err_set(err, CF_ERR_IO, "%s: rename: %s", path, strerror(errno));
+		cf_err_set(err, CF_ERR_IO, "%s: rename: %s", path,
+		           strerror(errno));
 		goto out;
 	}
 	tmp[0] = '\0';

@@ -14,12 +14,12 @@
 
 /* One pending challenge, as handed to the provisioning callbacks. */
 struct cf_acme_chall {
-	const char *type;     /* "http-01" or "dns-01" */
-	const char *domain;   /* identifier value (wildcard stripped for dns) */
-	const char *token;    /* http-01: file name under
-	                         /.well-known/acme-challenge/ */
-	const char *value;    /* http-01: key authorization (file content);
-	                         dns-01: TXT value for _acme-challenge.<domain> */
+	const char *type;   /* "http-01" or "dns-01" */
+	const char *domain; /* identifier value (wildcard stripped for dns) */
+	const char *token;  /* http-01: file name under
+			       /.well-known/acme-challenge/ */
+	const char *value;  /* http-01: key authorization (file content);
+			       dns-01: TXT value for _acme-challenge.<domain> */
 };
 
 struct cf_acme_challenge_ops {
@@ -32,29 +32,29 @@ struct cf_acme_challenge_ops {
 };
 
 struct cf_acme_params {
-	const char *directory_url;   /* https only */
-	const char *ca_bundle;       /* NULL = system store */
-	const char *account_key_path;/* PEM; created 0600 (P-256) if absent */
-	char *const *contact;        /* may be NULL */
+	const char *directory_url;    /* https only */
+	const char *ca_bundle;        /* NULL = system store */
+	const char *account_key_path; /* PEM; created 0600 (P-256) if absent */
+	char *const *contact;         /* may be NULL */
 	size_t n_contact;
-	const char *eab_kid;         /* NULL = no EAB */
-	const char *eab_hmac_key;    /* base64url */
+	const char *eab_kid;      /* NULL = no EAB */
+	const char *eab_hmac_key; /* base64url */
 	char *const *domains;
 	size_t n_domains;
-	const char *challenge_type;  /* "http-01" or "dns-01" */
+	const char *challenge_type; /* "http-01" or "dns-01" */
 	cf_key_type_t key_type;
 	const char *reuse_key_pem;   /* non-NULL: CSR from this key */
 	const char *preferred_chain; /* issuer CN of the top of the chain */
 	const char *profile;         /* only sent if the CA lists it */
-	const char *replaces;        /* ARI cert id of the cert being replaced */
-	int64_t deadline;            /* absolute cf_now_ms(): whole issuance */
+	const char *replaces; /* ARI cert id of the cert being replaced */
+	int64_t deadline;     /* absolute cf_now_ms(): whole issuance */
 };
 
 struct cf_acme_result {
-	char *fullchain_pem;         /* leaf + chain as served by the CA */
-	char *privkey_pem;           /* secret: cf_free_secret */
-	char *order_url;             /* set once the CA created the order,
-	                                also when the issuance then fails */
+	char *fullchain_pem; /* leaf + chain as served by the CA */
+	char *privkey_pem;   /* secret: cf_free_secret */
+	char *order_url;     /* set once the CA created the order,
+				also when the issuance then fails */
 };
 void acme_result_free(struct cf_acme_result *r);
 
@@ -80,16 +80,16 @@ char *acme_ari_cert_id(const unsigned char *aki, size_t aki_len,
                        const unsigned char *serial, size_t serial_len);
 
 struct cf_ari {
-	int64_t start, end;          /* suggestedWindow, epoch seconds */
-	char *explanation_url;       /* may be NULL */
-	long retry_after;            /* seconds, -1 if absent */
+	int64_t start, end;    /* suggestedWindow, epoch seconds */
+	char *explanation_url; /* may be NULL */
+	long retry_after;      /* seconds, -1 if absent */
 };
 void acme_ari_free(struct cf_ari *a);
 
 /* Parse a renewalInfo response body; CF_ERR_ACME on garbage (missing or
  * unparseable window, end before start). Pure, for unit tests. */
-int acme_ari_parse(const char *body, size_t len, struct cf_ari *out,
-                   cf_err_t *err);
+int
+acme_ari_parse(const char *body, size_t len, struct cf_ari *out, cf_err_t *err);
 
 /* Pick a uniformly random time in [start, end) using `rnd` in [0,1). */
 int64_t acme_ari_pick(const struct cf_ari *a, double rnd);
@@ -102,8 +102,7 @@ int acme_ari_fetch(const struct cf_acme_params *p, const char *cert_id,
 /* How long to wait before asking again: Retry-After (seconds, -1 when
  * absent) clamped to [floor_ms, one day], else fallback_ms (not below
  * floor_ms).  Never negative, never overflows.  Pure, for unit tests. */
-int64_t acme_wait_ms(long retry_after_s, int64_t fallback_ms,
-                     int64_t floor_ms);
+int64_t acme_wait_ms(long retry_after_s, int64_t fallback_ms, int64_t floor_ms);
 
 /* ---- protocol object parsers (pure; exposed for unit tests) ---- */
 
@@ -129,11 +128,11 @@ void acme_dir_free(struct cf_acme_dir *d);
 
 /* An order (RFC 8555 section 7.1.3). */
 struct cf_acme_order {
-	char *status;           /* pending ready processing valid invalid */
-	char **authorizations;  /* NULL-terminated */
+	char *status;          /* pending ready processing valid invalid */
+	char **authorizations; /* NULL-terminated */
 	char *finalize;
-	char *certificate;      /* NULL until valid */
-	char *error;            /* problem line or NULL */
+	char *certificate; /* NULL until valid */
+	char *error;       /* problem line or NULL */
 };
 int acme_order_parse(const char *body, size_t len, struct cf_acme_order *out,
                      cf_err_t *err);
@@ -142,11 +141,11 @@ void acme_order_free(struct cf_acme_order *o);
 /* An authorization with its challenges (RFC 8555 section 7.1.4). */
 struct cf_acme_authz_chall {
 	char *type, *url, *token, *status;
-	char *error;            /* problem line or NULL */
+	char *error; /* problem line or NULL */
 };
 struct cf_acme_authz {
 	char *status;
-	char *domain;           /* identifier value ("*." already stripped) */
+	char *domain; /* identifier value ("*." already stripped) */
 	bool wildcard;
 	struct cf_acme_authz_chall *challs;
 	size_t n_challs;

@@ -16,17 +16,17 @@
 #include "certfleet/err.h"
 
 struct cf_dns_hook {
-	const char *hook;    /* path of the executable */
-	int64_t timeout_ms;  /* per invocation, then killed; 0 = 60 s */
-	int64_t settle_ms;   /* wait after all adds (DNS propagation); 0 */
-	int64_t deadline;    /* absolute cf_now_ms(), normally the issuance's
-	                        deadline: "add" runs end there; "del" runs get
-	                        at least 5 s more (best effort); 0 = none */
+	const char *hook;   /* path of the executable */
+	int64_t timeout_ms; /* per invocation, then killed; 0 = 60 s */
+	int64_t settle_ms;  /* wait after all adds (DNS propagation); 0 */
+	int64_t deadline;   /* absolute cf_now_ms(), normally the issuance's
+			       deadline: "add" runs end there; "del" runs get
+			       at least 5 s more (best effort); 0 = none */
 };
 
 /* ops for acme_issue; `h` is borrowed and must outlive the call. */
-void challenge_dns_ops(struct cf_dns_hook *h,
-                       struct cf_acme_challenge_ops *ops);
+void
+challenge_dns_ops(struct cf_dns_hook *h, struct cf_acme_challenge_ops *ops);
 
 /* One hook run ("add" or "del") for one challenge; what the ops do for
  * each name.  CF_ERR_HOOK on failure:

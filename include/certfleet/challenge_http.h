@@ -20,14 +20,13 @@ struct cf_http01 {
 	const struct cf_acme_chall *c; /* during provision/cleanup */
 	size_t n;
 	struct cf_rollout_result prov; /* which nodes got the files: outcome
-	                                  DEPLOYED, or FAILED with the cause */
+					  DEPLOYED, or FAILED with the cause */
 };
 
 /* ops for acme_issue; `h` (pb, ssh and skip set, the rest zero) is
  * borrowed and must outlive the call.  Free h->prov with
  * challenge_http_free. */
-void challenge_http_ops(struct cf_http01 *h,
-                        struct cf_acme_challenge_ops *ops);
+void challenge_http_ops(struct cf_http01 *h, struct cf_acme_challenge_ops *ops);
 void challenge_http_free(struct cf_http01 *h);
 
 /* A name failed validation while some nodes lacked the challenge file:
@@ -37,8 +36,8 @@ void challenge_http_name_missing(const struct cf_rollout_result *prov,
 
 /* skips plus the nodes whose http-01 step failed to connect; NULL when
  * there are none.  The vector borrows its strings; free() it alone. */
-char **challenge_http_unreachable(const struct cf_rollout_result *prov,
-                                  char **skips);
+char **
+challenge_http_unreachable(const struct cf_rollout_result *prov, char **skips);
 
 /* The rollout skipped the unreachable nodes (o->skip from
  * challenge_http_unreachable): turn those results into failures with the

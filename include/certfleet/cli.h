@@ -32,13 +32,13 @@
 #endif
 
 struct cf_cli {
-	const char *playbook;   /* -p; NULL for commands that need none */
-	const char *state_dir;  /* --state-dir / $CERTFLEET_STATE_DIR */
-	const char *metrics;    /* --metrics FILE or NULL */
-	bool json;              /* --json: machine report on stdout */
-	bool quiet;             /* -q: only errors and the summary */
-	bool tty;               /* stderr is a terminal: live progress */
-	int wait_s;             /* --wait: 0 fail at once, <0 forever */
+	const char *playbook;  /* -p; NULL for commands that need none */
+	const char *state_dir; /* --state-dir / $CERTFLEET_STATE_DIR */
+	const char *metrics;   /* --metrics FILE or NULL */
+	bool json;             /* --json: machine report on stdout */
+	bool quiet;            /* -q: only errors and the summary */
+	bool tty;              /* stderr is a terminal: live progress */
+	int wait_s;            /* --wait: 0 fail at once, <0 forever */
 };
 
 /* Everything a command works with, opened in one place. */
@@ -49,11 +49,11 @@ struct cf_session {
 	cf_ssh_ctx_t *ssh;
 	struct cf_node_states ns;
 	bool locked;
-	bool observed;           /* ns holds what this run saw (verify) */
-	int64_t started_ms;      /* for certfleet_run_duration_seconds */
-	struct cf_event *ev;     /* events to notify at session_finish */
+	bool observed;       /* ns holds what this run saw (verify) */
+	int64_t started_ms;  /* for certfleet_run_duration_seconds */
+	struct cf_event *ev; /* events to notify at session_finish */
 	size_t n_ev;
-	char **owned;            /* strings the events point to */
+	char **owned; /* strings the events point to */
 	size_t n_owned;
 };
 
@@ -85,28 +85,30 @@ enum {
 	CLI_OPT_EXIT, /* cli_getopt: stop, the exit code is in *ex */
 };
 #define CLI_GLOBAL_SHORTOPTS "p:qh"
-#define CLI_GLOBAL_LONGOPTS                                              \
-	{"playbook", required_argument, NULL, 'p'},                      \
-	{"state-dir", required_argument, NULL, CLI_OPT_STATE_DIR},       \
-	{"metrics", required_argument, NULL, CLI_OPT_METRICS},           \
-	{"json", no_argument, NULL, CLI_OPT_JSON},                       \
-	{"wait", optional_argument, NULL, CLI_OPT_WAIT},                 \
-	{"quiet", no_argument, NULL, 'q'},                               \
-	{"help", no_argument, NULL, 'h'},                                \
-	{"version", no_argument, NULL, CLI_OPT_VERSION}
+#define CLI_GLOBAL_LONGOPTS                                                    \
+	{"playbook", required_argument, NULL, 'p'},                            \
+	    {"state-dir", required_argument, NULL, CLI_OPT_STATE_DIR},         \
+	    {"metrics", required_argument, NULL, CLI_OPT_METRICS},             \
+	    {"json", no_argument, NULL, CLI_OPT_JSON},                         \
+	    {"wait", optional_argument, NULL, CLI_OPT_WAIT},                   \
+	    {"quiet", no_argument, NULL, 'q'},                                 \
+	    {"help", no_argument, NULL, 'h'},                                  \
+	{                                                                      \
+		"version", no_argument, NULL, CLI_OPT_VERSION                  \
+	}
 /* Apply global option c (from getopt_long over CLI_GLOBAL_LONGOPTS):
  * 0, or -1 with the usage error printed and *ex set.  Also turns getopt's
  * '?' into a message naming the option. */
-int cli_global_option(struct cf_cli *cli, int c, int argc, char **argv,
-                      int *ex);
+int
+cli_global_option(struct cf_cli *cli, int c, int argc, char **argv, int *ex);
 
 /* One command's options for cli_getopt.  Option values must not be 'p',
  * 'q', 'h' or >= 0x100 (the global ones). */
 struct cli_cmd {
-	const char *name;   /* "deploy", for messages */
-	const char *usage;  /* printed on stdout by -h / --help */
-	bool permute;       /* options may follow operands (quarantine NODE) */
-	bool plugin;        /* check: usage errors as a plugin line, exit 3 */
+	const char *name;  /* "deploy", for messages */
+	const char *usage; /* printed on stdout by -h / --help */
+	bool permute;      /* options may follow operands (quarantine NODE) */
+	bool plugin;       /* check: usage errors as a plugin line, exit 3 */
 	const struct option *longopts; /* the command's own, or NULL */
 };
 /* getopt_long over the command's options and the global ones, which it
@@ -129,16 +131,15 @@ void session_record_http01(struct cf_session *s,
                            const struct cf_rollout_result *prov,
                            const struct cf_rollout_result *res);
 /* Only what a rollout saw nodes serve, in memory (verify: read-only). */
-void session_observe(struct cf_session *s,
-                     const struct cf_rollout_result *res);
+void session_observe(struct cf_session *s, const struct cf_rollout_result *res);
 /* How many playbook nodes a rollout with o will look at (--only,
  * --exclude and manual pins applied). */
 size_t session_count_selected(const struct cf_session *s,
                               const struct cf_rollout_opts *o);
 /* Queue a notification (strings are copied). */
-void session_event(struct cf_session *s, cf_event_kind_t kind,
-                   const char *node, const char *host, const char *reason,
-                   const char *detail, unsigned count, int64_t not_after);
+void session_event(struct cf_session *s, cf_event_kind_t kind, const char *node,
+                   const char *host, const char *reason, const char *detail,
+                   unsigned count, int64_t not_after);
 /* End of a command: expiry warnings for what nodes serve, notifications,
  * and the --metrics file, always under the run lock: a session that does
  * not hold it takes it without waiting (and writes from the state as it
@@ -150,22 +151,22 @@ void session_finish(struct cf_session *s, const char *command, int exit_code,
 /* One rollout command (deploy, verify, rollback, renew) from the rollout
  * on: what differs between them is here, the rest is session_rollout. */
 struct session_run {
-	const char *verb;                  /* "deploy", ... "renew" */
-	const struct cf_bundle *bundle;    /* to deploy (verify: no key) */
-	const struct cf_certinfo *ci;      /* its leaf */
+	const char *verb;                    /* "deploy", ... "renew" */
+	const struct cf_bundle *bundle;      /* to deploy (verify: no key) */
+	const struct cf_certinfo *ci;        /* its leaf */
 	const struct cf_certinfo *report_ci; /* what the JSON names (renew's
-	                                        dry-run stand-in: NULL) */
-	const char *version;               /* store version, for the JSON */
-	struct cf_rollout_opts *o;         /* selection and mode; skip,
-	                                      suspect and progress are set
-	                                      (and cleared) by session_rollout */
-	bool announce;   /* first "certfleet: deploy NAME (sha…) to N nodes" */
-	bool pin;        /* rollback: pin the nodes that now serve ci */
-	bool ca_failed;  /* renew: the CA failed: exit 1 whatever the nodes */
+						dry-run stand-in: NULL) */
+	const char *version;                 /* store version, for the JSON */
+	struct cf_rollout_opts *o;           /* selection and mode; skip,
+						suspect and progress are set
+						(and cleared) by session_rollout */
+	bool announce;  /* first "certfleet: deploy NAME (sha…) to N nodes" */
+	bool pin;       /* rollback: pin the nodes that now serve ci */
+	bool ca_failed; /* renew: the CA failed: exit 1 whatever the nodes */
 	const struct cf_rollout_result *http01; /* renew: the http-01 step's
-	                                           results, or NULL */
+						   results, or NULL */
 	const struct cf_renewal_report *rr; /* renew's JSON document, or NULL
-	                                       for the run report */
+					       for the run report */
 };
 /* Pinned nodes skipped, suspects last; rollout; then the exit code (into
  * *ex), node states recorded (verify: only observed; dry run: nothing),

@@ -15,19 +15,19 @@
 #include "certfleet/playbook.h"
 
 struct cf_certinfo {
-	unsigned char sha256[32];  /* of the leaf's DER: the identity we compare */
+	unsigned char sha256[32]; /* of the leaf's DER: the identity we compare */
 	char sha256_hex[65];
-	int64_t not_before;        /* epoch seconds */
+	int64_t not_before; /* epoch seconds */
 	int64_t not_after;
-	char *subject;             /* one-line RFC 2253 */
-	char *issuer;              /* one-line RFC 2253 */
-	char *issuer_cn;           /* CN of the issuer or NULL */
-	char serial_hex[80];       /* lower-case hex, no separators */
-	char **names;              /* DNS SANs (and CN if no SANs) */
+	char *subject;       /* one-line RFC 2253 */
+	char *issuer;        /* one-line RFC 2253 */
+	char *issuer_cn;     /* CN of the issuer or NULL */
+	char serial_hex[80]; /* lower-case hex, no separators */
+	char **names;        /* DNS SANs (and CN if no SANs) */
 	size_t n_names;
-	unsigned char *aki;        /* authority key identifier or NULL */
+	unsigned char *aki; /* authority key identifier or NULL */
 	size_t aki_len;
-	unsigned char *serial;     /* serial DER content bytes (for ARI) */
+	unsigned char *serial; /* serial DER content bytes (for ARI) */
 	size_t serial_len;
 };
 void crypto_certinfo_free(struct cf_certinfo *ci); /* frees members */
@@ -39,11 +39,11 @@ int crypto_certinfo_pem(const char *pem, size_t len, struct cf_certinfo *out,
 /* A certificate bundle as certfleet stores and deploys it: normalized PEM
  * texts, each ending in a newline.  key is secret: crypto_bundle_free wipes. */
 struct cf_bundle {
-	char *cert;       /* leaf only */
-	char *chain;      /* intermediates, may be "" */
-	char *fullchain;  /* cert + chain */
-	char *privkey;    /* PEM private key, normalized to unencrypted PKCS#8
-	                     ("BEGIN PRIVATE KEY") whatever form was given */
+	char *cert;      /* leaf only */
+	char *chain;     /* intermediates, may be "" */
+	char *fullchain; /* cert + chain */
+	char *privkey;   /* PEM private key, normalized to unencrypted PKCS#8
+			    ("BEGIN PRIVATE KEY") whatever form was given */
 };
 void crypto_bundle_free(struct cf_bundle *b);
 
@@ -56,9 +56,8 @@ void crypto_bundle_free(struct cf_bundle *b);
  * RFC 6125: "*.example.com" covers "a.example.com" only). */
 int crypto_bundle_from_pem(const char *cert_pem, const char *chain_pem,
                            const char *key_pem, char *const *domains,
-                           size_t n_domains, int64_t now,
-                           struct cf_bundle *out, struct cf_certinfo *info,
-                           cf_err_t *err);
+                           size_t n_domains, int64_t now, struct cf_bundle *out,
+                           struct cf_certinfo *info, cf_err_t *err);
 
 /* Names of the inputs for error messages (typically the file names);
  * any member may be NULL.  Without labels, certificate messages carry no

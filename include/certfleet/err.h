@@ -11,30 +11,30 @@
 
 typedef enum {
 	CF_OK = 0,
-	CF_ERR_USAGE,           /* bad command line                      (exit 64) */
-	CF_ERR_DATA,            /* unusable certificate/key input        (exit 65) */
-	CF_ERR_CONFIG,          /* playbook error                        (exit 78) */
-	CF_ERR_LOCKED,          /* another run holds the state lock      (exit 75) */
-	CF_ERR_IO,              /* local filesystem / OS error */
-	CF_ERR_STATE,           /* state file corrupt or unreadable */
+	CF_ERR_USAGE,  /* bad command line                      (exit 64) */
+	CF_ERR_DATA,   /* unusable certificate/key input        (exit 65) */
+	CF_ERR_CONFIG, /* playbook error                        (exit 78) */
+	CF_ERR_LOCKED, /* another run holds the state lock      (exit 75) */
+	CF_ERR_IO,     /* local filesystem / OS error */
+	CF_ERR_STATE,  /* state file corrupt or unreadable */
 	CF_ERR_NOMEM,
 	CF_ERR_INTERNAL,
 	/* node-level causes; each maps to a quarantine reason (cf_err_reason) */
-	CF_ERR_TIMEOUT,         /* "timeout": no answer before a deadline */
-	CF_ERR_REFUSED,         /* "refused": TCP connection refused */
-	CF_ERR_UNREACHABLE,     /* "unreachable": no route, name does not resolve */
-	CF_ERR_SSH,             /* "ssh": SSH protocol failure */
+	CF_ERR_TIMEOUT,     /* "timeout": no answer before a deadline */
+	CF_ERR_REFUSED,     /* "refused": TCP connection refused */
+	CF_ERR_UNREACHABLE, /* "unreachable": no route, name does not resolve */
+	CF_ERR_SSH,         /* "ssh": SSH protocol failure */
 	CF_ERR_HOSTKEY_UNKNOWN, /* "hostkey-unknown" */
 	CF_ERR_HOSTKEY_CHANGED, /* "hostkey-changed": possible interception */
 	CF_ERR_AUTH,            /* "auth": authentication refused */
 	CF_ERR_WRITE,           /* "write": could not write files on the node */
-	CF_ERR_UNSAFE_PATH,     /* "unsafe-path": symlink or non-file at a target */
-	CF_ERR_CHECK,           /* "check-failed" */
-	CF_ERR_RELOAD,          /* "reload-failed" */
-	CF_ERR_VERIFY,          /* "verify-failed": node does not serve the cert */
-	CF_ERR_VERIFY_CHAIN,    /* "verify-chain": leaf right, chain sent wrong */
-	CF_ERR_VERIFY_TRUST,    /* "verify-trust": chain validates to no anchor */
-	CF_ERR_VERIFY_NAME,     /* "verify-name": another SNI name is not
+	CF_ERR_UNSAFE_PATH, /* "unsafe-path": symlink or non-file at a target */
+	CF_ERR_CHECK,       /* "check-failed" */
+	CF_ERR_RELOAD,      /* "reload-failed" */
+	CF_ERR_VERIFY,      /* "verify-failed": node does not serve the cert */
+	CF_ERR_VERIFY_CHAIN, /* "verify-chain": leaf right, chain sent wrong */
+	CF_ERR_VERIFY_TRUST, /* "verify-trust": chain validates to no anchor */
+	CF_ERR_VERIFY_NAME,  /* "verify-name": another SNI name is not
 	                           served the cert */
 	CF_ERR_VERIFY_ENDPOINT, /* "verify-endpoint": another endpoint (port)
 	                           does not serve the cert */

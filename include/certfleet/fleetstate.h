@@ -22,24 +22,25 @@
 #include "certfleet/store.h"
 
 typedef enum {
-	FLEET_UNTOUCHED = 0, /* skipped, stopped or dry run: record left alone */
-	FLEET_OBSERVED,      /* only what it serves noted (not failed, not
+	FLEET_UNTOUCHED =
+	    0,              /* skipped, stopped or dry run: record left alone */
+	FLEET_OBSERVED,     /* only what it serves noted (not failed, not
 	                        serving the current certificate) */
-	FLEET_CAUSE_KEPT,    /* a read-only probe failed on a node quarantined
+	FLEET_CAUSE_KEPT,   /* a read-only probe failed on a node quarantined
 	                        for a real cause: that cause stays */
-	FLEET_QUARANTINED,   /* failed: first time, or a new cause (alert) */
-	FLEET_FAILED_AGAIN,  /* failed again for the same cause (no alert) */
-	FLEET_SUCCEEDED,     /* serves the current certificate, verified */
-	FLEET_RELEASED,      /* ...and that lifted its quarantine */
+	FLEET_QUARANTINED,  /* failed: first time, or a new cause (alert) */
+	FLEET_FAILED_AGAIN, /* failed again for the same cause (no alert) */
+	FLEET_SUCCEEDED,    /* serves the current certificate, verified */
+	FLEET_RELEASED,     /* ...and that lifted its quarantine */
 } fleet_change_t;
 
 /* What fleet_record did, for the caller's notifications and lines. */
 struct fleet_note {
 	fleet_change_t change;
-	char *was_reason;   /* FLEET_RELEASED: the reason it had (may be NULL;
-	                       caller frees) */
-	unsigned attempts;  /* QUARANTINED/FAILED_AGAIN: failed attempts with
-	                       this one; RELEASED: before the release */
+	char *was_reason;  /* FLEET_RELEASED: the reason it had (may be NULL;
+			      caller frees) */
+	unsigned attempts; /* QUARANTINED/FAILED_AGAIN: failed attempts with
+			      this one; RELEASED: before the release */
 };
 
 /* What a node was seen serving ("" = not seen: no change). */
@@ -62,8 +63,7 @@ int fleet_set_drift(struct cf_node_state *st, const char *drift, int64_t now);
  * (results that can only fail a node: http-01 failures).  Sets *note
  * (note->was_reason is the caller's).  -1 when out of memory. */
 int fleet_record(struct cf_node_states *ns, const struct cf_node_result *r,
-                 const char *current_sha, int64_t now,
-                 struct fleet_note *note);
+                 const char *current_sha, int64_t now, struct fleet_note *note);
 
 /* A failure with cause `reason` (token) and `detail`: quarantine, count
  * the attempt.  True when the operator should hear of it: the first
@@ -74,8 +74,7 @@ bool fleet_failed(struct cf_node_state *st, const char *reason,
 /* Verified serving the current certificate: success time, and the
  * quarantine (automatic or manual) lifted.  True when it was quarantined;
  * then *was_reason gets its reason (caller frees; NULL if none). */
-bool fleet_succeeded(struct cf_node_state *st, int64_t now,
-                     char **was_reason);
+bool fleet_succeeded(struct cf_node_state *st, int64_t now, char **was_reason);
 
 /* The operator pins the node: quarantined manually with `detail`, kept
  * out of rollouts until released.  A node already quarantined keeps its
@@ -94,8 +93,8 @@ bool fleet_is_pinned(const struct cf_node_state *st);
 bool fleet_is_suspect(const struct cf_node_state *st);
 
 /* The record of `name`, or NULL (borrowed). */
-const struct cf_node_state *fleet_find(const struct cf_node_states *ns,
-                                       const char *name);
+const struct cf_node_state *
+fleet_find(const struct cf_node_states *ns, const char *name);
 
 /* Names of pinned nodes (skipped by rollouts) unless named in `only`, and
  * names of suspects.  NULL-terminated; caller frees with cf_strv_free;

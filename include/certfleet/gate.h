@@ -22,23 +22,23 @@
 enum gate { GATE_GO, GATE_CANARY, GATE_STOPPED };
 
 struct gate_state {
-	unsigned canary_target;     /* canaries to pass before the rest */
-	unsigned canary_failures;   /* rollout.canary_failures: stop at */
-	unsigned max_failures;      /* rollout.max_failures, 0 = none */
+	unsigned canary_target;   /* canaries to pass before the rest */
+	unsigned canary_failures; /* rollout.canary_failures: stop at */
+	unsigned max_failures;    /* rollout.max_failures, 0 = none */
 	unsigned canary_ok, canary_active;
-	unsigned canary_failed;     /* canaries failed at check/reload/verify */
-	char canary_failed_names[sizeof(((struct cf_rollout_result *)0)
-	                                    ->canary_failed)];
+	unsigned canary_failed; /* canaries failed at check/reload/verify */
+	char canary_failed_names[sizeof(
+	    ((struct cf_rollout_result *)0)->canary_failed)];
 	cf_code_t canary_failed_code; /* the first one's */
-	unsigned char *cand;        /* enum cand per queue position */
+	unsigned char *cand;          /* enum cand per queue position */
 	size_t n_queue;
-	size_t cursor;              /* first position not yet decided */
-	size_t n_fresh;             /* queue positions before the suspects */
-	unsigned n_serving;         /* nodes found serving the certificate */
-	bool proven;                /* suspects need no canary: gate.c */
+	size_t cursor;      /* first position not yet decided */
+	size_t n_fresh;     /* queue positions before the suspects */
+	unsigned n_serving; /* nodes found serving the certificate */
+	bool proven;        /* suspects need no canary: gate.c */
 	unsigned recipe_failures;
 	bool stopped;
-	bool budget_stop;           /* stopped by rollout.max_failures */
+	bool budget_stop; /* stopped by rollout.max_failures */
 	char stop_reason[CF_ERR_MSG_MAX];
 };
 

@@ -36,9 +36,8 @@
  * (nothing listening at the port, TCP forwarding off); CF_ERR_TIMEOUT,
  * CF_ERR_SSH (the session failed). */
 int haproxy_cert_update(cf_ssh_t *s, unsigned port, const char *path,
-                        const char *pem, size_t pem_len,
-                        const char *serial_hex, bool *committed,
-                        cf_err_t *err);
+                        const char *pem, size_t pem_len, const char *serial_hex,
+                        bool *committed, cf_err_t *err);
 
 /* Push the file at `path` on the node, as it is now on disk, to HAProxy
  * (after a rollback restored it), confirming its leaf's serial. */

@@ -11,29 +11,29 @@
 #include "certfleet/err.h"
 
 struct cf_http_req {
-	const char *method;        /* "GET", "HEAD", "POST" */
+	const char *method; /* "GET", "HEAD", "POST" */
 	const char *url;
-	const char *content_type;  /* for POST */
+	const char *content_type; /* for POST */
 	const void *body;
 	size_t body_len;
-	const char *ca_bundle;     /* NULL = system store */
-	int64_t deadline;          /* absolute cf_now_ms(); required */
-	size_t max_body;           /* 0 = 1 MiB */
-	bool allow_http;           /* permit plain http:// (never for ACME) */
-	const char *host_header;   /* override Host: (self-checks); NULL = none */
-	const char *resolve_to;    /* connect to this IP instead of DNS; NULL */
-	const char *accept;        /* Accept: header; NULL = none */
+	const char *ca_bundle;   /* NULL = system store */
+	int64_t deadline;        /* absolute cf_now_ms(); required */
+	size_t max_body;         /* 0 = 1 MiB */
+	bool allow_http;         /* permit plain http:// (never for ACME) */
+	const char *host_header; /* override Host: (self-checks); NULL = none */
+	const char *resolve_to;  /* connect to this IP instead of DNS; NULL */
+	const char *accept;      /* Accept: header; NULL = none */
 };
 
 struct cf_http_resp {
 	long status;
-	char *body;                /* NUL-terminated */
+	char *body; /* NUL-terminated */
 	size_t body_len;
-	char *location;            /* Location header or NULL */
-	char *replay_nonce;        /* Replay-Nonce header or NULL */
+	char *location;     /* Location header or NULL */
+	char *replay_nonce; /* Replay-Nonce header or NULL */
 	char *content_type;
-	long retry_after;          /* seconds from Retry-After, -1 if absent */
-	char **links;              /* "url;rel" of each Link header, NULL-term */
+	long retry_after; /* seconds from Retry-After, -1 if absent */
+	char **links;     /* "url;rel" of each Link header, NULL-term */
 };
 void http_resp_free(struct cf_http_resp *r);
 
@@ -56,7 +56,7 @@ int http_request(const struct cf_http_req *req, struct cf_http_resp *out,
  * does not leak into the next request). */
 typedef struct cf_http_session cf_http_session_t;
 int http_session_new(cf_http_session_t **out, cf_err_t *err);
-void http_session_free(cf_http_session_t *s);   /* NULL is fine */
+void http_session_free(cf_http_session_t *s); /* NULL is fine */
 int http_session_request(cf_http_session_t *s, const struct cf_http_req *req,
                          struct cf_http_resp *out, cf_err_t *err);
 

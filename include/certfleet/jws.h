@@ -28,8 +28,7 @@ char *jws_thumbprint(const cf_jws_key_t *k, cf_err_t *err);
  * lookup); else "kid" = account URL.  nonce is required.
  * *out: JSON text, caller frees. */
 int jws_sign(const cf_jws_key_t *k, const char *kid, const char *nonce,
-             const char *url, const char *payload, char **out,
-             cf_err_t *err);
+             const char *url, const char *payload, char **out, cf_err_t *err);
 
 /* External Account Binding (RFC 8555 section 7.3.4): an HS256 JWS over the
  * account's public JWK with {"alg":"HS256","kid":eab_kid,"url":url}.

@@ -19,7 +19,7 @@ struct cf_metrics_input {
 	const char *command;                    /* "deploy", "renew", ... */
 	int exit_code;
 	int64_t duration_ms;
-	int64_t last_deploy_success;            /* epoch, 0 unknown */
+	int64_t last_deploy_success; /* epoch, 0 unknown */
 };
 
 int metrics_write(const char *path, const struct cf_metrics_input *in,

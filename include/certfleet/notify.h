@@ -12,17 +12,17 @@ typedef enum {
 	CF_EV_RENEWAL_FAILED,   /* count = consecutive failures */
 	CF_EV_NODE_QUARANTINED, /* node, reason, text */
 	CF_EV_NODE_RELEASED,    /* node */
-	CF_EV_EXPIRY_WARNING,   /* node (or NULL for the stored cert), not_after */
-	CF_EV_CANARY_STOPPED,   /* text = stop reason */
-	CF_EV_NODE_DRIFT,       /* node, text = what deploy fixed / could not */
+	CF_EV_EXPIRY_WARNING, /* node (or NULL for the stored cert), not_after */
+	CF_EV_CANARY_STOPPED, /* text = stop reason */
+	CF_EV_NODE_DRIFT,     /* node, text = what deploy fixed / could not */
 } cf_event_kind_t;
 
 struct cf_event {
 	cf_event_kind_t kind;
-	const char *node;       /* may be NULL */
-	const char *host;       /* may be NULL */
-	const char *reason;     /* quarantine reason token, may be NULL */
-	const char *detail;     /* human detail, may be NULL */
+	const char *node;   /* may be NULL */
+	const char *host;   /* may be NULL */
+	const char *reason; /* quarantine reason token, may be NULL */
+	const char *detail; /* human detail, may be NULL */
 	unsigned count;
 	int64_t not_after;
 };
@@ -44,7 +44,7 @@ void notify_format_text(const char *cert, const struct cf_event *ev,
  * Bounded time (10 s per webhook incl. 3 tries with backoff), TLS
  * verified.  Returns the number of deliveries that failed (reported on
  * stderr); never fails the run. */
-int notify_send(const struct cf_playbook *pb, const struct cf_event *ev,
-                size_t n);
+int
+notify_send(const struct cf_playbook *pb, const struct cf_event *ev, size_t n);
 
 #endif

@@ -24,22 +24,22 @@ typedef enum {
 } cf_key_type_t;
 
 typedef enum {
-	CF_CONTENT_CERT = 0, /* "cert": leaf only */
-	CF_CONTENT_CHAIN,    /* "chain": intermediates only */
-	CF_CONTENT_FULLCHAIN,/* "fullchain": leaf + intermediates */
-	CF_CONTENT_PRIVKEY,  /* "privkey" */
-	CF_CONTENT_COMBINED, /* "combined": fullchain then key (HAProxy) */
+	CF_CONTENT_CERT = 0,  /* "cert": leaf only */
+	CF_CONTENT_CHAIN,     /* "chain": intermediates only */
+	CF_CONTENT_FULLCHAIN, /* "fullchain": leaf + intermediates */
+	CF_CONTENT_PRIVKEY,   /* "privkey" */
+	CF_CONTENT_COMBINED,  /* "combined": fullchain then key (HAProxy) */
 } cf_content_t;
 
 struct cf_file_spec {
-	char *path;          /* absolute, validated charset, no ".." */
+	char *path; /* absolute, validated charset, no ".." */
 	cf_content_t content;
-	unsigned mode;       /* default 0600 for privkey/combined, else 0644 */
-	char *owner;         /* NULL = leave as created */
-	char *group;         /* NULL = leave as created */
-	bool shared_dir;     /* another account may write the directory: the
-	                        stage script only uses link-safe steps there
-	                        instead of refusing it */
+	unsigned mode;   /* default 0600 for privkey/combined, else 0644 */
+	char *owner;     /* NULL = leave as created */
+	char *group;     /* NULL = leave as created */
+	bool shared_dir; /* another account may write the directory: the
+			    stage script only uses link-safe steps there
+			    instead of refusing it */
 };
 
 /* One place a client reaches the certificate: a TCP port, with the
@@ -50,115 +50,116 @@ struct cf_endpoint {
 };
 
 struct cf_node {
-	char *name;          /* unique; [A-Za-z0-9._-], no leading '-' or '.' */
-	char *host;          /* hostname, IPv4 or IPv6 literal */
-	unsigned port;       /* ssh port, node override or ssh.port */
-	char *user;          /* node override or ssh.user */
+	char *name;    /* unique; [A-Za-z0-9._-], no leading '-' or '.' */
+	char *host;    /* hostname, IPv4 or IPv6 literal */
+	unsigned port; /* ssh port, node override or ssh.port */
+	char *user;    /* node override or ssh.user */
 };
 
 struct cf_playbook {
-	char *path;          /* the file it was loaded from */
+	char *path; /* the file it was loaded from */
 
 	struct {
-		char *name;          /* store name; as a node name, not
-		                        "lock" or "accounts" */
-		char **domains;      /* n_domains >= 1 */
+		char *name;     /* store name; as a node name, not
+				   "lock" or "accounts" */
+		char **domains; /* n_domains >= 1 */
 		size_t n_domains;
 		cf_key_type_t key_type;
 	} cert;
 
 	struct {
-		char *user;          /* default "root" */
-		unsigned port;       /* default 22 */
-		char *identity;      /* absolute path, required */
-		char *known_hosts;   /* absolute path; default /etc/ssh/ssh_known_hosts */
+		char *user;     /* default "root" */
+		unsigned port;  /* default 22 */
+		char *identity; /* absolute path, required */
+		char *known_hosts; /* absolute path; default /etc/ssh/ssh_known_hosts */
 		unsigned connect_timeout; /* seconds, default 10 */
-		unsigned timeout;         /* seconds, per-node operation, default 60 */
+		unsigned timeout; /* seconds, per-node operation, default 60 */
 	} ssh;
 
 	struct {
 		struct cf_file_spec *files; /* n_files >= 1 */
 		size_t n_files;
-		char *check;         /* shell command run on the node; NULL = none */
-		char *reload;        /* shell command; NULL = none */
-		char *webroot;       /* absolute dir for http-01 files; NULL = none */
-		bool keep_previous;  /* default true; false: a verified node's
-		                        .NAME.certfleet-prev backups of key files
-		                        are removed */
+		char *check;   /* shell command run on the node; NULL = none */
+		char *reload;  /* shell command; NULL = none */
+		char *webroot; /* absolute dir for http-01 files; NULL = none */
+		bool keep_previous; /* default true; false: a verified node's
+				       .NAME.certfleet-prev backups of key files
+				       are removed */
 		/* HAProxy hitless mode: the certificate goes live through
 		 * HAProxy's runtime API (haproxy.h) instead of a reload.
 		 * port 0 = not used.  cert is the path of the one
 		 * deploy.files entry (content combined) HAProxy loaded;
 		 * reload is then NULL (validated). */
 		struct {
-			unsigned port;   /* at 127.0.0.1 on the node */
-			char *cert;      /* == files[file].path */
-			size_t file;     /* index in files */
+			unsigned port; /* at 127.0.0.1 on the node */
+			char *cert;    /* == files[file].path */
+			size_t file;   /* index in files */
 		} haproxy_api;
 	} deploy;
 
 	struct {
-		unsigned port;       /* endpoints[0].port (verify.port is the
-		                        one-endpoint shorthand); default 443 */
+		unsigned port; /* endpoints[0].port (verify.port is the
+				  one-endpoint shorthand); default 443 */
 		struct cf_endpoint *endpoints; /* n_endpoints >= 1, distinct
-		                                  ports */
+						  ports */
 		size_t n_endpoints;
-		char *server_name;   /* the first SNI checked; default the first
-		                        non-wildcard domain */
-		char **names;        /* verify.names: sample names for
-		                        wildcards, each covered by
-		                        certificate.domains; may be NULL */
+		char *server_name; /* the first SNI checked; default the first
+				      non-wildcard domain */
+		char **names;      /* verify.names: sample names for
+				      wildcards, each covered by
+				      certificate.domains; may be NULL */
 		size_t n_names;
-		char *ca_bundle;     /* absolute path of PEM trust anchors;
-		                        NULL = the system store */
-		unsigned timeout;    /* seconds to wait for the new cert, default 10 */
+		char *ca_bundle; /* absolute path of PEM trust anchors;
+				    NULL = the system store */
+		unsigned
+		    timeout; /* seconds to wait for the new cert, default 10 */
 	} verify;
 
 	struct {
-		unsigned concurrency;  /* default 32, 1..1024 */
-		unsigned canary;       /* default 1, 0 disables, up to 1000 */
+		unsigned concurrency; /* default 32, 1..1024 */
+		unsigned canary;      /* default 1, 0 disables, up to 1000 */
 		unsigned canary_failures; /* distinct canaries failing check/
-		                             reload/verify that stop the rollout;
-		                             default 2 (one failure may be the
-		                             node's own, not the recipe's) */
+					     reload/verify that stop the rollout;
+					     default 2 (one failure may be the
+					     node's own, not the recipe's) */
 		unsigned max_failures; /* stop after this many check/reload/verify
-		                          failures; 0 = no limit (default) */
+					  failures; 0 = no limit (default) */
 	} rollout;
 
 	struct {
 		unsigned keep_versions; /* newest stored versions that keep
-		                           their private key; default 3, 2..1000
-		                           (rollback needs the previous one) */
+					   their private key; default 3, 2..1000
+					   (rollback needs the previous one) */
 	} store;
 
 	struct {
-		char *directory;       /* https URL; NULL = no ACME (deploy only) */
-		char **contact;        /* "mailto:..." URIs, NULL-terminated or NULL */
+		char *directory; /* https URL; NULL = no ACME (deploy only) */
+		char **contact; /* "mailto:..." URIs, NULL-terminated or NULL */
 		size_t n_contact;
-		char *challenge;       /* "http-01" (default) or "dns-01" */
-		char *dns_hook;        /* absolute path, required for dns-01 */
-		char *ca_bundle;       /* absolute path; NULL = system store */
+		char *challenge; /* "http-01" (default) or "dns-01" */
+		char *dns_hook;  /* absolute path, required for dns-01 */
+		char *ca_bundle; /* absolute path; NULL = system store */
 		double renew_before_days; /* 0 = auto (one third of lifetime) */
-		char *preferred_chain; /* issuer CN; NULL = default chain */
-		char *profile;         /* NULL = CA default */
-		bool reuse_key;        /* default false */
-		char *eab_kid;         /* both or neither */
-		char *eab_hmac_key;    /* base64url; secret, wiped on free.
-		                          From acme.eab.hmac_key, or from
-		                          hmac_key_file once
-		                          playbook_load_secrets ran */
-		char *eab_hmac_key_file; /* absolute path or NULL */
-		unsigned timeout;      /* seconds for a whole issuance, default 300 */
+		char *preferred_chain;    /* issuer CN; NULL = default chain */
+		char *profile;            /* NULL = CA default */
+		bool reuse_key;           /* default false */
+		char *eab_kid;            /* both or neither */
+		char *eab_hmac_key;       /* base64url; secret, wiped on free.
+					     From acme.eab.hmac_key, or from
+					     hmac_key_file once
+					     playbook_load_secrets ran */
+		char *eab_hmac_key_file;  /* absolute path or NULL */
+		unsigned timeout; /* seconds for a whole issuance, default 300 */
 	} acme;
 
 	struct {
-		char **webhooks;       /* https/http URLs, n_webhooks may be 0 */
+		char **webhooks; /* https/http URLs, n_webhooks may be 0 */
 		size_t n_webhooks;
-		char *command;         /* absolute path or NULL */
-		double warn_days;      /* 0 = auto */
+		char *command;    /* absolute path or NULL */
+		double warn_days; /* 0 = auto */
 	} notify;
 
-	struct cf_node *nodes;  /* n_nodes >= 1, names unique */
+	struct cf_node *nodes; /* n_nodes >= 1, names unique */
 	size_t n_nodes;
 };
 
@@ -186,7 +187,7 @@ int playbook_verify_names(const struct cf_playbook *pb, const char ***out,
                           size_t *n, cf_err_t *err);
 
 /* Find a node by name; NULL if absent. Borrowed pointer. */
-const struct cf_node *playbook_node(const struct cf_playbook *pb,
-                                    const char *name);
+const struct cf_node *
+playbook_node(const struct cf_playbook *pb, const char *name);
 
 #endif

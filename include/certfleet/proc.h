@@ -17,28 +17,28 @@
 #include "certfleet/util.h"
 
 struct cf_proc_spec {
-	const char *path;          /* executed as is (no PATH search, no sh) */
-	char *const *argv;         /* argv[0] included; borrowed */
-	char *const *envp;         /* borrowed */
-	const void *input;         /* stdin bytes (NULL: /dev/null); must fit a
-	                            * pipe (64 KiB): written before the child
-	                            * starts, so it can neither block nor
-	                            * SIGPIPE us */
+	const char *path;  /* executed as is (no PATH search, no sh) */
+	char *const *argv; /* argv[0] included; borrowed */
+	char *const *envp; /* borrowed */
+	const void *input; /* stdin bytes (NULL: /dev/null); must fit a
+			      * pipe (64 KiB): written before the child
+			      * starts, so it can neither block nor
+			      * SIGPIPE us */
 	size_t input_len;
-	bool capture;              /* stdout+stderr into out (up to out_max);
-	                            * false: the child's stdout and stderr are
-	                            * our stderr (our stdout may carry --json) */
+	bool capture; /* stdout+stderr into out (up to out_max);
+			 * false: the child's stdout and stderr are
+			 * our stderr (our stdout may carry --json) */
 	size_t out_max;
-	int64_t timeout_ms;        /* > 0 */
-	int64_t term_grace_ms;     /* 0: SIGKILL the group at the deadline;
-	                            * else SIGTERM, then SIGKILL after this */
+	int64_t timeout_ms;    /* > 0 */
+	int64_t term_grace_ms; /* 0: SIGKILL the group at the deadline;
+				  * else SIGTERM, then SIGKILL after this */
 };
 
 struct cf_proc_result {
-	int exec_errno;            /* != 0: execve failed (nothing ran) */
-	bool timed_out;            /* killed at the deadline (whole group) */
-	int status;                /* waitpid status, when neither of those */
-	cf_buf_t out;              /* captured output; caller frees */
+	int exec_errno; /* != 0: execve failed (nothing ran) */
+	bool timed_out; /* killed at the deadline (whole group) */
+	int status;     /* waitpid status, when neither of those */
+	cf_buf_t out;   /* captured output; caller frees */
 };
 
 /* Run spec to completion.  Returns -1 (err set) only when the child could

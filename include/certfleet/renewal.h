@@ -21,18 +21,18 @@ int64_t renewal_before(double renew_before_days, const struct cf_certinfo *ci);
  * it: lifetime/4 and lifetime/6 with the automatic window (22.5 and 15
  * days for 90-day certificates, 1.5 and 1 for 6-day ones).  A
  * renew_before_days of the whole lifetime or more counts as automatic. */
-void renewal_check_thresholds(double renew_before_days,
-                              const struct cf_certinfo *ci, double *warn_days,
-                              double *crit_days);
+void
+renewal_check_thresholds(double renew_before_days, const struct cf_certinfo *ci,
+                         double *warn_days, double *crit_days);
 
 struct cf_renewal_due {
 	bool due;
 	/* when it is (or became) due, epoch seconds; 0 = now, with no date
 	 * to give (no certificate yet, the domains changed) */
 	int64_t next_due;
-	const char *basis;   /* "no-certificate", "domains-changed",
-	                        "lifetime" or "ari" (static) */
-	char why[512];       /* one human line: why due, or "not due before" */
+	const char *basis; /* "no-certificate", "domains-changed",
+			      "lifetime" or "ari" (static) */
+	char why[512];     /* one human line: why due, or "not due before" */
 };
 
 /* The decision for certificate ci (NULL: none in the store) against the
@@ -40,9 +40,9 @@ struct cf_renewal_due {
  * covered, when less than renewal_before() remains, or when the ARI time
  * picked in rs (only if rs->ari_cert_id is ci's ARI id) has come.
  * ari_id: ci's ARI certificate id or NULL. */
-void renewal_due(char *const *domains, size_t n_domains,
-                 double renew_before_days, const struct cf_certinfo *ci,
-                 const struct cf_renewal_state *rs, const char *ari_id,
-                 int64_t now, struct cf_renewal_due *out);
+void
+renewal_due(char *const *domains, size_t n_domains, double renew_before_days,
+            const struct cf_certinfo *ci, const struct cf_renewal_state *rs,
+            const char *ari_id, int64_t now, struct cf_renewal_due *out);
 
 #endif

@@ -13,8 +13,8 @@
 #include "certfleet/store.h"
 
 struct cf_report_ctx {
-	bool tty;       /* redraw a progress line */
-	bool quiet;     /* only failures */
+	bool tty;         /* redraw a progress line */
+	bool quiet;       /* only failures */
 	const char *verb; /* "deploy", "verify", ... */
 };
 
@@ -42,14 +42,14 @@ void report_run_json(FILE *f, const char *command, int exit_code,
 /* What `renew`'s renewal step did: the "renewal" object of its run
  * report (docs/json.md).  Strings borrowed. */
 struct cf_renewal_report {
-	const char *action;      /* "issued", "not-due", "failed", "dry-run" */
-	const char *reason;      /* why it was (not) due */
-	const char *error;       /* "failed": the first cause */
-	const char *order;       /* the CA's order URL, if one was created */
-	const char *version;     /* "issued": the stored version */
-	int64_t next_due;        /* when the current certificate is due */
+	const char *action;  /* "issued", "not-due", "failed", "dry-run" */
+	const char *reason;  /* why it was (not) due */
+	const char *error;   /* "failed": the first cause */
+	const char *order;   /* the CA's order URL, if one was created */
+	const char *version; /* "issued": the stored version */
+	int64_t next_due;    /* when the current certificate is due */
 	unsigned consecutive_failures;
-	const char *deploy_error;/* the deploy could not run at all: why */
+	const char *deploy_error; /* the deploy could not run at all: why */
 };
 void report_renew_json(FILE *f, int exit_code, const char *version,
                        const struct cf_certinfo *ci,
@@ -59,13 +59,13 @@ void report_renew_json(FILE *f, int exit_code, const char *version,
 
 /* Renewal as `status` shows it (borrowed). */
 struct cf_renewal_view {
-	bool acme;               /* the playbook has acme.directory */
+	bool acme; /* the playbook has acme.directory */
 	bool due;
-	int64_t next_due;        /* 0: now, no date (no certificate...) */
-	const char *basis;       /* renewal.h's cf_renewal_due.basis */
+	int64_t next_due;  /* 0: now, no date (no certificate...) */
+	const char *basis; /* renewal.h's cf_renewal_due.basis */
 	const char *why;
 	const struct cf_renewal_state *rs; /* NULL if unreadable */
-	const char *state_error; /* renewal.json unreadable: why */
+	const char *state_error;           /* renewal.json unreadable: why */
 };
 
 /* `status`: table on f, or JSON. ci/version may be NULL (no certificate);
@@ -85,19 +85,19 @@ void report_validate_json(FILE *f, const struct cf_playbook *pb);
 /* What `revoke` did (docs/json.md "Revoke document").  Borrowed. */
 struct cf_keyclean_result;
 struct cf_revoke_report {
-	const char *version;             /* the revoked version */
-	const struct cf_certinfo *ci;    /* its certificate (NULL unknown) */
-	const char *reason;              /* "keyCompromise", ... */
-	int reason_code;                 /* RFC 5280 */
-	const char *ca;                  /* "revoked", "already-revoked",
-	                                    "dry-run", NULL: not revoked */
-	bool current;                    /* it is the current version */
-	int64_t revoked_at;              /* keyCompromise record, 0 none */
-	char *const *store_wiped;        /* versions whose key was wiped */
+	const char *version;          /* the revoked version */
+	const struct cf_certinfo *ci; /* its certificate (NULL unknown) */
+	const char *reason;           /* "keyCompromise", ... */
+	int reason_code;              /* RFC 5280 */
+	const char *ca;               /* "revoked", "already-revoked",
+					 "dry-run", NULL: not revoked */
+	bool current;                 /* it is the current version */
+	int64_t revoked_at;           /* keyCompromise record, 0 none */
+	char *const *store_wiped;     /* versions whose key was wiped */
 	const struct cf_keyclean_result *kc; /* NULL: nodes not looked at */
-	char *const *pending;            /* nodes still to clean */
+	char *const *pending;                /* nodes still to clean */
 };
-void report_revoke_json(FILE *f, int exit_code,
-                        const struct cf_revoke_report *r);
+void
+report_revoke_json(FILE *f, int exit_code, const struct cf_revoke_report *r);
 
 #endif

@@ -35,53 +35,53 @@ typedef enum {
 	CF_OUT_UNCHANGED = 0, /* already served the certificate; left alone */
 	CF_OUT_DEPLOYED,      /* files swapped, reloaded, verified */
 	CF_OUT_FAILED,        /* failed: quarantine with err.code's reason */
-	CF_OUT_SKIPPED,       /* not selected (--only/--exclude/manual quarantine) */
-	CF_OUT_STOPPED,       /* not touched: rollout stopped (canary/budget) */
-	CF_OUT_DRYRUN,        /* would deploy */
-	CF_OUT_VERIFIED,      /* verify-only: serves the certificate */
+	CF_OUT_SKIPPED,  /* not selected (--only/--exclude/manual quarantine) */
+	CF_OUT_STOPPED,  /* not touched: rollout stopped (canary/budget) */
+	CF_OUT_DRYRUN,   /* would deploy */
+	CF_OUT_VERIFIED, /* verify-only: serves the certificate */
 } cf_outcome_t;
 
 /* What verify saw on one endpoint under one SNI name. */
 struct cf_endpoint_check {
 	unsigned port;
 	starttls_proto_t starttls;
-	const char *sni;              /* borrowed from the playbook */
-	bool ok;                      /* new leaf, exact chain, trusted */
-	cf_err_t err;                 /* when !ok: code and message */
+	const char *sni; /* borrowed from the playbook */
+	bool ok;         /* new leaf, exact chain, trusted */
+	cf_err_t err;    /* when !ok: code and message */
 };
 
 struct cf_node_result {
-	const struct cf_node *node;   /* borrowed from the playbook */
+	const struct cf_node *node; /* borrowed from the playbook */
 	cf_outcome_t outcome;
-	cf_err_t err;                 /* set when outcome == CF_OUT_FAILED */
+	cf_err_t err; /* set when outcome == CF_OUT_FAILED */
 	bool canary;
-	bool rolled_back;             /* files restored after a failure */
-	bool touched;                 /* certfleet changed files on the node */
-	char before_sha256[65];       /* served before ("" unknown) */
-	char after_sha256[65];        /* served at the end ("" unknown) */
-	int64_t after_not_after;      /* not_after of what it serves at the end */
+	bool rolled_back;        /* files restored after a failure */
+	bool touched;            /* certfleet changed files on the node */
+	char before_sha256[65];  /* served before ("" unknown) */
+	char after_sha256[65];   /* served at the end ("" unknown) */
+	int64_t after_not_after; /* not_after of what it serves at the end */
 	int64_t duration_ms;
-	char note[CF_ERR_MSG_MAX];    /* dry run: e.g. "backup by copy" */
+	char note[CF_ERR_MSG_MAX]; /* dry run: e.g. "backup by copy" */
 	/* deploy: the node's files were checked against the playbook (the
 	 * audit of a node already serving the certificate, or a stage) */
 	bool audited;
-	char fixed[CF_ERR_MSG_MAX];   /* "; "-joined: "PATH mode 0644→0600" */
-	char drift[CF_ERR_MSG_MAX];   /* "; "-joined drift it could not fix */
+	char fixed[CF_ERR_MSG_MAX]; /* "; "-joined: "PATH mode 0644→0600" */
+	char drift[CF_ERR_MSG_MAX]; /* "; "-joined drift it could not fix */
 	struct cf_endpoint_check *checks; /* endpoint x name pairs verify
-	                                     checked, endpoint-major; after a
-	                                     deploy it stops at the first
-	                                     failure, verify/check look at
-	                                     all.  Freed with the result. */
+					     checked, endpoint-major; after a
+					     deploy it stops at the first
+					     failure, verify/check look at
+					     all.  Freed with the result. */
 	size_t n_checks;
 };
 
 struct cf_rollout_result {
 	struct cf_node_result *nodes; /* one per playbook node, playbook order */
 	size_t n;
-	bool stopped;                 /* canaries or failure budget stopped it */
-	bool dry_run;                 /* nothing written, nothing quarantined */
+	bool stopped; /* canaries or failure budget stopped it */
+	bool dry_run; /* nothing written, nothing quarantined */
 	char stop_reason[CF_ERR_MSG_MAX];
-	unsigned n_canary_failed;     /* canaries failed at check/reload/verify */
+	unsigned n_canary_failed; /* canaries failed at check/reload/verify */
 	char canary_failed[CF_ERR_MSG_MAX / 2]; /* their names, ", "-joined */
 	unsigned n_deployed, n_unchanged, n_failed, n_skipped, n_stopped,
 	    n_dryrun;
@@ -93,15 +93,15 @@ typedef void (*cf_progress_fn)(void *arg, const struct cf_node_result *r,
                                size_t done, size_t total);
 
 struct cf_rollout_opts {
-	char **only;          /* NULL-terminated node names, NULL = all */
-	char **exclude;       /* NULL-terminated node names */
-	char **skip;          /* nodes to skip (manually quarantined) */
-	char **suspect;       /* nodes an earlier run quarantined: tried last,
-	                         never a canary while another node is left */
-	bool force;           /* deploy even to nodes already serving it */
-	bool dry_run;         /* probe only, report what would be done */
-	bool verify_only;     /* `verify`: probe every node, change nothing */
-	bool no_canary;       /* rollback/targeted runs */
+	char **only;      /* NULL-terminated node names, NULL = all */
+	char **exclude;   /* NULL-terminated node names */
+	char **skip;      /* nodes to skip (manually quarantined) */
+	char **suspect;   /* nodes an earlier run quarantined: tried last,
+			     never a canary while another node is left */
+	bool force;       /* deploy even to nodes already serving it */
+	bool dry_run;     /* probe only, report what would be done */
+	bool verify_only; /* `verify`: probe every node, change nothing */
+	bool no_canary;   /* rollback/targeted runs */
 	cf_progress_fn progress; /* called from worker threads, serialized */
 	void *progress_arg;
 };

@@ -66,8 +66,8 @@ typedef struct cf_ssh cf_ssh_t;
  * Timeouts name the step: "ssh handshake with HOST:PORT timed out after
  * 5.0s", "authentication as USER@HOST timed out after ...". */
 int ssh_connect(const cf_ssh_ctx_t *ctx, const char *host, unsigned port,
-                const char *user, int64_t connect_deadline,
-                int64_t op_deadline, cf_ssh_t **out, cf_err_t *err);
+                const char *user, int64_t connect_deadline, int64_t op_deadline,
+                cf_ssh_t **out, cf_err_t *err);
 
 /* Replace the deadline for all later calls on this session.  A call that
  * hits its deadline leaves the session unusable (libssh2 cannot resume an
@@ -109,16 +109,15 @@ int ssh_remove(cf_ssh_t *s, const char *remote_path, cf_err_t *err);
  * with CF_ERR_TIMEOUT; output up to 2 MiB before the command reads its
  * stdin is fine. */
 int ssh_exec(cf_ssh_t *s, const char *command, const void *stdin_data,
-             size_t stdin_len, int *exit_status, char **output,
-             cf_err_t *err);
+             size_t stdin_len, int *exit_status, char **output, cf_err_t *err);
 
 /* Read a whole remote file (SFTP) of at most max bytes into *out
  * (NUL-terminated, *out_len bytes; caller frees with cf_free_secret: it
  * may be a key, and is held in one buffer of the file's size, never
  * grown).  Errors: CF_ERR_WRITE (SFTP status: missing, permission, too
  * large), CF_ERR_TIMEOUT, CF_ERR_SSH. */
-int ssh_download(cf_ssh_t *s, const char *remote_path, size_t max,
-                 char **out, size_t *out_len, cf_err_t *err);
+int ssh_download(cf_ssh_t *s, const char *remote_path, size_t max, char **out,
+                 size_t *out_len, cf_err_t *err);
 
 /* A TCP connection made by the node's sshd on our behalf (RFC 4254 7.2,
  * "direct-tcpip") to host:port as the node sees it: a service that
@@ -135,14 +134,14 @@ typedef struct cf_ssh_tcpip cf_ssh_tcpip_t;
 int ssh_tcpip_open(cf_ssh_t *s, const char *host, unsigned port,
                    cf_ssh_tcpip_t **out, cf_err_t *err);
 /* All of data, or an error (CF_ERR_SSH also when the peer closed). */
-int ssh_tcpip_send(cf_ssh_tcpip_t *c, const void *data, size_t len,
-                   cf_err_t *err);
+int
+ssh_tcpip_send(cf_ssh_tcpip_t *c, const void *data, size_t len, cf_err_t *err);
 /* What the peer sends until it closes the connection, or, with until
  * non-NULL, until what arrived ends with `until` (a prompt).  *out is
  * NUL-terminated, capped at 64 KiB (the rest is read and dropped), caller
  * frees. */
-int ssh_tcpip_recv(cf_ssh_tcpip_t *c, const char *until, char **out,
-                   cf_err_t *err);
+int
+ssh_tcpip_recv(cf_ssh_tcpip_t *c, const char *until, char **out, cf_err_t *err);
 /* Close the channel (bounded by the session's deadline) and free; NULL ok.
  * Always before ssh_close of its session. */
 void ssh_tcpip_close(cf_ssh_tcpip_t *c);

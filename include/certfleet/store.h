@@ -33,8 +33,8 @@
 typedef struct cf_store cf_store_t;
 
 /* Open (creating 0700 if needed) the state dir for certificate `name`. */
-int store_open(const char *state_dir, const char *cert_name,
-               cf_store_t **out, cf_err_t *err);
+int store_open(const char *state_dir, const char *cert_name, cf_store_t **out,
+               cf_err_t *err);
 /* The same without creating or writing anything, for read-only commands
  * (status, verify, check, dry runs): a missing state dir reads as an
  * empty store, and every store_save_* / store_put_* fails with
@@ -43,7 +43,7 @@ int store_open(const char *state_dir, const char *cert_name,
 int store_open_ro(const char *state_dir, const char *cert_name,
                   cf_store_t **out, cf_err_t *err);
 void store_close(cf_store_t *st);
-const char *store_dir(const cf_store_t *st); /* STATE/CERTNAME, borrowed */
+const char *store_dir(const cf_store_t *st);  /* STATE/CERTNAME, borrowed */
 const char *store_root(const cf_store_t *st); /* STATE, borrowed */
 
 /* Take the run lock. wait_s < 0: wait forever; 0: fail at once with
@@ -75,9 +75,9 @@ int store_put_bundle(cf_store_t *st, const struct cf_bundle *b,
 int store_check_writable(cf_store_t *st, cf_err_t *err);
 /* Current bundle: returns 0 with *found=false if the store has none.
  * b == NULL: the certificate's info only, the key is not read. */
-int store_get_current(cf_store_t *st, struct cf_bundle *b,
-                      struct cf_certinfo *info, char **version, bool *found,
-                      cf_err_t *err);
+int
+store_get_current(cf_store_t *st, struct cf_bundle *b, struct cf_certinfo *info,
+                  char **version, bool *found, cf_err_t *err);
 /* The current certificate's info alone (b == NULL above means the same):
  * reads cert.pem, never privkey.pem, so status, verify and check work for
  * a user who cannot read keys. */
@@ -98,28 +98,28 @@ int store_get_previous(cf_store_t *st, struct cf_bundle *b,
  * versions/ID/revoked.json keeps the hashes, so nodes that were down can
  * be cleaned later without the key, and the nodes still to clean. */
 struct cf_revocation {
-	int64_t revoked_at;          /* 0: no record (not revoked for
-	                                keyCompromise by certfleet) */
-	int reason;                  /* RFC 5280 CRLReason code */
-	char key_sha256[65];         /* of privkey.pem's bytes; "" unknown */
-	char combined_sha256[65];    /* of fullchain.pem + privkey.pem, what a
-	                                "combined" file holds; "" unknown */
-	char **pending;              /* NULL-terminated node names whose
-	                                backups could not be checked; NULL */
+	int64_t revoked_at;       /* 0: no record (not revoked for
+				     keyCompromise by certfleet) */
+	int reason;               /* RFC 5280 CRLReason code */
+	char key_sha256[65];      /* of privkey.pem's bytes; "" unknown */
+	char combined_sha256[65]; /* of fullchain.pem + privkey.pem, what a
+				     "combined" file holds; "" unknown */
+	char **pending;           /* NULL-terminated node names whose
+				     backups could not be checked; NULL */
 };
 /* Id in `current` (*id NULL when there is none).  Caller frees. */
 int store_current_id(cf_store_t *st, char **id, cf_err_t *err);
 /* versions/ID's certificate info, and cert.pem's text (caller frees;
  * cert_pem may be NULL); never reads the key.  CF_ERR_STATE naming the id
  * when there is no such version. */
-int store_get_version_cert(cf_store_t *st, const char *id,
-                           struct cf_certinfo *info, char **cert_pem,
-                           cf_err_t *err);
+int
+store_get_version_cert(cf_store_t *st, const char *id, struct cf_certinfo *info,
+                       char **cert_pem, cf_err_t *err);
 /* SHA-256 (hex) of versions/ID/privkey.pem and of fullchain.pem +
  * privkey.pem; *present false (hashes untouched) when the key is gone. */
-int store_version_key_hashes(cf_store_t *st, const char *id, char key_hex[65],
-                             char combined_hex[65], bool *present,
-                             cf_err_t *err);
+int
+store_version_key_hashes(cf_store_t *st, const char *id, char key_hex[65],
+                         char combined_hex[65], bool *present, cf_err_t *err);
 /* Wipe (overwrite, unlink, fsync the directory) privkey.pem in every
  * version whose key has this SHA-256 (with acme.reuse_key several do).
  * *wiped: the version ids wiped, NULL-terminated (cf_strv_free). */
@@ -136,23 +136,23 @@ void store_revocation_free(struct cf_revocation *r);
 struct cf_node_state {
 	char *name;
 	/* what the node was last seen serving */
-	char serving_sha256[65];    /* "" = unknown */
-	int64_t serving_not_after;  /* 0 = unknown */
-	int64_t last_seen;          /* when that was observed */
-	int64_t last_success;       /* last time it verified serving current */
-	int64_t last_change;        /* last time certfleet changed its files */
+	char serving_sha256[65];   /* "" = unknown */
+	int64_t serving_not_after; /* 0 = unknown */
+	int64_t last_seen;         /* when that was observed */
+	int64_t last_success;      /* last time it verified serving current */
+	int64_t last_change;       /* last time certfleet changed its files */
 	/* quarantine */
 	bool quarantined;
-	char *reason;               /* token: "timeout", "manual", ... */
-	char *detail;               /* human message */
+	char *reason; /* token: "timeout", "manual", ... */
+	char *detail; /* human message */
 	int64_t quarantined_since;
-	unsigned attempts;          /* consecutive failed attempts */
-	bool manual;                /* added by `quarantine add`: not retried */
+	unsigned attempts; /* consecutive failed attempts */
+	bool manual;       /* added by `quarantine add`: not retried */
 	/* files whose mode/owner differ from the playbook and that the last
 	 * deploy could not fix ("; "-joined), NULL = none; verify and check
 	 * (no SSH) report it */
 	char *drift;
-	int64_t drift_seen;         /* when that deploy saw it */
+	int64_t drift_seen; /* when that deploy saw it */
 };
 
 struct cf_node_states {
@@ -160,13 +160,12 @@ struct cf_node_states {
 	size_t n;
 };
 
-int store_load_nodes(cf_store_t *st, struct cf_node_states *out,
-                     cf_err_t *err);
+int store_load_nodes(cf_store_t *st, struct cf_node_states *out, cf_err_t *err);
 int store_save_nodes(cf_store_t *st, const struct cf_node_states *ns,
                      cf_err_t *err);
 /* The state for `name`, NULL if none (or ns is NULL); borrowed from ns. */
-const struct cf_node_state *store_node_find(const struct cf_node_states *ns,
-                                            const char *name);
+const struct cf_node_state *
+store_node_find(const struct cf_node_states *ns, const char *name);
 /* Find or add (zeroed) the state for `name`; pointer valid until the next
  * call that adds. */
 struct cf_node_state *store_node(struct cf_node_states *ns, const char *name);
@@ -177,15 +176,15 @@ struct cf_renewal_state {
 	int64_t last_attempt;
 	int64_t last_success;
 	unsigned consecutive_failures;
-	char *last_error;           /* NULL if last attempt succeeded */
-	int64_t ari_retry_after;    /* epoch: do not ask ARI before */
+	char *last_error;        /* NULL if last attempt succeeded */
+	int64_t ari_retry_after; /* epoch: do not ask ARI before */
 	int64_t ari_window_start, ari_window_end;
-	int64_t ari_chosen;         /* the random time picked in the window */
-	char *ari_cert_id;          /* the cert the window is for */
-	char *ari_explanation;      /* explanationURL */
+	int64_t ari_chosen;    /* the random time picked in the window */
+	char *ari_cert_id;     /* the cert the window is for */
+	char *ari_explanation; /* explanationURL */
 };
-int store_load_renewal(cf_store_t *st, struct cf_renewal_state *out,
-                       cf_err_t *err);
+int
+store_load_renewal(cf_store_t *st, struct cf_renewal_state *out, cf_err_t *err);
 int store_save_renewal(cf_store_t *st, const struct cf_renewal_state *r,
                        cf_err_t *err);
 void store_renewal_free(struct cf_renewal_state *r);

@@ -27,13 +27,13 @@ struct tlsprobe_cert {
 /* What one handshake showed.  chain[0] is the leaf; the rest is what the
  * server sent after it, in its order. */
 struct tlsprobe_result {
-	char sha256_hex[65];      /* of the leaf's DER */
-	int64_t not_after;        /* the leaf's notAfter (epoch seconds) */
+	char sha256_hex[65]; /* of the leaf's DER */
+	int64_t not_after;   /* the leaf's notAfter (epoch seconds) */
 	struct tlsprobe_cert *chain;
 	size_t n_chain;
-	int trusted;              /* 1: the served chain validates now to an
-	                             anchor of the ctx's store */
-	char untrusted_why[448];  /* when !trusted, in words */
+	int trusted;             /* 1: the served chain validates now to an
+				    anchor of the ctx's store */
+	char untrusted_why[448]; /* when !trusted, in words */
 };
 void tlsprobe_result_free(struct tlsprobe_result *r); /* members only */
 

@@ -30,10 +30,10 @@
 #include "certfleet/jws.h"
 #include "certfleet/util.h"
 
-#define assert_ok(call)                                                  \
-	do {                                                             \
-		if ((call) != 0)                                         \
-			fail_msg("%s: %s", #call, err.msg);              \
+#define assert_ok(call)                                                        \
+	do {                                                                   \
+		if ((call) != 0)                                               \
+			fail_msg("%s: %s", #call, err.msg);                    \
 	} while (0)
 
 static char srcdir[4096] = ".";
@@ -64,9 +64,10 @@ fixture(const char *name, size_t *len)
 static void
 test_ari_cert_id_rfc(void **state)
 {
-	static const unsigned char aki[] = {
-	    0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3,
-	    0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4};
+	static const unsigned char aki[] = {0x69, 0x88, 0x5B, 0x6B, 0x87,
+	                                    0x46, 0x40, 0x41, 0xE1, 0xB3,
+	                                    0x7B, 0x84, 0x7B, 0xA0, 0xAE,
+	                                    0x2C, 0xDE, 0x01, 0xC8, 0xD4};
 	static const unsigned char serial[] = {0x00, 0x87, 0x65, 0x43, 0x21};
 	char *id;
 
@@ -147,12 +148,18 @@ test_ari_parse_offsets(void **state)
 static void
 test_ari_parse_garbage(void **state)
 {
-	static const char *const files[] = {
-	    "ari-end-before-start.json", "ari-bad-date.json",
-	    "ari-no-zone.json", "ari-no-window.json",
-	    "problem-subproblems.json"};
+	static const char *const files[] = {"ari-end-before-start.json",
+	                                    "ari-bad-date.json",
+	                                    "ari-no-zone.json",
+	                                    "ari-no-window.json",
+	                                    "problem-subproblems.json"};
 	static const char *const inline_bodies[] = {
-	    "", "null", "[]", "{", "\"window\"", "<html>busy</html>",
+	    "",
+	    "null",
+	    "[]",
+	    "{",
+	    "\"window\"",
+	    "<html>busy</html>",
 	    "{\"suggestedWindow\":{\"start\":1,\"end\":2}}",
 	    "{\"suggestedWindow\":\"tomorrow\"}",
 	    "{\"suggestedWindow\":{\"start\":\"2025-01-02T04:00:00Z\"}}",
@@ -186,8 +193,8 @@ test_ari_parse_garbage(void **state)
 		struct cf_ari a = {0};
 		cf_err_t err = {0};
 
-		if (acme_ari_parse(inline_bodies[i], strlen(inline_bodies[i]), &a,
-		                   &err) == 0)
+		if (acme_ari_parse(inline_bodies[i], strlen(inline_bodies[i]),
+		                   &a, &err) == 0)
 			fail_msg("parsed: %s", inline_bodies[i]);
 		assert_int_equal(err.code, CF_ERR_ACME);
 	}
@@ -225,7 +232,8 @@ test_problem_subproblems(void **state)
 
 	(void)state;
 	assert_non_null(line);
-	assert_string_equal(line,
+	assert_string_equal(
+	    line,
 	    "urn:ietf:params:acme:error:malformed: Some of the identifiers "
 	    "requested were rejected [sub: malformed (dns:_example.org): "
 	    "Invalid underscore in DNS name \"_example.org\"; "
@@ -245,8 +253,10 @@ test_problem_simple(void **state)
 
 	(void)state;
 	assert_non_null(line);
-	assert_true(strncmp(line, "urn:ietf:params:acme:error:badNonce: JWS has "
-	                    "an invalid anti-replay nonce", 69) == 0);
+	assert_true(strncmp(line,
+	                    "urn:ietf:params:acme:error:badNonce: JWS has "
+	                    "an invalid anti-replay nonce",
+	                    69) == 0);
 	free(line);
 	free(body);
 
@@ -277,8 +287,13 @@ test_problem_control_chars(void **state)
 static void
 test_problem_not_a_problem(void **state)
 {
-	static const char *const bodies[] = {"", "[]", "{}", "null", "<html>",
-	                                     "{\"status\":500}", "{\"type\":7}"};
+	static const char *const bodies[] = {"",
+	                                     "[]",
+	                                     "{}",
+	                                     "null",
+	                                     "<html>",
+	                                     "{\"status\":500}",
+	                                     "{\"type\":7}"};
 
 	(void)state;
 	assert_null(acme_problem_line(NULL, 0));
@@ -389,8 +404,8 @@ test_order_valid(void **state)
 	assert_string_equal(o.authorizations[1],
 	                    "https://example.com/acme/authz/r4HqLzrSrpI");
 	assert_null(o.authorizations[2]);
-	assert_string_equal(o.finalize,
-	                    "https://example.com/acme/order/TOlocE8rfgo/finalize");
+	assert_string_equal(o.finalize, "https://example.com/acme/order/"
+	                                "TOlocE8rfgo/finalize");
 	assert_string_equal(o.certificate,
 	                    "https://example.com/acme/cert/mAt3xBGaobw");
 	assert_null(o.error);
@@ -410,9 +425,10 @@ test_order_invalid(void **state)
 	assert_ok(acme_order_parse(body, len, &o, &err));
 	assert_string_equal(o.status, "invalid");
 	assert_null(o.certificate);
-	assert_string_equal(o.error, "urn:ietf:params:acme:error:unauthorized: "
-	                             "Correct value not found for DNS challenge "
-	                             "(line two)");
+	assert_string_equal(o.error,
+	                    "urn:ietf:params:acme:error:unauthorized: "
+	                    "Correct value not found for DNS challenge "
+	                    "(line two)");
 	acme_order_free(&o);
 	free(body);
 }
@@ -434,7 +450,8 @@ test_order_bad(void **state)
 	assert_non_null(strstr(err.msg, "finalize"));
 	free(body);
 	assert_int_equal(acme_order_parse(bad_authz, strlen(bad_authz), &o,
-	                                  &err), -1);
+	                                  &err),
+	                 -1);
 	assert_non_null(strstr(err.msg, "authorizations[1]"));
 	assert_int_equal(acme_order_parse("", 0, &o, &err), -1);
 }
@@ -459,7 +476,8 @@ test_authz_pending(void **state)
 	assert_string_equal(a.challs[0].type, "http-01");
 	assert_string_equal(a.challs[0].token, "DGyRejmCefe7v4NfDGDKfA");
 	assert_string_equal(a.challs[1].type, "dns-01");
-	assert_string_equal(a.challs[1].url, "https://127.0.0.1:14000/chalZ/d1");
+	assert_string_equal(a.challs[1].url,
+	                    "https://127.0.0.1:14000/chalZ/d1");
 	assert_string_equal(a.challs[1].status, "pending");
 	assert_null(a.challs[1].error);
 	acme_authz_free(&a);
@@ -557,8 +575,8 @@ es256_verifies(const char *pem, const char *signing_input, const char *sig64)
 	ECDSA_SIG *sig = ECDSA_SIG_new();
 	bool ok = false;
 
-	assert_int_equal(b64_decode(CF_B64_URL, sig64, strlen(sig64), &raw,
-	                            &n), 0);
+	assert_int_equal(b64_decode(CF_B64_URL, sig64, strlen(sig64), &raw, &n),
+	                 0);
 	if (n == 64 &&
 	    ECDSA_SIG_set0(sig, BN_bin2bn(raw, 32, NULL),
 	                   BN_bin2bn(raw + 32, 32, NULL)) == 1 &&
@@ -614,19 +632,22 @@ test_jws_sign_jwk(void **state)
 	                    "https://ca.test/new-acct");
 	assert_null(json_object_get(hdr, "kid"));
 	/* the embedded JWK is public: no "d" may leak into a request */
-	assert_string_equal(json_string_value(json_object_get(
-	                        json_object_get(hdr, "jwk"), "x")), ACCOUNT_X);
+	assert_string_equal(json_string_value(
+	                        json_object_get(json_object_get(hdr, "jwk"),
+	                                        "x")),
+	                    ACCOUNT_X);
 	assert_null(json_object_get(json_object_get(hdr, "jwk"), "d"));
-	payload = b64url_json(json_string_value(json_object_get(jws, "payload")));
-	assert_true(json_is_true(json_object_get(payload,
-	                                         "termsOfServiceAgreed")));
-	assert_true(asprintf(&input, "%s.%s",
-	                     json_string_value(json_object_get(jws, "protected")),
-	                     json_string_value(json_object_get(jws, "payload")))
-	            > 0);
+	payload =
+	    b64url_json(json_string_value(json_object_get(jws, "payload")));
+	assert_true(
+	    json_is_true(json_object_get(payload, "termsOfServiceAgreed")));
+	assert_true(
+	    asprintf(&input, "%s.%s",
+	             json_string_value(json_object_get(jws, "protected")),
+	             json_string_value(json_object_get(jws, "payload"))) > 0);
 	assert_true(es256_verifies(pem, input,
-	                           json_string_value(json_object_get(jws,
-	                                                             "signature"))));
+	                           json_string_value(
+	                               json_object_get(jws, "signature"))));
 	free(input);
 	json_decref(payload);
 	json_decref(hdr);
@@ -655,12 +676,12 @@ test_jws_post_as_get(void **state)
 	assert_string_equal(json_string_value(json_object_get(hdr, "kid")),
 	                    "https://ca.test/acct/1");
 	assert_null(json_object_get(hdr, "jwk"));
-	assert_true(asprintf(&input, "%s.",
-	                     json_string_value(json_object_get(jws, "protected")))
-	            > 0);
+	assert_true(
+	    asprintf(&input, "%s.",
+	             json_string_value(json_object_get(jws, "protected"))) > 0);
 	assert_true(es256_verifies(pem, input,
-	                           json_string_value(json_object_get(jws,
-	                                                             "signature"))));
+	                           json_string_value(
+	                               json_object_get(jws, "signature"))));
 	free(input);
 	json_decref(hdr);
 	json_decref(jws);
@@ -685,8 +706,8 @@ test_jws_eab(void **state)
 	json_t *jws, *hdr, *payload;
 
 	(void)state;
-	assert_ok(jws_eab(k, "kid-1", hmac_b64, "https://ca.test/new-acct", &out,
-	                  &err));
+	assert_ok(jws_eab(k, "kid-1", hmac_b64, "https://ca.test/new-acct",
+	                  &out, &err));
 	jws = json_loads(out, 0, NULL);
 	hdr = b64url_json(json_string_value(json_object_get(jws, "protected")));
 	assert_string_equal(json_string_value(json_object_get(hdr, "alg")),
@@ -696,30 +717,36 @@ test_jws_eab(void **state)
 	assert_string_equal(json_string_value(json_object_get(hdr, "url")),
 	                    "https://ca.test/new-acct");
 	assert_null(json_object_get(hdr, "nonce")); /* MUST NOT have one */
-	payload = b64url_json(json_string_value(json_object_get(jws, "payload")));
+	payload =
+	    b64url_json(json_string_value(json_object_get(jws, "payload")));
 	assert_string_equal(json_string_value(json_object_get(payload, "x")),
 	                    ACCOUNT_X);
 	assert_null(json_object_get(payload, "d"));
 
-	assert_true(asprintf(&input, "%s.%s",
-	                     json_string_value(json_object_get(jws, "protected")),
-	                     json_string_value(json_object_get(jws, "payload")))
-	            > 0);
+	assert_true(
+	    asprintf(&input, "%s.%s",
+	             json_string_value(json_object_get(jws, "protected")),
+	             json_string_value(json_object_get(jws, "payload"))) > 0);
 	assert_int_equal(b64_decode(CF_B64_URL, hmac_b64, strlen(hmac_b64),
-	                            &key, &key_len), 0);
+	                            &key, &key_len),
+	                 0);
 	HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)input,
 	     strlen(input), mac, &mac_len);
 	want = b64url_encode(mac, mac_len);
-	assert_string_equal(json_string_value(json_object_get(jws, "signature")),
+	assert_string_equal(json_string_value(
+	                        json_object_get(jws, "signature")),
 	                    want);
 
 	/* too short for HS256, or not base64url: a config error up front */
 	assert_int_equal(jws_eab(k, "kid-1", "c2hvcnQ", "https://ca.test/a",
-	                         &out, &err), -1);
+	                         &out, &err),
+	                 -1);
 	assert_int_equal(err.code, CF_ERR_CONFIG);
 	assert_non_null(strstr(err.msg, "kid-1"));
-	assert_int_equal(jws_eab(k, "kid-1", "not base64 at all!!!!!!!!!!!!!!!"
-	                         "!!!!!!!!!!!!", "https://ca.test/a", &out, &err),
+	assert_int_equal(jws_eab(k, "kid-1",
+	                         "not base64 at all!!!!!!!!!!!!!!!"
+	                         "!!!!!!!!!!!!",
+	                         "https://ca.test/a", &out, &err),
 	                 -1);
 	assert_int_equal(err.code, CF_ERR_CONFIG);
 
@@ -747,7 +774,8 @@ test_jws_key_load_bad(void **state)
 
 	(void)state;
 	assert_int_equal(jws_key_load(garbage, strlen(garbage), "acct.pem", &k,
-	                              &err), -1);
+	                              &err),
+	                 -1);
 	assert_int_equal(err.code, CF_ERR_DATA);
 	assert_non_null(strstr(err.msg, "acct.pem"));
 	assert_null(k);
@@ -757,7 +785,8 @@ test_jws_key_load_bad(void **state)
 	assert_non_null(small);
 	PEM_write_bio_PrivateKey(bio, small, NULL, NULL, 0, NULL, NULL);
 	n = BIO_get_mem_data(bio, &pem);
-	assert_int_equal(jws_key_load(pem, (size_t)n, "small.pem", &k, &err), -1);
+	assert_int_equal(jws_key_load(pem, (size_t)n, "small.pem", &k, &err),
+	                 -1);
 	assert_non_null(strstr(err.msg, "1024"));
 	EVP_PKEY_free(small);
 	BIO_free(bio);
@@ -810,32 +839,32 @@ int
 main(int argc, char **argv)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ari_cert_id_rfc),
-		cmocka_unit_test(test_ari_cert_id_from_cert),
-		cmocka_unit_test(test_ari_parse_rfc),
-		cmocka_unit_test(test_ari_parse_offsets),
-		cmocka_unit_test(test_ari_parse_garbage),
-		cmocka_unit_test(test_ari_pick),
-		cmocka_unit_test(test_problem_subproblems),
-		cmocka_unit_test(test_problem_simple),
-		cmocka_unit_test(test_problem_control_chars),
-		cmocka_unit_test(test_problem_not_a_problem),
-		cmocka_unit_test(test_dir_rfc8555),
-		cmocka_unit_test(test_dir_pebble),
-		cmocka_unit_test(test_dir_ari_profiles),
-		cmocka_unit_test(test_dir_bad),
-		cmocka_unit_test(test_order_valid),
-		cmocka_unit_test(test_order_invalid),
-		cmocka_unit_test(test_order_bad),
-		cmocka_unit_test(test_authz_pending),
-		cmocka_unit_test(test_authz_wildcard),
-		cmocka_unit_test(test_authz_invalid),
-		cmocka_unit_test(test_jws_thumbprint),
-		cmocka_unit_test(test_jws_sign_jwk),
-		cmocka_unit_test(test_jws_post_as_get),
-		cmocka_unit_test(test_jws_eab),
-		cmocka_unit_test(test_jws_key_load_bad),
-		cmocka_unit_test(test_wait_clamp),
+	    cmocka_unit_test(test_ari_cert_id_rfc),
+	    cmocka_unit_test(test_ari_cert_id_from_cert),
+	    cmocka_unit_test(test_ari_parse_rfc),
+	    cmocka_unit_test(test_ari_parse_offsets),
+	    cmocka_unit_test(test_ari_parse_garbage),
+	    cmocka_unit_test(test_ari_pick),
+	    cmocka_unit_test(test_problem_subproblems),
+	    cmocka_unit_test(test_problem_simple),
+	    cmocka_unit_test(test_problem_control_chars),
+	    cmocka_unit_test(test_problem_not_a_problem),
+	    cmocka_unit_test(test_dir_rfc8555),
+	    cmocka_unit_test(test_dir_pebble),
+	    cmocka_unit_test(test_dir_ari_profiles),
+	    cmocka_unit_test(test_dir_bad),
+	    cmocka_unit_test(test_order_valid),
+	    cmocka_unit_test(test_order_invalid),
+	    cmocka_unit_test(test_order_bad),
+	    cmocka_unit_test(test_authz_pending),
+	    cmocka_unit_test(test_authz_wildcard),
+	    cmocka_unit_test(test_authz_invalid),
+	    cmocka_unit_test(test_jws_thumbprint),
+	    cmocka_unit_test(test_jws_sign_jwk),
+	    cmocka_unit_test(test_jws_post_as_get),
+	    cmocka_unit_test(test_jws_eab),
+	    cmocka_unit_test(test_jws_key_load_bad),
+	    cmocka_unit_test(test_wait_clamp),
 	};
 
 	(void)argc;

@@ -24,8 +24,12 @@ test_b64url(void **state)
 	static const struct {
 		const char *in, *out;
 	} v[] = {
-	    {"", ""},         {"f", "Zg"},         {"fo", "Zm8"},
-	    {"foo", "Zm9v"},  {"foob", "Zm9vYg"},  {"fooba", "Zm9vYmE"},
+	    {"", ""},
+	    {"f", "Zg"},
+	    {"fo", "Zm8"},
+	    {"foo", "Zm9v"},
+	    {"foob", "Zm9vYg"},
+	    {"fooba", "Zm9vYmE"},
 	    {"foobar", "Zm9vYmFy"},
 	};
 	static const unsigned char hi[] = {0xfb, 0xff, 0xbf, 0xfe};
@@ -100,7 +104,8 @@ test_base64_std(void **state)
 	assert_int_equal(dec(CF_B64_STD, "Zm9vY", &p, &n), -1);
 	assert_int_equal(dec(CF_B64_STD, "Zm9vYg=", &p, &n), -1);
 	assert_int_equal(dec(CF_B64_STD, "Zm9vY===", &p, &n), -1);
-	assert_int_equal(dec(CF_B64_STD, "Zm9vYh==", &p, &n), -1); /* tail bits */
+	assert_int_equal(dec(CF_B64_STD, "Zm9vYh==", &p, &n),
+	                 -1);                                    /* tail bits */
 	assert_int_equal(dec(CF_B64_STD, "-_-__g", &p, &n), -1); /* url */
 	b64_encode(CF_B64_STD, "foob", 4, true, enc);
 	assert_string_equal(enc, "Zm9vYg==");
@@ -118,8 +123,8 @@ int
 main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_b64url),
-		cmocka_unit_test(test_base64_std),
+	    cmocka_unit_test(test_b64url),
+	    cmocka_unit_test(test_base64_std),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

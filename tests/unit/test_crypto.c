@@ -26,10 +26,10 @@
 #define DAY 86400
 
 /* Success expected; on failure show the module's message. */
-#define assert_ok(call)                                                  \
-	do {                                                             \
-		if ((call) != 0)                                         \
-			fail_msg("%s: %s", #call, err.msg);              \
+#define assert_ok(call)                                                        \
+	do {                                                                   \
+		if ((call) != 0)                                               \
+			fail_msg("%s: %s", #call, err.msg);                    \
 	} while (0)
 
 /* ---- fixtures made with the openssl CLI; expected values copied from
@@ -95,11 +95,12 @@ mint(EVP_PKEY *key, const char *cn, const char *sans, int64_t nb, int64_t na,
 	assert_int_equal(X509_set_pubkey(x, key), 1);
 	nm = X509_get_subject_name(x);
 	X509_NAME_add_entry_by_txt(nm, "O", MBSTRING_ASC,
-	                           (const unsigned char *)"certfleet test", -1, -1,
-	                           0);
+	                           (const unsigned char *)"certfleet test", -1,
+	                           -1, 0);
 	if (cn != NULL)
 		X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC,
-		                           (const unsigned char *)cn, -1, -1, 0);
+		                           (const unsigned char *)cn, -1, -1,
+		                           0);
 	X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer)
 	                                       : nm);
 	X509V3_set_ctx(&v3, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
@@ -107,18 +108,21 @@ mint(EVP_PKEY *key, const char *cn, const char *sans, int64_t nb, int64_t na,
 	                          is_ca ? "critical,CA:TRUE" : "CA:FALSE");
 	X509_add_ext(x, ext, -1);
 	X509_EXTENSION_free(ext);
-	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_key_identifier, "hash");
+	ext =
+	    X509V3_EXT_conf_nid(NULL, &v3, NID_subject_key_identifier, "hash");
 	X509_add_ext(x, ext, -1);
 	X509_EXTENSION_free(ext);
 	if (issuer != NULL) {
-		ext = X509V3_EXT_conf_nid(NULL, &v3, NID_authority_key_identifier,
-		                          "keyid:always");
+		ext =
+		    X509V3_EXT_conf_nid(NULL, &v3, NID_authority_key_identifier,
+		                        "keyid:always");
 		assert_non_null(ext);
 		X509_add_ext(x, ext, -1);
 		X509_EXTENSION_free(ext);
 	}
 	if (sans != NULL) {
-		ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, sans);
+		ext =
+		    X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, sans);
 		assert_non_null(ext);
 		X509_add_ext(x, ext, -1);
 		X509_EXTENSION_free(ext);
@@ -156,11 +160,15 @@ key_pem(EVP_PKEY *k, int form)
 	BIO *b = BIO_new(BIO_s_mem());
 
 	if (form == 0)
-		assert_int_equal(
-		    PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL), 1);
+		assert_int_equal(PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0,
+		                                          NULL, NULL),
+		                 1);
 	else
-		assert_int_equal(PEM_write_bio_PrivateKey_traditional(
-		                     b, k, NULL, NULL, 0, NULL, NULL),
+		assert_int_equal(PEM_write_bio_PrivateKey_traditional(b, k,
+		                                                      NULL,
+		                                                      NULL, 0,
+		                                                      NULL,
+		                                                      NULL),
 		                 1);
 	return bio_take(b);
 }
@@ -189,8 +197,8 @@ group_setup(void **state)
 	k_rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
 	if (k_rsa == NULL)
 		return -1;
-	ca = mint(k_ca, "Test Issuing CA", NULL, now - DAY, now + 365 * DAY, NULL,
-	          NULL, 1, 7);
+	ca = mint(k_ca, "Test Issuing CA", NULL, now - DAY, now + 365 * DAY,
+	          NULL, NULL, 1, 7);
 	return 0;
 }
 
@@ -224,8 +232,8 @@ expect_fail(const char *cert, const char *chain, const char *key,
 
 	memset(&b, 0x5a, sizeof(b));
 	memset(&ci, 0x5a, sizeof(ci));
-	assert_int_equal(crypto_bundle_from_pem(cert, chain, key, domains, n, at,
-	                                        &b, &ci, &err),
+	assert_int_equal(crypto_bundle_from_pem(cert, chain, key, domains, n,
+	                                        at, &b, &ci, &err),
 	                 -1);
 	assert_int_equal(err.code, CF_ERR_DATA);
 	if (strstr(err.msg, needle) == NULL)
@@ -270,8 +278,12 @@ test_key_generate_all(void **state)
 		assert_true(EVP_PKEY_is_a(k, cases[i].alg));
 		assert_int_equal(EVP_PKEY_get_bits(k), cases[i].bits);
 		if (cases[i].group != NULL) {
-			assert_int_equal(EVP_PKEY_get_utf8_string_param(
-			                     k, "group", group, sizeof(group), NULL),
+			assert_int_equal(EVP_PKEY_get_utf8_string_param(k,
+			                                                "group",
+			                                                group,
+			                                                sizeof(
+			                                                    group),
+			                                                NULL),
 			                 1);
 			assert_string_equal(group, cases[i].group);
 		}
@@ -282,7 +294,8 @@ test_key_generate_all(void **state)
 	{
 		char *none = NULL;
 
-		assert_int_equal(crypto_key_generate((cf_key_type_t)99, &none, &err),
+		assert_int_equal(crypto_key_generate((cf_key_type_t)99, &none,
+		                                     &err),
 		                 -1);
 		assert_null(none);
 	}
@@ -292,7 +305,8 @@ static void
 test_bundle_ok_fullchain(void **state)
 {
 	char *domains[] = {"www.example.com", "EXAMPLE.com"};
-	X509 *x = leaf("www.example.com", "DNS:www.example.com,DNS:example.com");
+	X509 *x =
+	    leaf("www.example.com", "DNS:www.example.com,DNS:example.com");
 	char *lp = cert_pem(x), *cp = cert_pem(ca), *kp = key_pem(k_ec, 0);
 	char *full = cat3(lp, cp, "");
 	struct cf_bundle b;
@@ -302,8 +316,8 @@ test_bundle_ok_fullchain(void **state)
 	cf_err_t err = {0};
 
 	(void)state;
-	assert_ok(crypto_bundle_from_pem(full, NULL, kp, domains, 2, now,
-	                                        &b, &ci, &err));
+	assert_ok(crypto_bundle_from_pem(full, NULL, kp, domains, 2, now, &b,
+	                                 &ci, &err));
 	assert_string_equal(b.cert, lp);
 	assert_string_equal(b.chain, cp);
 	assert_string_equal(b.fullchain, full);
@@ -351,15 +365,15 @@ test_bundle_chain_and_rsa_traditional(void **state)
 	                   k_ca, ca, 1, 5);
 	char *lp = cert_pem(x), *cp = cert_pem(ca), *ip = cert_pem(inter);
 	char *trad = key_pem(k_rsa, 1), *p8 = key_pem(k_rsa, 0);
-	char *chain = cat3(lp, ip, cp);  /* leaf again: dropped */
+	char *chain = cat3(lp, ip, cp); /* leaf again: dropped */
 	char *want_chain = cat3(ip, cp, "");
 	struct cf_bundle b;
 	cf_err_t err = {0};
 
 	(void)state;
 	assert_non_null(strstr(trad, "BEGIN RSA PRIVATE KEY"));
-	assert_ok(crypto_bundle_from_pem(lp, chain, trad, domains, 1, now,
-	                                        &b, NULL, &err));
+	assert_ok(crypto_bundle_from_pem(lp, chain, trad, domains, 1, now, &b,
+	                                 NULL, &err));
 	assert_string_equal(b.cert, lp);
 	assert_string_equal(b.chain, want_chain);
 	assert_string_equal(b.privkey, p8);
@@ -367,7 +381,7 @@ test_bundle_chain_and_rsa_traditional(void **state)
 
 	/* Empty chain input is fine: chain comes out "". */
 	assert_ok(crypto_bundle_from_pem(lp, "\n", p8, domains, 1, now, &b,
-	                                        NULL, &err));
+	                                 NULL, &err));
 	assert_string_equal(b.chain, "");
 	assert_string_equal(b.fullchain, lp);
 	crypto_bundle_free(&b);
@@ -389,7 +403,8 @@ static void
 test_bundle_ec_traditional_and_combined(void **state)
 {
 	X509 *x = leaf("a.example.com", "DNS:a.example.com");
-	char *lp = cert_pem(x), *trad = key_pem(k_ec, 1), *p8 = key_pem(k_ec, 0);
+	char *lp = cert_pem(x), *trad = key_pem(k_ec, 1),
+	     *p8 = key_pem(k_ec, 0);
 	char *combined = cat3(lp, "some text\n", trad);
 	struct cf_bundle b;
 	cf_err_t err = {0};
@@ -397,8 +412,8 @@ test_bundle_ec_traditional_and_combined(void **state)
 	(void)state;
 	assert_non_null(strstr(trad, "BEGIN EC PRIVATE KEY"));
 	/* Key input may carry the certificate too (HAProxy combined file). */
-	assert_ok(crypto_bundle_from_pem(lp, NULL, combined, NULL, 0, now,
-	                                        &b, NULL, &err));
+	assert_ok(crypto_bundle_from_pem(lp, NULL, combined, NULL, 0, now, &b,
+	                                 NULL, &err));
 	assert_string_equal(b.privkey, p8);
 	crypto_bundle_free(&b);
 	/* ...but a certificate input must hold certificates only. */
@@ -415,7 +430,8 @@ static void
 test_bundle_key_mismatch(void **state)
 {
 	X509 *x = leaf("a.example.com", "DNS:a.example.com");
-	char *lp = cert_pem(x), *other = key_pem(k_ec2, 0), *rsa = key_pem(k_rsa, 0);
+	char *lp = cert_pem(x), *other = key_pem(k_ec2, 0),
+	     *rsa = key_pem(k_rsa, 0);
 
 	(void)state;
 	expect_fail(lp, NULL, other, NULL, 0, now,
@@ -435,18 +451,20 @@ test_bundle_dates(void **state)
 	                 1735689600 - 90 * DAY, 1735689600, k_ca, ca, 0, 3);
 	X509 *future = mint(k_ec, "a.example.com", "DNS:a.example.com",
 	                    now + 10 * DAY, now + 100 * DAY, k_ca, ca, 0, 4);
-	char *op = cert_pem(old), *fp = cert_pem(future), *kp = key_pem(k_ec, 0);
+	char *op = cert_pem(old), *fp = cert_pem(future),
+	     *kp = key_pem(k_ec, 0);
 	struct cf_bundle b;
 	cf_err_t err = {0};
 
 	(void)state;
 	expect_fail(op, NULL, kp, NULL, 0, now,
 	            "certificate expired on 2025-01-01T00:00:00Z");
-	expect_fail(fp, NULL, kp, NULL, 0, now, "certificate is not valid before");
+	expect_fail(fp, NULL, kp, NULL, 0, now,
+	            "certificate is not valid before");
 	/* `now` is the caller's clock: the same certificate at a time inside
 	 * its window is fine. */
 	assert_ok(crypto_bundle_from_pem(op, NULL, kp, NULL, 0,
-	                                        1735689600 - DAY, &b, NULL, &err));
+	                                 1735689600 - DAY, &b, NULL, &err));
 	crypto_bundle_free(&b);
 	free(op);
 	free(fp);
@@ -462,12 +480,12 @@ test_bundle_names_and_wildcards(void **state)
 		const char *domain;
 		int covered;
 	} cases[] = {
-	    {"a.example.com", 1},      {"A.Example.COM", 1},
-	    {"example.com", 1},        /* listed literally */
-	    {"www.example.com", 1},    {"a.b.example.com", 0},
-	    {"example.org", 0},        {"aexample.com", 0},
-	    {"*.example.com", 1},      /* the wildcard itself */
-	    {".example.com", 0},       {"a.example.com.evil", 0},
+	    {"a.example.com", 1},   {"A.Example.COM", 1},
+	    {"example.com", 1}, /* listed literally */
+	    {"www.example.com", 1}, {"a.b.example.com", 0},
+	    {"example.org", 0},     {"aexample.com", 0},
+	    {"*.example.com", 1}, /* the wildcard itself */
+	    {".example.com", 0},    {"a.example.com.evil", 0},
 	};
 	X509 *w = leaf("*.example.com", "DNS:*.example.com,DNS:example.com");
 	X509 *cn_only = leaf("cn.example.com", NULL);
@@ -482,24 +500,26 @@ test_bundle_names_and_wildcards(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *d[] = {(char *)cases[i].domain};
-		int rc = crypto_bundle_from_pem(wp, NULL, kp, d, 1, now, &b, NULL,
-		                                &err);
+		int rc = crypto_bundle_from_pem(wp, NULL, kp, d, 1, now, &b,
+		                                NULL, &err);
 		if (rc != (cases[i].covered ? 0 : -1))
-			fail_msg("%s: rc %d (%s)", cases[i].domain, rc, err.msg);
+			fail_msg("%s: rc %d (%s)", cases[i].domain, rc,
+			         err.msg);
 		if (rc == 0)
 			crypto_bundle_free(&b);
 	}
 	{
 		char *d[] = {"a.example.com", "www.example.org"};
 		expect_fail(wp, NULL, kp, d, 2, now,
-		            "certificate does not cover www.example.org (names: "
+		            "certificate does not cover www.example.org "
+		            "(names: "
 		            "*.example.com, example.com)");
 	}
 	/* No SAN extension: the CN counts. */
 	{
 		char *d[] = {"cn.example.com"};
 		assert_ok(crypto_bundle_from_pem(cp, NULL, kp, d, 1, now, &b,
-		                                        &ci, &err));
+		                                 &ci, &err));
 		assert_int_equal(ci.n_names, 1);
 		assert_string_equal(ci.names[0], "cn.example.com");
 		crypto_certinfo_free(&ci);
@@ -508,10 +528,13 @@ test_bundle_names_and_wildcards(void **state)
 	/* SANs present: the CN does not count; "*.com" and partial labels
 	 * are never wildcards. */
 	{
-		char *d1[] = {"x"}, *d2[] = {"example.com"}, *d3[] = {"foo.example.net"};
+		char *d1[] = {"x"}, *d2[] = {"example.com"},
+		     *d3[] = {"foo.example.net"};
 		expect_fail(tp, NULL, kp, d1, 1, now, "does not cover x");
-		expect_fail(tp, NULL, kp, d2, 1, now, "does not cover example.com");
-		expect_fail(tp, NULL, kp, d3, 1, now, "does not cover foo.example.net");
+		expect_fail(tp, NULL, kp, d2, 1, now,
+		            "does not cover example.com");
+		expect_fail(tp, NULL, kp, d3, 1, now,
+		            "does not cover foo.example.net");
 	}
 	free(wp);
 	free(cp);
@@ -550,16 +573,22 @@ test_bundle_garbage(void **state)
 	n = strlen("-----BEGIN CERTIFICATE-----\n");
 	bad = malloc(strlen(lp) + 128);
 	memcpy(bad, lp, n);
-	strcpy(bad + n, "Proc-Type: 4,ENCRYPTED\n"
-	                "DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n");
+	strcpy(bad + n,
+	       "Proc-Type: 4,ENCRYPTED\n"
+	       "DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n");
 	strcat(bad, lp + n);
-	expect_fail(bad, NULL, kp, NULL, 0, now, "certificate block 1 has PEM headers");
+	expect_fail(bad, NULL, kp, NULL, 0, now,
+	            "certificate block 1 has PEM headers");
 	free(bad);
 	/* Valid base64 that is not a certificate. */
-	expect_fail("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-	            NULL, kp, NULL, 0, now, "certificate block 1 does not parse");
-	csr_like = cat3(lp, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
-	                    "-----END CERTIFICATE REQUEST-----\n", "");
+	expect_fail("-----BEGIN CERTIFICATE-----\nAAAA\n-----END "
+	            "CERTIFICATE-----\n",
+	            NULL, kp, NULL, 0, now,
+	            "certificate block 1 does not parse");
+	csr_like = cat3(lp,
+	                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+	                "-----END CERTIFICATE REQUEST-----\n",
+	                "");
 	expect_fail(csr_like, NULL, kp, NULL, 0, now,
 	            "block 2 is a CERTIFICATE REQUEST");
 	free(csr_like);
@@ -571,11 +600,14 @@ test_bundle_garbage(void **state)
 		BIO *b = BIO_new(BIO_s_mem());
 		char *enc;
 
-		assert_int_equal(PEM_write_bio_PKCS8PrivateKey(
-		                     b, k_ec, EVP_aes_128_cbc(), "pw", 2, NULL, NULL),
+		assert_int_equal(PEM_write_bio_PKCS8PrivateKey(b, k_ec,
+		                                               EVP_aes_128_cbc(),
+		                                               "pw", 2, NULL,
+		                                               NULL),
 		                 1);
 		enc = bio_take(b);
-		expect_fail(lp, NULL, enc, NULL, 0, now, "private key: encrypted private key");
+		expect_fail(lp, NULL, enc, NULL, 0, now,
+		            "private key: encrypted private key");
 		free(enc);
 	}
 	free(lp);
@@ -595,10 +627,11 @@ test_bundle_labels(void **state)
 	cf_err_t err = {0};
 
 	(void)state;
-	assert_int_equal(crypto_bundle_from_pem_labeled("x", NULL, kp, &l, NULL, 0,
-	                                                now, &b, NULL, &err),
+	assert_int_equal(crypto_bundle_from_pem_labeled("x", NULL, kp, &l, NULL,
+	                                                0, now, &b, NULL, &err),
 	                 -1);
-	assert_string_equal(err.msg, "/etc/cf/cert.pem: no PEM certificate found");
+	assert_string_equal(err.msg,
+	                    "/etc/cf/cert.pem: no PEM certificate found");
 	/* Unlabelled: no prefix, so a caller's "FILE: " prefix reads well. */
 	assert_int_equal(crypto_bundle_from_pem("x", NULL, kp, NULL, 0, now, &b,
 	                                        NULL, &err),
@@ -607,13 +640,15 @@ test_bundle_labels(void **state)
 	assert_int_equal(crypto_bundle_from_pem(lp, NULL, kp, NULL, 0, now, &b,
 	                                        NULL, &err),
 	                 -1);
-	assert_string_equal(err.msg, "private key does not match the certificate "
-	                             "(CN=a.example.com,O=certfleet test)");
-	assert_int_equal(crypto_bundle_from_pem_labeled(lp, NULL, kp, &l, NULL, 0,
-	                                                now, &b, NULL, &err),
+	assert_string_equal(err.msg,
+	                    "private key does not match the certificate "
+	                    "(CN=a.example.com,O=certfleet test)");
+	assert_int_equal(crypto_bundle_from_pem_labeled(lp, NULL, kp, &l, NULL,
+	                                                0, now, &b, NULL, &err),
 	                 -1);
-	assert_non_null(strstr(err.msg, "/etc/cf/key.pem: private key does not "
-	                                "match the certificate in /etc/cf/cert.pem"));
+	assert_non_null(strstr(err.msg,
+	                       "/etc/cf/key.pem: private key does not "
+	                       "match the certificate in /etc/cf/cert.pem"));
 	free(lp);
 	free(kp);
 	X509_free(x);
@@ -663,8 +698,8 @@ test_bundle_normalization(void **state)
 		else
 			cf_buf_append(&key, s, 1);
 	}
-	assert_ok(crypto_bundle_from_pem(in.data, NULL, key.data, NULL, 0,
-	                                        now, &b, NULL, &err));
+	assert_ok(crypto_bundle_from_pem(in.data, NULL, key.data, NULL, 0, now,
+	                                 &b, NULL, &err));
 	assert_string_equal(b.cert, lp);
 	assert_string_equal(b.chain, cp);
 	assert_string_equal(b.fullchain, want_full);
@@ -682,18 +717,21 @@ test_bundle_normalization(void **state)
 static void
 test_certinfo_fixture(void **state)
 {
-	static const unsigned char aki[20] = {
-	    0xDA, 0x54, 0xFA, 0x46, 0xF6, 0x42, 0xBE, 0xF7, 0xB1, 0x2B,
-	    0x3C, 0x2A, 0x15, 0xF4, 0xCF, 0x44, 0x99, 0x57, 0x12, 0xBF};
-	static const unsigned char serial[21] = {
-	    0x00, 0x8a, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09,
-	    0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13};
+	static const unsigned char aki[20] = {0xDA, 0x54, 0xFA, 0x46, 0xF6,
+	                                      0x42, 0xBE, 0xF7, 0xB1, 0x2B,
+	                                      0x3C, 0x2A, 0x15, 0xF4, 0xCF,
+	                                      0x44, 0x99, 0x57, 0x12, 0xBF};
+	static const unsigned char serial[21] = {0x00, 0x8a, 0x01, 0x02, 0x03,
+	                                         0x04, 0x05, 0x06, 0x07, 0x08,
+	                                         0x09, 0x0a, 0x0b, 0x0c, 0x0d,
+	                                         0x0e, 0x0f, 0x10, 0x11, 0x12,
+	                                         0x13};
 	struct cf_certinfo ci;
 	cf_err_t err = {0};
 
 	(void)state;
-	assert_ok(crypto_certinfo_pem(FIXTURE_LEAF, strlen(FIXTURE_LEAF),
-	                                     &ci, &err));
+	assert_ok(
+	    crypto_certinfo_pem(FIXTURE_LEAF, strlen(FIXTURE_LEAF), &ci, &err));
 	/* openssl x509 -noout -fingerprint -sha256 */
 	assert_string_equal(ci.sha256_hex, "882afe44319cbd3eeeffff8139c42e28"
 	                                   "958597f3af0e8e73ce2db41b6de4c49f");
@@ -717,8 +755,8 @@ test_certinfo_fixture(void **state)
 	crypto_certinfo_free(&ci);
 
 	/* The self-signed CA: AKI equals its own SKI, issuer CN present. */
-	assert_ok(crypto_certinfo_pem(FIXTURE_CA, strlen(FIXTURE_CA), &ci,
-	                                     &err));
+	assert_ok(
+	    crypto_certinfo_pem(FIXTURE_CA, strlen(FIXTURE_CA), &ci, &err));
 	assert_memory_equal(ci.aki, aki, sizeof(aki));
 	assert_string_equal(ci.serial_hex, "01");
 	assert_int_equal(ci.serial_len, 1);
@@ -733,13 +771,14 @@ static void
 test_csr(void **state)
 {
 	char long_name[96];
-	char *domains[] = {"www.example.com", "example.com", "*.api.example.com"};
+	char *domains[] = {"www.example.com", "example.com",
+	                   "*.api.example.com"};
 	char *kp = key_pem(k_ec, 0), *rsa = key_pem(k_rsa, 1);
 	unsigned char *der = NULL;
 	const unsigned char *p;
 	size_t len = 0;
 	X509_REQ *req;
-	STACK_OF(X509_EXTENSION) *exts;
+	STACK_OF(X509_EXTENSION) * exts;
 	GENERAL_NAMES *gens;
 	X509_NAME *subj;
 	char cn[128];
@@ -754,7 +793,8 @@ test_csr(void **state)
 	assert_ptr_equal(p, der + len);
 	assert_int_equal(X509_REQ_verify(req, k_ec), 1);
 	assert_int_equal(EVP_PKEY_eq(X509_REQ_get0_pubkey(req), k_ec), 1);
-	assert_int_equal(X509_REQ_get_signature_nid(req), NID_ecdsa_with_SHA256);
+	assert_int_equal(X509_REQ_get_signature_nid(req),
+	                 NID_ecdsa_with_SHA256);
 	subj = X509_REQ_get_subject_name(req);
 	assert_true(X509_NAME_get_text_by_NID(subj, NID_commonName, cn,
 	                                      sizeof(cn)) > 0);
@@ -768,8 +808,8 @@ test_csr(void **state)
 		assert_int_equal(g->type, GEN_DNS);
 		assert_int_equal(ASN1_STRING_length(g->d.dNSName),
 		                 (int)strlen(domains[i]));
-		assert_memory_equal(ASN1_STRING_get0_data(g->d.dNSName), domains[i],
-		                    strlen(domains[i]));
+		assert_memory_equal(ASN1_STRING_get0_data(g->d.dNSName),
+		                    domains[i], strlen(domains[i]));
 	}
 	GENERAL_NAMES_free(gens);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
@@ -788,7 +828,8 @@ test_csr(void **state)
 		assert_int_equal(X509_REQ_verify(req, k_rsa), 1);
 		assert_int_equal(X509_REQ_get_signature_nid(req),
 		                 NID_sha256WithRSAEncryption);
-		assert_int_equal(X509_NAME_entry_count(X509_REQ_get_subject_name(req)),
+		assert_int_equal(X509_NAME_entry_count(
+		                     X509_REQ_get_subject_name(req)),
 		                 0);
 		exts = X509_REQ_get_extensions(req);
 		gens = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
@@ -800,7 +841,8 @@ test_csr(void **state)
 	}
 
 	assert_int_equal(crypto_csr_der(kp, domains, 0, &der, &len, &err), -1);
-	assert_int_equal(crypto_csr_der("junk", domains, 1, &der, &len, &err), -1);
+	assert_int_equal(crypto_csr_der("junk", domains, 1, &der, &len, &err),
+	                 -1);
 	assert_int_equal(err.code, CF_ERR_DATA);
 	free(kp);
 	free(rsa);

@@ -63,9 +63,9 @@ int
 main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sanitize_rule),
-		cmocka_unit_test(test_sanitize_fit),
-		cmocka_unit_test(test_err_messages_sanitized),
+	    cmocka_unit_test(test_sanitize_rule),
+	    cmocka_unit_test(test_sanitize_fit),
+	    cmocka_unit_test(test_err_messages_sanitized),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,8 +17,8 @@
 static struct cf_node n1 = {"n1", "10.0.0.1", 22, "root"};
 
 static struct cf_node_result
-result(cf_outcome_t outcome, const char *serves, bool touched,
-       cf_code_t code, const char *msg)
+result(cf_outcome_t outcome, const char *serves, bool touched, cf_code_t code,
+       const char *msg)
 {
 	struct cf_node_result r;
 
@@ -72,8 +72,9 @@ test_untouched(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < 3; i++)
-		assert_int_equal(record(&ns, result(o[i], CUR, false, CF_OK,
-		                                    NULL), CUR, 100, &note),
+		assert_int_equal(record(&ns,
+		                        result(o[i], CUR, false, CF_OK, NULL),
+		                        CUR, 100, &note),
 		                 FLEET_UNTOUCHED);
 	assert_int_equal(ns.n, 0);
 }
@@ -88,8 +89,9 @@ test_failed_and_again(void **state)
 	const struct cf_node_state *st;
 
 	(void)state;
-	assert_int_equal(record(&ns, result(CF_OUT_FAILED, NULL, false,
-	                                    CF_ERR_TIMEOUT, "no answer"),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_FAILED, NULL, false,
+	                               CF_ERR_TIMEOUT, "no answer"),
 	                        CUR, 100, &note),
 	                 FLEET_QUARANTINED);
 	assert_int_equal(note.attempts, 1);
@@ -104,16 +106,18 @@ test_failed_and_again(void **state)
 	/* unreachable: nothing observed */
 	assert_string_equal(st->serving_sha256, "");
 
-	assert_int_equal(record(&ns, result(CF_OUT_FAILED, NULL, false,
-	                                    CF_ERR_TIMEOUT, "still nothing"),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_FAILED, NULL, false,
+	                               CF_ERR_TIMEOUT, "still nothing"),
 	                        CUR, 200, &note),
 	                 FLEET_FAILED_AGAIN);
 	assert_int_equal(note.attempts, 2);
 	assert_int_equal(st->quarantined_since, 100);
 	assert_string_equal(st->detail, "still nothing");
 
-	assert_int_equal(record(&ns, result(CF_OUT_FAILED, OLD, true,
-	                                    CF_ERR_CHECK, "nginx -t"),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_FAILED, OLD, true, CF_ERR_CHECK,
+	                               "nginx -t"),
 	                        CUR, 300, &note),
 	                 FLEET_QUARANTINED);
 	assert_int_equal(note.attempts, 3);
@@ -135,19 +139,23 @@ test_failed_verify_keeps_cause(void **state)
 	const struct cf_node_state *st;
 
 	(void)state;
-	record(&ns, result(CF_OUT_FAILED, NULL, false, CF_ERR_HOSTKEY_CHANGED,
-	                   "host key changed"), CUR, 100, &note);
+	record(&ns,
+	       result(CF_OUT_FAILED, NULL, false, CF_ERR_HOSTKEY_CHANGED,
+	              "host key changed"),
+	       CUR, 100, &note);
 	st = fleet_find(&ns, "n1");
-	assert_int_equal(record(&ns, result(CF_OUT_FAILED, OLD, false,
-	                                    CF_ERR_VERIFY, "serves old"),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_FAILED, OLD, false, CF_ERR_VERIFY,
+	                               "serves old"),
 	                        CUR, 200, &note),
 	                 FLEET_CAUSE_KEPT);
 	assert_string_equal(st->reason, "hostkey-changed");
 	assert_int_equal(st->attempts, 1);
 	assert_string_equal(st->serving_sha256, OLD);
 	/* a verify failure after certfleet changed files is a real one */
-	assert_int_equal(record(&ns, result(CF_OUT_FAILED, OLD, true,
-	                                    CF_ERR_VERIFY, "serves old"),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_FAILED, OLD, true, CF_ERR_VERIFY,
+	                               "serves old"),
 	                        CUR, 300, &note),
 	                 FLEET_QUARANTINED);
 	assert_string_equal(st->reason, "verify-failed");
@@ -163,8 +171,9 @@ test_failed_verify_clean_node(void **state)
 	struct fleet_note note;
 
 	(void)state;
-	assert_int_equal(record(&ns, result(CF_OUT_FAILED, OLD, false,
-	                                    CF_ERR_VERIFY, "serves old"),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_FAILED, OLD, false, CF_ERR_VERIFY,
+	                               "serves old"),
 	                        CUR, 100, &note),
 	                 FLEET_QUARANTINED);
 	assert_string_equal(fleet_find(&ns, "n1")->reason, "verify-failed");
@@ -181,8 +190,9 @@ test_success_releases(void **state)
 	const struct cf_node_state *st;
 
 	(void)state;
-	assert_int_equal(record(&ns, result(CF_OUT_DEPLOYED, CUR, true, CF_OK,
-	                                    NULL), CUR, 100, &note),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_DEPLOYED, CUR, true, CF_OK, NULL),
+	                        CUR, 100, &note),
 	                 FLEET_SUCCEEDED);
 	st = fleet_find(&ns, "n1");
 	assert_int_equal(st->last_success, 100);
@@ -194,8 +204,10 @@ test_success_releases(void **state)
 	record(&ns, result(CF_OUT_FAILED, NULL, false, CF_ERR_REFUSED, "rst"),
 	       CUR, 300, &note);
 	/* unchanged (already serving it): released too, no file change */
-	assert_int_equal(record(&ns, result(CF_OUT_UNCHANGED, CUR, false,
-	                                    CF_OK, NULL), CUR, 400, &note),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_UNCHANGED, CUR, false, CF_OK,
+	                               NULL),
+	                        CUR, 400, &note),
 	                 FLEET_RELEASED);
 	assert_string_equal(note.was_reason, "refused");
 	assert_int_equal(note.attempts, 2);
@@ -223,11 +235,14 @@ test_success_needs_current(void **state)
 	record(&ns, result(CF_OUT_FAILED, NULL, false, CF_ERR_AUTH, "denied"),
 	       CUR, 100, &note);
 	st = fleet_find(&ns, "n1");
-	assert_int_equal(record(&ns, result(CF_OUT_UNCHANGED, OLD, false,
-	                                    CF_OK, NULL), CUR, 200, &note),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_UNCHANGED, OLD, false, CF_OK,
+	                               NULL),
+	                        CUR, 200, &note),
 	                 FLEET_OBSERVED);
-	assert_int_equal(record(&ns, result(CF_OUT_DEPLOYED, CUR, true, CF_OK,
-	                                    NULL), NULL, 300, &note),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_DEPLOYED, CUR, true, CF_OK, NULL),
+	                        NULL, 300, &note),
 	                 FLEET_OBSERVED);
 	assert_true(st->quarantined);
 	assert_int_equal(st->last_success, 0);
@@ -293,8 +308,9 @@ test_pinned_node_named(void **state)
 	(void)state;
 	st = store_node(&ns, "n1");
 	fleet_pin(st, "maintenance", 100);
-	assert_int_equal(record(&ns, result(CF_OUT_DEPLOYED, CUR, true, CF_OK,
-	                                    NULL), CUR, 200, &note),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_DEPLOYED, CUR, true, CF_OK, NULL),
+	                        CUR, 200, &note),
 	                 FLEET_RELEASED);
 	assert_string_equal(note.was_reason, "manual");
 	free(note.was_reason);
@@ -302,8 +318,9 @@ test_pinned_node_named(void **state)
 	assert_false(st->manual);
 
 	fleet_pin(st, "maintenance", 300);
-	assert_int_equal(record(&ns, result(CF_OUT_FAILED, NULL, false,
-	                                    CF_ERR_TIMEOUT, "t"),
+	assert_int_equal(record(&ns,
+	                        result(CF_OUT_FAILED, NULL, false,
+	                               CF_ERR_TIMEOUT, "t"),
 	                        CUR, 400, &note),
 	                 FLEET_QUARANTINED);
 	assert_false(st->manual);
@@ -345,8 +362,8 @@ static void
 test_observe_result(void **state)
 {
 	struct cf_node_states ns = {0};
-	struct cf_node_result r = result(CF_OUT_FAILED, NULL, false,
-	                                 CF_ERR_TIMEOUT, "t");
+	struct cf_node_result r =
+	    result(CF_OUT_FAILED, NULL, false, CF_ERR_TIMEOUT, "t");
 
 	(void)state;
 	assert_int_equal(fleet_observe_result(&ns, &r, 100), 0);
@@ -388,8 +405,8 @@ test_drift(void **state)
 {
 	struct cf_node_states ns = {0};
 	struct fleet_note note;
-	struct cf_node_result r = result(CF_OUT_UNCHANGED, CUR, false, CF_OK,
-	                                 NULL);
+	struct cf_node_result r =
+	    result(CF_OUT_UNCHANGED, CUR, false, CF_OK, NULL);
 	const struct cf_node_state *st;
 
 	(void)state;

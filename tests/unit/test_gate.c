@@ -13,7 +13,7 @@
 static enum gate
 decided(struct gate_state *g, size_t pos)
 {
-	enum gate how = (enum gate)-1;
+	enum gate how = (enum gate) - 1;
 
 	assert_true(gate_node_decide(g, pos, &how));
 	return how;

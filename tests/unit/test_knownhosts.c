@@ -13,23 +13,25 @@
 #include "certfleet/b64.h"
 #include "../../src/knownhosts.h"
 
-#define ED_B64                                                               \
+#define ED_B64                                                                 \
 	"AAAAC3NzaC1lZDI1NTE5AAAAIPsUXlkBiyh2SncIRhp5Yf9moQeR9ZlHTW1HuyodosKH"
 #define ED_FP "SHA256:Sv5Z2UlFx76B/xBlH3uLopalhSKFIMeSvyFqitsne5w"
-#define EC_B64                                                               \
-	"AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBB/GLZMfC8PbrUrfa6" \
-	"+X22g7lWignN7p+0EDpCLJO6khbjIT4IlR2Jv17IrtwquS1bia+keIBjebXU/BwJurbmI="
+#define EC_B64                                                                 \
+	"AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBB/"              \
+	"GLZMfC8PbrUrfa6"                                                      \
+	"+X22g7lWignN7p+0EDpCLJO6khbjIT4IlR2Jv17IrtwquS1bia+keIBjebXU/"        \
+	"BwJurbmI="
 #define EC_FP "SHA256:CEeWoVZzQ6cuDX+iiV/K+Sn8rck350YS7CF0F/e9ctI"
-#define OTHER_B64                                                            \
+#define OTHER_B64                                                              \
 	"AAAAC3NzaC1lZDI1NTE5AAAAIL/REUwJZ21rp5uhUi8kTgwRCHUZP7ha7xuLBalDAzTz"
 
 /* ssh-keygen -H of "web1.example.com <ed>" and
  * "[web1.example.com]:2222 <ec>". */
-#define HASHED_ED_LINE                                                     \
-	"|1|PlTWaU/L6nqzmp9R6OSjPCsCAxA=|QcCsCckWGW4eX1hnhPGv8DMsXyk= "     \
+#define HASHED_ED_LINE                                                         \
+	"|1|PlTWaU/L6nqzmp9R6OSjPCsCAxA=|QcCsCckWGW4eX1hnhPGv8DMsXyk= "        \
 	"ssh-ed25519 " ED_B64
-#define HASHED_EC_LINE                                                     \
-	"|1|HEZrPWJI3DCpyFBQU0LzJXNjFkw=|PVspof9nuCxGfDnxNWV/4gz0hrM= "     \
+#define HASHED_EC_LINE                                                         \
+	"|1|HEZrPWJI3DCpyFBQU0LzJXNjFkw=|PVspof9nuCxGfDnxNWV/4gz0hrM= "        \
 	"ecdsa-sha2-nistp256 " EC_B64
 
 struct blob {
@@ -40,9 +42,10 @@ struct blob {
 static struct blob
 blob_of(const char *b64)
 {
-	struct blob b = { NULL, 0 };
+	struct blob b = {NULL, 0};
 
-	assert_int_equal(b64_decode(CF_B64_STD, b64, strlen(b64), &b.p, &b.n), 0);
+	assert_int_equal(b64_decode(CF_B64_STD, b64, strlen(b64), &b.p, &b.n),
+	                 0);
 	return b;
 }
 
@@ -50,7 +53,7 @@ static cf_knownhosts_t *
 parse(const char *text)
 {
 	cf_knownhosts_t *kh = NULL;
-	cf_err_t err = { 0 };
+	cf_err_t err = {0};
 
 	assert_int_equal(knownhosts_parse(text, strlen(text), &kh, &err), 0);
 	assert_non_null(kh);
@@ -63,7 +66,7 @@ check(const cf_knownhosts_t *kh, const char *host, unsigned port,
       const char *b64, char *types, size_t tlen)
 {
 	cf_knownhosts_hits_t *h = NULL;
-	cf_err_t err = { 0 };
+	cf_err_t err = {0};
 	cf_knownhosts_result_t r;
 	struct blob b = blob_of(b64);
 
@@ -85,7 +88,8 @@ test_plain(void **state)
 	char types[128];
 
 	(void)state;
-	kh = parse("web1.example.com,10.0.0.1 ssh-ed25519 " ED_B64 " a comment\n");
+	kh = parse("web1.example.com,10.0.0.1 ssh-ed25519 " ED_B64
+	           " a comment\n");
 	assert_int_equal(check(kh, "web1.example.com", 22, ED_B64, types,
 	                       sizeof(types)),
 	                 KNOWNHOSTS_MATCH);
@@ -171,14 +175,15 @@ test_comments_blank_and_junk(void **state)
 	           "\n"
 	           "   \t  \n"
 	           "   # indented comment\n"
-	           "web1 ssh-ed25519 " ED_B64 "\r\n"     /* CRLF */
-	           "web2 ssh-ed25519\n"                  /* no key */
+	           "web1 ssh-ed25519 " ED_B64 "\r\n" /* CRLF */
+	           "web2 ssh-ed25519\n"              /* no key */
 	           "web3 ssh-ed25519 !!!notbase64!!!\n"
-	           "web4 ssh-rsa " ED_B64 "\n"            /* type lies */
-	           "web5 1024 35 1234567\n"               /* SSH1 */
-	           "|1|c2FsdA==|aGFzaA== ssh-ed25519 " ED_B64 "\n" /* short salt */
+	           "web4 ssh-rsa " ED_B64 "\n" /* type lies */
+	           "web5 1024 35 1234567\n"    /* SSH1 */
+	           "|1|c2FsdA==|aGFzaA== ssh-ed25519 " ED_B64
+	           "\n" /* short salt */
 	           "@unknown-marker web6 ssh-ed25519 " ED_B64 "\n"
-	           "\tweb7   ssh-ed25519\t" ED_B64);        /* no final EOL */
+	           "\tweb7   ssh-ed25519\t" ED_B64); /* no final EOL */
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_MATCH);
 	assert_int_equal(check(kh, "web4", 22, ED_B64, NULL, 0),
@@ -284,11 +289,12 @@ test_not_nul_terminated_and_empty(void **state)
 {
 	static const char text[] = "web1 ssh-ed25519 " ED_B64 "XXXX";
 	cf_knownhosts_t *kh = NULL;
-	cf_err_t err = { 0 };
+	cf_err_t err = {0};
 
 	(void)state;
 	/* the length excludes the trailing XXXX, which would spoil the key */
-	assert_int_equal(knownhosts_parse(text, strlen(text) - 4, &kh, &err), 0);
+	assert_int_equal(knownhosts_parse(text, strlen(text) - 4, &kh, &err),
+	                 0);
 	assert_int_equal(check(kh, "web1", 22, ED_B64, NULL, 0),
 	                 KNOWNHOSTS_MATCH);
 	knownhosts_free(kh);
@@ -320,8 +326,8 @@ test_offered_blob_malformed(void **state)
 {
 	cf_knownhosts_t *kh;
 	cf_knownhosts_hits_t *h = NULL;
-	cf_err_t err = { 0 };
-	static const unsigned char junk[] = { 0, 0, 0, 200, 's', 's', 'h' };
+	cf_err_t err = {0};
+	static const unsigned char junk[] = {0, 0, 0, 200, 's', 's', 'h'};
 
 	(void)state;
 	kh = parse("web1 ssh-ed25519 " ED_B64 "\n");
@@ -338,17 +344,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plain),
-		cmocka_unit_test(test_hashed),
-		cmocka_unit_test(test_host_port),
-		cmocka_unit_test(test_comments_blank_and_junk),
-		cmocka_unit_test(test_cert_authority_skipped),
-		cmocka_unit_test(test_revoked),
-		cmocka_unit_test(test_type_order),
-		cmocka_unit_test(test_patterns),
-		cmocka_unit_test(test_not_nul_terminated_and_empty),
-		cmocka_unit_test(test_fingerprint),
-		cmocka_unit_test(test_offered_blob_malformed),
+	    cmocka_unit_test(test_plain),
+	    cmocka_unit_test(test_hashed),
+	    cmocka_unit_test(test_host_port),
+	    cmocka_unit_test(test_comments_blank_and_junk),
+	    cmocka_unit_test(test_cert_authority_skipped),
+	    cmocka_unit_test(test_revoked),
+	    cmocka_unit_test(test_type_order),
+	    cmocka_unit_test(test_patterns),
+	    cmocka_unit_test(test_not_nul_terminated_and_empty),
+	    cmocka_unit_test(test_fingerprint),
+	    cmocka_unit_test(test_offered_blob_malformed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -107,15 +107,15 @@ count_str(const char *doc, const char *s)
 	return n;
 }
 
-#define assert_line(doc, l)                                                   \
-	do {                                                                  \
-		if (!has_line((doc), (l)))                                    \
-			fail_msg("no line '%s' in:\n%s", (l), (doc));         \
+#define assert_line(doc, l)                                                    \
+	do {                                                                   \
+		if (!has_line((doc), (l)))                                     \
+			fail_msg("no line '%s' in:\n%s", (l), (doc));          \
 	} while (0)
-#define assert_no_line(doc, l)                                                \
-	do {                                                                  \
-		if (has_line((doc), (l)))                                     \
-			fail_msg("unexpected line '%s' in:\n%s", (l), (doc)); \
+#define assert_no_line(doc, l)                                                 \
+	do {                                                                   \
+		if (has_line((doc), (l)))                                      \
+			fail_msg("unexpected line '%s' in:\n%s", (l), (doc));  \
 	} while (0)
 
 /* Every sample line is "name{labels} value": no timestamps, no blank or
@@ -127,12 +127,13 @@ assert_exposition(const char *doc)
 	char line[1024];
 	const char *p = doc, *nl;
 
-	assert_int_equal(regcomp(&sample,
-	                         "^certfleet_[a-z_]+\\{certificate=\"([^\"\\\\]|"
-	                         "\\\\.)*\"(,[a-z]+=\"([^\"\\\\]|\\\\.)*\")*\\} "
-	                         "-?[0-9]+(\\.[0-9]+)?$",
-	                         REG_EXTENDED | REG_NOSUB),
-	                 0);
+	assert_int_equal(
+	    regcomp(&sample,
+	            "^certfleet_[a-z_]+\\{certificate=\"([^\"\\\\]|"
+	            "\\\\.)*\"(,[a-z]+=\"([^\"\\\\]|\\\\.)*\")*\\} "
+	            "-?[0-9]+(\\.[0-9]+)?$",
+	            REG_EXTENDED | REG_NOSUB),
+	    0);
 	assert_int_equal(regcomp(&help, "^# HELP certfleet_[a-z_]+ [^\\\\]+$",
 	                         REG_EXTENDED | REG_NOSUB),
 	                 0);
@@ -170,7 +171,8 @@ assert_promtool_ok(const char *path)
 		return;
 	}
 	snprintf(cmd, sizeof(cmd),
-	         "/usr/bin/promtool check metrics < '%s' >/dev/null 2>&1", path);
+	         "/usr/bin/promtool check metrics < '%s' >/dev/null 2>&1",
+	         path);
 	st = system(cmd);
 	if (st != 0) {
 		snprintf(cmd, sizeof(cmd),
@@ -188,8 +190,8 @@ struct pbfix {
 };
 
 static void
-pbfix_init(struct pbfix *p, const char *cert, const char *n1,
-           const char *n2, const char *n3)
+pbfix_init(struct pbfix *p, const char *cert, const char *n1, const char *n2,
+           const char *n3)
 {
 	memset(p, 0, sizeof(*p));
 	p->pb.cert.name = (char *)cert;
@@ -203,8 +205,10 @@ pbfix_init(struct pbfix *p, const char *cert, const char *n1,
 	p->pb.n_nodes = 3;
 }
 
-#define CUR_SHA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-#define OLD_SHA "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define CUR_SHA                                                                \
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define OLD_SHA                                                                \
+	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 static void
 test_metrics_values(void **state)
@@ -264,33 +268,56 @@ test_metrics_values(void **state)
 	doc = slurp(f->prom);
 	assert_non_null(doc);
 	assert_exposition(doc);
-	assert_line(doc, "certfleet_certificate_not_after_seconds{certificate=\"web\"} 1771776000");
-	assert_line(doc, "certfleet_certificate_not_before_seconds{certificate=\"web\"} 1764000000");
-	assert_line(doc, "certfleet_node_serving_not_after_seconds{certificate=\"web\",node=\"web1\"} 1771776000");
-	assert_line(doc, "certfleet_node_serving_not_after_seconds{certificate=\"web\",node=\"web2\"} 1765000000");
-	assert_int_equal(count_str(doc, "certfleet_node_serving_not_after_seconds{certificate=\"web\",node=\"web3\"}"), 0);
-	assert_line(doc, "certfleet_node_serving_current{certificate=\"web\",node=\"web1\"} 1");
-	assert_line(doc, "certfleet_node_serving_current{certificate=\"web\",node=\"web2\"} 0");
-	assert_line(doc, "certfleet_node_serving_current{certificate=\"web\",node=\"web3\"} 0");
-	assert_line(doc, "certfleet_node_quarantined{certificate=\"web\",node=\"web1\",reason=\"\"} 0");
-	assert_line(doc, "certfleet_node_quarantined{certificate=\"web\",node=\"web2\",reason=\"timeout\"} 1");
-	assert_line(doc, "certfleet_node_quarantined{certificate=\"web\",node=\"web3\",reason=\"\"} 0");
-	assert_line(doc, "certfleet_node_quarantine_attempts{certificate=\"web\",node=\"web2\"} 3");
-	assert_line(doc, "certfleet_node_quarantine_attempts{certificate=\"web\",node=\"web1\"} 0");
+	assert_line(doc, "certfleet_certificate_not_after_seconds{certificate="
+	                 "\"web\"} 1771776000");
+	assert_line(doc, "certfleet_certificate_not_before_seconds{certificate="
+	                 "\"web\"} 1764000000");
+	assert_line(doc, "certfleet_node_serving_not_after_seconds{certificate="
+	                 "\"web\",node=\"web1\"} 1771776000");
+	assert_line(doc, "certfleet_node_serving_not_after_seconds{certificate="
+	                 "\"web\",node=\"web2\"} 1765000000");
+	assert_int_equal(count_str(doc,
+	                           "certfleet_node_serving_not_after_seconds{"
+	                           "certificate=\"web\",node=\"web3\"}"),
+	                 0);
+	assert_line(doc, "certfleet_node_serving_current{certificate=\"web\","
+	                 "node=\"web1\"} 1");
+	assert_line(doc, "certfleet_node_serving_current{certificate=\"web\","
+	                 "node=\"web2\"} 0");
+	assert_line(doc, "certfleet_node_serving_current{certificate=\"web\","
+	                 "node=\"web3\"} 0");
+	assert_line(doc, "certfleet_node_quarantined{certificate=\"web\",node="
+	                 "\"web1\",reason=\"\"} 0");
+	assert_line(doc, "certfleet_node_quarantined{certificate=\"web\",node="
+	                 "\"web2\",reason=\"timeout\"} 1");
+	assert_line(doc, "certfleet_node_quarantined{certificate=\"web\",node="
+	                 "\"web3\",reason=\"\"} 0");
+	assert_line(doc, "certfleet_node_quarantine_attempts{certificate="
+	                 "\"web\",node=\"web2\"} 3");
+	assert_line(doc, "certfleet_node_quarantine_attempts{certificate="
+	                 "\"web\",node=\"web1\"} 0");
 	/* a state entry for a node no longer in the playbook is not a node */
 	assert_int_equal(count_str(doc, "\"gone\""), 0);
 	assert_line(doc, "certfleet_nodes{certificate=\"web\"} 3");
-	assert_line(doc, "certfleet_nodes_serving_current{certificate=\"web\"} 1");
+	assert_line(doc,
+	            "certfleet_nodes_serving_current{certificate=\"web\"} 1");
 	assert_line(doc, "certfleet_nodes_quarantined{certificate=\"web\"} 1");
-	assert_line(doc, "certfleet_renewal_last_success_timestamp_seconds{certificate=\"web\"} 1765500000");
-	assert_line(doc, "certfleet_renewal_last_attempt_timestamp_seconds{certificate=\"web\"} 1766000000");
-	assert_line(doc, "certfleet_renewal_consecutive_failures{certificate=\"web\"} 2");
-	assert_line(doc, "certfleet_deploy_last_success_timestamp_seconds{certificate=\"web\"} 1765900000");
-	assert_line(doc, "certfleet_run_duration_seconds{certificate=\"web\",command=\"deploy\"} 1.234");
-	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command=\"deploy\"} 2");
+	assert_line(doc, "certfleet_renewal_last_success_timestamp_seconds{"
+	                 "certificate=\"web\"} 1765500000");
+	assert_line(doc, "certfleet_renewal_last_attempt_timestamp_seconds{"
+	                 "certificate=\"web\"} 1766000000");
+	assert_line(doc, "certfleet_renewal_consecutive_failures{certificate="
+	                 "\"web\"} 2");
+	assert_line(doc, "certfleet_deploy_last_success_timestamp_seconds{"
+	                 "certificate=\"web\"} 1765900000");
+	assert_line(doc, "certfleet_run_duration_seconds{certificate=\"web\","
+	                 "command=\"deploy\"} 1.234");
+	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command="
+	                 "\"deploy\"} 2");
 	/* the run timestamp is now (no sample timestamps anywhere) */
 	{
-		const char *k = "certfleet_last_run_timestamp_seconds{certificate=\"web\",command=\"deploy\"} ";
+		const char *k = "certfleet_last_run_timestamp_seconds{"
+		                "certificate=\"web\",command=\"deploy\"} ";
 		const char *q = strstr(doc, k);
 		long long ts;
 
@@ -299,7 +326,9 @@ test_metrics_values(void **state)
 		assert_true(ts >= t0 && ts <= cf_wall_now());
 	}
 	/* each family announced once */
-	assert_int_equal(count_str(doc, "# TYPE certfleet_node_quarantined gauge"), 1);
+	assert_int_equal(count_str(doc,
+	                           "# TYPE certfleet_node_quarantined gauge"),
+	                 1);
 	snprintf(line, sizeof(line), "# HELP certfleet_nodes ");
 	assert_int_equal(count_str(doc, line), 1);
 	assert_promtool_ok(f->prom);
@@ -338,9 +367,12 @@ test_metrics_escaping(void **state)
 	doc = slurp(f->prom);
 	assert_non_null(doc);
 	assert_exposition(doc);
-	assert_line(doc, "certfleet_node_serving_current{certificate=\"we\\\"b\",node=\"a\\\"b\"} 0");
-	assert_line(doc, "certfleet_node_quarantined{certificate=\"we\\\"b\",node=\"c\\\\d\",reason=\"x\\\"y\"} 1");
-	assert_line(doc, "certfleet_node_serving_current{certificate=\"we\\\"b\",node=\"e\\nf\"} 0");
+	assert_line(doc, "certfleet_node_serving_current{certificate="
+	                 "\"we\\\"b\",node=\"a\\\"b\"} 0");
+	assert_line(doc, "certfleet_node_quarantined{certificate=\"we\\\"b\","
+	                 "node=\"c\\\\d\",reason=\"x\\\"y\"} 1");
+	assert_line(doc, "certfleet_node_serving_current{certificate="
+	                 "\"we\\\"b\",node=\"e\\nf\"} 0");
 	assert_promtool_ok(f->prom);
 	free(doc);
 }
@@ -365,13 +397,21 @@ test_metrics_empty(void **state)
 	doc = slurp(f->prom);
 	assert_non_null(doc);
 	assert_exposition(doc);
-	assert_int_equal(count_str(doc, "certfleet_certificate_not_after_seconds"), 0);
-	assert_int_equal(count_str(doc, "timestamp_seconds{certificate=\"web\"}"), 0);
+	assert_int_equal(count_str(doc,
+	                           "certfleet_certificate_not_after_seconds"),
+	                 0);
+	assert_int_equal(count_str(doc,
+	                           "timestamp_seconds{certificate=\"web\"}"),
+	                 0);
 	assert_int_equal(count_str(doc, "certfleet_renewal_"), 0);
-	assert_line(doc, "certfleet_node_serving_current{certificate=\"web\",node=\"web2\"} 0");
-	assert_line(doc, "certfleet_node_quarantined{certificate=\"web\",node=\"web2\",reason=\"\"} 0");
-	assert_line(doc, "certfleet_nodes_serving_current{certificate=\"web\"} 0");
-	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command=\"deploy\"} 1");
+	assert_line(doc, "certfleet_node_serving_current{certificate=\"web\","
+	                 "node=\"web2\"} 0");
+	assert_line(doc, "certfleet_node_quarantined{certificate=\"web\",node="
+	                 "\"web2\",reason=\"\"} 0");
+	assert_line(doc,
+	            "certfleet_nodes_serving_current{certificate=\"web\"} 0");
+	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command="
+	                 "\"deploy\"} 1");
 	assert_promtool_ok(f->prom);
 	free(doc);
 }
@@ -394,11 +434,15 @@ test_metrics_keeps_other_commands(void **state)
 	assert_non_null(fp);
 	fputs("# HELP foo junk\n"
 	      "foo_bar 1\n"
-	      "certfleet_run_exit_code{certificate=\"other\",command=\"renew\"} 7\n"
+	      "certfleet_run_exit_code{certificate=\"other\",command=\"renew\"}"
+	      " 7\n"
 	      "certfleet_run_exit_code{certificate=\"web\",command=\"x y\"} 7\n"
-	      "certfleet_run_exit_code{certificate=\"web\",command=\"rollback\"} 0 1700000000\n"
-	      "certfleet_run_exit_code{certificate=\"web\",command=\"status\"} nope\n"
-	      "certfleet_run_exit_code{certificate=\"web\",command=\"verify\"} 2\n"
+	      "certfleet_run_exit_code{certificate=\"web\",command="
+	      "\"rollback\"} 0 1700000000\n"
+	      "certfleet_run_exit_code{certificate=\"web\",command=\"status\"} "
+	      "nope\n"
+	      "certfleet_run_exit_code{certificate=\"web\",command=\"verify\"} "
+	      "2\n"
 	      "certfleet_run_exit_code{certificate=\"web\",command=\"half\"} 3",
 	      fp);
 	fclose(fp);
@@ -414,19 +458,26 @@ test_metrics_keeps_other_commands(void **state)
 	assert_int_equal(metrics_write(f->prom, &in, &err), 0);
 	doc = slurp(f->prom);
 	assert_non_null(doc);
-	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command=\"renew\"} 1");
-	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command=\"deploy\"} 0");
-	assert_line(doc, "certfleet_run_duration_seconds{certificate=\"web\",command=\"renew\"} 0.500");
-	assert_line(doc, "certfleet_run_duration_seconds{certificate=\"web\",command=\"deploy\"} 2.000");
+	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command="
+	                 "\"renew\"} 1");
+	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command="
+	                 "\"deploy\"} 0");
+	assert_line(doc, "certfleet_run_duration_seconds{certificate=\"web\","
+	                 "command=\"renew\"} 0.500");
+	assert_line(doc, "certfleet_run_duration_seconds{certificate=\"web\","
+	                 "command=\"deploy\"} 2.000");
 	/* a well-formed sample of ours from an older run survives */
-	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command=\"verify\"} 2");
+	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command="
+	                 "\"verify\"} 2");
 	assert_int_equal(count_str(doc, "foo"), 0);
 	assert_int_equal(count_str(doc, "\"other\""), 0);
 	assert_int_equal(count_str(doc, "x y"), 0);
 	assert_int_equal(count_str(doc, "rollback"), 0);
 	assert_int_equal(count_str(doc, "status"), 0);
 	assert_int_equal(count_str(doc, "half"), 0);
-	assert_int_equal(count_str(doc, "certfleet_last_run_timestamp_seconds{"), 2);
+	assert_int_equal(count_str(doc,
+	                           "certfleet_last_run_timestamp_seconds{"),
+	                 2);
 	free(doc);
 
 	in.command = "renew";
@@ -435,7 +486,8 @@ test_metrics_keeps_other_commands(void **state)
 	doc = slurp(f->prom);
 	assert_non_null(doc);
 	assert_exposition(doc);
-	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command=\"renew\"} 0");
+	assert_line(doc, "certfleet_run_exit_code{certificate=\"web\",command="
+	                 "\"renew\"} 0");
 	assert_int_equal(count_str(doc, "certfleet_run_exit_code{"), 3);
 	/* sorted by command: stable output */
 	assert_true(strstr(doc, "command=\"deploy\"} 0") <
@@ -589,8 +641,8 @@ notify_playbook(const char *cmd)
 	char buf[2048];
 
 	snprintf(buf, sizeof(buf), notify_pb_fmt, cmd);
-	if (playbook_load_buf("notify-test.json", buf, strlen(buf), &pb,
-	                      &err) < 0)
+	if (playbook_load_buf("notify-test.json", buf, strlen(buf), &pb, &err) <
+	    0)
 		fail_msg("playbook: %s", err.msg);
 	return pb;
 }
@@ -695,7 +747,6 @@ test_notify_command_fails(void **state)
 	playbook_free(pb);
 }
 
-
 /* A hanging command is killed after 10 s with everything it started
  * (its process group), and not run again for the run's next events. */
 static void
@@ -711,7 +762,8 @@ test_notify_command_timeout(void **state)
 	snprintf(script, sizeof(script), "%s/hang.sh", f->dir);
 	snprintf(body, sizeof(body),
 	         "sleep 300 &\necho $! > %s/bg.pid\necho x >> %s/runs\n"
-	         "sleep 300\n", f->dir, f->dir);
+	         "sleep 300\n",
+	         f->dir, f->dir);
 	write_script(script, body);
 	pb = notify_playbook(script);
 	memset(ev, 0, sizeof(ev));
@@ -746,16 +798,11 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-		T(test_metrics_values),
-		T(test_metrics_escaping),
-		T(test_metrics_empty),
-		T(test_metrics_keeps_other_commands),
-		T(test_metrics_write_error),
-		T(test_notify_text),
-		T(test_notify_text_sanitized),
-		T(test_notify_command),
-		T(test_notify_command_fails),
-		T(test_notify_command_timeout),
+	    T(test_metrics_values),        T(test_metrics_escaping),
+	    T(test_metrics_empty),         T(test_metrics_keeps_other_commands),
+	    T(test_metrics_write_error),   T(test_notify_text),
+	    T(test_notify_text_sanitized), T(test_notify_command),
+	    T(test_notify_command_fails),  T(test_notify_command_timeout),
 #undef T
 	};
 

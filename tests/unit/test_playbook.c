@@ -32,19 +32,18 @@ src_path(const char *rel, char *buf, size_t len)
 
 /* ---- jsonpos ---------------------------------------------------------- */
 
-static const char pos_doc[] =
-	"{\n"                                                    /* 1 */
-	"  \"a\": \"tricky } ] { [ \\\" \\\\\",\n"               /* 2 */
-	"  \"b\": {\n"                                           /* 3 */
-	"    \"c\": [10, {\"d\": true},\n"                       /* 4 */
-	"          \"x\\n\", [1,\n"                              /* 5 */
-	"  2]],\n"                                               /* 6 */
-	"    \"\\u0070ort\": 22,\n"                               /* 7 */
-	"    \"\\ud83d\\ude00\": null\n"                          /* 8 */
-	"  },\n"                                                 /* 9 */
-	"  \"e\":\n"                                             /* 10 */
-	"    {}\n"                                               /* 11 */
-	"}\n";
+static const char pos_doc[] = "{\n"                                      /* 1 */
+                              "  \"a\": \"tricky } ] { [ \\\" \\\\\",\n" /* 2 */
+                              "  \"b\": {\n"                             /* 3 */
+                              "    \"c\": [10, {\"d\": true},\n"         /* 4 */
+                              "          \"x\\n\", [1,\n"                /* 5 */
+                              "  2]],\n"                                 /* 6 */
+                              "    \"\\u0070ort\": 22,\n"                /* 7 */
+                              "    \"\\ud83d\\ude00\": null\n"           /* 8 */
+                              "  },\n"                                   /* 9 */
+                              "  \"e\":\n" /* 10 */
+                              "    {}\n"   /* 11 */
+                              "}\n";
 
 static unsigned
 line_of(const struct jsonpos_elem *p, size_t n, bool *found)
@@ -125,14 +124,26 @@ test_jsonpos_malformed(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"", "{", "{\"a", "{\"a\":", "{\"a\": [1, ", "\"\\", "{\"a\":\"\\u12",
-		"[[[[", "]]]]}}}", "{\"a\" 1}", "{\"a\":1 \"b\":2}", ":::", "{:}",
+	    "",
+	    "{",
+	    "{\"a",
+	    "{\"a\":",
+	    "{\"a\": [1, ",
+	    "\"\\",
+	    "{\"a\":\"\\u12",
+	    "[[[[",
+	    "]]]]}}}",
+	    "{\"a\" 1}",
+	    "{\"a\":1 \"b\":2}",
+	    ":::",
+	    "{:}",
 	};
 	struct jsonpos_elem p[] = {{"a", 0}, {NULL, 3}, {"b", 0}};
 	char buf[64];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		unsigned line = jsonpos_line(bad[i], strlen(bad[i]), p, 3, NULL);
+		unsigned line =
+		    jsonpos_line(bad[i], strlen(bad[i]), p, 3, NULL);
 
 		assert_true(line >= 1);
 		for (size_t off = 0; off <= strlen(bad[i]); off++)
@@ -185,7 +196,9 @@ static void
 test_jsonpos_format(void **state)
 {
 	(void)state;
-	struct jsonpos_elem p[] = {{"deploy", 0}, {"files", 0}, {NULL, 12},
+	struct jsonpos_elem p[] = {{"deploy", 0},
+	                           {"files", 0},
+	                           {NULL, 12},
 	                           {"mode", 0}};
 	char buf[64], small[10];
 
@@ -200,48 +213,56 @@ test_jsonpos_format(void **state)
 /* ---- valid playbooks -------------------------------------------------- */
 
 static const char full_pb[] =
-	"{\n"
-	"  \"description\": \"everything set\",\n"
-	"  \"x-owner\": {\"team\": \"ops\"},\n"
-	"  \"certificate\": {\"name\": \"web\", \"domains\": [\"Example.COM\", "
-	"\"www.example.com\"], \"key_type\": \"rsa-3072\", \"x-note\": 1},\n"
-	"  \"acme\": {\"directory\": \"https://acme.example.com/dir\",\n"
-	"           \"contact\": [\"mailto:ops@example.com\", "
-	"\"mailto:pki@example.com\"],\n"
-	"           \"challenge\": \"http-01\", \"dns_hook\": \"/usr/local/bin/hook\",\n"
-	"           \"ca_bundle\": \"/etc/ssl/ca.pem\", \"renew_before_days\": 30,\n"
-	"           \"preferred_chain\": \"ISRG Root X1\", \"profile\": \"tlsserver\",\n"
-	"           \"reuse_key\": true, \"eab\": {\"kid\": \"kid-1\", "
-	"\"hmac_key\": \"c2VjcmV0LWtleQ\"}, \"timeout\": 120},\n"
-	"  \"ssh\": {\"user\": \"deploy\", \"port\": 2222, \"identity\": "
-	"\"/root/.ssh/id_ed25519\",\n"
-	"          \"known_hosts\": \"/etc/certfleet/known_hosts\", "
-	"\"connect_timeout\": 5, \"timeout\": 30},\n"
-	"  \"deploy\": {\"files\": [\n"
-	"      {\"path\": \"/etc/nginx/tls/fullchain.pem\", \"content\": "
-	"\"fullchain\", \"mode\": \"0644\", \"owner\": \"root\", \"group\": \"root\"},\n"
-	"      {\"path\": \"/etc/nginx/tls/privkey.pem\", \"content\": \"privkey\", "
-	"\"mode\": \"640\", \"group\": \"ssl-cert\"},\n"
-	"      {\"path\": \"/etc/nginx/tls/cert.pem\", \"content\": \"cert\"},\n"
-	"      {\"path\": \"/etc/nginx/tls/chain.pem\", \"content\": \"chain\"},\n"
-	"      {\"path\": \"/etc/haproxy/site.pem\", \"content\": \"combined\"}],\n"
-	"    \"check\": \"nginx -t\", \"reload\": \"systemctl reload nginx\", "
-	"\"webroot\": \"/var/www/acme\"},\n"
-	"  \"verify\": {\"port\": 8443, \"server_name\": \"WWW.example.com\", "
-	"\"timeout\": 20},\n"
-	"  \"rollout\": {\"concurrency\": 8, \"canary\": 2, \"canary_failures\": 3, "
-	"\"max_failures\": 3},\n"
-	"  \"notify\": {\"webhooks\": [\"https://hooks.example.com/x\", "
-	"\"http://127.0.0.1:9000/y\"],\n"
-	"             \"command\": \"/usr/local/bin/notify\", \"warn_days\": 14.5},\n"
-	"  \"nodes\": [\n"
-	"    {\"name\": \"web1\", \"host\": \"10.0.0.1\", \"port\": 22, "
-	"\"user\": \"root\"},\n"
-	"    {\"name\": \"web2\", \"host\": \"web2.example.com\", \"x-rack\": \"b\"},\n"
-	"    {\"name\": \"web_3.v6\", \"host\": \"2001:db8::3\"},\n"
-	"    {\"name\": \"ll\", \"host\": \"fe80::1%eth0\"}\n"
-	"  ]\n"
-	"}\n";
+    "{\n"
+    "  \"description\": \"everything set\",\n"
+    "  \"x-owner\": {\"team\": \"ops\"},\n"
+    "  \"certificate\": {\"name\": \"web\", \"domains\": [\"Example.COM\", "
+    "\"www.example.com\"], \"key_type\": \"rsa-3072\", \"x-note\": 1},\n"
+    "  \"acme\": {\"directory\": \"https://acme.example.com/dir\",\n"
+    "           \"contact\": [\"mailto:ops@example.com\", "
+    "\"mailto:pki@example.com\"],\n"
+    "           \"challenge\": \"http-01\", \"dns_hook\": "
+    "\"/usr/local/bin/hook\",\n"
+    "           \"ca_bundle\": \"/etc/ssl/ca.pem\", \"renew_before_days\": "
+    "30,\n"
+    "           \"preferred_chain\": \"ISRG Root X1\", \"profile\": "
+    "\"tlsserver\",\n"
+    "           \"reuse_key\": true, \"eab\": {\"kid\": \"kid-1\", "
+    "\"hmac_key\": \"c2VjcmV0LWtleQ\"}, \"timeout\": 120},\n"
+    "  \"ssh\": {\"user\": \"deploy\", \"port\": 2222, \"identity\": "
+    "\"/root/.ssh/id_ed25519\",\n"
+    "          \"known_hosts\": \"/etc/certfleet/known_hosts\", "
+    "\"connect_timeout\": 5, \"timeout\": 30},\n"
+    "  \"deploy\": {\"files\": [\n"
+    "      {\"path\": \"/etc/nginx/tls/fullchain.pem\", \"content\": "
+    "\"fullchain\", \"mode\": \"0644\", \"owner\": \"root\", \"group\": "
+    "\"root\"},\n"
+    "      {\"path\": \"/etc/nginx/tls/privkey.pem\", \"content\": "
+    "\"privkey\", "
+    "\"mode\": \"640\", \"group\": \"ssl-cert\"},\n"
+    "      {\"path\": \"/etc/nginx/tls/cert.pem\", \"content\": \"cert\"},\n"
+    "      {\"path\": \"/etc/nginx/tls/chain.pem\", \"content\": \"chain\"},\n"
+    "      {\"path\": \"/etc/haproxy/site.pem\", \"content\": \"combined\"}],\n"
+    "    \"check\": \"nginx -t\", \"reload\": \"systemctl reload nginx\", "
+    "\"webroot\": \"/var/www/acme\"},\n"
+    "  \"verify\": {\"port\": 8443, \"server_name\": \"WWW.example.com\", "
+    "\"timeout\": 20},\n"
+    "  \"rollout\": {\"concurrency\": 8, \"canary\": 2, \"canary_failures\": "
+    "3, "
+    "\"max_failures\": 3},\n"
+    "  \"notify\": {\"webhooks\": [\"https://hooks.example.com/x\", "
+    "\"http://127.0.0.1:9000/y\"],\n"
+    "             \"command\": \"/usr/local/bin/notify\", \"warn_days\": "
+    "14.5},\n"
+    "  \"nodes\": [\n"
+    "    {\"name\": \"web1\", \"host\": \"10.0.0.1\", \"port\": 22, "
+    "\"user\": \"root\"},\n"
+    "    {\"name\": \"web2\", \"host\": \"web2.example.com\", \"x-rack\": "
+    "\"b\"},\n"
+    "    {\"name\": \"web_3.v6\", \"host\": \"2001:db8::3\"},\n"
+    "    {\"name\": \"ll\", \"host\": \"fe80::1%eth0\"}\n"
+    "  ]\n"
+    "}\n";
 
 static void
 test_valid_full(void **state)
@@ -333,9 +354,12 @@ test_valid_full(void **state)
 }
 
 #define HEAD "{\n"
-#define CERT "  \"certificate\": {\"name\": \"web\", \"domains\": [\"example.com\"]},\n"
+#define CERT                                                                   \
+	"  \"certificate\": {\"name\": \"web\", \"domains\": "                 \
+	"[\"example.com\"]},\n"
 #define SSH "  \"ssh\": {\"identity\": \"/root/.ssh/id_ed25519\"},\n"
-#define DEPLOY "  \"deploy\": {\"files\": [{\"path\": \"/etc/tls/fullchain.pem\", " \
+#define DEPLOY                                                                 \
+	"  \"deploy\": {\"files\": [{\"path\": \"/etc/tls/fullchain.pem\", "   \
 	"\"content\": \"fullchain\"}]},\n"
 #define NODES "  \"nodes\": [{\"name\": \"web1\", \"host\": \"192.0.2.1\"}]\n"
 #define TAIL "}\n"
@@ -343,11 +367,11 @@ test_valid_full(void **state)
 #define MINIMAL HEAD CERT SSH DEPLOY NODES TAIL
 
 /* Three nodes, one per line (lines 6..8 after HEAD CERT SSH DEPLOY). */
-#define NODES3(third) \
-	"  \"nodes\": [\n" \
-	"    {\"name\": \"web1\", \"host\": \"192.0.2.1\"},\n" \
-	"    {\"name\": \"web2\", \"host\": \"192.0.2.2\"},\n" \
-	"    " third "\n" \
+#define NODES3(third)                                                          \
+	"  \"nodes\": [\n"                                                     \
+	"    {\"name\": \"web1\", \"host\": \"192.0.2.1\"},\n"                 \
+	"    {\"name\": \"web2\", \"host\": \"192.0.2.2\"},\n"                 \
+	"    " third "\n"                                                      \
 	"  ]\n"
 
 static void
@@ -358,7 +382,8 @@ test_valid_minimal(void **state)
 	struct cf_playbook *pb = NULL;
 	cf_err_t err = {0};
 
-	if (playbook_load_buf("min.json", text, sizeof(text) - 1, &pb, &err) < 0)
+	if (playbook_load_buf("min.json", text, sizeof(text) - 1, &pb, &err) <
+	    0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(pb->cert.key_type, CF_KEY_EC_P256);
 	assert_int_equal(pb->cert.n_domains, 1);
@@ -415,16 +440,15 @@ test_verify_endpoints_names(void **state)
 	(void)state;
 	static const char text[] = HEAD
 	    "  \"certificate\": {\"name\": \"web\", \"domains\": "
-	    "[\"example.com\", \"*.example.com\", \"WWW.example.com\"]},\n"
-	    SSH DEPLOY
+	    "[\"example.com\", \"*.example.com\", \"WWW.example.com\"]},\n" SSH
+	        DEPLOY
 	    "  \"verify\": {\"endpoints\": [{\"port\": 993}, {\"port\": 25, "
 	    "\"starttls\": \"smtp\"}, {\"port\": 143, \"starttls\": \"imap\"}, "
 	    "{\"port\": 110, \"starttls\": \"pop3\"}], \"server_name\": "
 	    "\"www.example.com\", \"names\": [\"a.example.com\"], "
-	    "\"ca_bundle\": \"/etc/ssl/private-ca.pem\"},\n"
-	    NODES TAIL;
-	static const char shorthand[] = HEAD CERT SSH DEPLOY
-	    "  \"verify\": {\"port\": 8443},\n" NODES TAIL;
+	    "\"ca_bundle\": \"/etc/ssl/private-ca.pem\"},\n" NODES TAIL;
+	static const char shorthand[] =
+	    HEAD CERT SSH DEPLOY "  \"verify\": {\"port\": 8443},\n" NODES TAIL;
 	struct cf_playbook *pb = NULL;
 	const char **names = NULL;
 	size_t n = 0;
@@ -470,29 +494,31 @@ test_valid_edges(void **state)
 {
 	(void)state;
 	static const char *const ok[] = {
-		/* wildcard with dns-01; SNI falls back to the first plain name */
-		HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": "
-		"[\"*.example.com\", \"example.com\"]},\n"
-		"  \"acme\": {\"directory\": \"https://ca.example/dir\", "
-		"\"challenge\": \"dns-01\", \"dns_hook\": \"/usr/local/bin/h\"},\n"
-		SSH DEPLOY NODES TAIL,
-		/* nesting exactly at the limit inside an extension key */
-		HEAD CERT SSH DEPLOY "  \"x-deep\": "
-		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],\n"
-		NODES TAIL,
-		/* CRLF line ends, escapes, deploy only (no acme.directory) */
-		"{\r\n  \"certificate\": {\"name\": \"w\\u0065b\", \"domains\": "
-		"[\"example.com\"]},\r\n" SSH DEPLOY NODES "}\r\n",
-		/* limits: ports 1 and 65535, timeouts 1 and 3600, canary 0 */
-		HEAD CERT "  \"ssh\": {\"identity\": \"/k\", \"port\": 65535, "
-		"\"connect_timeout\": 1, \"timeout\": 3600},\n"
-		"  \"rollout\": {\"concurrency\": 1024, \"canary\": 0},\n"
-		DEPLOY "  \"nodes\": [{\"name\": \"a\", \"host\": \"h\", "
-		"\"port\": 1}]\n" TAIL,
-		/* paths with the whole allowed charset */
-		HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": "
-		"\"/etc/A-z_0.9/+@:,=/f..pem\", \"content\": \"cert\"}]},\n"
-		NODES TAIL,
+	    /* wildcard with dns-01; SNI falls back to the first plain name */
+	    HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": "
+	         "[\"*.example.com\", \"example.com\"]},\n"
+	         "  \"acme\": {\"directory\": \"https://ca.example/dir\", "
+	         "\"challenge\": \"dns-01\", \"dns_hook\": "
+	         "\"/usr/local/bin/h\"},\n" SSH DEPLOY NODES TAIL,
+	    /* nesting exactly at the limit inside an extension key */
+	    HEAD CERT SSH DEPLOY "  \"x-deep\": "
+	                         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]"
+	                         "]]]]]]]]]]]]]]]]],\n" NODES TAIL,
+	    /* CRLF line ends, escapes, deploy only (no acme.directory) */
+	    "{\r\n  \"certificate\": {\"name\": \"w\\u0065b\", \"domains\": "
+	    "[\"example.com\"]},\r\n" SSH DEPLOY NODES "}\r\n",
+	    /* limits: ports 1 and 65535, timeouts 1 and 3600, canary 0 */
+	    HEAD CERT
+	    "  \"ssh\": {\"identity\": \"/k\", \"port\": 65535, "
+	    "\"connect_timeout\": 1, \"timeout\": 3600},\n"
+	    "  \"rollout\": {\"concurrency\": 1024, \"canary\": 0},\n" DEPLOY
+	    "  \"nodes\": [{\"name\": \"a\", \"host\": \"h\", "
+	    "\"port\": 1}]\n" TAIL,
+	    /* paths with the whole allowed charset */
+	    HEAD CERT SSH
+	    "  \"deploy\": {\"files\": [{\"path\": "
+	    "\"/etc/A-z_0.9/+@:,=/f..pem\", \"content\": \"cert\"}]},\n" NODES
+	        TAIL,
 	};
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -515,321 +541,346 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{"unknown_key_suggest",
-	 HEAD CERT "  \"ssh\": {\"identity\": \"/k\", \"connct_timeout\": 5},\n"
-	 DEPLOY NODES TAIL,
-	 "t.json:3: ssh.connct_timeout: unknown key, did you mean connect_timeout?"},
-	{"unknown_key_plain",
-	 HEAD CERT SSH DEPLOY "  \"frobnicate\": true,\n" NODES TAIL,
-	 "t.json:5: frobnicate: unknown key"},
-	{"unknown_key_in_file",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [\n"
-	 "    {\"path\": \"/a\", \"content\": \"cert\"},\n"
-	 "    {\"path\": \"/b\", \"content\": \"cert\", \"mdoe\": \"0644\"}]},\n"
-	 NODES TAIL,
-	 "t.json:6: deploy.files[1].mdoe: unknown key, did you mean mode?"},
-	{"duplicate_key",
-	 HEAD CERT "  \"ssh\": {\"identity\": \"/k\",\n"
-	 "          \"port\": 22, \"port\": 2222},\n" DEPLOY NODES TAIL,
-	 "t.json:4:28: ssh.port: duplicate key"},
-	{"wrong_type_port",
-	 HEAD CERT "  \"ssh\": {\"identity\": \"/k\", \"port\": \"22\"},\n"
-	 DEPLOY NODES TAIL,
-	 "t.json:3: ssh.port: expected an integer, got string"},
-	{"wrong_type_real",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"c\", \"host\": \"h\", \"port\": 22.5}")
-	 TAIL,
-	 "t.json:8: nodes[2].port: expected an integer, got real"},
-	{"wrong_type_section",
-	 HEAD CERT "  \"ssh\": [\"/k\"],\n" DEPLOY NODES TAIL,
-	 "t.json:3: ssh: expected an object, got array"},
-	{"missing_nodes",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\"}]}\n" TAIL,
-	 "t.json:1: nodes: missing required key"},
-	{"missing_identity",
-	 HEAD CERT "  \"verify\": {},\n  \"ssh\":\n    {\"user\": \"root\"},\n"
-	 DEPLOY NODES TAIL,
-	 "t.json:5: ssh.identity: missing required key"},
-	{"missing_host",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"web3\"}") TAIL,
-	 "t.json:8: nodes[2].host: missing required key"},
-	{"missing_content",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\"}]},\n"
-	 NODES TAIL,
-	 "t.json:4: deploy.files[0].content: missing required key"},
-	{"no_domains",
-	 HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": []},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:2: certificate.domains: must list at least 1 domains"},
-	{"no_nodes",
-	 HEAD CERT SSH DEPLOY "  \"nodes\": []\n" TAIL,
-	 "t.json:5: nodes: must list at least 1 nodes"},
-	{"relative_path",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"etc/tls/c.pem\", "
-	 "\"content\": \"cert\"}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].path: must be an absolute path (start with '/')"},
-	{"dotdot_path",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/etc/tls/../shadow\", "
-	 "\"content\": \"cert\"}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].path: contains a '..' component"},
-	{"dot_path",
-	 HEAD CERT "  \"ssh\": {\"identity\": \"/root/./id\"},\n" DEPLOY NODES TAIL,
-	 "t.json:3: ssh.identity: contains a '.' component"},
-	{"shell_meta_path",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/etc/x;rm\", "
-	 "\"content\": \"cert\"}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].path: contains ';'; paths use only A-Z a-z "
-	 "0-9 and . _ / + @ : , = -"},
-	{"space_path",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/etc/my cert\", "
-	 "\"content\": \"cert\"}], \"webroot\": \"/x\"},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].path: contains whitespace or control characters"},
-	{"double_slash_path",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\"}], \"webroot\": \"/var//www\"},\n" NODES TAIL,
-	 "t.json:4: deploy.webroot: contains '//'"},
-	{"trailing_slash_path",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\"}], \"webroot\": \"/var/www/\"},\n" NODES TAIL,
-	 "t.json:4: deploy.webroot: must not end with '/'"},
-	{"dash_component_path",
-	 HEAD CERT "  \"ssh\": {\"identity\": \"/k\", \"known_hosts\": \"/etc/-rf\"},\n"
-	 DEPLOY NODES TAIL,
-	 "t.json:3: ssh.known_hosts: has a component starting with '-'"},
-	{"newline_in_host",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"web3\", \"host\": \"192.0.2.3\\n\"}")
-	 TAIL,
-	 "t.json:8: nodes[2].host: contains whitespace or control characters"},
-	{"dash_host",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"web3\", \"host\": \"-oProxyCommand=x\"}")
-	 TAIL,
-	 "t.json:8: nodes[2].host: must not start with '-'"},
-	{"bracket_ipv6_host",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"web3\", \"host\": \"[2001:db8::1]\"}")
-	 TAIL,
-	 "t.json:8: nodes[2].host: write IPv6 addresses without brackets"},
-	{"bad_ipv4_host",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"web3\", \"host\": \"192.0.2.300\"}")
-	 TAIL,
-	 "t.json:8: nodes[2].host: is not a valid IPv4 address"},
-	{"underscore_host",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"web3\", \"host\": \"web_3.example\"}")
-	 TAIL,
-	 "t.json:8: nodes[2].host: contains '_'; host names use only A-Z a-z 0-9 . -"},
-	{"dash_name",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"-web3\", \"host\": \"h\"}") TAIL,
-	 "t.json:8: nodes[2].name: must not start with '-'"},
-	{"space_name",
-	 HEAD "  \"certificate\": {\"name\": \"my web\", \"domains\": [\"example.com\"]},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:2: certificate.name: contains whitespace or control characters"},
-	{"slash_name",
-	 HEAD "  \"certificate\": {\"name\": \"../web\", \"domains\": [\"example.com\"]},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:2: certificate.name: must not start with '.'"},
-	{"reserved_name",
-	 HEAD "  \"certificate\": {\"name\": \"accounts\", \"domains\": [\"example.com\"]},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:2: certificate.name: \"accounts\" is reserved by the state directory"},
-	{"long_name",
-	 HEAD "  \"certificate\": {\"name\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	 "aaaaaaaaaaaaaaaaaaaaaaa\", \"domains\": [\"example.com\"]},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:2: certificate.name: longer than 64 characters"},
-	{"duplicate_node_names",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"web1\", \"host\": \"192.0.2.3\"}")
-	 TAIL,
-	 "t.json:8: nodes[2].name: duplicate node name (also nodes[0])"},
-	{"duplicate_file_paths",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [\n"
-	 "    {\"path\": \"/etc/a.pem\", \"content\": \"cert\"},\n"
-	 "    {\"path\": \"/etc/b.pem\", \"content\": \"chain\"},\n"
-	 "    {\"path\": \"/etc/a.pem\", \"content\": \"privkey\"}]},\n"
-	 NODES TAIL,
-	 "t.json:7: deploy.files[2].path: same path as deploy.files[0]"},
-	{"bad_mode_digits",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\", \"mode\": \"0689\"}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].mode: \"0689\" is not an octal mode such as \"0640\""},
-	{"bad_mode_integer",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\", \"mode\": 644}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].mode: expected a string of octal digits such "
-	 "as \"0640\", got integer"},
-	{"setuid_mode",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\", \"mode\": \"4755\"}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].mode: 4755: setuid, setgid and sticky bits are "
-	 "not allowed"},
-	{"world_readable_privkey",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [\n"
-	 "    {\"path\": \"/a\", \"content\": \"cert\"},\n"
-	 "    {\"path\": \"/k\", \"content\": \"privkey\",\n"
-	 "     \"mode\": \"0644\"}]},\n" NODES TAIL,
-	 "t.json:7: deploy.files[1].mode: 0644 gives other users access to a "
-	 "private key; use 0600 or 0640"},
-	{"world_readable_combined",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"combined\", \"mode\": \"604\"}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].mode: 0604 gives other users access to a "
-	 "private key; use 0600 or 0640"},
-	{"port_zero",
-	 HEAD CERT "  \"ssh\": {\"identity\": \"/k\", \"port\": 0},\n"
-	 DEPLOY NODES TAIL,
-	 "t.json:3: ssh.port: must be between 1 and 65535, got 0"},
-	{"port_70000",
-	 HEAD CERT SSH DEPLOY NODES3("{\"name\": \"c\", \"host\": \"h\", \"port\": 70000}")
-	 TAIL,
-	 "t.json:8: nodes[2].port: must be between 1 and 65535, got 70000"},
-	{"verify_port_negative",
-	 HEAD CERT SSH DEPLOY "  \"verify\": {\"port\": -443},\n" NODES TAIL,
-	 "t.json:5: verify.port: must be between 1 and 65535, got -443"},
-	{"timeout_too_long",
-	 HEAD CERT "  \"ssh\": {\"identity\": \"/k\", \"connect_timeout\": 3601},\n"
-	 DEPLOY NODES TAIL,
-	 "t.json:3: ssh.connect_timeout: must be between 1 and 3600, got 3601"},
-	{"concurrency_too_high",
-	 HEAD CERT SSH DEPLOY "  \"rollout\": {\"concurrency\": 2000},\n" NODES TAIL,
-	 "t.json:5: rollout.concurrency: must be between 1 and 1024, got 2000"},
-	{"renew_zero",
-	 HEAD CERT "  \"acme\": {\"renew_before_days\": 0},\n" SSH DEPLOY NODES TAIL,
-	 "t.json:3: acme.renew_before_days: must be more than 0 and less than "
-	 "3650, got 0"},
-	{"bad_content",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"fulchain\"}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].content: unknown content \"fulchain\", did you "
-	 "mean fullchain?"},
-	{"bad_content_far",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"pem\"}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].content: unknown content \"pem\" (expected one "
-	 "of cert, chain, fullchain, privkey, combined)"},
-	{"bad_key_type",
-	 HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": [\"example.com\"],\n"
-	 "                  \"key_type\": \"rsa-1024\"},\n" SSH DEPLOY NODES TAIL,
-	 "t.json:3: certificate.key_type: unknown key type \"rsa-1024\" (expected "
-	 "one of ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096)"},
-	{"http_directory",
-	 HEAD CERT "  \"acme\": {\"directory\": \"http://ca.example/dir\"},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:3: acme.directory: must start with https://"},
-	{"dns01_without_hook",
-	 HEAD CERT "  \"acme\": {\"directory\": \"https://ca.example/dir\",\n"
-	 "           \"challenge\": \"dns-01\"},\n" SSH DEPLOY NODES TAIL,
-	 "t.json:3: acme.dns_hook: required when acme.challenge is \"dns-01\""},
-	{"http01_without_webroot",
-	 HEAD CERT "  \"acme\": {\"directory\": \"https://ca.example/dir\"},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:5: deploy.webroot: required when acme.directory is set and "
-	 "acme.challenge is \"http-01\""},
-	{"wildcard_http01",
-	 HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": [\"example.com\",\n"
-	 "    \"*.example.com\"]},\n"
-	 "  \"acme\": {\"directory\": \"https://ca.example/dir\"},\n"
-	 SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", \"content\": \"cert\"}], "
-	 "\"webroot\": \"/w\"},\n" NODES TAIL,
-	 "t.json:3: certificate.domains[1]: a wildcard name needs acme.challenge "
-	 "\"dns-01\""},
-	{"duplicate_domain",
-	 HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": [\"example.com\",\n"
-	 "    \"www.example.com\",\n    \"WWW.Example.com\"]},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:4: certificate.domains[2]: duplicate of certificate.domains[1]"},
-	{"bad_domain",
-	 HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": [\"exa_mple.com\"]},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:2: certificate.domains[0]: contains '_'; DNS names use only a-z "
-	 "0-9 . - (IDNs in xn-- form)"},
-	{"bad_wildcard",
-	 HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": [\"www.*.example.com\"]},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:2: certificate.domains[0]: a wildcard must be the whole first "
-	 "label (*.example.com)"},
-	{"wildcard_server_name",
-	 HEAD CERT SSH DEPLOY "  \"verify\": {\"server_name\": \"*.example.com\"},\n"
-	 NODES TAIL,
-	 "t.json:5: verify.server_name: must not be a wildcard"},
-	{"eab_half",
-	 HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\"}},\n" SSH DEPLOY NODES TAIL,
-	 "t.json:3: acme.eab.hmac_key: missing required key (or give "
-	 "acme.eab.hmac_key_file)"},
-	{"eab_key_and_key_file",
-	 HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", \"hmac_key\": \"c2Vj\",\n"
-	 "    \"hmac_key_file\": \"/etc/certfleet/eab.key\"}},\n" SSH DEPLOY NODES TAIL,
-	 "t.json:4: acme.eab.hmac_key_file: give acme.eab.hmac_key or "
-	 "acme.eab.hmac_key_file, not both"},
-	{"eab_key_file_relative",
-	 HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", "
-	 "\"hmac_key_file\": \"eab.key\"}},\n" SSH DEPLOY NODES TAIL,
-	 "t.json:3: acme.eab.hmac_key_file: must be an absolute path (start "
-	 "with '/')"},
-	{"keep_previous_not_bool",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\"}], \"keep_previous\": \"no\"},\n" NODES TAIL,
-	 "t.json:4: deploy.keep_previous: expected a boolean, got string"},
-	{"store_keep_one",
-	 HEAD CERT SSH DEPLOY "  \"store\": {\"keep_versions\": 1},\n" NODES TAIL,
-	 "t.json:5: store.keep_versions: must be between 2 and 1000, got 1"},
-	{"store_typo",
-	 HEAD CERT SSH DEPLOY "  \"store\": {\"keep_version\": 5},\n" NODES TAIL,
-	 "t.json:5: store.keep_version: unknown key, did you mean keep_versions?"},
-	{"eab_bad_key_not_echoed",
-	 HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", \"hmac_key\": \"s3cr3t!!\"}},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:3: acme.eab.hmac_key: must be base64url (A-Z a-z 0-9 - _)"},
-	{"bad_contact",
-	 HEAD CERT "  \"acme\": {\"contact\": [\"ops@example.com\"]},\n"
-	 SSH DEPLOY NODES TAIL,
-	 "t.json:3: acme.contact[0]: must be a mailto: URI (mailto:ops@example.com)"},
-	{"bad_webhook",
-	 HEAD CERT SSH DEPLOY "  \"notify\": {\"webhooks\": [\"https://ok.example/\",\n"
-	 "    \"ftp://hooks.example.com/x\"]},\n" NODES TAIL,
-	 "t.json:6: notify.webhooks[1]: must start with https:// or http://"},
-	{"newline_in_check",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\"}],\n"
-	 "    \"check\": \"nginx -t\\nrm -rf /\"},\n" NODES TAIL,
-	 "t.json:5: deploy.check: contains control characters (newline, tab, ...)"},
-	{"empty_reload",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\"}], \"reload\": \"\"},\n" NODES TAIL,
-	 "t.json:4: deploy.reload: must not be empty"},
-	{"dash_user",
-	 HEAD CERT "  \"ssh\": {\"identity\": \"/k\", \"user\": \"-oX\"},\n"
-	 DEPLOY NODES TAIL,
-	 "t.json:3: ssh.user: must not start with '-'"},
-	{"bad_owner",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
-	 "\"content\": \"cert\", \"owner\": \"root;id\"}]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0].owner: contains ';'; user and group names use "
-	 "only A-Z a-z 0-9 . _ -"},
-	{"file_not_object",
-	 HEAD CERT SSH "  \"deploy\": {\"files\": [\"/etc/a.pem\"]},\n" NODES TAIL,
-	 "t.json:4: deploy.files[0]: expected an object, got string"},
-	{"description_not_string",
-	 HEAD "  \"description\": [\"one\", \"two\"],\n" CERT SSH DEPLOY NODES TAIL,
-	 "t.json:2: description: expected a string, got array"},
-	{"escaped_key_located",
-	 HEAD "  \"x-note\": \"a } { [ \\\" tricky string\",\n" CERT
-	 "  \"\\u0073sh\": {\"identity\": \"/k\",\n    \"p\\u006frt\": true},\n"
-	 DEPLOY NODES TAIL,
-	 "t.json:5: ssh.port: expected an integer, got boolean"},
-	{"control_chars_not_echoed",
-	 HEAD CERT SSH DEPLOY "  \"\\u001b[31mred\": 1,\n" NODES TAIL,
-	 "t.json:5: ?[31mred: unknown key"},
-	{"top_level_array",
-	 "[\n  {\"certificate\": {}}\n]\n",
-	 "t.json:1: expected a JSON object at the top level, got array"},
-	{"not_json",
-	 "hello, world\n",
-	 "t.json:1:5: invalid JSON: '[' or '{' expected near 'hello'"},
-	{"trailing_garbage",
-	 MINIMAL "x\n",
-	 "t.json:7:1: invalid JSON: end of file expected near 'x'"},
-	{"empty_file", "", "t.json:1: empty file, expected a JSON object"},
-	{"blank_file", " \n\t\r\n", "t.json:1: empty file, expected a JSON object"},
+    {"unknown_key_suggest",
+     HEAD CERT
+     "  \"ssh\": {\"identity\": \"/k\", \"connct_timeout\": 5},\n" DEPLOY NODES
+         TAIL,
+     "t.json:3: ssh.connct_timeout: unknown key, did you mean "
+     "connect_timeout?"},
+    {"unknown_key_plain",
+     HEAD CERT SSH DEPLOY "  \"frobnicate\": true,\n" NODES TAIL,
+     "t.json:5: frobnicate: unknown key"},
+    {"unknown_key_in_file",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [\n"
+                   "    {\"path\": \"/a\", \"content\": \"cert\"},\n"
+                   "    {\"path\": \"/b\", \"content\": \"cert\", \"mdoe\": "
+                   "\"0644\"}]},\n" NODES TAIL,
+     "t.json:6: deploy.files[1].mdoe: unknown key, did you mean mode?"},
+    {"duplicate_key",
+     HEAD CERT "  \"ssh\": {\"identity\": \"/k\",\n"
+               "          \"port\": 22, \"port\": 2222},\n" DEPLOY NODES TAIL,
+     "t.json:4:28: ssh.port: duplicate key"},
+    {"wrong_type_port",
+     HEAD CERT
+     "  \"ssh\": {\"identity\": \"/k\", \"port\": \"22\"},\n" DEPLOY NODES TAIL,
+     "t.json:3: ssh.port: expected an integer, got string"},
+    {"wrong_type_real",
+     HEAD CERT SSH DEPLOY NODES3(
+         "{\"name\": \"c\", \"host\": \"h\", \"port\": 22.5}") TAIL,
+     "t.json:8: nodes[2].port: expected an integer, got real"},
+    {"wrong_type_section", HEAD CERT "  \"ssh\": [\"/k\"],\n" DEPLOY NODES TAIL,
+     "t.json:3: ssh: expected an object, got array"},
+    {"missing_nodes",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+                   "\"content\": \"cert\"}]}\n" TAIL,
+     "t.json:1: nodes: missing required key"},
+    {"missing_identity",
+     HEAD CERT
+     "  \"verify\": {},\n  \"ssh\":\n    {\"user\": \"root\"},\n" DEPLOY NODES
+         TAIL,
+     "t.json:5: ssh.identity: missing required key"},
+    {"missing_host", HEAD CERT SSH DEPLOY NODES3("{\"name\": \"web3\"}") TAIL,
+     "t.json:8: nodes[2].host: missing required key"},
+    {"missing_content",
+     HEAD CERT SSH
+     "  \"deploy\": {\"files\": [{\"path\": \"/a\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].content: missing required key"},
+    {"no_domains",
+     HEAD
+     "  \"certificate\": {\"name\": \"web\", \"domains\": []},\n" SSH DEPLOY
+         NODES TAIL,
+     "t.json:2: certificate.domains: must list at least 1 domains"},
+    {"no_nodes", HEAD CERT SSH DEPLOY "  \"nodes\": []\n" TAIL,
+     "t.json:5: nodes: must list at least 1 nodes"},
+    {"relative_path",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"etc/tls/c.pem\", "
+                   "\"content\": \"cert\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].path: must be an absolute path (start with "
+     "'/')"},
+    {"dotdot_path",
+     HEAD CERT SSH
+     "  \"deploy\": {\"files\": [{\"path\": \"/etc/tls/../shadow\", "
+     "\"content\": \"cert\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].path: contains a '..' component"},
+    {"dot_path",
+     HEAD CERT "  \"ssh\": {\"identity\": \"/root/./id\"},\n" DEPLOY NODES TAIL,
+     "t.json:3: ssh.identity: contains a '.' component"},
+    {"shell_meta_path",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/etc/x;rm\", "
+                   "\"content\": \"cert\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].path: contains ';'; paths use only A-Z a-z "
+     "0-9 and . _ / + @ : , = -"},
+    {"space_path",
+     HEAD CERT SSH
+     "  \"deploy\": {\"files\": [{\"path\": \"/etc/my cert\", "
+     "\"content\": \"cert\"}], \"webroot\": \"/x\"},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].path: contains whitespace or control "
+     "characters"},
+    {"double_slash_path",
+     HEAD CERT SSH
+     "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+     "\"content\": \"cert\"}], \"webroot\": \"/var//www\"},\n" NODES TAIL,
+     "t.json:4: deploy.webroot: contains '//'"},
+    {"trailing_slash_path",
+     HEAD CERT SSH
+     "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+     "\"content\": \"cert\"}], \"webroot\": \"/var/www/\"},\n" NODES TAIL,
+     "t.json:4: deploy.webroot: must not end with '/'"},
+    {"dash_component_path",
+     HEAD CERT "  \"ssh\": {\"identity\": \"/k\", \"known_hosts\": "
+               "\"/etc/-rf\"},\n" DEPLOY NODES TAIL,
+     "t.json:3: ssh.known_hosts: has a component starting with '-'"},
+    {"newline_in_host",
+     HEAD CERT SSH DEPLOY NODES3(
+         "{\"name\": \"web3\", \"host\": \"192.0.2.3\\n\"}") TAIL,
+     "t.json:8: nodes[2].host: contains whitespace or control characters"},
+    {"dash_host",
+     HEAD CERT SSH DEPLOY NODES3(
+         "{\"name\": \"web3\", \"host\": \"-oProxyCommand=x\"}") TAIL,
+     "t.json:8: nodes[2].host: must not start with '-'"},
+    {"bracket_ipv6_host",
+     HEAD CERT SSH DEPLOY NODES3(
+         "{\"name\": \"web3\", \"host\": \"[2001:db8::1]\"}") TAIL,
+     "t.json:8: nodes[2].host: write IPv6 addresses without brackets"},
+    {"bad_ipv4_host",
+     HEAD CERT SSH DEPLOY NODES3(
+         "{\"name\": \"web3\", \"host\": \"192.0.2.300\"}") TAIL,
+     "t.json:8: nodes[2].host: is not a valid IPv4 address"},
+    {"underscore_host",
+     HEAD CERT SSH DEPLOY NODES3(
+         "{\"name\": \"web3\", \"host\": \"web_3.example\"}") TAIL,
+     "t.json:8: nodes[2].host: contains '_'; host names use only A-Z a-z 0-9 . "
+     "-"},
+    {"dash_name",
+     HEAD CERT SSH DEPLOY NODES3("{\"name\": \"-web3\", \"host\": \"h\"}") TAIL,
+     "t.json:8: nodes[2].name: must not start with '-'"},
+    {"space_name",
+     HEAD "  \"certificate\": {\"name\": \"my web\", \"domains\": "
+          "[\"example.com\"]},\n" SSH DEPLOY NODES TAIL,
+     "t.json:2: certificate.name: contains whitespace or control characters"},
+    {"slash_name",
+     HEAD "  \"certificate\": {\"name\": \"../web\", \"domains\": "
+          "[\"example.com\"]},\n" SSH DEPLOY NODES TAIL,
+     "t.json:2: certificate.name: must not start with '.'"},
+    {"reserved_name",
+     HEAD "  \"certificate\": {\"name\": \"accounts\", \"domains\": "
+          "[\"example.com\"]},\n" SSH DEPLOY NODES TAIL,
+     "t.json:2: certificate.name: \"accounts\" is reserved by the state "
+     "directory"},
+    {"long_name",
+     HEAD
+     "  \"certificate\": {\"name\": "
+     "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaa\", \"domains\": [\"example.com\"]},\n" SSH DEPLOY
+         NODES TAIL,
+     "t.json:2: certificate.name: longer than 64 characters"},
+    {"duplicate_node_names",
+     HEAD CERT SSH DEPLOY NODES3(
+         "{\"name\": \"web1\", \"host\": \"192.0.2.3\"}") TAIL,
+     "t.json:8: nodes[2].name: duplicate node name (also nodes[0])"},
+    {"duplicate_file_paths",
+     HEAD CERT SSH
+     "  \"deploy\": {\"files\": [\n"
+     "    {\"path\": \"/etc/a.pem\", \"content\": \"cert\"},\n"
+     "    {\"path\": \"/etc/b.pem\", \"content\": \"chain\"},\n"
+     "    {\"path\": \"/etc/a.pem\", \"content\": \"privkey\"}]},\n" NODES TAIL,
+     "t.json:7: deploy.files[2].path: same path as deploy.files[0]"},
+    {"bad_mode_digits",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+                   "\"content\": \"cert\", \"mode\": \"0689\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].mode: \"0689\" is not an octal mode such as "
+     "\"0640\""},
+    {"bad_mode_integer",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+                   "\"content\": \"cert\", \"mode\": 644}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].mode: expected a string of octal digits such "
+     "as \"0640\", got integer"},
+    {"setuid_mode",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+                   "\"content\": \"cert\", \"mode\": \"4755\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].mode: 4755: setuid, setgid and sticky bits are "
+     "not allowed"},
+    {"world_readable_privkey",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [\n"
+                   "    {\"path\": \"/a\", \"content\": \"cert\"},\n"
+                   "    {\"path\": \"/k\", \"content\": \"privkey\",\n"
+                   "     \"mode\": \"0644\"}]},\n" NODES TAIL,
+     "t.json:7: deploy.files[1].mode: 0644 gives other users access to a "
+     "private key; use 0600 or 0640"},
+    {"world_readable_combined",
+     HEAD CERT SSH
+     "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+     "\"content\": \"combined\", \"mode\": \"604\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].mode: 0604 gives other users access to a "
+     "private key; use 0600 or 0640"},
+    {"port_zero",
+     HEAD CERT
+     "  \"ssh\": {\"identity\": \"/k\", \"port\": 0},\n" DEPLOY NODES TAIL,
+     "t.json:3: ssh.port: must be between 1 and 65535, got 0"},
+    {"port_70000",
+     HEAD CERT SSH DEPLOY NODES3(
+         "{\"name\": \"c\", \"host\": \"h\", \"port\": 70000}") TAIL,
+     "t.json:8: nodes[2].port: must be between 1 and 65535, got 70000"},
+    {"verify_port_negative",
+     HEAD CERT SSH DEPLOY "  \"verify\": {\"port\": -443},\n" NODES TAIL,
+     "t.json:5: verify.port: must be between 1 and 65535, got -443"},
+    {"timeout_too_long",
+     HEAD CERT
+     "  \"ssh\": {\"identity\": \"/k\", \"connect_timeout\": 3601},\n" DEPLOY
+         NODES TAIL,
+     "t.json:3: ssh.connect_timeout: must be between 1 and 3600, got 3601"},
+    {"concurrency_too_high",
+     HEAD CERT SSH DEPLOY
+     "  \"rollout\": {\"concurrency\": 2000},\n" NODES TAIL,
+     "t.json:5: rollout.concurrency: must be between 1 and 1024, got 2000"},
+    {"renew_zero",
+     HEAD CERT
+     "  \"acme\": {\"renew_before_days\": 0},\n" SSH DEPLOY NODES TAIL,
+     "t.json:3: acme.renew_before_days: must be more than 0 and less than "
+     "3650, got 0"},
+    {"bad_content",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+                   "\"content\": \"fulchain\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].content: unknown content \"fulchain\", did you "
+     "mean fullchain?"},
+    {"bad_content_far",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+                   "\"content\": \"pem\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].content: unknown content \"pem\" (expected one "
+     "of cert, chain, fullchain, privkey, combined)"},
+    {"bad_key_type",
+     HEAD
+     "  \"certificate\": {\"name\": \"web\", \"domains\": [\"example.com\"],\n"
+     "                  \"key_type\": \"rsa-1024\"},\n" SSH DEPLOY NODES TAIL,
+     "t.json:3: certificate.key_type: unknown key type \"rsa-1024\" (expected "
+     "one of ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096)"},
+    {"http_directory",
+     HEAD CERT
+     "  \"acme\": {\"directory\": \"http://ca.example/dir\"},\n" SSH DEPLOY
+         NODES TAIL,
+     "t.json:3: acme.directory: must start with https://"},
+    {"dns01_without_hook",
+     HEAD CERT "  \"acme\": {\"directory\": \"https://ca.example/dir\",\n"
+               "           \"challenge\": \"dns-01\"},\n" SSH DEPLOY NODES TAIL,
+     "t.json:3: acme.dns_hook: required when acme.challenge is \"dns-01\""},
+    {"http01_without_webroot",
+     HEAD CERT
+     "  \"acme\": {\"directory\": \"https://ca.example/dir\"},\n" SSH DEPLOY
+         NODES TAIL,
+     "t.json:5: deploy.webroot: required when acme.directory is set and "
+     "acme.challenge is \"http-01\""},
+    {"wildcard_http01",
+     HEAD
+     "  \"certificate\": {\"name\": \"web\", \"domains\": [\"example.com\",\n"
+     "    \"*.example.com\"]},\n"
+     "  \"acme\": {\"directory\": \"https://ca.example/dir\"},\n" SSH
+     "  \"deploy\": {\"files\": [{\"path\": \"/a\", \"content\": \"cert\"}], "
+     "\"webroot\": \"/w\"},\n" NODES TAIL,
+     "t.json:3: certificate.domains[1]: a wildcard name needs acme.challenge "
+     "\"dns-01\""},
+    {"duplicate_domain",
+     HEAD
+     "  \"certificate\": {\"name\": \"web\", \"domains\": [\"example.com\",\n"
+     "    \"www.example.com\",\n    \"WWW.Example.com\"]},\n" SSH DEPLOY NODES
+         TAIL,
+     "t.json:4: certificate.domains[2]: duplicate of certificate.domains[1]"},
+    {"bad_domain",
+     HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": "
+          "[\"exa_mple.com\"]},\n" SSH DEPLOY NODES TAIL,
+     "t.json:2: certificate.domains[0]: contains '_'; DNS names use only a-z "
+     "0-9 . - (IDNs in xn-- form)"},
+    {"bad_wildcard",
+     HEAD "  \"certificate\": {\"name\": \"web\", \"domains\": "
+          "[\"www.*.example.com\"]},\n" SSH DEPLOY NODES TAIL,
+     "t.json:2: certificate.domains[0]: a wildcard must be the whole first "
+     "label (*.example.com)"},
+    {"wildcard_server_name",
+     HEAD CERT SSH DEPLOY
+     "  \"verify\": {\"server_name\": \"*.example.com\"},\n" NODES TAIL,
+     "t.json:5: verify.server_name: must not be a wildcard"},
+    {"eab_half",
+     HEAD CERT
+     "  \"acme\": {\"eab\": {\"kid\": \"k\"}},\n" SSH DEPLOY NODES TAIL,
+     "t.json:3: acme.eab.hmac_key: missing required key (or give "
+     "acme.eab.hmac_key_file)"},
+    {"eab_key_and_key_file",
+     HEAD CERT
+     "  \"acme\": {\"eab\": {\"kid\": \"k\", \"hmac_key\": \"c2Vj\",\n"
+     "    \"hmac_key_file\": \"/etc/certfleet/eab.key\"}},\n" SSH DEPLOY NODES
+         TAIL,
+     "t.json:4: acme.eab.hmac_key_file: give acme.eab.hmac_key or "
+     "acme.eab.hmac_key_file, not both"},
+    {"eab_key_file_relative",
+     HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", "
+               "\"hmac_key_file\": \"eab.key\"}},\n" SSH DEPLOY NODES TAIL,
+     "t.json:3: acme.eab.hmac_key_file: must be an absolute path (start "
+     "with '/')"},
+    {"keep_previous_not_bool",
+     HEAD CERT SSH
+     "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+     "\"content\": \"cert\"}], \"keep_previous\": \"no\"},\n" NODES TAIL,
+     "t.json:4: deploy.keep_previous: expected a boolean, got string"},
+    {"store_keep_one",
+     HEAD CERT SSH DEPLOY "  \"store\": {\"keep_versions\": 1},\n" NODES TAIL,
+     "t.json:5: store.keep_versions: must be between 2 and 1000, got 1"},
+    {"store_typo",
+     HEAD CERT SSH DEPLOY "  \"store\": {\"keep_version\": 5},\n" NODES TAIL,
+     "t.json:5: store.keep_version: unknown key, did you mean keep_versions?"},
+    {"eab_bad_key_not_echoed",
+     HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", \"hmac_key\": "
+               "\"s3cr3t!!\"}},\n" SSH DEPLOY NODES TAIL,
+     "t.json:3: acme.eab.hmac_key: must be base64url (A-Z a-z 0-9 - _)"},
+    {"bad_contact",
+     HEAD CERT
+     "  \"acme\": {\"contact\": [\"ops@example.com\"]},\n" SSH DEPLOY NODES TAIL,
+     "t.json:3: acme.contact[0]: must be a mailto: URI "
+     "(mailto:ops@example.com)"},
+    {"bad_webhook",
+     HEAD CERT SSH DEPLOY
+     "  \"notify\": {\"webhooks\": [\"https://ok.example/\",\n"
+     "    \"ftp://hooks.example.com/x\"]},\n" NODES TAIL,
+     "t.json:6: notify.webhooks[1]: must start with https:// or http://"},
+    {"newline_in_check",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+                   "\"content\": \"cert\"}],\n"
+                   "    \"check\": \"nginx -t\\nrm -rf /\"},\n" NODES TAIL,
+     "t.json:5: deploy.check: contains control characters (newline, tab, ...)"},
+    {"empty_reload",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+                   "\"content\": \"cert\"}], \"reload\": \"\"},\n" NODES TAIL,
+     "t.json:4: deploy.reload: must not be empty"},
+    {"dash_user",
+     HEAD CERT
+     "  \"ssh\": {\"identity\": \"/k\", \"user\": \"-oX\"},\n" DEPLOY NODES TAIL,
+     "t.json:3: ssh.user: must not start with '-'"},
+    {"bad_owner",
+     HEAD CERT SSH
+     "  \"deploy\": {\"files\": [{\"path\": \"/a\", "
+     "\"content\": \"cert\", \"owner\": \"root;id\"}]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0].owner: contains ';'; user and group names use "
+     "only A-Z a-z 0-9 . _ -"},
+    {"file_not_object",
+     HEAD CERT SSH "  \"deploy\": {\"files\": [\"/etc/a.pem\"]},\n" NODES TAIL,
+     "t.json:4: deploy.files[0]: expected an object, got string"},
+    {"description_not_string",
+     HEAD "  \"description\": [\"one\", \"two\"],\n" CERT SSH DEPLOY NODES TAIL,
+     "t.json:2: description: expected a string, got array"},
+    {"escaped_key_located",
+     HEAD "  \"x-note\": \"a } { [ \\\" tricky string\",\n" CERT
+          "  \"\\u0073sh\": {\"identity\": \"/k\",\n    \"p\\u006frt\": "
+          "true},\n" DEPLOY NODES TAIL,
+     "t.json:5: ssh.port: expected an integer, got boolean"},
+    {"control_chars_not_echoed",
+     HEAD CERT SSH DEPLOY "  \"\\u001b[31mred\": 1,\n" NODES TAIL,
+     "t.json:5: ?[31mred: unknown key"},
+    {"top_level_array", "[\n  {\"certificate\": {}}\n]\n",
+     "t.json:1: expected a JSON object at the top level, got array"},
+    {"not_json", "hello, world\n",
+     "t.json:1:5: invalid JSON: '[' or '{' expected near 'hello'"},
+    {"trailing_garbage", MINIMAL "x\n",
+     "t.json:7:1: invalid JSON: end of file expected near 'x'"},
+    {"empty_file", "", "t.json:1: empty file, expected a JSON object"},
+    {"blank_file", " \n\t\r\n", "t.json:1: empty file, expected a JSON object"},
 };
 
 static void
@@ -840,7 +891,8 @@ run_bad_case(void **state)
 	cf_err_t err = {0};
 
 	assert_int_equal(playbook_load_buf("t.json", bc->json, strlen(bc->json),
-	                                   &pb, &err), -1);
+	                                   &pb, &err),
+	                 -1);
 	assert_null(pb);
 	assert_int_equal(err.code, CF_ERR_CONFIG);
 	assert_string_equal(err.msg, bc->msg);
@@ -885,7 +937,8 @@ test_huge(void **state)
 	assert_string_equal(err.msg, "t.json:1: larger than 1 MiB (1048576 "
 	                             "bytes), too big for a playbook");
 	/* exactly 1 MiB of valid text is fine */
-	assert_int_equal(playbook_load_buf("t.json", text, len - 1, &pb, &err), 0);
+	assert_int_equal(playbook_load_buf("t.json", text, len - 1, &pb, &err),
+	                 0);
 	playbook_free(pb);
 	pb = NULL;
 
@@ -895,8 +948,10 @@ test_huge(void **state)
 	assert_int_equal(write(fd, text, len), (ssize_t)len);
 	close(fd);
 	assert_int_equal(playbook_load(tmpl, &pb, &err), -1);
-	snprintf(msg, sizeof(msg), "%s:1: larger than 1 MiB (1048576 bytes), too "
-	         "big for a playbook", tmpl);
+	snprintf(msg, sizeof(msg),
+	         "%s:1: larger than 1 MiB (1048576 bytes), too "
+	         "big for a playbook",
+	         tmpl);
 	assert_string_equal(err.msg, msg);
 	assert_int_equal(truncate(tmpl, (off_t)len - 1), 0);
 	if (playbook_load(tmpl, &pb, &err) < 0)
@@ -919,9 +974,10 @@ write_temp(char *tmpl, const char *text, mode_t mode)
 	close(fd);
 }
 
-#define EAB_INLINE \
-	HEAD CERT "  \"acme\": {\"eab\": {\"kid\": \"k\", " \
-	"\"hmac_key\": \"c2VjcmV0LWtleQ\"}},\n" SSH DEPLOY NODES TAIL
+#define EAB_INLINE                                                             \
+	HEAD CERT                                                              \
+	    "  \"acme\": {\"eab\": {\"kid\": \"k\", "                          \
+	    "\"hmac_key\": \"c2VjcmV0LWtleQ\"}},\n" SSH DEPLOY NODES TAIL
 
 /* A playbook holding the EAB HMAC key is a secret file: refused when
  * group or others may read it, naming the file and its mode. */
@@ -937,9 +993,11 @@ test_eab_inline_mode(void **state)
 	assert_int_equal(playbook_load(tmpl, &pb, &err), -1);
 	assert_null(pb);
 	assert_int_equal(err.code, CF_ERR_CONFIG);
-	snprintf(msg, sizeof(msg), "%s: mode 0644: the playbook holds "
+	snprintf(msg, sizeof(msg),
+	         "%s: mode 0644: the playbook holds "
 	         "acme.eab.hmac_key and is readable by group or others; chmod "
-	         "600 it or use acme.eab.hmac_key_file", tmpl);
+	         "600 it or use acme.eab.hmac_key_file",
+	         tmpl);
 	assert_string_equal(err.msg, msg);
 	assert_int_equal(chmod(tmpl, 0640), 0);
 	assert_int_equal(playbook_load(tmpl, &pb, &err), -1);
@@ -966,9 +1024,12 @@ test_eab_key_file(void **state)
 	cf_err_t err = {0};
 
 	write_temp(keyf, "c2VjcmV0LWtleQ\n", 0640);
-	snprintf(text, sizeof(text), HEAD CERT "  \"acme\": {\"eab\": "
+	snprintf(text, sizeof(text),
+	         HEAD CERT
+	         "  \"acme\": {\"eab\": "
 	         "{\"kid\": \"k\", \"hmac_key_file\": \"%s\"}},\n" SSH DEPLOY
-	         NODES TAIL, keyf);
+	             NODES TAIL,
+	         keyf);
 	/* the playbook itself holds no secret: 0644 is fine */
 	write_temp(pbf, text, 0644);
 	if (playbook_load(pbf, &pb, &err) < 0)
@@ -980,8 +1041,10 @@ test_eab_key_file(void **state)
 	/* 0640: refused, naming the file and its mode */
 	assert_int_equal(playbook_load_secrets(pb, &err), -1);
 	assert_int_equal(err.code, CF_ERR_CONFIG);
-	snprintf(msg, sizeof(msg), "%s: acme.eab.hmac_key_file %s: mode 0640: "
-	         "the EAB HMAC key is readable by group or others; chmod 600 it",
+	snprintf(msg, sizeof(msg),
+	         "%s: acme.eab.hmac_key_file %s: mode 0640: "
+	         "the EAB HMAC key is readable by group or others; chmod 600 "
+	         "it",
 	         pbf, keyf);
 	assert_string_equal(err.msg, msg);
 	assert_null(pb->acme.eab_hmac_key);
@@ -998,35 +1061,47 @@ test_eab_key_file(void **state)
 	unlink(keyf);
 	strcpy(keyf, "/tmp/test_eab_key.XXXXXX");
 	write_temp(keyf, "s3cr3t!!", 0600);
-	snprintf(text, sizeof(text), HEAD CERT "  \"acme\": {\"eab\": "
+	snprintf(text, sizeof(text),
+	         HEAD CERT
+	         "  \"acme\": {\"eab\": "
 	         "{\"kid\": \"k\", \"hmac_key_file\": \"%s\"}},\n" SSH DEPLOY
-	         NODES TAIL, keyf);
+	             NODES TAIL,
+	         keyf);
 	assert_int_equal(playbook_load_buf("t.json", text, strlen(text), &pb,
-	                                   &err), 0);
+	                                   &err),
+	                 0);
 	assert_int_equal(playbook_load_secrets(pb, &err), -1);
-	snprintf(msg, sizeof(msg), "t.json: acme.eab.hmac_key_file %s: must be "
-	         "base64url (A-Z a-z 0-9 - _)", keyf);
+	snprintf(msg, sizeof(msg),
+	         "t.json: acme.eab.hmac_key_file %s: must be "
+	         "base64url (A-Z a-z 0-9 - _)",
+	         keyf);
 	assert_string_equal(err.msg, msg);
 	assert_null(strstr(err.msg, "s3cr3t"));
 
 	/* missing: refused, naming the file */
 	unlink(keyf);
 	assert_int_equal(playbook_load_secrets(pb, &err), -1);
-	snprintf(msg, sizeof(msg), "t.json: acme.eab.hmac_key_file %s: No such "
-	         "file or directory", keyf);
+	snprintf(msg, sizeof(msg),
+	         "t.json: acme.eab.hmac_key_file %s: No such "
+	         "file or directory",
+	         keyf);
 	assert_string_equal(err.msg, msg);
 
 	/* a directory is not a key file */
 	playbook_free(pb);
 	pb = NULL;
-	snprintf(text, sizeof(text), HEAD CERT "  \"acme\": {\"eab\": "
+	snprintf(text, sizeof(text),
+	         HEAD CERT
+	         "  \"acme\": {\"eab\": "
 	         "{\"kid\": \"k\", \"hmac_key_file\": \"/tmp\"}},\n" SSH DEPLOY
-	         NODES TAIL);
+	             NODES TAIL);
 	assert_int_equal(playbook_load_buf("t.json", text, strlen(text), &pb,
-	                                   &err), 0);
+	                                   &err),
+	                 0);
 	assert_int_equal(playbook_load_secrets(pb, &err), -1);
-	assert_string_equal(err.msg, "t.json: acme.eab.hmac_key_file /tmp: not a "
-	                             "regular file");
+	assert_string_equal(err.msg,
+	                    "t.json: acme.eab.hmac_key_file /tmp: not a "
+	                    "regular file");
 	playbook_free(pb);
 	unlink(pbf);
 }
@@ -1041,8 +1116,9 @@ test_missing_file(void **state)
 	assert_int_equal(playbook_load("/nonexistent/p.json", &pb, &err), -1);
 	assert_null(pb);
 	assert_int_equal(err.code, CF_ERR_CONFIG);
-	assert_string_equal(err.msg, "/nonexistent/p.json: cannot open playbook: "
-	                             "No such file or directory");
+	assert_string_equal(err.msg,
+	                    "/nonexistent/p.json: cannot open playbook: "
+	                    "No such file or directory");
 }
 
 /* ---- files on disk ------------------------------------------------------ */
@@ -1071,8 +1147,10 @@ test_fixture_files(void **state)
 	src_path("tests/unit/fixtures/playbook/bad-host.json", path,
 	         sizeof(path));
 	assert_int_equal(playbook_load(path, &pb, &err), -1);
-	snprintf(msg, sizeof(msg), "%s:15: nodes[2].host: contains whitespace "
-	         "or control characters", path);
+	snprintf(msg, sizeof(msg),
+	         "%s:15: nodes[2].host: contains whitespace "
+	         "or control characters",
+	         path);
 	assert_string_equal(err.msg, msg);
 
 	src_path("tests/unit/fixtures/playbook/bad-duplicate.json", path,
@@ -1135,23 +1213,23 @@ int
 main(int argc, char **argv)
 {
 	static const struct CMUnitTest fixed[] = {
-		cmocka_unit_test(test_jsonpos_found),
-		cmocka_unit_test(test_jsonpos_missing),
-		cmocka_unit_test(test_jsonpos_malformed),
-		cmocka_unit_test(test_jsonpos_depth),
-		cmocka_unit_test(test_jsonpos_key_path_at),
-		cmocka_unit_test(test_jsonpos_format),
-		cmocka_unit_test(test_valid_full),
-		cmocka_unit_test(test_valid_minimal),
-		cmocka_unit_test(test_verify_endpoints_names),
-		cmocka_unit_test(test_valid_edges),
-		cmocka_unit_test(test_too_deep),
-		cmocka_unit_test(test_huge),
-		cmocka_unit_test(test_missing_file),
-		cmocka_unit_test(test_eab_inline_mode),
-		cmocka_unit_test(test_eab_key_file),
-		cmocka_unit_test(test_fixture_files),
-		cmocka_unit_test(test_shipped_playbooks),
+	    cmocka_unit_test(test_jsonpos_found),
+	    cmocka_unit_test(test_jsonpos_missing),
+	    cmocka_unit_test(test_jsonpos_malformed),
+	    cmocka_unit_test(test_jsonpos_depth),
+	    cmocka_unit_test(test_jsonpos_key_path_at),
+	    cmocka_unit_test(test_jsonpos_format),
+	    cmocka_unit_test(test_valid_full),
+	    cmocka_unit_test(test_valid_minimal),
+	    cmocka_unit_test(test_verify_endpoints_names),
+	    cmocka_unit_test(test_valid_edges),
+	    cmocka_unit_test(test_too_deep),
+	    cmocka_unit_test(test_huge),
+	    cmocka_unit_test(test_missing_file),
+	    cmocka_unit_test(test_eab_inline_mode),
+	    cmocka_unit_test(test_eab_key_file),
+	    cmocka_unit_test(test_fixture_files),
+	    cmocka_unit_test(test_shipped_playbooks),
 	};
 	size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);
 	size_t n_bad = sizeof(bad_cases) / sizeof(bad_cases[0]);

@@ -30,8 +30,12 @@ run_sh(const char *script, int64_t timeout_ms, struct cf_proc_result *res)
 {
 	char *argv[] = {"sh", "-c", (char *)script, NULL};
 	struct cf_proc_spec spec = {
-	    .path = "/bin/sh", .argv = argv, .envp = environ, .capture = true,
-	    .out_max = 4096, .timeout_ms = timeout_ms,
+	    .path = "/bin/sh",
+	    .argv = argv,
+	    .envp = environ,
+	    .capture = true,
+	    .out_max = 4096,
+	    .timeout_ms = timeout_ms,
 	};
 	cf_err_t err = {0};
 
@@ -45,7 +49,6 @@ exited_0(const struct cf_proc_result *res)
 	       WIFEXITED(res->status) && WEXITSTATUS(res->status) == 0;
 }
 
-
 static void
 ignore_raw(int sig)
 {
@@ -58,7 +61,8 @@ ignore_raw(int sig)
 
 	memset(&k, 0, sizeof(k));
 	k.handler = SIG_IGN;
-	assert_int_equal(syscall(SYS_rt_sigaction, sig, &k, NULL, sizeof(k.mask)),
+	assert_int_equal(syscall(SYS_rt_sigaction, sig, &k, NULL,
+	                         sizeof(k.mask)),
 	                 0);
 }
 
@@ -101,7 +105,8 @@ test_own_group(void **state)
 	struct cf_proc_result res;
 
 	(void)state;
-	run_sh("set -- $(cat /proc/$$/stat); [ \"$5\" = \"$$\" ] && echo own-group",
+	run_sh("set -- $(cat /proc/$$/stat); [ \"$5\" = \"$$\" ] && echo "
+	       "own-group",
 	       5000, &res);
 	assert_true(exited_0(&res));
 	assert_string_equal(res.out.data, "own-group\n");
@@ -138,8 +143,13 @@ test_deadline_term_then_kill(void **state)
 	                "(trap '' TERM; exec sleep 300) & echo $!; sleep 300",
 	                NULL};
 	struct cf_proc_spec spec = {
-	    .path = "/bin/sh", .argv = argv, .envp = environ, .capture = true,
-	    .out_max = 4096, .timeout_ms = 300, .term_grace_ms = 300,
+	    .path = "/bin/sh",
+	    .argv = argv,
+	    .envp = environ,
+	    .capture = true,
+	    .out_max = 4096,
+	    .timeout_ms = 300,
+	    .term_grace_ms = 300,
 	};
 	struct cf_proc_result res;
 	cf_err_t err = {0};
@@ -177,9 +187,14 @@ test_input_and_status(void **state)
 {
 	char *argv[] = {"sh", "-c", "cat; exit 7", NULL};
 	struct cf_proc_spec spec = {
-	    .path = "/bin/sh", .argv = argv, .envp = environ,
-	    .input = "hello\n", .input_len = 6, .capture = true,
-	    .out_max = 3, .timeout_ms = 5000,
+	    .path = "/bin/sh",
+	    .argv = argv,
+	    .envp = environ,
+	    .input = "hello\n",
+	    .input_len = 6,
+	    .capture = true,
+	    .out_max = 3,
+	    .timeout_ms = 5000,
 	};
 	struct cf_proc_result res;
 	cf_err_t err = {0};
@@ -198,8 +213,12 @@ test_exec_fails(void **state)
 {
 	char *argv[] = {"/nonexistent/hook", NULL};
 	struct cf_proc_spec spec = {
-	    .path = "/nonexistent/hook", .argv = argv, .envp = environ,
-	    .capture = true, .out_max = 100, .timeout_ms = 5000,
+	    .path = "/nonexistent/hook",
+	    .argv = argv,
+	    .envp = environ,
+	    .capture = true,
+	    .out_max = 100,
+	    .timeout_ms = 5000,
 	};
 	struct cf_proc_result res;
 	cf_err_t err = {0};
@@ -214,13 +233,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_signals_default),
-		cmocka_unit_test(test_own_group),
-		cmocka_unit_test(test_deadline_kills_group),
-		cmocka_unit_test(test_deadline_term_then_kill),
-		cmocka_unit_test(test_returns_at_exit),
-		cmocka_unit_test(test_input_and_status),
-		cmocka_unit_test(test_exec_fails),
+	    cmocka_unit_test(test_signals_default),
+	    cmocka_unit_test(test_own_group),
+	    cmocka_unit_test(test_deadline_kills_group),
+	    cmocka_unit_test(test_deadline_term_then_kill),
+	    cmocka_unit_test(test_returns_at_exit),
+	    cmocka_unit_test(test_input_and_status),
+	    cmocka_unit_test(test_exec_fails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

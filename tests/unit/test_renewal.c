@@ -128,7 +128,7 @@ test_ari_window_in_the_past(void **state)
 	cert(&ci, 10 * DAY, 100 * DAY);
 	memset(&rs, 0, sizeof(rs));
 	rs.ari_cert_id = "AAA.BBB";
-	rs.ari_window_start = 2 * DAY;   /* before the cert was even issued */
+	rs.ari_window_start = 2 * DAY; /* before the cert was even issued */
 	rs.ari_chosen = 3 * DAY;
 	rs.ari_explanation = "https://ca.test/incident";
 	renewal_due(want, 1, 0, &ci, &rs, "AAA.BBB", 20 * DAY, &d);
@@ -202,13 +202,13 @@ int
 main(void)
 {
 	static const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_before),
-		cmocka_unit_test(test_lifetime),
-		cmocka_unit_test(test_no_cert_and_domains),
-		cmocka_unit_test(test_ari),
-		cmocka_unit_test(test_ari_window_in_the_past),
-		cmocka_unit_test(test_boundary),
-		cmocka_unit_test(test_check_thresholds),
+	    cmocka_unit_test(test_before),
+	    cmocka_unit_test(test_lifetime),
+	    cmocka_unit_test(test_no_cert_and_domains),
+	    cmocka_unit_test(test_ari),
+	    cmocka_unit_test(test_ari_window_in_the_past),
+	    cmocka_unit_test(test_boundary),
+	    cmocka_unit_test(test_check_thresholds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

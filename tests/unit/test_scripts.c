@@ -43,7 +43,8 @@ static const char *const nasty[] = {
     "\xc3\xa9t\xc3\xa9 \xe2\x9c\x93",
     "%s%n%%",
     "\\n\\t\\0",
-    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIP\n-----END PRIVATE KEY-----\n",
+    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIP\n-----END PRIVATE "
+    "KEY-----\n",
 };
 
 #define N_NASTY (sizeof(nasty) / sizeof(nasty[0]))
@@ -104,15 +105,20 @@ test_values_round_trip(void **state)
 		assert_int_equal(cf_buf_append(&b, get_fn, strlen(get_fn)), 0);
 		/* each value framed, so an empty or newline-ended one shows */
 		assert_int_equal(cf_buf_printf(&b,
-		    "i=0; while [ \"$i\" -lt %zu ]; do get v T \"$i\"; "
-		    "printf '<%%s>' \"$v\"; i=$((i+1)); done\n", N_NASTY), 0);
+		                               "i=0; while [ \"$i\" -lt %zu ]; "
+		                               "do get v T \"$i\"; "
+		                               "printf '<%%s>' \"$v\"; "
+		                               "i=$((i+1)); done\n",
+		                               N_NASTY),
+		                 0);
 		out = run_shell(shells[s], b.data, b.len, &status);
 		{
 			cf_buf_t want = {0};
 
 			for (i = 0; i < N_NASTY; i++)
 				assert_int_equal(cf_buf_printf(&want, "<%s>",
-				                               nasty[i]), 0);
+				                               nasty[i]),
+				                 0);
 			if (strcmp(out, want.data) != 0)
 				fail_msg("%s: got\n%s\nwant\n%s", shells[s],
 				         out, want.data);
@@ -132,10 +138,10 @@ static void
 test_scripts_parse(void **state)
 {
 	const char *const scripts[] = {cf_sh_preflight, cf_sh_stage,
-	                               cf_sh_rollback, cf_sh_dirsafe,
-	                               cf_sh_audit, cf_sh_keyclean};
+	                               cf_sh_rollback,  cf_sh_dirsafe,
+	                               cf_sh_audit,     cf_sh_keyclean};
 	const char *const names[] = {"preflight", "stage", "rollback",
-	                             "dirsafe", "audit", "keyclean"};
+	                             "dirsafe",   "audit", "keyclean"};
 	size_t s, k, i;
 
 	(void)state;
@@ -146,19 +152,26 @@ test_scripts_parse(void **state)
 			int status;
 			char *out;
 
-			assert_int_equal(cf_buf_printf(&b, "N=%zu\n", N_NASTY), 0);
+			assert_int_equal(cf_buf_printf(&b, "N=%zu\n", N_NASTY),
+			                 0);
 			for (i = 0; i < N_NASTY; i++) {
-				assert_int_equal(cf_buf_printf(&b, "T%zu=", i), 0);
-				assert_int_equal(cf_buf_shquote(&b, nasty[i]), 0);
-				assert_int_equal(cf_buf_printf(&b, "\nC%zu=", i), 0);
-				assert_int_equal(cf_buf_shquote(&b, nasty[i]), 0);
+				assert_int_equal(cf_buf_printf(&b, "T%zu=", i),
+				                 0);
+				assert_int_equal(cf_buf_shquote(&b, nasty[i]),
+				                 0);
+				assert_int_equal(cf_buf_printf(&b,
+				                               "\nC%zu=", i),
+				                 0);
+				assert_int_equal(cf_buf_shquote(&b, nasty[i]),
+				                 0);
 				assert_int_equal(cf_buf_append(&b, "\n", 1), 0);
 			}
 			assert_int_equal(cf_buf_append(&b, "CHECK=", 6), 0);
 			assert_int_equal(cf_buf_shquote(&b, nasty[5]), 0);
 			assert_int_equal(cf_buf_append(&b, "\n", 1), 0);
 			assert_int_equal(cf_buf_append(&b, scripts[k],
-			                               strlen(scripts[k])), 0);
+			                               strlen(scripts[k])),
+			                 0);
 			assert_int_equal(cf_buf_append(&b, "main\n", 5), 0);
 			snprintf(cmd, sizeof(cmd), "%s -n", shells[s]);
 			out = run_shell(cmd, b.data, b.len, &status);
@@ -179,7 +192,8 @@ test_embedded_text(void **state)
 	(void)state;
 	assert_non_null(strstr(cf_sh_stage, "echo certfleet-ok\n"));
 	assert_non_null(strstr(cf_sh_rollback, "main \"$@\"\n"));
-	assert_non_null(strstr(cf_sh_preflight, "echo certfleet-preflight-done\n"));
+	assert_non_null(
+	    strstr(cf_sh_preflight, "echo certfleet-preflight-done\n"));
 	assert_null(strstr(cf_sh_stage, "\n#"));
 	assert_null(strstr(cf_sh_stage, "\n\n"));
 	assert_null(strstr(cf_sh_rollback, "shellcheck"));
@@ -193,10 +207,13 @@ test_dirsafe(void **state)
 {
 	char base[] = "/tmp/certfleet-test-dirsafe.XXXXXX", sub[128];
 	static const struct {
-		unsigned mode; const char *sd, *dir; const char *want;
+		unsigned mode;
+		const char *sd, *dir;
+		const char *want;
 	} cases[] = {
 	    {0755, "", "sub", "0 "},
-	    {0775, "", "sub", "1 directory %s is group- or other-writable (owner "},
+	    {0775, "", "sub",
+	     "1 directory %s is group- or other-writable (owner "},
 	    {0757, "", "sub", "1 directory %s is group- or other-writable"},
 	    /* shared_dir: the target directory itself may be writable ... */
 	    {0775, "1", "", "0 "},
@@ -217,24 +234,31 @@ test_dirsafe(void **state)
 			char *out;
 
 			assert_int_equal(chmod(base, cases[k].mode), 0);
-			assert_int_equal(cf_buf_printf(&b,
-			    "nl='\n'\nget() { eval \"$1=\\${$2$3}\"; }\n"
-			    "N=1\nD0='%s%s%s'\nSD0='%s'\n", base,
-			    cases[k].dir[0] ? "/" : "", cases[k].dir,
-			    cases[k].sd), 0);
+			assert_int_equal(
+			    cf_buf_printf(&b,
+			                  "nl='\n'\nget() { eval "
+			                  "\"$1=\\${$2$3}\"; }\n"
+			                  "N=1\nD0='%s%s%s'\nSD0='%s'\n",
+			                  base, cases[k].dir[0] ? "/" : "",
+			                  cases[k].dir, cases[k].sd),
+			    0);
 			assert_int_equal(cf_buf_append(&b, cf_sh_dirsafe,
-			                               strlen(cf_sh_dirsafe)), 0);
-			assert_int_equal(cf_buf_printf(&b,
-			    "dirsafe; echo \"$? ${unsafe:-}\"\n"), 0);
+			                               strlen(cf_sh_dirsafe)),
+			                 0);
+			assert_int_equal(cf_buf_printf(&b, "dirsafe; echo \"$? "
+			                                   "${unsafe:-}\"\n"),
+			                 0);
 			out = run_shell(shells[s], b.data, b.len, &status);
 			snprintf(want, sizeof(want), cases[k].want, base);
 			/* a safe case may still meet an unsafe ancestor of
 			 * base (/tmp is 1777): then it names that, not base */
-			if (strcmp(want, "0 ") == 0 && strncmp(out, "1 ", 2) == 0 &&
+			if (strcmp(want, "0 ") == 0 &&
+			    strncmp(out, "1 ", 2) == 0 &&
 			    strstr(out, base) == NULL)
 				strcpy(want, "1 ");
 			if (strncmp(out, want, strlen(want)) != 0)
-				fail_msg("%s: case %zu: got \"%s\", want \"%s...\"",
+				fail_msg("%s: case %zu: got \"%s\", want "
+				         "\"%s...\"",
 				         shells[s], k, out, want);
 			free(out);
 			cf_buf_free(&b);

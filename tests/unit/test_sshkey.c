@@ -23,47 +23,55 @@
 #include "../../src/sshkey.h"
 
 static const char ED_KEY[] =
-	"-----BEGIN OPENSSH PRIVATE KEY-----\n"
-	"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
-	"QyNTUxOQAAACAR2MURrlzHK31OGX/r5lTT2fUf/LmzeZ8jbFHzMHi0hAAAAIifowy2n6MM\n"
-	"tgAAAAtzc2gtZWQyNTUxOQAAACAR2MURrlzHK31OGX/r5lTT2fUf/LmzeZ8jbFHzMHi0hA\n"
-	"AAAEDQFF2+AtZ1k1fNvHPI5WEjtG1DPHgVaHDoHeGOZxFxhxHYxRGuXMcrfU4Zf+vmVNPZ\n"
-	"9R/8ubN5nyNsUfMweLSEAAAAAXQBAgME\n"
-	"-----END OPENSSH PRIVATE KEY-----\n";
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACAR2MURrlzHK31OGX/r5lTT2fUf/LmzeZ8jbFHzMHi0hAAAAIifowy2n6MM\n"
+    "tgAAAAtzc2gtZWQyNTUxOQAAACAR2MURrlzHK31OGX/r5lTT2fUf/LmzeZ8jbFHzMHi0hA\n"
+    "AAAEDQFF2+AtZ1k1fNvHPI5WEjtG1DPHgVaHDoHeGOZxFxhxHYxRGuXMcrfU4Zf+vmVNPZ\n"
+    "9R/8ubN5nyNsUfMweLSEAAAAAXQBAgME\n"
+    "-----END OPENSSH PRIVATE KEY-----\n";
 
 static const char ECP_KEY[] =
-	"-----BEGIN OPENSSH PRIVATE KEY-----\n"
-	"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAaAAAABNlY2RzYS\n"
-	"1zaGEyLW5pc3RwMjU2AAAACG5pc3RwMjU2AAAAQQQKNqEMcRnlcvpIZq+pTwJSIf/mxCzi\n"
-	"Uocp9ialRR6gf7kv6evKhvNCBpaZK7HZFQwOA8eTJkemxccjiYDPP85OAAAAoKJvwOWib8\n"
-	"DlAAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAo2oQxxGeVy+khm\n"
-	"r6lPAlIh/+bELOJShyn2JqVFHqB/uS/p68qG80IGlpkrsdkVDA4Dx5MmR6bFxyOJgM8/zk\n"
-	"4AAAAgGBjcZkiPJsYuvlYkrcKQxnkVr1XT61hq+44uSL3G2soAAAABdAECAwQFBgc=\n"
-	"-----END OPENSSH PRIVATE KEY-----\n";
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAaAAAABNlY2RzYS\n"
+    "1zaGEyLW5pc3RwMjU2AAAACG5pc3RwMjU2AAAAQQQKNqEMcRnlcvpIZq+pTwJSIf/mxCzi\n"
+    "Uocp9ialRR6gf7kv6evKhvNCBpaZK7HZFQwOA8eTJkemxccjiYDPP85OAAAAoKJvwOWib8\n"
+    "DlAAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAo2oQxxGeVy+khm\n"
+    "r6lPAlIh/+bELOJShyn2JqVFHqB/uS/p68qG80IGlpkrsdkVDA4Dx5MmR6bFxyOJgM8/zk\n"
+    "4AAAAgGBjcZkiPJsYuvlYkrcKQxnkVr1XT61hq+44uSL3G2soAAAABdAECAwQFBgc=\n"
+    "-----END OPENSSH PRIVATE KEY-----\n";
 
 static const char ECPEM_KEY[] =
-	"-----BEGIN EC PRIVATE KEY-----\n"
-	"MIGkAgEBBDAqzJxVUdnbPkgjLAC+8BF88ZYibTw6pTE/Z5tZpIK5G3nYjY8aDqQn\n"
-	"hyP2Mg5mmcOgBwYFK4EEACKhZANiAASy9ErzMOcXMAfl/crRkGBsiX2j/AXL7Fn0\n"
-	"zg4VTpKuOmufzaWmJv3GpRz7mhTLO2YUjndHrsxAqGcXsrQCrPbPy+2XQLwG3754\n"
-	"t18Sx3HOaag62R/JF4np/hcrlbruMnk=\n"
-	"-----END EC PRIVATE KEY-----\n";
+    "-----BEGIN EC PRIVATE KEY-----\n"
+    "MIGkAgEBBDAqzJxVUdnbPkgjLAC+8BF88ZYibTw6pTE/Z5tZpIK5G3nYjY8aDqQn\n"
+    "hyP2Mg5mmcOgBwYFK4EEACKhZANiAASy9ErzMOcXMAfl/crRkGBsiX2j/AXL7Fn0\n"
+    "zg4VTpKuOmufzaWmJv3GpRz7mhTLO2YUjndHrsxAqGcXsrQCrPbPy+2XQLwG3754\n"
+    "t18Sx3HOaag62R/JF4np/hcrlbruMnk=\n"
+    "-----END EC PRIVATE KEY-----\n";
 
 static const char EDENC_KEY[] =
-	"-----BEGIN OPENSSH PRIVATE KEY-----\n"
-	"b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABA3ErkPuU\n"
-	"svSLHiptiNHoOQAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIA33CQIHZ1lrhFWh\n"
-	"eXARTME9ugHFZHViJy8GXjZJkQfNAAAAkMTAme3JbdJTMUV8uay7Pbd1Oc2oKCIcOEtuhn\n"
-	"ikT7WOjVOe9KsBlG/DyaGaWPSVQFpr+Cq9CHmW8RT/yZID7XoRTsaVXD3lJACGQPeU5b4o\n"
-	"5Fyc00jiXJ6JgJZWVVT7MtSQAqOsWEVKwIlEy1Aft21cfrVoyr/CeKGTftmWY451rK4Z/6\n"
-	"LdJBnV59Ih0CjF0Q==\n"
-	"-----END OPENSSH PRIVATE KEY-----\n";
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABA3ErkPuU\n"
+    "svSLHiptiNHoOQAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIA33CQIHZ1lrhFWh\n"
+    "eXARTME9ugHFZHViJy8GXjZJkQfNAAAAkMTAme3JbdJTMUV8uay7Pbd1Oc2oKCIcOEtuhn\n"
+    "ikT7WOjVOe9KsBlG/DyaGaWPSVQFpr+Cq9CHmW8RT/yZID7XoRTsaVXD3lJACGQPeU5b4o\n"
+    "5Fyc00jiXJ6JgJZWVVT7MtSQAqOsWEVKwIlEy1Aft21cfrVoyr/CeKGTftmWY451rK4Z/6\n"
+    "LdJBnV59Ih0CjF0Q==\n"
+    "-----END OPENSSH PRIVATE KEY-----\n";
 
-#define ED_PUB "AAAAC3NzaC1lZDI1NTE5AAAAIBHYxRGuXMcrfU4Zf+vmVNPZ9R/8ubN5nyNsUfMweLSE"
+#define ED_PUB                                                                 \
+	"AAAAC3NzaC1lZDI1NTE5AAAAIBHYxRGuXMcrfU4Zf+vmVNPZ9R/8ubN5nyNsUfMweLSE"
 
-#define ECP_PUB "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAo2oQxxGeVy+khmr6lPAlIh/+bELOJShyn2JqVFHqB/uS/p68qG80IGlpkrsdkVDA4Dx5MmR6bFxyOJgM8/zk4="
+#define ECP_PUB                                                                \
+	"AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAo2oQxxGeVy+"    \
+	"khmr6lPAlIh/+bELOJShyn2JqVFHqB/uS/"                                   \
+	"p68qG80IGlpkrsdkVDA4Dx5MmR6bFxyOJgM8/zk4="
 
-#define ECPEM_PUB "AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBLL0SvMw5xcwB+X9ytGQYGyJfaP8BcvsWfTODhVOkq46a5/NpaYm/calHPuaFMs7ZhSOd0euzECoZxeytAKs9s/L7ZdAvAbfvni3XxLHcc5pqDrZH8kXien+FyuVuu4yeQ=="
+#define ECPEM_PUB                                                              \
+	"AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBLL0SvMw5xcwB+"   \
+	"X9ytGQYGyJfaP8BcvsWfTODhVOkq46a5/NpaYm/"                              \
+	"calHPuaFMs7ZhSOd0euzECoZxeytAKs9s/"                                   \
+	"L7ZdAvAbfvni3XxLHcc5pqDrZH8kXien+FyuVuu4yeQ=="
 
 static uint32_t
 be32(const unsigned char *p)
@@ -103,12 +111,15 @@ pub_from_blob(const unsigned char *b, size_t n, const char **md)
 		*md = "SHA384";
 	}
 	bld = OSSL_PARAM_BLD_new();
-	OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+	OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group,
+	                                0);
 	OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, q, ql);
 	params = OSSL_PARAM_BLD_to_param(bld);
 	ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
 	assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
-	assert_int_equal(EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params), 1);
+	assert_int_equal(EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY,
+	                                   params),
+	                 1);
 	EVP_PKEY_CTX_free(ctx);
 	OSSL_PARAM_free(params);
 	OSSL_PARAM_BLD_free(bld);
@@ -131,7 +142,8 @@ ecdsa_der(const unsigned char *sig, size_t n, unsigned char *der)
 	if (rl > 0 && sig[4] == 0)
 		assert_true(rl > 1 && (sig[5] & 0x80));
 	assert_int_equal(ECDSA_SIG_set0(es, BN_bin2bn(sig + 4, (int)rl, NULL),
-	                                BN_bin2bn(sig + 8 + rl, (int)sl, NULL)), 1);
+	                                BN_bin2bn(sig + 8 + rl, (int)sl, NULL)),
+	                 1);
 	len = i2d_ECDSA_SIG(es, &p);
 	ECDSA_SIG_free(es);
 	assert_true(len > 0);
@@ -153,7 +165,8 @@ check_key(const char *text, const char *pub_b64)
 
 	assert_non_null(k);
 	assert_int_equal(b64_decode(CF_B64_STD, pub_b64, strlen(pub_b64), &want,
-	                            &want_len), 0);
+	                            &want_len),
+	                 0);
 	blob = sshkey_blob(k, &blob_len);
 	assert_int_equal(blob_len, want_len);
 	assert_memory_equal(blob, want, want_len);
@@ -161,19 +174,26 @@ check_key(const char *text, const char *pub_b64)
 	assert_non_null(pk);
 	/* several signatures: ecdsa's r and s vary in length */
 	for (i = 0; i < 8; i++) {
-		assert_int_equal(sshkey_sign(k, &sig, &sig_len, data, sizeof(data)), 0);
+		assert_int_equal(sshkey_sign(k, &sig, &sig_len, data,
+		                             sizeof(data)),
+		                 0);
 		mc = EVP_MD_CTX_new();
 		assert_int_equal(EVP_DigestVerifyInit(mc, NULL,
-		                                      md ? EVP_get_digestbyname(md) : NULL,
-		                                      NULL, pk), 1);
+		                                      md ? EVP_get_digestbyname(
+		                                               md)
+		                                         : NULL,
+		                                      NULL, pk),
+		                 1);
 		if (md == NULL) {
 			assert_int_equal(sig_len, 64);
-			assert_int_equal(EVP_DigestVerify(mc, sig, sig_len, data,
-			                                  sizeof(data)), 1);
+			assert_int_equal(EVP_DigestVerify(mc, sig, sig_len,
+			                                  data, sizeof(data)),
+			                 1);
 		} else {
 			dl = ecdsa_der(sig, sig_len, der);
 			assert_int_equal(EVP_DigestVerify(mc, der, dl, data,
-			                                  sizeof(data)), 1);
+			                                  sizeof(data)),
+			                 1);
 		}
 		EVP_MD_CTX_free(mc);
 		free(sig);
@@ -216,7 +236,8 @@ test_refused(void **state)
 	assert_null(sshkey_load("", 0));
 	assert_null(sshkey_load("garbage", 7));
 	assert_null(sshkey_load("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n"
-	                        "-----END OPENSSH PRIVATE KEY-----\n", 75));
+	                        "-----END OPENSSH PRIVATE KEY-----\n",
+	                        75));
 	/* every truncation of a valid key is refused, never read past */
 	for (size_t cut = 40; cut + 40 < n; cut += 7) {
 		memcpy(buf, ED_KEY, cut);
@@ -229,10 +250,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ed25519_openssh),
-		cmocka_unit_test(test_ecdsa256_openssh),
-		cmocka_unit_test(test_ecdsa384_pem),
-		cmocka_unit_test(test_refused),
+	    cmocka_unit_test(test_ed25519_openssh),
+	    cmocka_unit_test(test_ecdsa256_openssh),
+	    cmocka_unit_test(test_ecdsa384_pem),
+	    cmocka_unit_test(test_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

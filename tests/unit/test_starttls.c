@@ -73,12 +73,11 @@ peer_main(void *arg)
 
 		switch (**s) {
 		case 'S':
-		case 'B':
-			peer_send(p->fd, a, strlen(a), **s == 'B');
-			break;
+		case 'B': peer_send(p->fd, a, strlen(a), **s == 'B'); break;
 		case 'R':
 			n = 0;
-			while (n + 1 < sizeof(line) && recv(p->fd, &c, 1, 0) == 1) {
+			while (n + 1 < sizeof(line) &&
+			       recv(p->fd, &c, 1, 0) == 1) {
 				line[n++] = c;
 				if (c == '\n')
 					break;
@@ -87,14 +86,15 @@ peer_main(void *arg)
 			if (n < 2 || strncmp(line, a, strlen(a)) != 0 ||
 			    strcmp(line + strlen(a), "\r\n") != 0) {
 				if (p->mismatch[0] == '\0')
-					snprintf(p->mismatch, sizeof(p->mismatch),
-					         "expected \"%.100s\", got \"%.100s\"", a, line);
+					snprintf(p->mismatch,
+					         sizeof(p->mismatch),
+					         "expected \"%.100s\", got "
+					         "\"%.100s\"",
+					         a, line);
 				goto out;
 			}
 			break;
-		case 'W':
-			sleep_ms(atol(a));
-			break;
+		case 'W': sleep_ms(atol(a)); break;
 		case 'H':
 			while (recv(p->fd, &c, 1, 0) > 0)
 				;
@@ -126,7 +126,8 @@ run_script(starttls_proto_t proto, const char *ehlo, const char *const *script,
 	ssize_t n;
 
 	memset(r, 0, sizeof(*r));
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+	                 0);
 	p.fd = sv[1];
 	assert_int_equal(pthread_create(&p.thr, NULL, peer_main, &p), 0);
 	t0 = cf_now_ms();
@@ -147,10 +148,10 @@ run_script(starttls_proto_t proto, const char *ehlo, const char *const *script,
 	close(sv[1]);
 }
 
-#define assert_msg_has(r, s)                                                  \
-	do {                                                                  \
-		if (strstr((r)->err.msg, (s)) == NULL)                        \
-			fail_msg("message \"%s\" lacks \"%s\"", (r)->err.msg, \
+#define assert_msg_has(r, s)                                                   \
+	do {                                                                   \
+		if (strstr((r)->err.msg, (s)) == NULL)                         \
+			fail_msg("message \"%s\" lacks \"%s\"", (r)->err.msg,  \
 			         (s));                                         \
 	} while (0)
 
@@ -170,15 +171,15 @@ test_smtp_multiline_and_tls_bytes_left(void **state)
 {
 	/* the 220 after STARTTLS and the first TLS record arrive together:
 	 * the record must stay in the socket for the handshake */
-	static const char *const script[] = {
-	    "S220-mx.test ESMTP\r\n220-second line\r\n220 ready\r\n",
-	    "REHLO client.test",
-	    "S250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n",
-	    "W20",
-	    "S250-starttls\r\n250 8BITMIME\r\n",
-	    "RSTARTTLS",
-	    "S220 2.0.0 Ready to start TLS\r\n\x16\x03\x01\x02",
-	    NULL};
+	static const char *const script[] =
+	    {"S220-mx.test ESMTP\r\n220-second line\r\n220 ready\r\n",
+	     "REHLO client.test",
+	     "S250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n",
+	     "W20",
+	     "S250-starttls\r\n250 8BITMIME\r\n",
+	     "RSTARTTLS",
+	     "S220 2.0.0 Ready to start TLS\r\n\x16\x03\x01\x02",
+	     NULL};
 	struct run r;
 
 	(void)state;
@@ -193,14 +194,13 @@ test_smtp_bytewise(void **state)
 {
 	/* every line split across many reads, bare LF endings and a bare
 	 * "250" last line */
-	static const char *const script[] = {
-	    "B220 hi\n",
-	    "REHLO certfleet.invalid",
-	    "B250-x\n250-STARTTLS\n250\n",
-	    "RSTARTTLS",
-	    "B220 go\r\n",
-	    "SZ",
-	    NULL};
+	static const char *const script[] = {"B220 hi\n",
+	                                     "REHLO certfleet.invalid",
+	                                     "B250-x\n250-STARTTLS\n250\n",
+	                                     "RSTARTTLS",
+	                                     "B220 go\r\n",
+	                                     "SZ",
+	                                     NULL};
 	struct run r;
 
 	(void)state;
@@ -213,41 +213,48 @@ test_smtp_bytewise(void **state)
 static void
 test_smtp_no_capability(void **state)
 {
-	static const char *const script[] = {
-	    "S220 mx ESMTP\r\n", "REHLO a.test",
-	    "S250-mx\r\n250-STARTTLSX\r\n250 SIZE\r\n", "H", NULL};
+	static const char *const script[] =
+	    {"S220 mx ESMTP\r\n", "REHLO a.test",
+	     "S250-mx\r\n250-STARTTLSX\r\n250 SIZE\r\n", "H", NULL};
 	struct run r;
 
 	(void)state;
 	run_script(STARTTLS_SMTP, "a.test", script, 5000, &r);
 	assert_int_equal(r.rc, -1);
 	assert_int_equal(r.err.code, CF_ERR_TLS);
-	assert_string_equal(r.err.msg, "smtp STARTTLS: the server does not offer "
-	                               "STARTTLS (not in its EHLO reply)");
+	assert_string_equal(r.err.msg,
+	                    "smtp STARTTLS: the server does not offer "
+	                    "STARTTLS (not in its EHLO reply)");
 }
 
 static void
 test_smtp_refused_quoted(void **state)
 {
-	static const char *const script[] = {"S554 5.3.2 no service here\r\n", "H",
-	                                     NULL};
+	static const char *const script[] = {"S554 5.3.2 no service here\r\n",
+	                                     "H", NULL};
 	struct run r;
 
 	(void)state;
 	run_script(STARTTLS_SMTP, "a.test", script, 5000, &r);
 	assert_int_equal(r.rc, -1);
 	assert_int_equal(r.err.code, CF_ERR_TLS);
-	assert_string_equal(r.err.msg, "smtp STARTTLS: expected a 220 reply to the "
-	                               "greeting, server sent: \"554 5.3.2 no "
-	                               "service here\"");
+	assert_string_equal(r.err.msg,
+	                    "smtp STARTTLS: expected a 220 reply to the "
+	                    "greeting, server sent: \"554 5.3.2 no "
+	                    "service here\"");
 }
 
 static void
 test_smtp_starttls_refused(void **state)
 {
-	static const char *const script[] = {
-	    "S220 mx\r\n", "REHLO a.test", "S250 STARTTLS\r\n", "RSTARTTLS",
-	    "S454 4.7.0 TLS not available due to local problem\r\n", "H", NULL};
+	static const char *const script[] =
+	    {"S220 mx\r\n",
+	     "REHLO a.test",
+	     "S250 STARTTLS\r\n",
+	     "RSTARTTLS",
+	     "S454 4.7.0 TLS not available due to local problem\r\n",
+	     "H",
+	     NULL};
 	struct run r;
 
 	(void)state;
@@ -262,8 +269,8 @@ static void
 test_smtp_garbage_sanitised(void **state)
 {
 	/* an HTTP server on the port, then a terminal escape and a NUL */
-	static const char *const script[] = {"SHTTP/1.1 400 Bad\x1b[31m\r\n", "H",
-	                                     NULL};
+	static const char *const script[] = {"SHTTP/1.1 400 Bad\x1b[31m\r\n",
+	                                     "H", NULL};
 	struct run r;
 
 	(void)state;
@@ -345,11 +352,14 @@ test_smtp_bad_ehlo_name(void **state)
 
 	(void)state;
 	/* refused before a byte is read or sent: fd -1 is never touched */
-	assert_int_equal(starttls_begin(-1, STARTTLS_SMTP, "a.test\r\nRCPT TO:<x>",
-	                                cf_now_ms() + 1000, &err), -1);
+	assert_int_equal(starttls_begin(-1, STARTTLS_SMTP,
+	                                "a.test\r\nRCPT TO:<x>",
+	                                cf_now_ms() + 1000, &err),
+	                 -1);
 	assert_int_equal(err.code, CF_ERR_CONFIG);
-	assert_int_equal(starttls_begin(-1, STARTTLS_SMTP, "a b", cf_now_ms() + 1000,
-	                                &err), -1);
+	assert_int_equal(starttls_begin(-1, STARTTLS_SMTP, "a b",
+	                                cf_now_ms() + 1000, &err),
+	                 -1);
 	assert_int_equal(err.code, CF_ERR_CONFIG);
 }
 
@@ -358,12 +368,13 @@ test_smtp_bad_ehlo_name(void **state)
 static void
 test_imap_ok(void **state)
 {
-	static const char *const script[] = {
-	    "S* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n",
-	    "Ra001 STARTTLS",
-	    "S* CAPABILITY IMAP4rev1 STARTTLS\r\na001 OK Begin TLS negotiation now.\r\n"
-	    "\x16\x03",
-	    NULL};
+	static const char *const script[] =
+	    {"S* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n",
+	     "Ra001 STARTTLS",
+	     "S* CAPABILITY IMAP4rev1 STARTTLS\r\na001 OK Begin TLS "
+	     "negotiation now.\r\n"
+	     "\x16\x03",
+	     NULL};
 	struct run r;
 
 	(void)state;
@@ -376,20 +387,22 @@ test_imap_ok(void **state)
 static void
 test_imap_refusals(void **state)
 {
-	static const char *const bad[] = {
-	    "S* OK hi\r\n", "Ra001 STARTTLS", "Sa001 BAD unknown command\r\n",
-	    "H", NULL};
+	static const char *const bad[] = {"S* OK hi\r\n", "Ra001 STARTTLS",
+	                                  "Sa001 BAD unknown command\r\n", "H",
+	                                  NULL};
 	static const char *const preauth[] = {"S* PREAUTH logged in\r\n", "H",
 	                                      NULL};
-	static const char *const bye[] = {"S* BYE too many connections\r\n", NULL};
+	static const char *const bye[] = {"S* BYE too many connections\r\n",
+	                                  NULL};
 	struct run r;
 
 	(void)state;
 	run_script(STARTTLS_IMAP, NULL, bad, 5000, &r);
 	assert_int_equal(r.rc, -1);
-	assert_string_equal(r.err.msg, "imap STARTTLS: expected \"a001 OK\" to "
-	                               "STARTTLS, server sent: \"a001 BAD unknown "
-	                               "command\"");
+	assert_string_equal(r.err.msg,
+	                    "imap STARTTLS: expected \"a001 OK\" to "
+	                    "STARTTLS, server sent: \"a001 BAD unknown "
+	                    "command\"");
 	run_script(STARTTLS_IMAP, NULL, preauth, 5000, &r);
 	assert_int_equal(r.rc, -1);
 	assert_msg_has(&r, "server sent: \"* PREAUTH logged in\"");
@@ -405,11 +418,11 @@ static void
 test_pop3(void **state)
 {
 	static const char *const ok[] = {"S+OK Dovecot ready.\r\n", "RSTLS",
-	                                  "S+OK Begin TLS negotiation now.\r\n",
-	                                  NULL};
+	                                 "S+OK Begin TLS negotiation now.\r\n",
+	                                 NULL};
 	static const char *const err[] = {"S+OK hi\r\n", "RSTLS",
-	                                   "S-ERR command not recognised\r\n", "H",
-	                                   NULL};
+	                                  "S-ERR command not recognised\r\n",
+	                                  "H", NULL};
 	static const char *const closed[] = {"S+OK hi\r\n", "RSTLS", NULL};
 	struct run r;
 
@@ -419,15 +432,17 @@ test_pop3(void **state)
 	assert_int_equal(r.after_len, 0);
 	run_script(STARTTLS_POP3, NULL, err, 5000, &r);
 	assert_int_equal(r.rc, -1);
-	assert_string_equal(r.err.msg, "pop3 STARTTLS: expected \"+OK\" to STLS, "
-	                               "server sent: \"-ERR command not "
-	                               "recognised\"");
+	assert_string_equal(r.err.msg,
+	                    "pop3 STARTTLS: expected \"+OK\" to STLS, "
+	                    "server sent: \"-ERR command not "
+	                    "recognised\"");
 	run_script(STARTTLS_POP3, NULL, closed, 5000, &r);
 	assert_int_equal(r.rc, -1);
 	assert_int_equal(r.err.code, CF_ERR_TLS);
-	assert_string_equal(r.err.msg, "pop3 STARTTLS: the server closed the "
-	                               "connection while we waited for the answer "
-	                               "to STLS");
+	assert_string_equal(r.err.msg,
+	                    "pop3 STARTTLS: the server closed the "
+	                    "connection while we waited for the answer "
+	                    "to STLS");
 }
 
 static void

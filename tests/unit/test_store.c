@@ -25,9 +25,9 @@
 #include "certfleet/util.h"
 
 struct fixture {
-	char base[64];   /* mkdtemp dir, removed in teardown */
+	char base[64]; /* mkdtemp dir, removed in teardown */
 	char state[256];
-	char mnt[128];   /* tmpfs mount point, "" if none */
+	char mnt[128]; /* tmpfs mount point, "" if none */
 };
 
 static int
@@ -91,7 +91,8 @@ count_entries(const char *dir)
 
 	assert_non_null(d);
 	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
 			n++;
 	closedir(d);
 	return n;
@@ -126,7 +127,8 @@ make_bundle(const char *dir, const char *cn, struct cf_bundle *b)
 	snprintf(cpath, sizeof(cpath), "%s/%s.crt", dir, cn);
 	snprintf(kpath, sizeof(kpath), "%s/%s.key", dir, cn);
 	snprintf(cmd, sizeof(cmd),
-	         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+	         "openssl req -x509 -newkey ec -pkeyopt "
+	         "ec_paramgen_curve:P-256 "
 	         "-nodes -keyout %s -out %s -subj /CN=%s -days 30 "
 	         "-addext subjectAltName=DNS:%s 2>/dev/null",
 	         kpath, cpath, cn, cn);
@@ -389,7 +391,8 @@ test_bundle_round_trip(void **state)
 	assert_int_equal(store_get_current(st, &got, &info, &ver, &found, &err),
 	                 0);
 	assert_false(found);
-	assert_int_equal(store_get_previous(st, &got, &info, &ver, &found, &err),
+	assert_int_equal(store_get_previous(st, &got, &info, &ver, &found,
+	                                    &err),
 	                 0);
 	assert_false(found);
 
@@ -404,7 +407,8 @@ test_bundle_round_trip(void **state)
 	snprintf(path, sizeof(path), "%s/web/versions/%s/privkey.pem", f->state,
 	         id);
 	assert_int_equal(mode_of(path), 0600);
-	snprintf(path, sizeof(path), "%s/web/versions/%s/cert.pem", f->state, id);
+	snprintf(path, sizeof(path), "%s/web/versions/%s/cert.pem", f->state,
+	         id);
 	assert_int_equal(mode_of(path), 0644);
 	snprintf(path, sizeof(path), "%s/web/versions/%s/chain.pem", f->state,
 	         id);
@@ -477,7 +481,8 @@ test_previous_and_reuse(void **state)
 	/* rolling back to a stored leaf reuses its version directory */
 	assert_int_equal(store_put_bundle(st, &a, &idc, &err), 0);
 	assert_string_equal(idc, ida);
-	assert_int_equal(store_get_current(st, NULL, NULL, &ver, &found, &err), 0);
+	assert_int_equal(store_get_current(st, NULL, NULL, &ver, &found, &err),
+	                 0);
 	assert_true(found);
 	assert_string_equal(ver, ida);
 
@@ -558,7 +563,7 @@ test_keep_versions(void **state)
 	 * their keys even outside the newest keep_versions */
 	store_set_keep_versions(st, 2);
 	assert_int_equal(store_put_bundle(st, &b[3], &again, &err), 0);
-	assert_string_equal(again, id[3]);       /* reused, now current */
+	assert_string_equal(again, id[3]); /* reused, now current */
 	assert_true(has_key(f, id[3]));
 	assert_false(has_key(f, id[2]));
 	free(again);
@@ -589,7 +594,8 @@ test_leftover_tmp_removed(void **state)
 
 	/* what a run killed between mkdtemp and rename leaves */
 	snprintf(tmp, sizeof(tmp),
-	         "%s/web/versions/20260101T000000Z-deadbeef.tmpAbCdEf", f->state);
+	         "%s/web/versions/20260101T000000Z-deadbeef.tmpAbCdEf",
+	         f->state);
 	assert_int_equal(mkdir(tmp, 0700), 0);
 	snprintf(file, sizeof(file), "%s/privkey.pem", tmp);
 	write_text(file, "half a key");
@@ -632,7 +638,8 @@ test_current_broken(void **state)
 	unlink(cur);
 	make_bundle(f->base, "a.test", &a);
 	assert_int_equal(store_put_bundle(st, &a, &id, &err), 0);
-	snprintf(path, sizeof(path), "%s/web/versions/%s/cert.pem", f->state, id);
+	snprintf(path, sizeof(path), "%s/web/versions/%s/cert.pem", f->state,
+	         id);
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(store_get_current(st, &got, NULL, &ver, &found, &err),
 	                 -1);
@@ -706,7 +713,8 @@ test_killed_put(void **state)
 		/* and the next put works and sweeps any half version */
 		char *id = NULL;
 		if (store_put_bundle(st, &b, &id, &err) < 0)
-			fail_msg("round %d: put after kill: %s", round, err.msg);
+			fail_msg("round %d: put after kill: %s", round,
+			         err.msg);
 		char vdir[512];
 		snprintf(vdir, sizeof(vdir), "%s/versions", store_dir(st));
 		assert_true(count_entries(vdir) <= 2);
@@ -815,18 +823,22 @@ test_nodes_corrupt(void **state)
 	struct fixture *f = *state;
 	cf_store_t *st = open_ok(f);
 
-	expect_corrupt_nodes(f, st, "{\"version\":1,\n\"nodes\":{\"a\":", "line ");
+	expect_corrupt_nodes(f, st,
+	                     "{\"version\":1,\n\"nodes\":{\"a\":", "line ");
 	expect_corrupt_nodes(f, st, "", "line ");
 	expect_corrupt_nodes(f, st, "[1,2]", "not a JSON object");
 	expect_corrupt_nodes(f, st, "{\"version\":1,\"nodes\":[]}", "nodes");
 	expect_corrupt_nodes(f, st,
-	                     "{\"version\":1,\"nodes\":{\"a\":{\"attempts\":\"x\"}}}",
+	                     "{\"version\":1,\"nodes\":{\"a\":{\"attempts\":"
+	                     "\"x\"}}}",
 	                     "attempts");
 	expect_corrupt_nodes(f, st,
-	                     "{\"version\":1,\"nodes\":{\"a\":{\"attempts\":-1}}}",
+	                     "{\"version\":1,\"nodes\":{\"a\":{\"attempts\":-1}"
+	                     "}}",
 	                     "attempts");
 	expect_corrupt_nodes(f, st,
-	                     "{\"version\":1,\"nodes\":{\"a\":{\"quarantined\":1}}}",
+	                     "{\"version\":1,\"nodes\":{\"a\":{\"quarantined\":"
+	                     "1}}}",
 	                     "quarantined");
 	expect_corrupt_nodes(f, st,
 	                     "{\"version\":1,\"nodes\":{\"a\":{\"reason\":5}}}",
@@ -953,8 +965,8 @@ test_disk_full(void **state)
 	before = slurp(path, &len);
 	assert_non_null(before);
 
-	snprintf(cmd, sizeof(cmd), "dd if=/dev/zero of=%s/fill bs=4k 2>/dev/null",
-	         f->mnt);
+	snprintf(cmd, sizeof(cmd),
+	         "dd if=/dev/zero of=%s/fill bs=4k 2>/dev/null", f->mnt);
 	assert_int_not_equal(system(cmd), 0); /* stops at ENOSPC */
 
 	/* renew asks first, and so never orders what it cannot keep */
@@ -1016,23 +1028,23 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-		T(test_open_creates_private_dirs),
-		T(test_open_refuses_loose_dir),
-		T(test_open_refuses_reserved_names),
-		T(test_lock_conflict_names_holder),
-		T(test_lock_blocking_wait),
-		T(test_lock_free_after_holder_killed),
-		T(test_bundle_round_trip),
-		T(test_previous_and_reuse),
-		T(test_keep_versions),
-		T(test_leftover_tmp_removed),
-		T(test_current_broken),
-		T(test_killed_put),
-		T(test_nodes_round_trip),
-		T(test_nodes_corrupt),
-		T(test_renewal_round_trip),
-		T(test_account_key_path),
-		T(test_disk_full),
+	    T(test_open_creates_private_dirs),
+	    T(test_open_refuses_loose_dir),
+	    T(test_open_refuses_reserved_names),
+	    T(test_lock_conflict_names_holder),
+	    T(test_lock_blocking_wait),
+	    T(test_lock_free_after_holder_killed),
+	    T(test_bundle_round_trip),
+	    T(test_previous_and_reuse),
+	    T(test_keep_versions),
+	    T(test_leftover_tmp_removed),
+	    T(test_current_broken),
+	    T(test_killed_put),
+	    T(test_nodes_round_trip),
+	    T(test_nodes_corrupt),
+	    T(test_renewal_round_trip),
+	    T(test_account_key_path),
+	    T(test_disk_full),
 #undef T
 	};
 

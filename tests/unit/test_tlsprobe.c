@@ -31,10 +31,10 @@
 #include "certfleet/tlsprobe.h"
 #include "certfleet/util.h"
 
-#define assert_ok(call)                                                  \
-	do {                                                             \
-		if ((call) != 0)                                         \
-			fail_msg("%s: %s", #call, err.msg);              \
+#define assert_ok(call)                                                        \
+	do {                                                                   \
+		if ((call) != 0)                                               \
+			fail_msg("%s: %s", #call, err.msg);                    \
 	} while (0)
 
 enum srv_mode { SRV_TLS, SRV_GARBAGE };
@@ -42,7 +42,7 @@ enum srv_mode { SRV_TLS, SRV_GARBAGE };
 struct cert {
 	EVP_PKEY *key;
 	X509 *x;
-	unsigned char *der;   /* the SHA-256 of the DER: what a probe reports */
+	unsigned char *der; /* the SHA-256 of the DER: what a probe reports */
 	int der_len;
 };
 
@@ -53,7 +53,7 @@ struct srv {
 	SSL_CTX *ctx, *ctx_other;
 	pthread_t thr;
 	pthread_mutex_t mu;
-	char last_sni[256];   /* "" = none sent */
+	char last_sni[256]; /* "" = none sent */
 	unsigned handshakes;
 	unsigned resumed;
 };
@@ -186,7 +186,8 @@ srv_main(void *arg)
 			break; /* listening socket shut down: stop */
 		}
 		if (s->mode == SRV_GARBAGE) {
-			static const char banner[] = "SSH-2.0-OpenSSH_9.2p1\r\n";
+			static const char banner[] =
+			    "SSH-2.0-OpenSSH_9.2p1\r\n";
 			(void)!write(fd, banner, sizeof(banner) - 1);
 			close(fd);
 			continue;
@@ -288,7 +289,8 @@ test_fetch_exact_der_and_sni(void **state)
 	                         &der, &len, &err));
 	assert_string_equal(s.last_sni, "");
 	free(der);
-	assert_ok(probe_one_shot("127.0.0.1", s.port, NULL, 0, &der, &len, &err));
+	assert_ok(
+	    probe_one_shot("127.0.0.1", s.port, NULL, 0, &der, &len, &err));
 	assert_string_equal(s.last_sni, "");
 	free(der);
 
@@ -300,7 +302,8 @@ static void
 test_timeout_silent_server(void **state)
 {
 	unsigned port;
-	int lfd = listen_local(&port); /* the kernel completes TCP; nobody talks */
+	int lfd =
+	    listen_local(&port); /* the kernel completes TCP; nobody talks */
 	unsigned char *der = NULL;
 	size_t len = 0;
 	cf_err_t err = {0};
@@ -316,8 +319,8 @@ test_timeout_silent_server(void **state)
 	assert_null(der);
 	assert_true(took >= 300);
 	assert_true(took <= 400);
-	snprintf(want, sizeof(want), "TLS handshake with 127.0.0.1:%u timed out after",
-	         port);
+	snprintf(want, sizeof(want),
+	         "TLS handshake with 127.0.0.1:%u timed out after", port);
 	if (strstr(err.msg, want) == NULL)
 		fail_msg("unexpected message: %s", err.msg);
 
@@ -394,7 +397,8 @@ worker_main(void *arg)
 			return NULL;
 		/* notAfter comes from the handshake's certificate: the same
 		 * as the certificate's own */
-		if (crypto_asn1_time_epoch(X509_get0_notAfter(c->x), &want) < 0 ||
+		if (crypto_asn1_time_epoch(X509_get0_notAfter(c->x), &want) <
+		        0 ||
 		    want != res.not_after || res.not_after <= 0 ||
 		    res.n_chain != 1 ||
 		    memcmp(res.chain[0].sha256, c->der, 32) != 0) {
@@ -419,36 +423,54 @@ test_chain_diff(void **state)
 	(void)state;
 	{
 		struct tlsprobe_cert s[] = {leaf, a, b};
-		assert_int_equal(tlsprobe_chain_diff(s, 3, want, 2, why, sizeof(why)), 0);
+		assert_int_equal(tlsprobe_chain_diff(s, 3, want, 2, why,
+		                                     sizeof(why)),
+		                 0);
 	}
 	{
 		struct tlsprobe_cert s[] = {leaf};
-		assert_int_equal(tlsprobe_chain_diff(s, 1, want, 2, why, sizeof(why)), -1);
-		assert_string_equal(why, "sends the leaf without intermediate 'Int A'");
+		assert_int_equal(tlsprobe_chain_diff(s, 1, want, 2, why,
+		                                     sizeof(why)),
+		                 -1);
+		assert_string_equal(why, "sends the leaf without intermediate "
+		                         "'Int A'");
 	}
 	{
 		struct tlsprobe_cert s[] = {leaf, a};
-		assert_int_equal(tlsprobe_chain_diff(s, 2, want, 2, why, sizeof(why)), -1);
+		assert_int_equal(tlsprobe_chain_diff(s, 2, want, 2, why,
+		                                     sizeof(why)),
+		                 -1);
 		assert_string_equal(why, "does not send intermediate 'Int B'");
 	}
 	{
 		struct tlsprobe_cert s[] = {leaf, a, b, x};
-		assert_int_equal(tlsprobe_chain_diff(s, 4, want, 2, why, sizeof(why)), -1);
-		assert_string_equal(why, "sends a stale extra certificate 'Old X'");
+		assert_int_equal(tlsprobe_chain_diff(s, 4, want, 2, why,
+		                                     sizeof(why)),
+		                 -1);
+		assert_string_equal(why,
+		                    "sends a stale extra certificate 'Old X'");
 	}
 	{
 		struct tlsprobe_cert s[] = {leaf, b, a};
-		assert_int_equal(tlsprobe_chain_diff(s, 3, want, 2, why, sizeof(why)), -1);
-		assert_string_equal(why, "sends intermediates in the wrong order");
+		assert_int_equal(tlsprobe_chain_diff(s, 3, want, 2, why,
+		                                     sizeof(why)),
+		                 -1);
+		assert_string_equal(why,
+		                    "sends intermediates in the wrong order");
 	}
 	{
 		struct tlsprobe_cert s[] = {leaf, a, a, b};
-		assert_int_equal(tlsprobe_chain_diff(s, 4, want, 2, why, sizeof(why)), -1);
-		assert_string_equal(why, "sends an intermediate more than once");
+		assert_int_equal(tlsprobe_chain_diff(s, 4, want, 2, why,
+		                                     sizeof(why)),
+		                 -1);
+		assert_string_equal(why,
+		                    "sends an intermediate more than once");
 	}
 	{
 		struct tlsprobe_cert s[] = {leaf};
-		assert_int_equal(tlsprobe_chain_diff(s, 1, NULL, 0, why, sizeof(why)), 0);
+		assert_int_equal(tlsprobe_chain_diff(s, 1, NULL, 0, why,
+		                                     sizeof(why)),
+		                 0);
 	}
 }
 
@@ -470,7 +492,9 @@ test_shared_ctx_threads(void **state)
 		w[i].ctx = ctx;
 		w[i].port = s.port;
 		w[i].ok = 0;
-		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+		assert_int_equal(pthread_create(&t[i], NULL, worker_main,
+		                                &w[i]),
+		                 0);
 	}
 	for (i = 0; i < 8; i++) {
 		pthread_join(t[i], NULL);
