@@ -10,7 +10,7 @@ PKGS="build-essential clang pkg-config sudo libssh2-1-dev libssl-dev
 libcurl4-openssl-dev libjansson-dev libcmocka-dev openssh-server
 openssh-client nginx-light pebble certbot iproute2 iptables openssl curl
 procps psmisc util-linux python3 dnsutils faketime valgrind libjose-dev libclang-rt-14-dev
-prometheus systemd man-db shellcheck busybox
+prometheus systemd man-db shellcheck busybox clang-format
 apache2 haproxy postfix dovecot-imapd dovecot-pop3d"
 
 # One dpkg-query for all of them.  "ii " = installed; dpkg -s alone also
