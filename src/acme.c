@@ -88,19 +88,21 @@ dup_jstr(const json_t *o, const char *key, char **out)
 	return *out ? 0 : -1;
 }
 
-/* Text from the CA goes into one-line error messages and terminals. */
+/* Text from the CA, capped at about max bytes and sanitised by the one
+ * rule for text from outside (err.c): it goes into error messages, state
+ * files and terminals. */
 static void
-buf_append_clean(cf_buf_t *b, const char *s, size_t max)
+buf_append_max(cf_buf_t *b, const char *s, size_t max)
 {
-	size_t n = 0;
+	char in[512], out[512];
+	size_t n = strlen(s);
 
-	for (; *s && n < max; s++, n++) {
-		unsigned char c = (unsigned char)*s;
-		char ch = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
-
-		cf_buf_append(b, &ch, 1);
-	}
-	if (*s)
+	if (max > sizeof(in) - 1)
+		max = sizeof(in) - 1;
+	snprintf(in, sizeof(in), "%.*s", (int)(n < max ? n : max), s);
+	cf_sanitize(in, out, sizeof(out));
+	cf_buf_append(b, out, strlen(out));
+	if (n > max)
 		cf_buf_append(b, "...", 3);
 }
 
@@ -110,10 +112,10 @@ problem_append(cf_buf_t *b, const json_t *prob)
 	const char *type = jstr(prob, "type"), *detail = jstr(prob, "detail");
 	const json_t *subs = json_object_get(prob, "subproblems");
 
-	buf_append_clean(b, type ? type : "(no type)", 200);
+	buf_append_max(b, type ? type : "(no type)", 200);
 	if (detail) {
 		cf_buf_append(b, ": ", 2);
-		buf_append_clean(b, detail, 300);
+		buf_append_max(b, detail, 300);
 	}
 	if (json_is_array(subs) && json_array_size(subs) > 0) {
 		size_t i;
@@ -133,21 +135,21 @@ problem_append(cf_buf_t *b, const json_t *prob)
 			if (st && strncmp(st, ACME_ERR_PREFIX,
 			                  strlen(ACME_ERR_PREFIX)) == 0)
 				st += strlen(ACME_ERR_PREFIX);
-			buf_append_clean(b, st ? st : "(no type)", 200);
+			buf_append_max(b, st ? st : "(no type)", 200);
 			if (jstr(id, "value")) {
 				cf_buf_append(b, " (", 2);
-				buf_append_clean(b,
-				                 jstr(id, "type")
-				                     ? jstr(id, "type")
-				                     : "?",
-				                 20);
+				buf_append_max(b,
+				               jstr(id, "type")
+				                   ? jstr(id, "type")
+				                   : "?",
+				               20);
 				cf_buf_append(b, ":", 1);
-				buf_append_clean(b, jstr(id, "value"), 255);
+				buf_append_max(b, jstr(id, "value"), 255);
 				cf_buf_append(b, ")", 1);
 			}
 			if (sd) {
 				cf_buf_append(b, ": ", 2);
-				buf_append_clean(b, sd, 200);
+				buf_append_max(b, sd, 200);
 			}
 		}
 		cf_buf_append(b, "]", 1);
@@ -652,7 +654,7 @@ fail_status(const char *what, const struct cf_http_resp *r, cf_err_t *err)
 	int rc;
 
 	if (!line && r->body_len > 0)
-		buf_append_clean(&b, r->body, 200);
+		buf_append_max(&b, r->body, 200);
 	rc = cf_err_set(err, CF_ERR_ACME, "%s: HTTP %ld: %s", what, r->status,
 	                line     ? line
 	                : b.data ? b.data

@@ -92,7 +92,8 @@ hook_envp_free(char **envp)
 	free(envp);
 }
 
-/* First line(s) of the hook's output, cleaned for a one-line message. */
+/* First line(s) of the hook's output, joined and sanitised for a one-line
+ * message. */
 static void
 output_summary(const cf_buf_t *out, char *buf, size_t len)
 {
@@ -114,9 +115,11 @@ output_summary(const cf_buf_t *out, char *buf, size_t len)
 			k += 3;
 			continue;
 		}
-		buf[k++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+		buf[k++] = (char)c;
 	}
 	buf[k] = '\0';
+	/* the one rule for text from outside (err.c) */
+	cf_sanitize(buf, buf, len);
 	if (k == 0)
 		snprintf(buf, len, "(no output)");
 }
