@@ -67,7 +67,7 @@ int fleet_observe_result(struct cf_node_states *ns,
  *     only at a failure): it replaces the list, so pairs the playbook no
  *     longer has go.
  * fleet_record and fleet_observe_result call it.  -1 when out of memory
- * (the record is then left as it was). */
+ * (each pair is either updated or left as it was, never half-written). */
 int fleet_observe_endpoints(struct cf_node_state *st,
                             const struct cf_node_result *r, int64_t now);
 
