@@ -5,6 +5,7 @@
  * the commands load, save, print and notify. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "certfleet/fleetstate.h"
 #include "certfleet/util.h"
@@ -44,19 +45,119 @@ fleet_observe(struct cf_node_state *st, const char *sha256_hex,
 	st->last_seen = now;
 }
 
+static void
+endpoints_free(struct cf_endpoint_state *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].sni);
+		free(v[i].reason);
+	}
+	free(v);
+}
+
+const struct cf_endpoint_state *
+fleet_endpoint_find(const struct cf_node_state *st, unsigned port,
+                    starttls_proto_t starttls, const char *sni)
+{
+	for (size_t i = 0; st != NULL && i < st->n_endpoints; i++) {
+		const struct cf_endpoint_state *e = &st->endpoints[i];
+
+		/* DNS names compare case-insensitively */
+		if (e->port == port && e->starttls == starttls &&
+		    e->sni != NULL && strcasecmp(e->sni, sni) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* e := c seen at now; e's strings are replaced only when both copies
+ * could be made. */
+static int
+endpoint_set(struct cf_endpoint_state *e, const struct cf_endpoint_check *c,
+             int64_t now)
+{
+	char *sni = strdup(c->sni);
+	char *reason = c->ok ? NULL : strdup(cf_err_reason(c->err.code));
+
+	if (sni == NULL || (!c->ok && reason == NULL)) {
+		free(sni);
+		free(reason);
+		return -1;
+	}
+	free(e->sni);
+	free(e->reason);
+	e->port = c->port;
+	e->starttls = c->starttls;
+	e->sni = sni;
+	e->ok = c->ok;
+	e->reason = reason;
+	e->seen = now;
+	return 0;
+}
+
+int
+fleet_observe_endpoints(struct cf_node_state *st,
+                        const struct cf_node_result *r, int64_t now)
+{
+	struct cf_endpoint_state *v, *e;
+	bool all_ok = r->n_checks > 0;
+	size_t i, n;
+
+	for (i = 0; i < r->n_checks; i++)
+		all_ok = all_ok && r->checks[i].ok && !r->rolled_back;
+	if (all_ok) {
+		v = calloc(r->n_checks, sizeof(*v));
+		for (i = 0; v != NULL && i < r->n_checks; i++)
+			if (endpoint_set(&v[i], &r->checks[i], now) < 0) {
+				endpoints_free(v, i);
+				v = NULL;
+			}
+		if (v == NULL)
+			return -1;
+		endpoints_free(st->endpoints, st->n_endpoints);
+		st->endpoints = v;
+		st->n_endpoints = r->n_checks;
+		return 0;
+	}
+	for (i = 0; i < r->n_checks; i++) {
+		const struct cf_endpoint_check *c = &r->checks[i];
+
+		if (c->ok && r->rolled_back)
+			continue;
+		e = (struct cf_endpoint_state *)fleet_endpoint_find(st, c->port,
+		                                                    c->starttls,
+		                                                    c->sni);
+		if (e == NULL) {
+			n = st->n_endpoints;
+			v = realloc(st->endpoints, (n + 1) * sizeof(*v));
+			if (v == NULL)
+				return -1;
+			st->endpoints = v;
+			e = memset(&v[n], 0, sizeof(*v));
+			if (endpoint_set(e, c, now) < 0)
+				return -1;
+			st->n_endpoints++;
+			continue;
+		}
+		if (endpoint_set(e, c, now) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int
 fleet_observe_result(struct cf_node_states *ns, const struct cf_node_result *r,
                      int64_t now)
 {
 	struct cf_node_state *st;
 
-	if (r->after_sha256[0] == '\0')
+	if (r->after_sha256[0] == '\0' && r->n_checks == 0)
 		return 0;
 	st = store_node(ns, r->node->name);
 	if (st == NULL)
 		return -1;
 	fleet_observe(st, r->after_sha256, r->after_not_after, now);
-	return 0;
+	return fleet_observe_endpoints(st, r, now);
 }
 
 bool
@@ -130,6 +231,8 @@ fleet_record(struct cf_node_states *ns, const struct cf_node_result *r,
 	fleet_observe(st, r->after_sha256, r->after_not_after, now);
 	if (r->touched && r->outcome == CF_OUT_DEPLOYED)
 		st->last_change = now;
+	if (fleet_observe_endpoints(st, r, now) < 0)
+		return -1;
 	/* drift this deploy could not fix stays on record for verify and
 	 * check, which have no SSH to look */
 	if (r->audited && fleet_set_drift(st, r->drift, now) < 0)

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "certfleet/fleetstate.h"
 #include "certfleet/metrics.h"
 #include "certfleet/util.h"
 
@@ -324,6 +325,110 @@ put_nodes(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 	return 0;
 }
 
+/* name{certificate="C",node=..,port=..,starttls=..,sni=..[,reason=..]} */
+static int
+put_endpoint_sample(cf_buf_t *b, const char *name, const char *cert,
+                    const char *node, const char *sni,
+                    const struct cf_endpoint_state *e, bool with_reason,
+                    const char *value)
+{
+	const char *keys[] = {"node", "port", "starttls", "sni", "reason"};
+	char port[8];
+	const char *vals[5];
+	size_t k, nk = with_reason ? 5 : 4;
+
+	snprintf(port, sizeof(port), "%u", e->port);
+	vals[0] = node;
+	vals[1] = port;
+	vals[2] = starttls_proto_name(e->starttls);
+	vals[3] = sni;
+	vals[4] = e->ok || e->reason == NULL ? "" : e->reason;
+	if (cf_buf_printf(b, "%s{certificate=\"", name) < 0 ||
+	    put_label_value(b, cert) < 0)
+		return -1;
+	for (k = 0; k < nk; k++)
+		if (cf_buf_printf(b, "\",%s=\"", keys[k]) < 0 ||
+		    put_label_value(b, vals[k]) < 0)
+			return -1;
+	return cf_buf_printf(b, "\"} %s\n", value);
+}
+
+/* One family (ok, or the check time) for one node's pairs the playbook
+ * has now, endpoint-major as verify checks them. */
+static int
+put_node_endpoints(cf_buf_t *b, const struct cf_playbook *pb, const char *cert,
+                   const char *const *names, size_t n_names,
+                   const struct cf_node *node, const struct cf_node_state *st,
+                   bool ok_family)
+{
+	const char *nm =
+	    ok_family ? "certfleet_node_endpoint_ok"
+	              : "certfleet_node_endpoint_checked_timestamp_seconds";
+	char val[METRICS_VAL_MAX];
+
+	for (size_t ei = 0; ei < pb->verify.n_endpoints; ei++)
+		for (size_t ni = 0; ni < n_names; ni++) {
+			const struct cf_endpoint *ep =
+			    &pb->verify.endpoints[ei];
+			const struct cf_endpoint_state *e;
+
+			if (names[ni] == NULL ||
+			    (e = fleet_endpoint_find(st, ep->port, ep->starttls,
+			                             names[ni])) == NULL)
+				continue;
+			fmt_int(val, sizeof(val), ok_family ? e->ok : e->seen);
+			/* the playbook's spelling of the name */
+			if (put_endpoint_sample(b, nm, cert, node->name,
+			                        names[ni], e, ok_family,
+			                        val) < 0)
+				return -1;
+		}
+	return 0;
+}
+
+/* The last verify result of each endpoint under each SNI name, for the
+ * pairs the playbook has now; a pair never checked is absent, not 0:
+ * nothing is known of it. */
+static int
+put_endpoints(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
+{
+	const struct cf_playbook *pb = in->pb;
+	const char **names = NULL;
+	size_t n_names = 0, i;
+	int rc = -1;
+
+	if (playbook_verify_names(pb, &names, &n_names, NULL) < 0)
+		return -1;
+	if (put_family(b, "certfleet_node_endpoint_ok",
+	               "1 if the endpoint served the current certificate "
+	               "under the SNI name, with the exact chain, trusted, "
+	               "when last checked; 0 with the failure reason "
+	               "otherwise.") < 0)
+		goto out;
+	for (i = 0; i < pb->n_nodes; i++)
+		if (put_node_endpoints(b, pb, cert, names, n_names,
+		                       &pb->nodes[i],
+		                       store_node_find(in->nodes,
+		                                       pb->nodes[i].name),
+		                       true) < 0)
+			goto out;
+	if (put_family(b, "certfleet_node_endpoint_checked_timestamp_seconds",
+	               "When the endpoint was last checked under the SNI "
+	               "name (epoch seconds).") < 0)
+		goto out;
+	for (i = 0; i < pb->n_nodes; i++)
+		if (put_node_endpoints(b, pb, cert, names, n_names,
+		                       &pb->nodes[i],
+		                       store_node_find(in->nodes,
+		                                       pb->nodes[i].name),
+		                       false) < 0)
+			goto out;
+	rc = 0;
+out:
+	free(names);
+	return rc;
+}
+
 static int
 put_counts(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 {
@@ -437,8 +542,8 @@ metrics_write(const char *path, const struct cf_metrics_input *in,
 	             "(epoch seconds).",
 	             cert, in->current->not_before) < 0))
 		goto nomem;
-	if (put_nodes(&b, in, cert) < 0 || put_counts(&b, in, cert) < 0 ||
-	    put_renewal(&b, in, cert) < 0)
+	if (put_nodes(&b, in, cert) < 0 || put_endpoints(&b, in, cert) < 0 ||
+	    put_counts(&b, in, cert) < 0 || put_renewal(&b, in, cert) < 0)
 		goto nomem;
 	if (in->last_deploy_success > 0 &&
 	    put_one(&b, "certfleet_deploy_last_success_timestamp_seconds",

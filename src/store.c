@@ -1437,7 +1437,85 @@ node_state_free(struct cf_node_state *n)
 	free(n->reason);
 	free(n->detail);
 	free(n->drift);
+	for (size_t i = 0; i < n->n_endpoints; i++) {
+		free(n->endpoints[i].sni);
+		free(n->endpoints[i].reason);
+	}
+	free(n->endpoints);
 	memset(n, 0, sizeof(*n));
+}
+
+/* One "endpoints" entry.  Written whole by store_save_nodes, so a missing
+ * port or sni is corruption, not an older format; starttls missing reads
+ * as implicit TLS. */
+static bool
+parse_endpoint(json_t *o, struct cf_endpoint_state *e, bool *oom, char *why,
+               size_t whylen)
+{
+	char *proto = NULL;
+	bool ok = false;
+
+	if (!json_is_object(o)) {
+		snprintf(why, whylen, "not an object");
+		return false;
+	}
+	if (!get_uint(o, "port", &e->port, why, whylen) ||
+	    !get_str(o, "starttls", &proto, oom, why, whylen) ||
+	    !get_str(o, "sni", &e->sni, oom, why, whylen) ||
+	    !get_bool(o, "ok", &e->ok, why, whylen) ||
+	    !get_str(o, "reason", &e->reason, oom, why, whylen) ||
+	    !get_i64(o, "seen", &e->seen, why, whylen))
+		goto out;
+	if (e->port == 0 || e->port > 65535) {
+		snprintf(why, whylen, "port: out of range");
+		goto out;
+	}
+	if (e->sni == NULL || e->sni[0] == '\0') {
+		snprintf(why, whylen, "sni: missing");
+		goto out;
+	}
+	e->starttls = STARTTLS_NONE;
+	if (proto != NULL && strcmp(proto, "none") != 0 &&
+	    starttls_proto_parse(proto, &e->starttls) < 0) {
+		snprintf(why, whylen, "starttls: unknown protocol");
+		goto out;
+	}
+	ok = true;
+out:
+	free(proto);
+	return ok;
+}
+
+static bool
+parse_endpoints(json_t *o, struct cf_node_state *n, bool *oom, char *why,
+                size_t whylen)
+{
+	json_t *a = get_field(o, "endpoints"), *val;
+	char inner[200];
+	size_t i;
+
+	if (a == NULL)
+		return true;
+	if (!json_is_array(a))
+		return wrong_type("endpoints", "an array", why, whylen);
+	if (json_array_size(a) == 0)
+		return true;
+	n->endpoints = calloc(json_array_size(a), sizeof(*n->endpoints));
+	if (n->endpoints == NULL) {
+		*oom = true;
+		return false;
+	}
+	json_array_foreach(a, i, val)
+	{
+		/* counted first: node_state_free frees what it holds */
+		n->n_endpoints++;
+		if (!parse_endpoint(val, &n->endpoints[i], oom, inner,
+		                    sizeof(inner))) {
+			snprintf(why, whylen, "endpoints[%zu]: %s", i, inner);
+			return false;
+		}
+	}
+	return true;
 }
 
 static bool
@@ -1466,7 +1544,8 @@ parse_node(const char *name, json_t *o, struct cf_node_state *n, bool *oom,
 	    !get_uint(o, "attempts", &n->attempts, why, whylen) ||
 	    !get_bool(o, "manual", &n->manual, why, whylen) ||
 	    !get_str(o, "drift", &n->drift, oom, why, whylen) ||
-	    !get_i64(o, "drift_seen", &n->drift_seen, why, whylen))
+	    !get_i64(o, "drift_seen", &n->drift_seen, why, whylen) ||
+	    !parse_endpoints(o, n, oom, why, whylen))
 		goto out;
 	if (sha != NULL) {
 		if (strlen(sha) >= sizeof(n->serving_sha256)) {
@@ -1553,12 +1632,34 @@ out:
 }
 
 static json_t *
+endpoints_to_json(const struct cf_node_state *n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a != NULL && i < n->n_endpoints; i++) {
+		const struct cf_endpoint_state *e = &n->endpoints[i];
+
+		if (json_array_append_new(
+		        a, json_pack("{s:i,s:s,s:s?,s:b,s:s?,s:I}", "port",
+		                     (int)e->port, "starttls",
+		                     starttls_proto_name(e->starttls), "sni",
+		                     e->sni, "ok", e->ok, "reason", e->reason,
+		                     "seen", (json_int_t)e->seen)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+static json_t *
 node_to_json(const struct cf_node_state *n)
 {
 	json_t *o = json_object();
 
 	if (o == NULL)
 		return NULL;
+
 	if (json_object_set_new(o, "serving_sha256",
 	                        cf_json_str_or_null(n->serving_sha256[0]
 	                                                ? n->serving_sha256
@@ -1584,7 +1685,10 @@ node_to_json(const struct cf_node_state *n)
 	    json_object_set_new(o, "drift", cf_json_str_or_null(n->drift)) <
 	        0 ||
 	    json_object_set_new(o, "drift_seen", json_integer(n->drift_seen)) <
-	        0) {
+	        0 ||
+	    /* no "endpoints" until one was checked: files stay as before */
+	    (n->n_endpoints > 0 &&
+	     json_object_set_new(o, "endpoints", endpoints_to_json(n)) < 0)) {
 		json_decref(o);
 		return NULL;
 	}

@@ -47,11 +47,35 @@ struct fleet_note {
 void fleet_observe(struct cf_node_state *st, const char *sha256_hex,
                    int64_t not_after, int64_t now);
 
-/* What a rollout saw node r serve, noted in its record (created if
- * needed) and nothing else: verify, which stores nothing.  -1 when out of
+/* What a rollout saw node r serve (and its endpoints), noted in its
+ * record (created if needed) and nothing else: verify, which stores
+ * nothing.  -1 when out of
  * memory. */
 int fleet_observe_result(struct cf_node_states *ns,
                          const struct cf_node_result *r, int64_t now);
+
+/* What verify saw on each endpoint under each SNI name of node r
+ * (r->checks), kept per pair with its time for --metrics.  The rule:
+ *   - a pair the result checked gets that result and `now`;
+ *   - a pair it did not check keeps its last result and time (a deploy
+ *     stops at the first failing pair; an unreachable node has none);
+ *   - a node rolled back after the check: its passing pairs served the
+ *     new files only until the rollback put the old ones back, so they
+ *     keep their earlier record (about those very files); the failing
+ *     pair is recorded;
+ *   - a result in which every pair passed checked them all (verify stops
+ *     only at a failure): it replaces the list, so pairs the playbook no
+ *     longer has go.
+ * fleet_record and fleet_observe_result call it.  -1 when out of memory
+ * (each pair is either updated or left as it was, never half-written). */
+int fleet_observe_endpoints(struct cf_node_state *st,
+                            const struct cf_node_result *r, int64_t now);
+
+/* The record of one endpoint under one SNI name (compared
+ * case-insensitively) on a node, or NULL (borrowed). */
+const struct cf_endpoint_state *
+fleet_endpoint_find(const struct cf_node_state *st, unsigned port,
+                    starttls_proto_t starttls, const char *sni);
 
 /* What the last audit found on a node and could not fix (NULL or "" for
  * nothing): kept with the time it was seen, for verify and check.  0, or

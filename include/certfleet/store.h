@@ -29,6 +29,7 @@
 
 #include "certfleet/crypto.h"
 #include "certfleet/err.h"
+#include "certfleet/starttls.h"
 
 typedef struct cf_store cf_store_t;
 
@@ -132,6 +133,18 @@ int store_save_revocation(cf_store_t *st, const char *id,
                           const struct cf_revocation *r, cf_err_t *err);
 void store_revocation_free(struct cf_revocation *r);
 
+/* The last verify result of one endpoint under one SNI name on a node
+ * (fleetstate.c says when it is replaced and when it is kept). */
+struct cf_endpoint_state {
+	unsigned port;
+	starttls_proto_t starttls;
+	char *sni;
+	bool ok;      /* the current leaf, exact chain, trusted */
+	char *reason; /* !ok: quarantine reason token ("verify-name"...);
+			 NULL when ok */
+	int64_t seen; /* when it was checked */
+};
+
 /* Per-node state. */
 struct cf_node_state {
 	char *name;
@@ -153,6 +166,10 @@ struct cf_node_state {
 	 * (no SSH) report it */
 	char *drift;
 	int64_t drift_seen; /* when that deploy saw it */
+	/* per endpoint x SNI name: the last result of each pair checked,
+	 * for --metrics; none when never checked */
+	struct cf_endpoint_state *endpoints;
+	size_t n_endpoints;
 };
 
 struct cf_node_states {

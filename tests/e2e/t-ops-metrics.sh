@@ -12,10 +12,11 @@ RULES=$T_ROOT/hooks/prometheus/certfleet.rules.yml
 
 t_step "the alert rules: promtool check rules, promtool test rules"
 assert_exit 0 promtool check rules "$RULES"
-assert_file_match "$T_OUT" 'SUCCESS: 6 rules found' "6 rules"
+assert_file_match "$T_OUT" 'SUCCESS: 7 rules found' "7 rules"
 for a in CertfleetNodeQuarantined CertfleetRenewalFailing \
     CertfleetCertificateExpiringSoon CertfleetNodeCertificateExpiringSoon \
-    CertfleetNodeServesStaleCertificate CertfleetNoRecentRun; do
+    CertfleetNodeServesStaleCertificate CertfleetNodeEndpointMisconfigured \
+    CertfleetNoRecentRun; do
 	assert_file_match "$RULES" "alert: $a\$" "rule $a is there"
 done
 sed "s|@RULES@|$RULES|" >"$T_TMP/rules-test.yml" <<'YAML'
@@ -48,9 +49,32 @@ tests:
         values: '0x119 2x1880'
       - series: 'certfleet_last_run_timestamp_seconds{certificate="web",command="renew"}'
         values: '0x2000'
+      # web1: www.a.test on 443 fails from 1h (a run found it), fixed at
+      # 3h; a.test fine; web7 (pinned) fails and does not alert
+      - series: 'certfleet_node_endpoint_ok{certificate="web",node="web1",port="443",starttls="none",sni="a.test",reason=""}'
+        values: '1x2000'
+      - series: 'certfleet_node_endpoint_ok{certificate="web",node="web1",port="443",starttls="none",sni="www.a.test",reason=""}'
+        values: '1x59 _x120 1x1800'
+      - series: 'certfleet_node_endpoint_ok{certificate="web",node="web1",port="443",starttls="none",sni="www.a.test",reason="verify-name"}'
+        values: '_x59 0x120'
+      - series: 'certfleet_node_endpoint_ok{certificate="web",node="web7",port="25",starttls="smtp",sni="a.test",reason="verify-chain"}'
+        values: '0x2000'
       - series: 'certfleet_last_run_timestamp_seconds{certificate="web",command="deploy"}'
         values: '3600x2000'
     alert_rule_test:
+      - eval_time: 30m
+        alertname: CertfleetNodeEndpointMisconfigured
+        exp_alerts: []
+      - eval_time: 2h
+        alertname: CertfleetNodeEndpointMisconfigured
+        exp_alerts:
+          - exp_labels: {severity: critical, certificate: web, node: web1, port: "443", starttls: none, sni: www.a.test, reason: verify-name}
+            exp_annotations:
+              summary: "certfleet web: node web1 endpoint misconfigured: port 443 (starttls none) SNI www.a.test: verify-name"
+              description: "Node web1 port 443 (STARTTLS none) under SNI name www.a.test failed certfleet's check for certificate web (verify-name): wrong certificate, incomplete or stale chain, or untrusted.  `certfleet -p PLAYBOOK verify` names what is wrong."
+      - eval_time: 4h
+        alertname: CertfleetNodeEndpointMisconfigured
+        exp_alerts: []
       - eval_time: 30m
         alertname: CertfleetNodeQuarantined
         exp_alerts: []
@@ -178,6 +202,13 @@ m "certfleet_certificate_not_after_seconds{certificate=\"web\"} $NOT_AFTER"
 m "certfleet_certificate_not_before_seconds{certificate=\"web\"} $NOT_BEFORE"
 m 'certfleet_run_exit_code{certificate="web",command="deploy"} 2'
 m 'certfleet_renewal_consecutive_failures{certificate="web"} 0'
+# per endpoint and SNI name: n1, n2 verified; n3 (not reached) absent
+m 'certfleet_node_endpoint_ok{certificate="web",node="n1",port="443",starttls="none",sni="node.test",reason=""} 1'
+m 'certfleet_node_endpoint_ok{certificate="web",node="n2",port="443",starttls="none",sni="node.test",reason=""} 1'
+assert_eq "$(grep -c '^certfleet_node_endpoint_ok{.*node="n3"' "$M")" 0 "n3 not reached: no endpoint result"
+CK=$(sed -n 's/^certfleet_node_endpoint_checked_timestamp_seconds{certificate="web",node="n1",port="443",starttls="none",sni="node.test"} //p' "$M")
+assert_le "$T0" "$CK" "n1:443 checked in this run"
+assert_le "$CK" "$T1" "n1:443 checked not after the run"
 TS=$(sed -n 's/^certfleet_last_run_timestamp_seconds{certificate="web",command="deploy"} //p' "$M")
 assert_le "$T0" "$TS" "last run timestamp is not before the run"
 assert_le "$TS" "$T1" "last run timestamp is not after the run"

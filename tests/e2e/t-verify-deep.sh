@@ -10,6 +10,10 @@
 # made by hand on the live fleet (n5 switched to the leaf-only file) is
 # caught by `verify` and by `check` (CRITICAL naming n5:443 and the SNI),
 # and a chain from a CA that verify.ca_bundle does not trust -> verify-trust.
+# --metrics carries each endpoint x SNI result (certfleet_node_endpoint_ok),
+# stored by deploy: 0 with the reason where it failed, 1 where it passed,
+# absent where a rolled-back node's passing pair was undone; n5 fixed:
+# verify's file says 1, and the next deploy stores it.
 . "$(dirname "$0")/../lib/common.sh"
 t_start
 
@@ -69,7 +73,8 @@ tb_playbook "$PB" canary=0 verify_timeout=4 deploy.reload=/srv/reload.sh \
 t_wait_serves 2 "$OLD_SHA" 10 "n2 serves the old leaf (alone)"
 
 t_step "deploy: n1, n5 deployed; n2, n3, n4 rolled back and quarantined"
-cf_run 2 --json -p "$PB" deploy --cert "$NEW/fullchain.pem" --key "$NEW/privkey.pem"
+M=$T_TMP/web.prom
+cf_run 2 --json --metrics "$M" -p "$PB" deploy --cert "$NEW/fullchain.pem" --key "$NEW/privkey.pem"
 J=$T_OUT
 assert_nodes "$J" outcome deployed n1 n5
 assert_node "$J" n2 reason verify-chain
@@ -90,6 +95,26 @@ assert_served 5 "$NEW_SHA"
 t_status
 assert_node "$T_STATUS" n2 reason verify-chain
 assert_node "$T_STATUS" n3 reason verify-name
+
+t_step "--metrics: each endpoint and SNI name, as the deploy checked them"
+promtool_ok() { command -v promtool >/dev/null || return 0; assert_exit 0 promtool check metrics <"$1"; }
+promtool_ok "$M"
+# ep_ok NODE SNI: the sample's "reason value", "" when there is none
+ep_ok() {
+	sed -n "s/^certfleet_node_endpoint_ok{certificate=\"web\",node=\"$1\",port=\"443\",starttls=\"none\",sni=\"$2\",reason=\"\([a-z-]*\)\"} \([01]\)\$/\1 \2/p" "$3"
+}
+for i in 1 5; do
+	assert_eq "$(ep_ok "n$i" node.test "$M")" " 1" "n$i:443 node.test ok"
+	assert_eq "$(ep_ok "n$i" www.node.test "$M")" " 1" "n$i:443 www.node.test ok"
+done
+assert_eq "$(ep_ok n3 www.node.test "$M")" "verify-name 0" "n3:443 www.node.test: 0, verify-name"
+assert_eq "$(ep_ok n3 node.test "$M")" "" "n3:443 node.test: passed, then undone by the rollback: absent"
+assert_eq "$(ep_ok n2 node.test "$M")" "verify-chain 0" "n2:443 node.test: 0, verify-chain"
+assert_eq "$(ep_ok n4 node.test "$M")" "verify-chain 0" "n4:443 node.test: 0, verify-chain"
+assert_eq "$(grep -c '^certfleet_node_endpoint_ok{' "$M")" 7 "7 pairs known (n1, n5: 2; n2, n3, n4: 1)"
+assert_json "$TB/state/web/nodes.json" \
+    '[(e["port"], e["starttls"], e["sni"], e["ok"], e["reason"]) for e in d["nodes"]["n3"]["endpoints"]]' \
+    '[[443, "none", "www.node.test", false, "verify-name"]]'
 
 t_step "a misconfiguration by hand on the live fleet: n5 switched to the leaf-only file"
 use_cert_file 5 /srv/tls/cert.pem
@@ -124,6 +149,28 @@ assert_node "$T_OUT" n5 rolled_back false "n5: nothing to roll back"
 assert_node "$T_OUT" n5 quarantined true
 assert_eq "$(tb_exec 5 stat -c '%i %Y %n' /srv/tls/fullchain.pem /srv/tls/privkey.pem /srv/tls/cert.pem 2>/dev/null)" \
     "$snap5" "n5: files untouched"
+
+t_step "n5 fixed: verify's metrics say 1; status shows the stored 0 until a deploy stores 1"
+M2=$T_TMP/live.prom
+cf_run 0 --metrics "$M2" -p "$P2" status
+assert_eq "$(ep_ok n5 node.test "$M2")" "verify-chain 0" "n5: the deploy stored 0, verify-chain"
+use_cert_file 5 /srv/tls/fullchain.pem
+reload_nginx 5 || t_fatal "n5 reload"
+verify_ok() { cf -p "$P2" verify >/dev/null 2>&1; }
+t_wait_for 10 verify_ok || t_notok "verify never saw n5 fixed"
+cf_run 0 --metrics "$M2" -p "$P2" verify
+promtool_ok "$M2"
+assert_eq "$(ep_ok n5 node.test "$M2")" " 1" "verify: n5:443 node.test 1"
+assert_eq "$(ep_ok n5 www.node.test "$M2")" " 1" "verify: n5:443 www.node.test 1"
+assert_json "$TB/state/web/nodes.json" '[e["ok"] for e in d["nodes"]["n5"]["endpoints"]]' '[false, false]' \
+    "verify stored nothing"
+cf_run 0 --metrics "$M2" -p "$P2" status
+assert_eq "$(ep_ok n5 node.test "$M2")" "verify-chain 0" "status: the stored result again (documented)"
+cf_run 0 -p "$P2" deploy
+cf_run 0 --metrics "$M2" -p "$P2" status
+assert_eq "$(ep_ok n5 node.test "$M2")" " 1" "after the deploy: n5:443 node.test 1"
+assert_eq "$(ep_ok n5 www.node.test "$M2")" " 1" "after the deploy: n5:443 www.node.test 1"
+assert_eq "$(grep -c '^certfleet_node_endpoint_ok{.*} 0$' "$M2")" 0 "no pair of n1, n5 fails"
 
 t_step "a chain verify.ca_bundle does not trust -> verify-trust"
 P3=$TB/pb-trust.json

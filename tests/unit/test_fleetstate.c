@@ -429,6 +429,134 @@ test_drift(void **state)
 	store_nodes_free(&ns);
 }
 
+/* c := a check of port/proto under sni; ok, or failed with code */
+static void
+check(struct cf_endpoint_check *c, unsigned port, starttls_proto_t proto,
+      const char *sni, cf_code_t code)
+{
+	memset(c, 0, sizeof(*c));
+	c->port = port;
+	c->starttls = proto;
+	c->sni = sni;
+	c->ok = code == CF_OK;
+	if (code != CF_OK)
+		cf_err_set(&c->err, code, "%s:%u failed", sni, port);
+}
+
+static void
+assert_pair(const struct cf_node_state *st, unsigned port,
+            starttls_proto_t proto, const char *sni, bool ok,
+            const char *reason, int64_t seen)
+{
+	const struct cf_endpoint_state *e =
+	    fleet_endpoint_find(st, port, proto, sni);
+
+	if (e == NULL)
+		fail_msg("no record of %u/%s/%s", port,
+		         starttls_proto_name(proto), sni);
+	assert_int_equal(e->ok, ok);
+	if (reason == NULL)
+		assert_null(e->reason);
+	else
+		assert_string_equal(e->reason, reason);
+	assert_int_equal(e->seen, seen);
+}
+
+/* The last result of each endpoint x SNI pair: a pair checked is
+ * replaced, a pair not checked keeps its last result and time, the
+ * passing pairs of a rolled-back node keep their earlier record, and an
+ * all-passing result (every pair checked) replaces the list. */
+static void
+test_endpoints(void **state)
+{
+	struct cf_node_states ns = {0};
+	struct cf_endpoint_check c[4];
+	struct fleet_note note;
+	struct cf_node_result r =
+	    result(CF_OUT_FAILED, CUR, false, CF_ERR_VERIFY_NAME, "www");
+	const struct cf_node_state *st;
+
+	(void)state;
+	/* verify: every pair looked at; 25 implicit and 25 STARTTLS are
+	 * different pairs */
+	check(&c[0], 443, STARTTLS_NONE, "a.test", CF_OK);
+	check(&c[1], 443, STARTTLS_NONE, "www.a.test", CF_ERR_VERIFY_NAME);
+	check(&c[2], 25, STARTTLS_SMTP, "a.test", CF_OK);
+	check(&c[3], 25, STARTTLS_NONE, "a.test", CF_ERR_TLS);
+	r.checks = c;
+	r.n_checks = 4;
+	assert_int_equal(fleet_observe_result(&ns, &r, 100), 0);
+	st = fleet_find(&ns, "n1");
+	assert_non_null(st);
+	assert_int_equal(st->n_endpoints, 4);
+	assert_pair(st, 443, STARTTLS_NONE, "a.test", true, NULL, 100);
+	assert_pair(st, 443, STARTTLS_NONE, "WWW.a.test", false, "verify-name",
+	            100);
+	assert_pair(st, 25, STARTTLS_SMTP, "a.test", true, NULL, 100);
+	assert_pair(st, 25, STARTTLS_NONE, "a.test", false, "tls", 100);
+	assert_null(fleet_endpoint_find(st, 25, STARTTLS_IMAP, "a.test"));
+	assert_false(st->quarantined); /* observed only */
+
+	/* a deploy stops at the first failing pair: the others keep theirs */
+	check(&c[0], 443, STARTTLS_NONE, "a.test", CF_ERR_VERIFY_CHAIN);
+	r.n_checks = 1;
+	record(&ns, r, CUR, 200, &note);
+	st = fleet_find(&ns, "n1");
+	assert_int_equal(st->n_endpoints, 4);
+	assert_pair(st, 443, STARTTLS_NONE, "a.test", false, "verify-chain",
+	            200);
+	assert_pair(st, 443, STARTTLS_NONE, "www.a.test", false, "verify-name",
+	            100);
+	assert_pair(st, 25, STARTTLS_SMTP, "a.test", true, NULL, 100);
+
+	/* rolled back: the pair that passed served files the rollback
+	 * undid, it keeps its earlier record; the failing one is recorded */
+	check(&c[0], 443, STARTTLS_NONE, "a.test", CF_OK);
+	check(&c[1], 443, STARTTLS_NONE, "www.a.test", CF_ERR_VERIFY_TRUST);
+	r.n_checks = 2;
+	r.touched = true;
+	r.rolled_back = true;
+	record(&ns, r, CUR, 300, &note);
+	st = fleet_find(&ns, "n1");
+	assert_pair(st, 443, STARTTLS_NONE, "a.test", false, "verify-chain",
+	            200);
+	assert_pair(st, 443, STARTTLS_NONE, "www.a.test", false, "verify-trust",
+	            300);
+
+	/* unreachable: nothing checked, nothing changes */
+	r = result(CF_OUT_FAILED, NULL, false, CF_ERR_TIMEOUT, "t");
+	record(&ns, r, CUR, 400, &note);
+	st = fleet_find(&ns, "n1");
+	assert_int_equal(st->n_endpoints, 4);
+	assert_pair(st, 25, STARTTLS_NONE, "a.test", false, "tls", 100);
+
+	/* a pair first seen failing after a partial check is added */
+	r = result(CF_OUT_FAILED, CUR, false, CF_ERR_VERIFY_ENDPOINT, "x");
+	check(&c[0], 587, STARTTLS_SMTP, "a.test", CF_ERR_VERIFY_ENDPOINT);
+	r.checks = c;
+	r.n_checks = 1;
+	record(&ns, r, CUR, 450, &note);
+	st = fleet_find(&ns, "n1");
+	assert_int_equal(st->n_endpoints, 5);
+	assert_pair(st, 587, STARTTLS_SMTP, "a.test", false, "verify-endpoint",
+	            450);
+
+	/* every pair passed (the playbook now has two): the list is
+	 * exactly those, the others are gone */
+	r = result(CF_OUT_UNCHANGED, CUR, false, CF_OK, NULL);
+	check(&c[0], 443, STARTTLS_NONE, "a.test", CF_OK);
+	check(&c[1], 443, STARTTLS_NONE, "www.a.test", CF_OK);
+	r.checks = c;
+	r.n_checks = 2;
+	record(&ns, r, CUR, 500, &note);
+	st = fleet_find(&ns, "n1");
+	assert_int_equal(st->n_endpoints, 2);
+	assert_pair(st, 443, STARTTLS_NONE, "a.test", true, NULL, 500);
+	assert_pair(st, 443, STARTTLS_NONE, "www.a.test", true, NULL, 500);
+	assert_null(fleet_endpoint_find(st, 25, STARTTLS_SMTP, "a.test"));
+	store_nodes_free(&ns);
+}
+
 int
 main(void)
 {
@@ -446,6 +574,7 @@ main(void)
 	    cmocka_unit_test(test_observe_result),
 	    cmocka_unit_test(test_suspects),
 	    cmocka_unit_test(test_drift),
+	    cmocka_unit_test(test_endpoints),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -377,6 +377,95 @@ test_metrics_escaping(void **state)
 	free(doc);
 }
 
+/* Per endpoint x SNI name: the last result of each pair the playbook has
+ * (ok 1, or 0 with the reason), and when it was checked; a pair never
+ * checked, or one the playbook no longer has, is absent. */
+static void
+test_metrics_endpoints(void **state)
+{
+	struct fixture *f = *state;
+	struct pbfix p;
+	struct cf_endpoint eps[2] = {{443, STARTTLS_NONE},
+	                             {587, STARTTLS_SMTP}};
+	char *domains[] = {(char *)"a.test", (char *)"www.a.test",
+	                   (char *)"*.a.test"};
+	struct cf_endpoint_state e1[4];
+	struct cf_node_state nsv[2];
+	struct cf_node_states ns = {nsv, 2};
+	struct cf_metrics_input in;
+	cf_err_t err = {0};
+	char *doc;
+
+	pbfix_init(&p, "web", "web1", "web2", "web\"3");
+	p.pb.cert.domains = domains;
+	p.pb.cert.n_domains = 3;
+	p.pb.verify.server_name = (char *)"a.test";
+	p.pb.verify.endpoints = eps;
+	p.pb.verify.n_endpoints = 2;
+	memset(e1, 0, sizeof(e1));
+	e1[0] =
+	    (struct cf_endpoint_state){443,  STARTTLS_NONE, (char *)"a.test",
+	                               true, NULL,          1000};
+	e1[1] = (struct cf_endpoint_state){443,
+	                                   STARTTLS_NONE,
+	                                   (char *)"WWW.a.test",
+	                                   false,
+	                                   (char *)"verify-name",
+	                                   1001};
+	e1[2] =
+	    (struct cf_endpoint_state){587,  STARTTLS_SMTP, (char *)"a.test",
+	                               true, NULL,          1002};
+	/* no longer in the playbook: 8443 */
+	e1[3] =
+	    (struct cf_endpoint_state){8443,  STARTTLS_NONE, (char *)"a.test",
+	                               false, (char *)"tls", 1003};
+	memset(nsv, 0, sizeof(nsv));
+	nsv[0].name = (char *)"web1";
+	nsv[0].endpoints = e1;
+	nsv[0].n_endpoints = 4;
+	nsv[1].name = (char *)"web\"3";
+	nsv[1].endpoints = e1 + 1; /* one pair, failing */
+	nsv[1].n_endpoints = 1;
+	memset(&in, 0, sizeof(in));
+	in.pb = &p.pb;
+	in.nodes = &ns;
+	in.command = "verify";
+	assert_int_equal(metrics_write(f->prom, &in, &err), 0);
+	doc = slurp(f->prom);
+	assert_non_null(doc);
+	assert_exposition(doc);
+	assert_line(doc, "# TYPE certfleet_node_endpoint_ok gauge");
+	assert_line(doc, "certfleet_node_endpoint_ok{certificate=\"web\",node="
+	                 "\"web1\",port=\"443\",starttls=\"none\",sni=\""
+	                 "a.test\",reason=\"\"} 1");
+	/* the playbook's spelling of the name */
+	assert_line(doc, "certfleet_node_endpoint_ok{certificate=\"web\",node="
+	                 "\"web1\",port=\"443\",starttls=\"none\",sni=\""
+	                 "www.a.test\",reason=\"verify-name\"} 0");
+	assert_line(doc, "certfleet_node_endpoint_ok{certificate=\"web\",node="
+	                 "\"web1\",port=\"587\",starttls=\"smtp\",sni=\""
+	                 "a.test\",reason=\"\"} 1");
+	assert_line(doc, "certfleet_node_endpoint_ok{certificate=\"web\",node="
+	                 "\"web\\\"3\",port=\"443\",starttls=\"none\",sni="
+	                 "\"www.a.test\",reason=\"verify-name\"} 0");
+	assert_line(doc, "certfleet_node_endpoint_checked_timestamp_seconds{"
+	                 "certificate=\"web\",node=\"web1\",port=\"443\","
+	                 "starttls=\"none\",sni=\"www.a.test\"} 1001");
+	assert_line(doc, "certfleet_node_endpoint_checked_timestamp_seconds{"
+	                 "certificate=\"web\",node=\"web1\",port=\"587\","
+	                 "starttls=\"smtp\",sni=\"a.test\"} 1002");
+	/* 3 pairs of web1, 1 of web"3; web2 never checked; no wildcard */
+	assert_int_equal(count_str(doc, "certfleet_node_endpoint_ok{"), 4);
+	assert_int_equal(count_str(doc, "certfleet_node_endpoint_checked_"
+	                                "timestamp_seconds{"),
+	                 4);
+	assert_int_equal(count_str(doc, "8443"), 0);
+	assert_int_equal(count_str(doc, "node=\"web2\",port"), 0);
+	assert_int_equal(count_str(doc, "*.a.test"), 0);
+	assert_promtool_ok(f->prom);
+	free(doc);
+}
+
 /* No certificate, no node state, no renewal state: what is unknown is
  * absent (never a 0 timestamp), counts are 0. */
 static void
@@ -798,11 +887,17 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-	    T(test_metrics_values),        T(test_metrics_escaping),
-	    T(test_metrics_empty),         T(test_metrics_keeps_other_commands),
-	    T(test_metrics_write_error),   T(test_notify_text),
-	    T(test_notify_text_sanitized), T(test_notify_command),
-	    T(test_notify_command_fails),  T(test_notify_command_timeout),
+	    T(test_metrics_values),
+	    T(test_metrics_escaping),
+	    T(test_metrics_endpoints),
+	    T(test_metrics_empty),
+	    T(test_metrics_keeps_other_commands),
+	    T(test_metrics_write_error),
+	    T(test_notify_text),
+	    T(test_notify_text_sanitized),
+	    T(test_notify_command),
+	    T(test_notify_command_fails),
+	    T(test_notify_command_timeout),
 #undef T
 	};
 

@@ -755,6 +755,18 @@ test_nodes_round_trip(void **state)
 	n->quarantined_since = 1700000004;
 	n->attempts = 3;
 	n->manual = false;
+	n->endpoints = calloc(2, sizeof(*n->endpoints));
+	assert_non_null(n->endpoints);
+	n->n_endpoints = 2;
+	n->endpoints[0].port = 443;
+	n->endpoints[0].sni = strdup("www.example.test");
+	n->endpoints[0].reason = strdup("verify-name");
+	n->endpoints[0].seen = 1700000005;
+	n->endpoints[1].port = 587;
+	n->endpoints[1].starttls = STARTTLS_SMTP;
+	n->endpoints[1].sni = strdup("example.test");
+	n->endpoints[1].ok = true;
+	n->endpoints[1].seen = 1700000006;
 	n = store_node(&ns, "web2");
 	assert_non_null(n);
 	n->manual = true;
@@ -780,8 +792,22 @@ test_nodes_round_trip(void **state)
 	assert_int_equal(n->quarantined_since, 1700000004);
 	assert_int_equal(n->attempts, 3);
 	assert_false(n->manual);
+	assert_int_equal(n->n_endpoints, 2);
+	assert_int_equal(n->endpoints[0].port, 443);
+	assert_int_equal(n->endpoints[0].starttls, STARTTLS_NONE);
+	assert_string_equal(n->endpoints[0].sni, "www.example.test");
+	assert_false(n->endpoints[0].ok);
+	assert_string_equal(n->endpoints[0].reason, "verify-name");
+	assert_int_equal(n->endpoints[0].seen, 1700000005);
+	assert_int_equal(n->endpoints[1].port, 587);
+	assert_int_equal(n->endpoints[1].starttls, STARTTLS_SMTP);
+	assert_string_equal(n->endpoints[1].sni, "example.test");
+	assert_true(n->endpoints[1].ok);
+	assert_null(n->endpoints[1].reason);
+	assert_int_equal(n->endpoints[1].seen, 1700000006);
 	n = store_node(&back, "web2");
 	assert_true(n->manual);
+	assert_int_equal(n->n_endpoints, 0);
 	assert_false(n->quarantined);
 	assert_null(n->reason);
 	assert_string_equal(n->serving_sha256, "");
@@ -846,9 +872,65 @@ test_nodes_corrupt(void **state)
 	expect_corrupt_nodes(f, st, "{\"version\":1,\"nodes\":{\"a\":7}}",
 	                     "not an object");
 	expect_corrupt_nodes(f, st, "{\"nodes\":{}}", "version");
+	expect_corrupt_nodes(f, st,
+	                     "{\"version\":1,\"nodes\":{\"a\":{\"endpoints\""
+	                     ":{}}}}",
+	                     "endpoints: expected an array");
+	expect_corrupt_nodes(f, st,
+	                     "{\"version\":1,\"nodes\":{\"a\":{\"endpoints\""
+	                     ":[{\"port\":443,\"sni\":\"a.test\"},7]}}}",
+	                     "endpoints[1]: not an object");
+	expect_corrupt_nodes(f, st,
+	                     "{\"version\":1,\"nodes\":{\"a\":{\"endpoints\""
+	                     ":[{\"port\":70000,\"sni\":\"a.test\"}]}}}",
+	                     "endpoints[0]: port");
+	expect_corrupt_nodes(f, st,
+	                     "{\"version\":1,\"nodes\":{\"a\":{\"endpoints\""
+	                     ":[{\"port\":443}]}}}",
+	                     "endpoints[0]: sni");
+	expect_corrupt_nodes(f, st,
+	                     "{\"version\":1,\"nodes\":{\"a\":{\"endpoints\""
+	                     ":[{\"port\":25,\"sni\":\"a\",\"starttls\":"
+	                     "\"xmpp\"}]}}}",
+	                     "endpoints[0]: starttls");
+	expect_corrupt_nodes(f, st,
+	                     "{\"version\":1,\"nodes\":{\"a\":{\"endpoints\""
+	                     ":[{\"port\":25,\"sni\":\"a\",\"ok\":1}]}}}",
+	                     "endpoints[0]: ok");
 
 	/* saving never happens implicitly: the file stays as it was even
 	 * after a failed load (checked in expect_corrupt_nodes) */
+	store_close(st);
+}
+
+/* nodes.json from before per-endpoint results (no "endpoints", or null)
+ * loads with none; an entry's optional fields read as their zero value:
+ * starttls none, not ok, no reason, seen 0. */
+static void
+test_nodes_endpoints_tolerant(void **state)
+{
+	struct fixture *f = *state;
+	cf_store_t *st = open_ok(f);
+	struct cf_node_states ns = {0};
+	char path[PATH_MAX];
+	cf_err_t err = {0};
+
+	snprintf(path, sizeof(path), "%s/web/nodes.json", f->state);
+	write_text(path, "{\"version\":1,\"nodes\":{\"a\":{\"attempts\":1},"
+	                 "\"b\":{\"endpoints\":null},\"c\":{\"endpoints\":"
+	                 "[{\"port\":443,\"sni\":\"c.test\",\"reason\":null}]"
+	                 "}}}");
+	if (store_load_nodes(st, &ns, &err) < 0)
+		fail_msg("load: %s", err.msg);
+	assert_int_equal(store_node(&ns, "a")->n_endpoints, 0);
+	assert_int_equal(store_node(&ns, "b")->n_endpoints, 0);
+	assert_int_equal(store_node(&ns, "c")->n_endpoints, 1);
+	assert_int_equal(ns.v[2].endpoints[0].port, 443);
+	assert_int_equal(ns.v[2].endpoints[0].starttls, STARTTLS_NONE);
+	assert_false(ns.v[2].endpoints[0].ok);
+	assert_null(ns.v[2].endpoints[0].reason);
+	assert_int_equal(ns.v[2].endpoints[0].seen, 0);
+	store_nodes_free(&ns);
 	store_close(st);
 }
 
@@ -1042,6 +1124,7 @@ main(void)
 	    T(test_killed_put),
 	    T(test_nodes_round_trip),
 	    T(test_nodes_corrupt),
+	    T(test_nodes_endpoints_tolerant),
 	    T(test_renewal_round_trip),
 	    T(test_account_key_path),
 	    T(test_disk_full),
