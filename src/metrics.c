@@ -393,36 +393,36 @@ static int
 put_endpoints(cf_buf_t *b, const struct cf_metrics_input *in, const char *cert)
 {
 	const struct cf_playbook *pb = in->pb;
+	static const struct {
+		const char *name, *help;
+	} fam[] = {
+	    {"certfleet_node_endpoint_ok",
+	     "1 if the endpoint served the current certificate under the SNI "
+	     "name, with the exact chain, trusted, when last checked; 0 with "
+	     "the failure reason otherwise."},
+	    {"certfleet_node_endpoint_checked_timestamp_seconds",
+	     "When the endpoint was last checked under the SNI name (epoch "
+	     "seconds)."},
+	};
 	const char **names = NULL;
-	size_t n_names = 0, i;
+	size_t n_names = 0, i, f;
 	int rc = -1;
 
 	if (playbook_verify_names(pb, &names, &n_names, NULL) < 0)
 		return -1;
-	if (put_family(b, "certfleet_node_endpoint_ok",
-	               "1 if the endpoint served the current certificate "
-	               "under the SNI name, with the exact chain, trusted, "
-	               "when last checked; 0 with the failure reason "
-	               "otherwise.") < 0)
-		goto out;
-	for (i = 0; i < pb->n_nodes; i++)
-		if (put_node_endpoints(b, pb, cert, names, n_names,
-		                       &pb->nodes[i],
-		                       store_node_find(in->nodes,
-		                                       pb->nodes[i].name),
-		                       true) < 0)
+	/* two families, each with one series per node, endpoint and name */
+	for (f = 0; f < 2; f++) {
+		if (put_family(b, fam[f].name, fam[f].help) < 0)
 			goto out;
-	if (put_family(b, "certfleet_node_endpoint_checked_timestamp_seconds",
-	               "When the endpoint was last checked under the SNI "
-	               "name (epoch seconds).") < 0)
-		goto out;
-	for (i = 0; i < pb->n_nodes; i++)
-		if (put_node_endpoints(b, pb, cert, names, n_names,
-		                       &pb->nodes[i],
-		                       store_node_find(in->nodes,
-		                                       pb->nodes[i].name),
-		                       false) < 0)
-			goto out;
+		for (i = 0; i < pb->n_nodes; i++)
+			if (put_node_endpoints(b, pb, cert, names, n_names,
+			                       &pb->nodes[i],
+			                       store_node_find(in->nodes,
+			                                       pb->nodes[i]
+			                                           .name),
+			                       f == 0) < 0)
+				goto out;
+	}
 	rc = 0;
 out:
 	free(names);
