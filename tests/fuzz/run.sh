@@ -51,6 +51,14 @@ for src in src/*.c; do
 		    { echo "fuzz: cannot compile $src" >&2; exit 1; }
 	fi
 done
+# the node scripts, embedded as C strings by the Makefile's own rule
+make -s BUILD="$OUT" "$OUT/gen/scripts.c" ||
+    { echo "fuzz: cannot generate the embedded scripts" >&2; exit 1; }
+o=$OUT/obj/scripts.o
+objs="$objs $o"
+# shellcheck disable=SC2086
+$CC $CFLAGS -Isrc -fsanitize=fuzzer-no-link -c -o "$o" "$OUT/gen/scripts.c" ||
+    { echo "fuzz: cannot compile the embedded scripts" >&2; exit 1; }
 
 # 2. the targets
 targets=""
