@@ -43,8 +43,8 @@ static const char *const nasty[] = {
     "\xc3\xa9t\xc3\xa9 \xe2\x9c\x93",
     "%s%n%%",
     "\\n\\t\\0",
-    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIP\n-----END PRIVATE "
-    "KEY-----\n",
+    ("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIP\n"
+     "-----END PRIVATE KEY-----\n"),
 };
 
 #define N_NASTY (sizeof(nasty) / sizeof(nasty[0]))
