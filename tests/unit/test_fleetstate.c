@@ -554,6 +554,7 @@ test_endpoints(void **state)
 	assert_pair(st, 443, STARTTLS_NONE, "a.test", true, NULL, 500);
 	assert_pair(st, 443, STARTTLS_NONE, "www.a.test", true, NULL, 500);
 	assert_null(fleet_endpoint_find(st, 25, STARTTLS_SMTP, "a.test"));
+	free(note.was_reason); /* the release hands it over */
 	store_nodes_free(&ns);
 }
 
