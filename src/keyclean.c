@@ -54,16 +54,6 @@ struct kc_run {
 	struct cf_keyclean_result *res;
 };
 
-static void
-join(char *dst, size_t len, const char *item)
-{
-	size_t used = strlen(dst);
-
-	if (used + 1 < len)
-		snprintf(dst + used, len - used, "%s%s", used ? ", " : "",
-		         item);
-}
-
 /* Fold one "certfleet-backup I STATUS [MSG]" line into kn; -1 with err set
  * for a backup that could not be checked or removed. */
 static int
@@ -83,7 +73,8 @@ backup_line(const struct cf_playbook *pb, struct cf_keyclean_node *kn,
 		return cf_err_set(err, CF_ERR_NOMEM, "out of memory");
 	if (strcmp(st, "removed") == 0) {
 		kn->removed++;
-		join(kn->removed_files, sizeof(kn->removed_files), bak);
+		cf_strjoin(kn->removed_files, sizeof(kn->removed_files), ", ",
+		           bak);
 	} else if (strcmp(st, "other") == 0) {
 		kn->kept_other++;
 	} else if (strcmp(st, "none") == 0) {
@@ -150,8 +141,9 @@ kc_node(void *arg, const struct cf_node *node, cf_ssh_t *s, cf_err_t *err)
 
 			kn->live_compromised = true;
 			if (i < r->pb->deploy.n_files)
-				join(kn->live_files, sizeof(kn->live_files),
-				     r->pb->deploy.files[i].path);
+				cf_strjoin(kn->live_files,
+				           sizeof(kn->live_files), ", ",
+				           r->pb->deploy.files[i].path);
 		}
 	}
 	if (first.code != CF_OK) {

@@ -899,16 +899,6 @@ audit_word(const char *w, char *buf, size_t cap)
 		memcpy(buf, w, n + 1);
 }
 
-static void
-join_item(char *dst, size_t cap, const char *item)
-{
-	size_t used = strlen(dst);
-
-	if (used + 1 < cap)
-		snprintf(dst + used, cap - used, "%s%s", used ? "; " : "",
-		         item);
-}
-
 /* A node that already serves the current certificate: do its files hold
  * what the playbook says (bytes, mode, owner)?  The audit script fixes a
  * mode or owner that drifted; what it fixed goes to nr->fixed, what it
@@ -972,7 +962,7 @@ audit(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, cf_err_t *err)
 		if (fixed) {
 			snprintf(item, sizeof(item), "%s %s %s→%s",
 			         pb->deploy.files[idx].path, what, old, want);
-			join_item(nr->fixed, sizeof(nr->fixed), item);
+			cf_strjoin(nr->fixed, sizeof(nr->fixed), "; ", item);
 		} else {
 			snprintf(item, sizeof(item),
 			         "%s %s %s, not %s (cannot "
@@ -981,7 +971,7 @@ audit(struct run *r, cf_ssh_t *s, struct cf_node_result *nr, cf_err_t *err)
 			         strcmp(what, "mode") == 0
 			             ? "chmod refused"
 			             : "chown needs a root login");
-			join_item(nr->drift, sizeof(nr->drift), item);
+			cf_strjoin(nr->drift, sizeof(nr->drift), "; ", item);
 		}
 	}
 	nr->audited = true;

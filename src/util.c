@@ -406,3 +406,12 @@ cf_strv_has(char *const *v, const char *s)
 			return true;
 	return false;
 }
+
+void
+cf_strjoin(char *dst, size_t cap, const char *sep, const char *item)
+{
+	size_t used = strlen(dst);
+
+	if (used + 1 < cap)
+		snprintf(dst + used, cap - used, "%s%s", used ? sep : "", item);
+}

@@ -71,6 +71,9 @@ void cf_hex(const unsigned char *p, size_t n, char *out);
 char **cf_strv_split(const char *s, char sep);
 void cf_strv_free(char **v);
 bool cf_strv_has(char *const *v, const char *s);
+/* Appends item to the string in dst (cap bytes), after sep unless dst is
+ * empty; what does not fit is left out. */
+void cf_strjoin(char *dst, size_t cap, const char *sep, const char *item);
 
 /* "s" unless n is 1: "1 node", "2 nodes", "0 attempts". */
 static inline const char *
